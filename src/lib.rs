@@ -1,0 +1,1 @@
+//! dlcount library crate.
