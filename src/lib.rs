@@ -1,1 +1,7 @@
-//! dlcount library crate.
+//! dlcount: counts deduplicated ISO downloads from Apache access lines into
+//! SQLite and renders the public listing and private statistics pages.
+//!
+//! One counting pipeline, two sources (Apache's pipe, imported files):
+//! lines → [`logformat`] parse → [`classify`] → tally → [`store`].
+
+pub mod classify;

@@ -1,0 +1,305 @@
+//! Decides whether a parsed access-log record is a counted download request,
+//! and turns its request target into the file's report key.
+//!
+//! Invariant: the path we count is what Apache's `%U` would log for the
+//! request — query removed, `\xhh` log escapes undone, percent-decoded, `.`/`..`
+//! segments resolved and repeated `/` collapsed — so `/isos//a.iso?x=1` and
+//! `/isos/%61.iso` land on the same key as `/isos/a.iso`. Keys are injective
+//! text: two different byte paths never share a key.
+
+
+
+/// Why a well-formed line was not counted (counted per reason for the summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    Method,
+    Status,
+    Extension,
+}
+
+/// HTTP method of a counted line; part of the line's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+/// The configured set of counted extensions (e.g. `.iso`), matched
+/// ASCII-case-insensitively at the end of the normalised path.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    exts: Vec<Vec<u8>>,
+}
+
+impl Classifier {
+    /// `exts` are given with or without the leading dot; they are stored lower-case with it.
+    pub fn new<S: AsRef<str>>(exts: &[S]) -> Classifier {
+        let exts = exts
+            .iter()
+            .map(|e| {
+                let e = e.as_ref().trim().to_ascii_lowercase();
+                let e = if e.starts_with('.') { e } else { format!(".{e}") };
+                e.into_bytes()
+            })
+            .collect();
+        Classifier { exts }
+    }
+
+    /// Whether a normalised path (or file name) ends in a counted extension.
+    pub fn has_counted_ext(&self, path: &[u8]) -> bool {
+        self.exts.iter().any(|ext| {
+            path.len() > ext.len() && path[path.len() - ext.len()..].eq_ignore_ascii_case(ext)
+        })
+    }
+
+    /// Classifies a parsed request. `target` is the request target as logged
+    /// (`escaped`: still carrying Apache's log escapes). On success the
+    /// normalised path is left in `path_out`, reused so the hot loop does not allocate.
+    pub fn classify(
+        &self,
+        method: &[u8],
+        status: u16,
+        target: &[u8],
+        escaped: bool,
+        path_out: &mut Vec<u8>,
+    ) -> Result<Method, Ignored> {
+        let status_ok = matches!(status, 200 | 206);
+        let method = match method {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            _ => return Err(Ignored::Method),
+        };
+        if !status_ok {
+            return Err(Ignored::Status);
+        }
+        normalize_target(target, escaped, path_out);
+        if self.has_counted_ext(path_out) {
+            Ok(method)
+        } else {
+            Err(Ignored::Extension)
+        }
+    }
+}
+
+/// Normalises a request target into a `%U`-style path in `out`.
+///
+/// `escaped` says whether the bytes still carry Apache's log escaping
+/// (`\"`, `\\`, `\xhh`), as they do when they come from a quoted `%r`.
+pub fn normalize_target(target: &[u8], escaped: bool, out: &mut Vec<u8>) {
+    out.clear();
+    let mut raw: &[u8] = target;
+    // Absolute-form targets (`GET http://host/path`) are served by path.
+    if raw.len() > 8 && (raw[..7].eq_ignore_ascii_case(b"http://") || raw[..8].eq_ignore_ascii_case(b"https://")) {
+        let after = if raw[4] == b':' { 7 } else { 8 };
+        raw = match memchr::memchr(b'/', &raw[after..]) {
+            Some(i) => &raw[after + i..],
+            None => b"/",
+        };
+    }
+    // The query (and a fragment, which clients should not send) are not part of %U.
+    if let Some(q) = memchr::memchr2(b'?', b'#', raw) {
+        raw = &raw[..q];
+    }
+    // Fast path: nothing to undo or resolve (the overwhelmingly common case).
+    let simple = !raw.is_empty()
+        && raw[0] == b'/'
+        && memchr::memchr2(b'%', b'\\', raw).is_none()
+        && memchr::memmem::find(raw, b"//").is_none()
+        && memchr::memmem::find(raw, b"/.").is_none();
+    if simple {
+        out.extend_from_slice(raw);
+        return;
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
+    let unescaped: Vec<u8>;
+    let src: &[u8] = if escaped && raw.contains(&b'\\') {
+        unescaped = unescape_log(raw);
+        &unescaped
+    } else {
+        raw
+    };
+    percent_decode_into(src, &mut decoded);
+    resolve_segments(&decoded, out);
+}
+
+/// Undoes Apache's log escaping: `\"`, `\\`, `\xhh` (and the C-style `\n`,
+/// `\t`, … some modules write). Unknown escapes are kept verbatim.
+pub fn unescape_log(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'\\' && i + 1 < s.len() {
+            match s[i + 1] {
+                b'"' => {
+                    out.push(b'"');
+                    i += 2;
+                    continue;
+                }
+                b'\\' => {
+                    out.push(b'\\');
+                    i += 2;
+                    continue;
+                }
+                b'x' => {
+                    if let (Some(h), Some(l)) = (hex(s.get(i + 2)), hex(s.get(i + 3))) {
+                        out.push(h << 4 | l);
+                        i += 4;
+                        continue;
+                    }
+                }
+                b'n' => {
+                    out.push(b'\n');
+                    i += 2;
+                    continue;
+                }
+                b't' => {
+                    out.push(b'\t');
+                    i += 2;
+                    continue;
+                }
+                b'r' => {
+                    out.push(b'\r');
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: Option<&u8>) -> Option<u8> {
+    match *b? {
+        c @ b'0'..=b'9' => Some(c - b'0'),
+        c @ b'a'..=b'f' => Some(c - b'a' + 10),
+        c @ b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes once, like Apache does before mapping a URL to a file;
+/// malformed escapes are kept as they are.
+fn percent_decode_into(s: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (hex(s.get(i + 1)), hex(s.get(i + 2))) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+}
+
+/// Resolves `.` and `..` segments and collapses repeated slashes; the result
+/// always starts with `/` and never climbs above the root.
+fn resolve_segments(path: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let trailing_slash = path.ends_with(b"/");
+    let mut stack: Vec<&[u8]> = Vec::new();
+    for seg in path.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                stack.pop();
+            }
+            s => stack.push(s),
+        }
+    }
+    for seg in &stack {
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() || (trailing_slash && !stack.is_empty()) {
+        out.push(b'/');
+    }
+}
+
+/// The report key of a normalised path: the path as text, injective over bytes.
+///
+/// Valid UTF-8 is kept as it is (so keys read naturally, `/isos/café.iso`);
+/// a literal `%` becomes `%25` and every byte of invalid UTF-8 becomes `%HH`,
+/// so a key never collides with another path and is always valid JSON.
+pub fn path_key(path: &[u8]) -> String {
+    if !path.contains(&b'%') {
+        if let Ok(s) = std::str::from_utf8(path) {
+            return s.to_owned();
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '%' {
+                out.push_str("%25");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &[u8], escaped: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        normalize_target(s, escaped, &mut out);
+        out
+    }
+
+    #[test]
+    fn normalisation_matches_what_percent_u_logs() {
+        assert_eq!(norm(b"/isos/a.iso", true), b"/isos/a.iso");
+        assert_eq!(norm(b"/isos//a.iso?mirror=1", true), b"/isos/a.iso");
+        assert_eq!(norm(b"/isos/./a.iso", true), b"/isos/a.iso");
+        assert_eq!(norm(b"/x/../isos/a.iso", true), b"/isos/a.iso");
+        assert_eq!(norm(b"/../../isos/a.iso", true), b"/isos/a.iso");
+        assert_eq!(norm(b"/isos/linuxvillage%2D24.04.iso", true), b"/isos/linuxvillage-24.04.iso");
+        assert_eq!(norm(b"/isos/a%20b.iso", true), b"/isos/a b.iso");
+        assert_eq!(norm(b"/isos/caf\\xc3\\xa9.iso", true), "/isos/café.iso".as_bytes());
+        assert_eq!(norm(b"http://example.org/isos/a.iso", true), b"/isos/a.iso");
+        assert_eq!(norm(b"HTTPS://example.org", true), b"/");
+        assert_eq!(norm(b"/isos/bad%zz.iso", true), b"/isos/bad%zz.iso");
+        assert_eq!(norm(b"/isos/", true), b"/isos/");
+        assert_eq!(norm(b"", true), b"/");
+        assert_eq!(norm(b"*", true), b"/*");
+        // Percent-decoding happens once: %252e stays a literal "%2e" name.
+        assert_eq!(norm(b"/isos/%252e.iso", true), b"/isos/%2e.iso");
+    }
+
+    #[test]
+    fn unescape_handles_apache_escapes() {
+        assert_eq!(unescape_log(br#"a\"b\\c\x41\x4"#), b"a\"b\\cA\\x4".to_vec());
+        assert_eq!(unescape_log(b"\\"), b"\\".to_vec());
+    }
+
+    #[test]
+    fn extension_match_is_case_insensitive_and_needs_a_name() {
+        let c = Classifier::new(&["iso", ".IMG"]);
+        assert!(c.has_counted_ext(b"/a.iso"));
+        assert!(c.has_counted_ext(b"/a.ISO"));
+        assert!(c.has_counted_ext(b"/a.img"));
+        assert!(!c.has_counted_ext(b".iso"));
+        assert!(!c.has_counted_ext(b"/a.iso.md5"));
+    }
+
+    #[test]
+    fn keys_are_injective_text() {
+        assert_eq!(path_key(b"/isos/a.iso"), "/isos/a.iso");
+        assert_eq!(path_key("/isos/café.iso".as_bytes()), "/isos/café.iso");
+        assert_eq!(path_key(b"/isos/caf\xe9.iso"), "/isos/caf%E9.iso");
+        assert_eq!(path_key(b"/isos/caf%E9.iso"), "/isos/caf%25E9.iso");
+    }
+}
