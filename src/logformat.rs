@@ -1,0 +1,713 @@
+//! Apache `LogFormat` strings compiled once into a byte-level line parser.
+//!
+//! A format (a nickname such as `combined`, or any `LogFormat` string) becomes
+//! a list of literal and field tokens. Parsing a line walks that list over the
+//! raw bytes with `memchr`, never building a `String`, and stops as soon as
+//! every field the counter needs has been read. Invariant: parsing never
+//! panics and never allocates; any line that does not fit the format is a
+//! [`Reject`] — data to count, not an error.
+
+use memchr::memmem;
+use std::fmt;
+
+/// The three nicknames Apache ships, as Debian defines them.
+pub const NICKNAMES: &[(&str, &str)] = &[
+    ("common", "%h %l %u %t \"%r\" %>s %O"),
+    (
+        "combined",
+        "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"",
+    ),
+    (
+        "vhost_combined",
+        "%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"",
+    ),
+];
+
+/// A format directive the parser understands. Fields we do not need are
+/// still located (so later fields can be found) but not interpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    RemoteHost,  // %h
+    RemoteAddr,  // %a
+    PeerAddr,    // %{c}a
+    Time,        // %t
+    RequestLine, // %r
+    Method,      // %m
+    UrlPath,     // %U
+    Query,       // %q
+    FinalStatus, // %>s
+    FirstStatus, // %s, %<s
+    BytesSent,   // %O
+    BytesClf,    // %b
+    Bytes,       // %B
+    /// Any other known directive: located, never read.
+    Opaque(String),
+    /// `%{…}i`, `%{…}o`, `%u` and friends: free text that may contain spaces.
+    FreeText(String),
+}
+
+#[derive(Debug, Clone)]
+enum Token {
+    Literal(Vec<u8>),
+    Field { field: Field, quoted: bool },
+}
+
+/// Error compiling a format string (user input, so the message names the problem).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for FormatError {}
+
+/// Why a line could not be parsed. Each reason is counted separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reject {
+    Empty,
+    /// Text between fields did not match the format (field index in the format).
+    Layout,
+    UnterminatedQuote,
+    BadTime,
+    BadStatus,
+    BadBytes,
+    TooLong,
+}
+
+impl Reject {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reject::Empty => "empty line",
+            Reject::Layout => "line does not match the log format",
+            Reject::UnterminatedQuote => "unterminated quoted field",
+            Reject::BadTime => "unreadable %t timestamp",
+            Reject::BadStatus => "unreadable status",
+            Reject::BadBytes => "unreadable byte count",
+            Reject::TooLong => "line longer than the line limit",
+        }
+    }
+}
+
+/// Where the request target comes from, which decides how to normalise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// From `%r`: as the client sent it (percent-encoded), log-escaped.
+    RequestLine,
+    /// From `%U`: Apache already decoded it; only log escapes remain.
+    UrlPath,
+}
+
+/// The fields of one parsed line the counter needs. Slices borrow the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub client: &'a [u8],
+    /// `%t` without brackets: `22/Nov/2026:02:35:41 +0100`.
+    pub time: &'a [u8],
+    /// Calendar day written in `%t`, as days since 0001-01-01 (proleptic Gregorian, day 1).
+    pub day: i32,
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    pub target_form: TargetForm,
+    /// Final status; 0 when the format logged `-`.
+    pub status: u16,
+    /// Bytes sent (`%O`, else `%b`/`%B`); 0 for `-` or when the format has none.
+    pub bytes: u64,
+}
+
+/// A compiled log format.
+#[derive(Debug, Clone)]
+pub struct LogFormat {
+    source: String,
+    tokens: Vec<Token>,
+    /// Index of the last token we must read; parsing stops after it.
+    last_needed: usize,
+    client: Field,
+    status: Field,
+    bytes: Option<Field>,
+    from_request_line: bool,
+}
+
+/// Cache of the last `dd/Mon/yyyy` seen: log lines arrive day after day.
+#[derive(Debug, Default, Clone)]
+pub struct DayCache {
+    key: [u8; 11],
+    day: i32,
+}
+
+impl LogFormat {
+    /// Compiles a nickname (`common`, `combined`, `vhost_combined`) or a `LogFormat` string.
+    pub fn compile(spec: &str) -> Result<LogFormat, FormatError> {
+        let source = NICKNAMES
+            .iter()
+            .find(|(n, _)| *n == spec)
+            .map(|(_, f)| f.to_string())
+            .unwrap_or_else(|| spec.to_string());
+        let mut raw = tokenize(&source)?;
+        // `%U%q` is the usual way to log path and query: one target, the
+        // query is dropped by normalisation anyway.
+        raw.dedup_by(|b, a| {
+            matches!((&*a, &*b), (Token::Field { field: Field::UrlPath, .. }, Token::Field { field: Field::Query, .. }))
+        });
+        let mut tokens: Vec<Token> = Vec::with_capacity(raw.len());
+        for (i, t) in raw.iter().enumerate() {
+            match t {
+                Token::Literal(_) => tokens.push(t.clone()),
+                Token::Field { field, .. } => {
+                    let before = i.checked_sub(1).and_then(|j| match &raw[j] {
+                        Token::Literal(l) => l.last().copied(),
+                        _ => None,
+                    });
+                    let after = match raw.get(i + 1) {
+                        Some(Token::Literal(l)) => l.first().copied(),
+                        _ => None,
+                    };
+                    let quoted = before == Some(b'"') && after == Some(b'"');
+                    if i > 0 && matches!(raw[i - 1], Token::Field { .. }) {
+                        return Err(FormatError(format!(
+                            "log format {source:?}: two directives with nothing between them cannot be told apart"
+                        )));
+                    }
+                    tokens.push(Token::Field {
+                        field: field.clone(),
+                        quoted,
+                    });
+                }
+            }
+        }
+        let has = |f: &Field| {
+            tokens
+                .iter()
+                .any(|t| matches!(t, Token::Field { field, .. } if field == f))
+        };
+        let client = [Field::RemoteAddr, Field::PeerAddr, Field::RemoteHost]
+            .into_iter()
+            .find(|f| has(f))
+            .ok_or_else(|| FormatError(format!("log format {source:?} has no client address (%a or %h)")))?;
+        if !has(&Field::Time) {
+            return Err(FormatError(format!(
+                "log format {source:?} has no %t: the day of a request cannot be told"
+            )));
+        }
+        let from_request_line = has(&Field::RequestLine);
+        if !from_request_line && !(has(&Field::Method) && has(&Field::UrlPath)) {
+            return Err(FormatError(format!(
+                "log format {source:?} needs %r, or %m and %U, to know the requested file"
+            )));
+        }
+        let status = [Field::FinalStatus, Field::FirstStatus]
+            .into_iter()
+            .find(|f| has(f))
+            .ok_or_else(|| FormatError(format!("log format {source:?} has no status (%>s)")))?;
+        let bytes = [Field::BytesSent, Field::BytesClf, Field::Bytes]
+            .into_iter()
+            .find(|f| has(f));
+        let needed = |f: &Field| {
+            *f == client
+                || *f == Field::Time
+                || *f == status
+                || Some(f) == bytes.as_ref()
+                || (from_request_line && *f == Field::RequestLine)
+                || (!from_request_line && (*f == Field::Method || *f == Field::UrlPath))
+        };
+        let last_needed = tokens
+            .iter()
+            .rposition(|t| matches!(t, Token::Field { field, .. } if needed(field)))
+            .unwrap_or(0);
+        Ok(LogFormat {
+            source,
+            tokens,
+            last_needed,
+            client,
+            status,
+            bytes,
+            from_request_line,
+        })
+    }
+
+    /// The `LogFormat` string this was compiled from (nicknames expanded).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Parses one line (without its newline).
+    pub fn parse<'a>(&self, line: &'a [u8], days: &mut DayCache) -> Result<Record<'a>, Reject> {
+        let line = trim_line_end(line);
+        if line.is_empty() {
+            return Err(Reject::Empty);
+        }
+        let mut rec = Record {
+            client: b"",
+            time: b"",
+            day: 0,
+            method: b"",
+            target: b"",
+            target_form: if self.from_request_line {
+                TargetForm::RequestLine
+            } else {
+                TargetForm::UrlPath
+            },
+            status: 0,
+            bytes: 0,
+        };
+        let mut pos = 0usize;
+        for (i, tok) in self.tokens.iter().enumerate() {
+            if i > self.last_needed {
+                break;
+            }
+            match tok {
+                Token::Literal(lit) => {
+                    if !line[pos..].starts_with(lit) {
+                        return Err(Reject::Layout);
+                    }
+                    pos += lit.len();
+                }
+                Token::Field { field, quoted } => {
+                    let end = self.field_end(line, pos, i, field, *quoted)?;
+                    let value = &line[pos..end];
+                    pos = end;
+                    self.store_field(field, value, &mut rec, days)?;
+                }
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Finds where the field starting at `pos` (token `i`) ends.
+    fn field_end(&self, line: &[u8], pos: usize, i: usize, field: &Field, quoted: bool) -> Result<usize, Reject> {
+        if *field == Field::Time {
+            // `[dd/Mon/yyyy:HH:MM:SS +zzzz]` holds a space: find its bracket instead.
+            if line.get(pos) != Some(&b'[') {
+                return Err(Reject::BadTime);
+            }
+            return memchr::memchr(b']', &line[pos..])
+                .map(|j| pos + j + 1)
+                .ok_or(Reject::BadTime);
+        }
+        if quoted {
+            // Apache escapes `"` and `\` inside quoted fields, so the first
+            // unescaped quote ends the field.
+            let mut j = pos;
+            loop {
+                match memchr::memchr2(b'"', b'\\', &line[j..]) {
+                    Some(k) if line[j + k] == b'\\' => j += k + 2,
+                    Some(k) => return Ok(j + k),
+                    None => return Err(Reject::UnterminatedQuote),
+                }
+                if j >= line.len() {
+                    return Err(Reject::UnterminatedQuote);
+                }
+            }
+        }
+        let Some(Token::Literal(next)) = self.tokens.get(i + 1) else {
+            return Ok(line.len());
+        };
+        let rest = &line[pos..];
+        // `%u ` followed by `%t`: search for " [" so a user name with a space still parses.
+        if matches!(self.tokens.get(i + 2), Some(Token::Field { field: Field::Time, .. })) {
+            let mut pat = next.clone();
+            pat.push(b'[');
+            return memmem::find(rest, &pat).map(|j| pos + j).ok_or(Reject::Layout);
+        }
+        let free_text = matches!(field, Field::FreeText(_) | Field::RequestLine);
+        if free_text {
+            // Unquoted text may hold the separator itself: anchor from the right,
+            // skipping as many separators as the rest of the format needs.
+            let needed = self.separators_after(i + 1, next);
+            let mut end = rest.len();
+            for _ in 0..needed {
+                end = memmem::rfind(&rest[..end], next).ok_or(Reject::Layout)?;
+            }
+            return Ok(pos + end);
+        }
+        let found = if next.len() == 1 {
+            memchr::memchr(next[0], rest)
+        } else {
+            memmem::find(rest, next)
+        };
+        found.map(|j| pos + j).ok_or(Reject::Layout)
+    }
+
+    /// How many times `sep` occurs in the format from token `from` on (a `%t`
+    /// holds one space), so an unquoted free-text field can be cut from the right.
+    fn separators_after(&self, from: usize, sep: &[u8]) -> usize {
+        self.tokens[from..]
+            .iter()
+            .map(|t| match t {
+                Token::Literal(l) => memmem::find_iter(l, sep).count(),
+                Token::Field { field: Field::Time, .. } => memmem::find_iter(b"[01/Jan/2000:00:00:00 +0000]", sep).count(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn store_field<'a>(&self, field: &Field, value: &'a [u8], rec: &mut Record<'a>, days: &mut DayCache) -> Result<(), Reject> {
+        match field {
+            f if *f == self.client => rec.client = value,
+            Field::Time => {
+                let inner = &value[1..value.len() - 1];
+                rec.day = parse_day(inner, days)?;
+                rec.time = inner;
+            }
+            Field::RequestLine => {
+                let (m, t) = split_request_line(value);
+                rec.method = m;
+                rec.target = t;
+            }
+            Field::Method if !self.from_request_line => rec.method = value,
+            Field::UrlPath if !self.from_request_line => rec.target = value,
+            f if *f == self.status => {
+                rec.status = if value == b"-" {
+                    0
+                } else {
+                    parse_u64(value).filter(|&s| s < 1000).ok_or(Reject::BadStatus)? as u16
+                }
+            }
+            f if Some(f) == self.bytes.as_ref() => {
+                rec.bytes = if value == b"-" {
+                    0
+                } else {
+                    parse_u64(value).ok_or(Reject::BadBytes)?
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn trim_line_end(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n'] = line {
+        line = rest;
+    }
+    line
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(n)
+}
+
+/// Splits `%r` into method and target. The target keeps inner spaces: it runs
+/// to the last space when the line ends in a protocol (`HTTP/1.1`), else to the end.
+fn split_request_line(r: &[u8]) -> (&[u8], &[u8]) {
+    let Some(sp) = memchr::memchr(b' ', r) else {
+        return (r, b"");
+    };
+    let method = &r[..sp];
+    let rest = &r[sp + 1..];
+    match memchr::memrchr(b' ', rest) {
+        Some(last) if rest[last + 1..].starts_with(b"HTTP/") => (method, &rest[..last]),
+        _ => (method, rest),
+    }
+}
+
+/// Parses the calendar date of `dd/Mon/yyyy:HH:MM:SS +zzzz` (the date as
+/// written, i.e. server local time; the offset is not applied).
+fn parse_day(t: &[u8], cache: &mut DayCache) -> Result<i32, Reject> {
+    // dd/Mon/yyyy:HH:MM:SS +zzzz  = 26 bytes
+    if t.len() < 26 || t[2] != b'/' || t[6] != b'/' || t[11] != b':' || t[14] != b':' || t[17] != b':' || t[20] != b' ' {
+        return Err(Reject::BadTime);
+    }
+    let hms_ok = [12, 13, 15, 16, 18, 19].iter().all(|&i| t[i].is_ascii_digit());
+    if !hms_ok {
+        return Err(Reject::BadTime);
+    }
+    if t[..11] == cache.key && cache.day != 0 {
+        return Ok(cache.day);
+    }
+    let dd = parse_u64(&t[0..2]).ok_or(Reject::BadTime)? as u32;
+    let yyyy = parse_u64(&t[7..11]).ok_or(Reject::BadTime)? as i32;
+    let month = match &t[3..6] {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return Err(Reject::BadTime),
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(yyyy, month, dd).ok_or(Reject::BadTime)?;
+    let day = chrono::Datelike::num_days_from_ce(&date);
+    cache.key.copy_from_slice(&t[..11]);
+    cache.day = day;
+    Ok(day)
+}
+
+/// Splits a format string into literal and directive tokens.
+fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
+    let b = fmt.as_bytes();
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut lit: Vec<u8> = Vec::new();
+    let mut i = 0;
+    let err = |msg: String| FormatError(format!("log format {fmt:?}: {msg}"));
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
+            // Apache's config parser turns these C escapes into the real bytes.
+            lit.push(match b[i + 1] {
+                b'n' => b'\n',
+                b't' => b'\t',
+                b'"' => b'"',
+                b'\\' => b'\\',
+                other => other,
+            });
+            i += 2;
+            continue;
+        }
+        if c != b'%' {
+            lit.push(c);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        if b.get(i) == Some(&b'%') {
+            lit.push(b'%');
+            i += 1;
+            continue;
+        }
+        // Modifiers: status conditions (`!200,304`) and `<`/`>` (original/final).
+        let mut final_status = false;
+        let mut first_status = false;
+        while let Some(&m) = b.get(i) {
+            match m {
+                b'!' | b',' | b'0'..=b'9' => {}
+                b'>' => final_status = true,
+                b'<' => first_status = true,
+                _ => break,
+            }
+            i += 1;
+        }
+        let mut arg: Option<String> = None;
+        if b.get(i) == Some(&b'{') {
+            let close = b[i..]
+                .iter()
+                .position(|&x| x == b'}')
+                .ok_or_else(|| err("unterminated %{…}".into()))?;
+            arg = Some(fmt[i + 1..i + close].to_string());
+            i += close + 1;
+        }
+        let Some(&d) = b.get(i) else {
+            return Err(err("format ends in the middle of a directive".into()));
+        };
+        i += 1;
+        // `%^ti` / `%^to`: trailer fields (two more letters).
+        let name = if d == b'^' {
+            let two = fmt.get(i..i + 2).ok_or_else(|| err("incomplete %^ directive".into()))?;
+            i += 2;
+            format!("^{two}")
+        } else {
+            (d as char).to_string()
+        };
+        let field = match (name.as_str(), arg.as_deref()) {
+            ("h", _) => Field::RemoteHost,
+            ("a", Some("c")) => Field::PeerAddr,
+            ("a", _) => Field::RemoteAddr,
+            ("t", None) => Field::Time,
+            ("t", Some(_)) => {
+                return Err(err(
+                    "%{…}t custom time formats are not supported; use plain %t".into(),
+                ))
+            }
+            ("r", _) => Field::RequestLine,
+            ("m", _) => Field::Method,
+            ("U", _) => Field::UrlPath,
+            ("q", _) => Field::Query,
+            ("s", _) if final_status => Field::FinalStatus,
+            ("s", _) => {
+                let _ = first_status;
+                Field::FirstStatus
+            }
+            ("O", _) => Field::BytesSent,
+            ("b", _) => Field::BytesClf,
+            ("B", _) => Field::Bytes,
+            ("u" | "i" | "o" | "e" | "n" | "C" | "^ti" | "^to", _) => {
+                Field::FreeText(format!("%{}{name}", arg.map(|a| format!("{{{a}}}")).unwrap_or_default()))
+            }
+            ("A" | "D" | "f" | "H" | "I" | "k" | "l" | "L" | "p" | "P" | "R" | "S" | "T" | "v" | "V" | "X" | "M", _) => {
+                Field::Opaque(format!("%{name}"))
+            }
+            _ => return Err(err(format!("unknown format directive %{name}"))),
+        };
+        if !lit.is_empty() {
+            tokens.push(Token::Literal(std::mem::take(&mut lit)));
+        }
+        tokens.push(Token::Field { field, quoted: false });
+    }
+    if !lit.is_empty() {
+        tokens.push(Token::Literal(lit));
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<'a>(fmt: &LogFormat, line: &'a [u8]) -> Result<Record<'a>, Reject> {
+        fmt.parse(line, &mut DayCache::default())
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> i32 {
+        chrono::Datelike::num_days_from_ce(&chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
+    }
+
+    const COMBINED_LINE: &[u8] = br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "GET /isos/a.iso HTTP/1.1" 206 1048576 "https://example.org/" "Wget/1.21.3""#;
+
+    #[test]
+    fn combined_nickname() {
+        let f = LogFormat::compile("combined").unwrap();
+        let r = parse(&f, COMBINED_LINE).unwrap();
+        assert_eq!(r.client, b"203.0.113.7");
+        assert_eq!(r.time, b"22/Nov/2026:02:35:41 +0100");
+        assert_eq!(r.day, day(2026, 11, 22));
+        assert_eq!(r.method, b"GET");
+        assert_eq!(r.target, b"/isos/a.iso");
+        assert_eq!(r.status, 206);
+        assert_eq!(r.bytes, 1048576);
+    }
+
+    #[test]
+    fn common_nickname_with_dash_bytes_and_crlf() {
+        let f = LogFormat::compile("common").unwrap();
+        let r = parse(&f, b"::1 - - [01/Jan/2026:00:00:00 -0500] \"HEAD /x.iso HTTP/1.0\" 200 -\r\n").unwrap();
+        assert_eq!(r.client, b"::1");
+        assert_eq!(r.method, b"HEAD");
+        assert_eq!(r.bytes, 0);
+        assert_eq!(r.day, day(2026, 1, 1));
+    }
+
+    #[test]
+    fn vhost_combined_nickname_and_ipv6() {
+        let f = LogFormat::compile("vhost_combined").unwrap();
+        let line = br#"downloads.example.org:443 2001:db8::1 - - [31/Oct/2026:23:59:59 +0100] "GET /b.iso HTTP/2.0" 200 3000000000 "-" "curl/8.5.0""#;
+        let r = parse(&f, line).unwrap();
+        assert_eq!(r.client, b"2001:db8::1");
+        assert_eq!(r.day, day(2026, 10, 31));
+        assert_eq!(r.bytes, 3_000_000_000);
+    }
+
+    #[test]
+    fn urlpath_followed_by_query_is_one_target() {
+        let f = LogFormat::compile(r#"%a %t "%m %U%q %H" %>s %O"#).unwrap();
+        let line = br#"192.0.2.9 [05/Mar/2025:10:00:00 +0000] "GET /a.iso?x=1 HTTP/1.1" 200 512"#;
+        let r = parse(&f, line).unwrap();
+        assert_eq!(r.target, b"/a.iso?x=1");
+        assert_eq!(r.target_form, TargetForm::UrlPath);
+    }
+
+    #[test]
+    fn adjacent_directives_are_refused() {
+        let e = LogFormat::compile("%h %t %m%U %>s").unwrap_err();
+        assert!(e.0.contains("nothing between them"), "{e}");
+    }
+
+    #[test]
+    fn custom_format_free_text_and_urlpath() {
+        let f = LogFormat::compile(r#"%a %{X-Forwarded-For}i %t %m %U %H %>s %B "%{User-Agent}i""#).unwrap();
+        let line = br#"192.0.2.9 10.0.0.1, 10.0.0.2 [05/Mar/2025:10:00:00 +0000] GET /a\x20b.iso HTTP/1.1 200 512 "UA \"q\"""#;
+        let r = parse(&f, line).unwrap();
+        assert_eq!(r.client, b"192.0.2.9");
+        assert_eq!(r.method, b"GET");
+        assert_eq!(r.target, br"/a\x20b.iso");
+        assert_eq!(r.target_form, TargetForm::UrlPath);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.bytes, 512);
+    }
+
+    #[test]
+    fn unknown_directive_is_named() {
+        let e = LogFormat::compile("%h %t \"%r\" %>s %Z").unwrap_err();
+        assert!(e.0.contains("unknown format directive %Z"), "{e}");
+        let e = LogFormat::compile("%h \"%r\" %>s").unwrap_err();
+        assert!(e.0.contains("no %t"), "{e}");
+    }
+
+    #[test]
+    fn escapes_inside_quoted_fields() {
+        let f = LogFormat::compile("combined").unwrap();
+        let line = br#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "GET /we\"ird\\name.iso HTTP/1.1" 200 10 "-" "x\"y""#;
+        let r = parse(&f, line).unwrap();
+        assert_eq!(r.target, br#"/we\"ird\\name.iso"#);
+    }
+
+    #[test]
+    fn odd_request_lines() {
+        let f = LogFormat::compile("combined").unwrap();
+        let mk = |r: &str| format!(r#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "{r}" 400 0 "-" "-""#);
+        let l = mk("-");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!((r.method, r.target), (&b"-"[..], &b""[..]));
+        let l = mk("GET /x.iso");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!((r.method, r.target), (&b"GET"[..], &b"/x.iso"[..]));
+        let l = mk("GET /a b c.iso HTTP/1.1");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!(r.target, b"/a b c.iso");
+        let l = mk(r"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!(r.method, br"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+        assert_eq!(r.status, 400);
+    }
+
+    #[test]
+    fn long_lines_and_invalid_utf8() {
+        let f = LogFormat::compile("combined").unwrap();
+        let ua = "A".repeat(100 * 1024);
+        let line = format!(r#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "GET /x.iso HTTP/1.1" 200 5 "-" "{ua}""#);
+        let r = parse(&f, line.as_bytes()).unwrap();
+        assert_eq!(r.bytes, 5);
+        let mut bad = b"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] \"GET /\xff\xfe.iso HTTP/1.1\" 200 5 \"-\" \"\xc3\x28\"".to_vec();
+        let r = parse(&f, &bad).unwrap();
+        assert_eq!(r.target, b"/\xff\xfe.iso");
+        bad.truncate(30);
+        assert_eq!(parse(&f, &bad), Err(Reject::BadTime));
+    }
+
+    #[test]
+    fn rejects_are_reasons_not_panics() {
+        let f = LogFormat::compile("combined").unwrap();
+        assert_eq!(parse(&f, b""), Err(Reject::Empty));
+        assert_eq!(parse(&f, b"garbage"), Err(Reject::Layout));
+        assert_eq!(parse(&f, b"1.2.3.4 - - [99/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 200 1"), Err(Reject::BadTime));
+        assert_eq!(parse(&f, b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 2x0 1 \"-\" \"-\""), Err(Reject::BadStatus));
+        assert_eq!(parse(&f, b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 200 1x \"-\" \"-\""), Err(Reject::BadBytes));
+        assert_eq!(parse(&f, b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1"), Err(Reject::UnterminatedQuote));
+        // Every prefix of a valid line is handled without panicking.
+        for n in 0..COMBINED_LINE.len() {
+            let _ = parse(&f, &COMBINED_LINE[..n]);
+        }
+    }
+
+    #[test]
+    fn user_name_with_space_still_parses() {
+        let f = LogFormat::compile("combined").unwrap();
+        let line = br#"203.0.113.7 - John Smith [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 200 7 "-" "-""#;
+        assert_eq!(parse(&f, line).unwrap().bytes, 7);
+    }
+
+    #[test]
+    fn unquoted_request_line_is_cut_from_the_right() {
+        let f = LogFormat::compile("%h %l %u %t %r %>s %b").unwrap();
+        let line = b"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] GET /a b.iso HTTP/1.1 200 7";
+        let r = parse(&f, line).unwrap();
+        assert_eq!(r.target, b"/a b.iso");
+        assert_eq!((r.status, r.bytes), (200, 7));
+    }
+}
