@@ -7,7 +7,7 @@
 //! `/isos/%61.iso` land on the same key as `/isos/a.iso`. Keys are injective
 //! text: two different byte paths never share a key.
 
-
+use crate::logformat::TargetForm;
 
 /// Why a well-formed line was not counted (counted per reason for the summary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,11 @@ impl Classifier {
             .iter()
             .map(|e| {
                 let e = e.as_ref().trim().to_ascii_lowercase();
-                let e = if e.starts_with('.') { e } else { format!(".{e}") };
+                let e = if e.starts_with('.') {
+                    e
+                } else {
+                    format!(".{e}")
+                };
                 e.into_bytes()
             })
             .collect();
@@ -52,15 +56,15 @@ impl Classifier {
         })
     }
 
-    /// Classifies a parsed request. `target` is the request target as logged
-    /// (`escaped`: still carrying Apache's log escapes). On success the
+    /// Classifies a parsed request. `target` is the request target as logged,
+    /// `form` says whether it came from `%r` or from `%U`. On success the
     /// normalised path is left in `path_out`, reused so the hot loop does not allocate.
     pub fn classify(
         &self,
         method: &[u8],
         status: u16,
         target: &[u8],
-        escaped: bool,
+        form: TargetForm,
         path_out: &mut Vec<u8>,
     ) -> Result<Method, Ignored> {
         let status_ok = matches!(status, 200 | 206);
@@ -72,7 +76,7 @@ impl Classifier {
         if !status_ok {
             return Err(Ignored::Status);
         }
-        normalize_target(target, escaped, path_out);
+        normalize_target(target, form, path_out);
         if self.has_counted_ext(path_out) {
             Ok(method)
         } else {
@@ -83,13 +87,15 @@ impl Classifier {
 
 /// Normalises a request target into a `%U`-style path in `out`.
 ///
-/// `escaped` says whether the bytes still carry Apache's log escaping
-/// (`\"`, `\\`, `\xhh`), as they do when they come from a quoted `%r`.
-pub fn normalize_target(target: &[u8], escaped: bool, out: &mut Vec<u8>) {
+/// Both forms still carry Apache's log escaping (`\"`, `\\`, `\xhh`); a `%r`
+/// target is also percent-encoded, while `%U` was already decoded by Apache.
+pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
     out.clear();
     let mut raw: &[u8] = target;
     // Absolute-form targets (`GET http://host/path`) are served by path.
-    if raw.len() > 8 && (raw[..7].eq_ignore_ascii_case(b"http://") || raw[..8].eq_ignore_ascii_case(b"https://")) {
+    if raw.len() > 8
+        && (raw[..7].eq_ignore_ascii_case(b"http://") || raw[..8].eq_ignore_ascii_case(b"https://"))
+    {
         let after = if raw[4] == b':' { 7 } else { 8 };
         raw = match memchr::memchr(b'/', &raw[after..]) {
             Some(i) => &raw[after + i..],
@@ -112,14 +118,19 @@ pub fn normalize_target(target: &[u8], escaped: bool, out: &mut Vec<u8>) {
     }
     let mut decoded = Vec::with_capacity(raw.len());
     let unescaped: Vec<u8>;
-    let src: &[u8] = if escaped && raw.contains(&b'\\') {
+    let src: &[u8] = if raw.contains(&b'\\') {
         unescaped = unescape_log(raw);
         &unescaped
     } else {
         raw
     };
-    percent_decode_into(src, &mut decoded);
-    resolve_segments(&decoded, out);
+    match form {
+        TargetForm::RequestLine => {
+            percent_decode_into(src, &mut decoded);
+            resolve_segments(&decoded, out);
+        }
+        TargetForm::UrlPath => resolve_segments(src, out),
+    }
 }
 
 /// Undoes Apache's log escaping: `\"`, `\\`, `\xhh` (and the C-style `\n`,
@@ -253,30 +264,45 @@ pub fn path_key(path: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn norm(s: &[u8], escaped: bool) -> Vec<u8> {
+    fn norm(s: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        normalize_target(s, escaped, &mut out);
+        normalize_target(s, TargetForm::RequestLine, &mut out);
         out
     }
 
     #[test]
     fn normalisation_matches_what_percent_u_logs() {
-        assert_eq!(norm(b"/isos/a.iso", true), b"/isos/a.iso");
-        assert_eq!(norm(b"/isos//a.iso?mirror=1", true), b"/isos/a.iso");
-        assert_eq!(norm(b"/isos/./a.iso", true), b"/isos/a.iso");
-        assert_eq!(norm(b"/x/../isos/a.iso", true), b"/isos/a.iso");
-        assert_eq!(norm(b"/../../isos/a.iso", true), b"/isos/a.iso");
-        assert_eq!(norm(b"/isos/linuxvillage%2D24.04.iso", true), b"/isos/linuxvillage-24.04.iso");
-        assert_eq!(norm(b"/isos/a%20b.iso", true), b"/isos/a b.iso");
-        assert_eq!(norm(b"/isos/caf\\xc3\\xa9.iso", true), "/isos/café.iso".as_bytes());
-        assert_eq!(norm(b"http://example.org/isos/a.iso", true), b"/isos/a.iso");
-        assert_eq!(norm(b"HTTPS://example.org", true), b"/");
-        assert_eq!(norm(b"/isos/bad%zz.iso", true), b"/isos/bad%zz.iso");
-        assert_eq!(norm(b"/isos/", true), b"/isos/");
-        assert_eq!(norm(b"", true), b"/");
-        assert_eq!(norm(b"*", true), b"/*");
+        assert_eq!(norm(b"/isos/a.iso"), b"/isos/a.iso");
+        assert_eq!(norm(b"/isos//a.iso?mirror=1"), b"/isos/a.iso");
+        assert_eq!(norm(b"/isos/./a.iso"), b"/isos/a.iso");
+        assert_eq!(norm(b"/x/../isos/a.iso"), b"/isos/a.iso");
+        assert_eq!(norm(b"/../../isos/a.iso"), b"/isos/a.iso");
+        assert_eq!(
+            norm(b"/isos/linuxvillage%2D24.04.iso"),
+            b"/isos/linuxvillage-24.04.iso"
+        );
+        assert_eq!(norm(b"/isos/a%20b.iso"), b"/isos/a b.iso");
+        assert_eq!(
+            norm(b"/isos/caf\\xc3\\xa9.iso"),
+            "/isos/café.iso".as_bytes()
+        );
+        assert_eq!(norm(b"http://example.org/isos/a.iso"), b"/isos/a.iso");
+        assert_eq!(norm(b"HTTPS://example.org"), b"/");
+        assert_eq!(norm(b"/isos/bad%zz.iso"), b"/isos/bad%zz.iso");
+        assert_eq!(norm(b"/isos/"), b"/isos/");
+        assert_eq!(norm(b""), b"/");
+        assert_eq!(norm(b"*"), b"/*");
         // Percent-decoding happens once: %252e stays a literal "%2e" name.
-        assert_eq!(norm(b"/isos/%252e.iso", true), b"/isos/%2e.iso");
+        assert_eq!(norm(b"/isos/%252e.iso"), b"/isos/%2e.iso");
+    }
+
+    #[test]
+    fn urlpath_targets_are_not_decoded_twice() {
+        let mut out = Vec::new();
+        normalize_target(b"/isos/100%25.iso", TargetForm::UrlPath, &mut out);
+        assert_eq!(out, b"/isos/100%25.iso");
+        normalize_target(b"/isos/a\\x20b.iso?q", TargetForm::UrlPath, &mut out);
+        assert_eq!(out, b"/isos/a b.iso");
     }
 
     #[test]

@@ -1,8 +1,26 @@
 //! dlcount: counts deduplicated ISO downloads from Apache access lines into
 //! SQLite and renders the public listing and private statistics pages.
 //!
-//! One counting pipeline, two sources (Apache's pipe, imported files):
-//! lines → [`logformat`] parse → [`classify`] → tally → [`store`].
+//! One counting pipeline, two sources:
+//!
+//! ```text
+//!  stdin (pipe) ─┐                                   ┌─> store (SQLite, the authority on "seen before")
+//!  files (import)┴─> tally: logformat → classify ─> ─┤
+//!                                                    └─> pages (render trigger) ─> render (templates)
+//! ```
+//!
+//! [`app`] is the entry point; [`pipe`] and [`import`] are the two sources.
 
+pub mod app;
 pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod import;
 pub mod logformat;
+pub mod pages;
+pub mod pipe;
+pub mod privs;
+pub mod render;
+pub mod report;
+pub mod store;
+pub mod tally;

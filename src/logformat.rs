@@ -148,7 +148,19 @@ impl LogFormat {
         // `%U%q` is the usual way to log path and query: one target, the
         // query is dropped by normalisation anyway.
         raw.dedup_by(|b, a| {
-            matches!((&*a, &*b), (Token::Field { field: Field::UrlPath, .. }, Token::Field { field: Field::Query, .. }))
+            matches!(
+                (&*a, &*b),
+                (
+                    Token::Field {
+                        field: Field::UrlPath,
+                        ..
+                    },
+                    Token::Field {
+                        field: Field::Query,
+                        ..
+                    }
+                )
+            )
         });
         let mut tokens: Vec<Token> = Vec::with_capacity(raw.len());
         for (i, t) in raw.iter().enumerate() {
@@ -184,7 +196,11 @@ impl LogFormat {
         let client = [Field::RemoteAddr, Field::PeerAddr, Field::RemoteHost]
             .into_iter()
             .find(|f| has(f))
-            .ok_or_else(|| FormatError(format!("log format {source:?} has no client address (%a or %h)")))?;
+            .ok_or_else(|| {
+                FormatError(format!(
+                    "log format {source:?} has no client address (%a or %h)"
+                ))
+            })?;
         if !has(&Field::Time) {
             return Err(FormatError(format!(
                 "log format {source:?} has no %t: the day of a request cannot be told"
@@ -275,7 +291,14 @@ impl LogFormat {
     }
 
     /// Finds where the field starting at `pos` (token `i`) ends.
-    fn field_end(&self, line: &[u8], pos: usize, i: usize, field: &Field, quoted: bool) -> Result<usize, Reject> {
+    fn field_end(
+        &self,
+        line: &[u8],
+        pos: usize,
+        i: usize,
+        field: &Field,
+        quoted: bool,
+    ) -> Result<usize, Reject> {
         if *field == Field::Time {
             // `[dd/Mon/yyyy:HH:MM:SS +zzzz]` holds a space: find its bracket instead.
             if line.get(pos) != Some(&b'[') {
@@ -305,10 +328,18 @@ impl LogFormat {
         };
         let rest = &line[pos..];
         // `%u ` followed by `%t`: search for " [" so a user name with a space still parses.
-        if matches!(self.tokens.get(i + 2), Some(Token::Field { field: Field::Time, .. })) {
+        if matches!(
+            self.tokens.get(i + 2),
+            Some(Token::Field {
+                field: Field::Time,
+                ..
+            })
+        ) {
             let mut pat = next.clone();
             pat.push(b'[');
-            return memmem::find(rest, &pat).map(|j| pos + j).ok_or(Reject::Layout);
+            return memmem::find(rest, &pat)
+                .map(|j| pos + j)
+                .ok_or(Reject::Layout);
         }
         let free_text = matches!(field, Field::FreeText(_) | Field::RequestLine);
         if free_text {
@@ -336,13 +367,21 @@ impl LogFormat {
             .iter()
             .map(|t| match t {
                 Token::Literal(l) => memmem::find_iter(l, sep).count(),
-                Token::Field { field: Field::Time, .. } => memmem::find_iter(b"[01/Jan/2000:00:00:00 +0000]", sep).count(),
+                Token::Field {
+                    field: Field::Time, ..
+                } => memmem::find_iter(b"[01/Jan/2000:00:00:00 +0000]", sep).count(),
                 _ => 0,
             })
             .sum()
     }
 
-    fn store_field<'a>(&self, field: &Field, value: &'a [u8], rec: &mut Record<'a>, days: &mut DayCache) -> Result<(), Reject> {
+    fn store_field<'a>(
+        &self,
+        field: &Field,
+        value: &'a [u8],
+        rec: &mut Record<'a>,
+        days: &mut DayCache,
+    ) -> Result<(), Reject> {
         match field {
             f if *f == self.client => rec.client = value,
             Field::Time => {
@@ -361,7 +400,9 @@ impl LogFormat {
                 rec.status = if value == b"-" {
                     0
                 } else {
-                    parse_u64(value).filter(|&s| s < 1000).ok_or(Reject::BadStatus)? as u16
+                    parse_u64(value)
+                        .filter(|&s| s < 1000)
+                        .ok_or(Reject::BadStatus)? as u16
                 }
             }
             f if Some(f) == self.bytes.as_ref() => {
@@ -416,10 +457,19 @@ fn split_request_line(r: &[u8]) -> (&[u8], &[u8]) {
 /// written, i.e. server local time; the offset is not applied).
 fn parse_day(t: &[u8], cache: &mut DayCache) -> Result<i32, Reject> {
     // dd/Mon/yyyy:HH:MM:SS +zzzz  = 26 bytes
-    if t.len() < 26 || t[2] != b'/' || t[6] != b'/' || t[11] != b':' || t[14] != b':' || t[17] != b':' || t[20] != b' ' {
+    if t.len() < 26
+        || t[2] != b'/'
+        || t[6] != b'/'
+        || t[11] != b':'
+        || t[14] != b':'
+        || t[17] != b':'
+        || t[20] != b' '
+    {
         return Err(Reject::BadTime);
     }
-    let hms_ok = [12, 13, 15, 16, 18, 19].iter().all(|&i| t[i].is_ascii_digit());
+    let hms_ok = [12, 13, 15, 16, 18, 19]
+        .iter()
+        .all(|&i| t[i].is_ascii_digit());
     if !hms_ok {
         return Err(Reject::BadTime);
     }
@@ -509,7 +559,9 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
         i += 1;
         // `%^ti` / `%^to`: trailer fields (two more letters).
         let name = if d == b'^' {
-            let two = fmt.get(i..i + 2).ok_or_else(|| err("incomplete %^ directive".into()))?;
+            let two = fmt
+                .get(i..i + 2)
+                .ok_or_else(|| err("incomplete %^ directive".into()))?;
             i += 2;
             format!("^{two}")
         } else {
@@ -537,18 +589,24 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
             ("O", _) => Field::BytesSent,
             ("b", _) => Field::BytesClf,
             ("B", _) => Field::Bytes,
-            ("u" | "i" | "o" | "e" | "n" | "C" | "^ti" | "^to", _) => {
-                Field::FreeText(format!("%{}{name}", arg.map(|a| format!("{{{a}}}")).unwrap_or_default()))
-            }
-            ("A" | "D" | "f" | "H" | "I" | "k" | "l" | "L" | "p" | "P" | "R" | "S" | "T" | "v" | "V" | "X" | "M", _) => {
-                Field::Opaque(format!("%{name}"))
-            }
+            ("u" | "i" | "o" | "e" | "n" | "C" | "^ti" | "^to", _) => Field::FreeText(format!(
+                "%{}{name}",
+                arg.map(|a| format!("{{{a}}}")).unwrap_or_default()
+            )),
+            (
+                "A" | "D" | "f" | "H" | "I" | "k" | "l" | "L" | "p" | "P" | "R" | "S" | "T" | "v"
+                | "V" | "X" | "M",
+                _,
+            ) => Field::Opaque(format!("%{name}")),
             _ => return Err(err(format!("unknown format directive %{name}"))),
         };
         if !lit.is_empty() {
             tokens.push(Token::Literal(std::mem::take(&mut lit)));
         }
-        tokens.push(Token::Field { field, quoted: false });
+        tokens.push(Token::Field {
+            field,
+            quoted: false,
+        });
     }
     if !lit.is_empty() {
         tokens.push(Token::Literal(lit));
@@ -586,7 +644,11 @@ mod tests {
     #[test]
     fn common_nickname_with_dash_bytes_and_crlf() {
         let f = LogFormat::compile("common").unwrap();
-        let r = parse(&f, b"::1 - - [01/Jan/2026:00:00:00 -0500] \"HEAD /x.iso HTTP/1.0\" 200 -\r\n").unwrap();
+        let r = parse(
+            &f,
+            b"::1 - - [01/Jan/2026:00:00:00 -0500] \"HEAD /x.iso HTTP/1.0\" 200 -\r\n",
+        )
+        .unwrap();
         assert_eq!(r.client, b"::1");
         assert_eq!(r.method, b"HEAD");
         assert_eq!(r.bytes, 0);
@@ -620,7 +682,8 @@ mod tests {
 
     #[test]
     fn custom_format_free_text_and_urlpath() {
-        let f = LogFormat::compile(r#"%a %{X-Forwarded-For}i %t %m %U %H %>s %B "%{User-Agent}i""#).unwrap();
+        let f = LogFormat::compile(r#"%a %{X-Forwarded-For}i %t %m %U %H %>s %B "%{User-Agent}i""#)
+            .unwrap();
         let line = br#"192.0.2.9 10.0.0.1, 10.0.0.2 [05/Mar/2025:10:00:00 +0000] GET /a\x20b.iso HTTP/1.1 200 512 "UA \"q\"""#;
         let r = parse(&f, line).unwrap();
         assert_eq!(r.client, b"192.0.2.9");
@@ -650,7 +713,9 @@ mod tests {
     #[test]
     fn odd_request_lines() {
         let f = LogFormat::compile("combined").unwrap();
-        let mk = |r: &str| format!(r#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "{r}" 400 0 "-" "-""#);
+        let mk = |r: &str| {
+            format!(r#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "{r}" 400 0 "-" "-""#)
+        };
         let l = mk("-");
         let r = parse(&f, l.as_bytes()).unwrap();
         assert_eq!((r.method, r.target), (&b"-"[..], &b""[..]));
@@ -670,7 +735,9 @@ mod tests {
     fn long_lines_and_invalid_utf8() {
         let f = LogFormat::compile("combined").unwrap();
         let ua = "A".repeat(100 * 1024);
-        let line = format!(r#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "GET /x.iso HTTP/1.1" 200 5 "-" "{ua}""#);
+        let line = format!(
+            r#"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] "GET /x.iso HTTP/1.1" 200 5 "-" "{ua}""#
+        );
         let r = parse(&f, line.as_bytes()).unwrap();
         assert_eq!(r.bytes, 5);
         let mut bad = b"198.51.100.1 - - [22/Nov/2026:02:35:41 +0100] \"GET /\xff\xfe.iso HTTP/1.1\" 200 5 \"-\" \"\xc3\x28\"".to_vec();
@@ -685,10 +752,34 @@ mod tests {
         let f = LogFormat::compile("combined").unwrap();
         assert_eq!(parse(&f, b""), Err(Reject::Empty));
         assert_eq!(parse(&f, b"garbage"), Err(Reject::Layout));
-        assert_eq!(parse(&f, b"1.2.3.4 - - [99/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 200 1"), Err(Reject::BadTime));
-        assert_eq!(parse(&f, b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 2x0 1 \"-\" \"-\""), Err(Reject::BadStatus));
-        assert_eq!(parse(&f, b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 200 1x \"-\" \"-\""), Err(Reject::BadBytes));
-        assert_eq!(parse(&f, b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1"), Err(Reject::UnterminatedQuote));
+        assert_eq!(
+            parse(
+                &f,
+                b"1.2.3.4 - - [99/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 200 1"
+            ),
+            Err(Reject::BadTime)
+        );
+        assert_eq!(
+            parse(
+                &f,
+                b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 2x0 1 \"-\" \"-\""
+            ),
+            Err(Reject::BadStatus)
+        );
+        assert_eq!(
+            parse(
+                &f,
+                b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1\" 200 1x \"-\" \"-\""
+            ),
+            Err(Reject::BadBytes)
+        );
+        assert_eq!(
+            parse(
+                &f,
+                b"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET / HTTP/1.1"
+            ),
+            Err(Reject::UnterminatedQuote)
+        );
         // Every prefix of a valid line is handled without panicking.
         for n in 0..COMBINED_LINE.len() {
             let _ = parse(&f, &COMBINED_LINE[..n]);

@@ -1,3 +1,5 @@
+//! `dlcount-pipe`: the binary. All behaviour lives in the library ([`dlcount::app`]).
+
 fn main() {
-    println!("Hello, world!");
+    std::process::exit(dlcount::app::main(std::env::args_os()));
 }

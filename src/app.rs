@@ -1,0 +1,201 @@
+//! Entry point shared by the binary and the tests: parses the command line,
+//! validates settings and dispatches to pipe mode or a subcommand.
+//!
+//! Invariant: in pipe mode we never leave Apache's pipe unread. Even a fatal
+//! configuration error is printed as one line (into Apache's error log), and
+//! then stdin is drained to EOF before the non-zero exit — a logger that dies
+//! at once is respawned every second while Apache's workers block on the
+//! full pipe, which would take the whole site down.
+
+use crate::cli::{Cli, Command};
+use crate::config::{Extra, Settings};
+use crate::{import, pages, pipe, privs, report};
+use anyhow::Result;
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+
+/// Runs the program; returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            if code != 0 {
+                drain_if_pipe();
+            }
+            return code;
+        }
+    };
+    let result = match cli.command {
+        None => run_pipe(&cli.pipe),
+        Some(cmd) => run_command(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dlcount-pipe: error: {e:#}");
+            2
+        }
+    }
+}
+
+/// When stdin is a pipe (Apache's), read it to EOF so Apache never blocks on us.
+fn drain_if_pipe() {
+    let is_fifo = std::fs::metadata("/dev/stdin")
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false);
+    if is_fifo {
+        let mut sink = [0u8; 64 * 1024];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
+    let extra = Extra {
+        user: args.user.clone(),
+        refresh: args.refresh,
+        max_pending: args.max_pending,
+    };
+    let settings = match Settings::resolve(&args.db, &args.parse, &args.site, &extra).and_then(
+        |s| {
+            if let Some(user) = &s.user {
+                privs::drop_to(user)?;
+            }
+            s.check_db_path()?;
+            Ok(s)
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dlcount-pipe: error: {e:#}; not counting (input is read and discarded until Apache closes the pipe)");
+            drain_if_pipe();
+            return Ok(2);
+        }
+    };
+    if settings.user.is_none() && privs::is_root() {
+        eprintln!("dlcount: warning: running as root; give --user (e.g. --user dlcount) to drop privileges");
+    }
+    let service = if settings.root.is_dir() {
+        Some(pages::PageService::spawn(&settings))
+    } else {
+        eprintln!(
+            "dlcount: warning: --root {} is not a directory; counting without rendering pages",
+            settings.root.display()
+        );
+        None
+    };
+    let code = pipe::run(
+        &settings,
+        service.as_ref().map(|s| s as &dyn pipe::PageTrigger),
+    );
+    drop(service);
+    Ok(code)
+}
+
+fn run_command(cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Import(a) => {
+            let settings =
+                Settings::resolve(&a.db, &a.parse, &Default::default(), &Extra::default())?;
+            settings.check_db_path()?;
+            if a.detach {
+                detach(a.log.as_deref().expect("clap requires --log with --detach"))?;
+            }
+            let summary = import::run(&settings, &a.files, !a.quiet && !a.detach)?;
+            eprint!("{}", summary.render());
+            Ok(if summary.failed.is_empty() { 0 } else { 1 })
+        }
+        Command::ImportJson(a) => {
+            let settings = Settings::resolve(
+                &a.db,
+                &Default::default(),
+                &Default::default(),
+                &Extra::default(),
+            )?;
+            settings.check_db_path()?;
+            let (entries, changed) = import::import_json(&settings.db, &a.file, &a.prefix)?;
+            eprintln!(
+                "import-json: {entries} file-months read from {}, {changed} added or raised (legacy figures; \
+                 reported downloads are max(legacy, counted))",
+                a.file.display()
+            );
+            Ok(0)
+        }
+        Command::Report(a) => {
+            let settings = Settings::resolve(
+                &a.db,
+                &Default::default(),
+                &Default::default(),
+                &Extra::default(),
+            )?;
+            let rows = crate::store::Store::open_read(&settings.db)?.monthly()?;
+            if a.json {
+                print!("{}", report::to_json(&rows, a.detail));
+            } else {
+                print!("{}", report::to_table(&rows));
+            }
+            Ok(0)
+        }
+        Command::Render(a) => {
+            let parse = crate::cli::ParseArgs {
+                ext: a.ext.clone(),
+                ..Default::default()
+            };
+            let settings = Settings::resolve(&a.db, &parse, &a.site, &Extra::default())?;
+            if !settings.root.is_dir() {
+                anyhow::bail!("--root {} is not a directory", settings.root.display());
+            }
+            let s = pages::render_now(&settings)?;
+            eprintln!(
+                "rendered {} and {} ({} ISO files) in {} ms",
+                settings.root.join("index.html").display(),
+                settings.root.join(".stats/index.html").display(),
+                s.isos,
+                s.elapsed.as_millis()
+            );
+            Ok(0)
+        }
+        Command::Templates(a) => {
+            let written = crate::render::dump_templates(&a.dump)?;
+            for p in written {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `import --detach`: a long archive import goes on after the admin logs out.
+///
+/// We use the `daemonize` crate (the design card's choice) knowingly: it is
+/// unmaintained (RUSTSEC-2025-0069) but small and complete for what we need —
+/// fork, setsid, stdio redirection — and `daemonix` is its drop-in fork should
+/// a fix ever be needed. It is only ever used here, never in pipe mode: it
+/// points stdin at /dev/null and its parent exits, which Apache would read as
+/// a dead logger.
+fn detach(log: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open --log {}", log.display()))?;
+    let err = out.try_clone()?;
+    let cwd = std::env::current_dir()?;
+    eprintln!(
+        "import continues in the background; summary in {}",
+        log.display()
+    );
+    daemonize::Daemonize::new()
+        .working_directory(cwd)
+        .umask(0o022)
+        .stdout(out)
+        .stderr(err)
+        .start()
+        .map_err(|e| anyhow::anyhow!("cannot detach: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! Pipe mode: Apache's piped logger.
+//!
+//! Three threads joined by one channel, so that Apache never waits for us:
+//! - the **reader** reads stdin, parses and classifies lines into batches and
+//!   sends them on; it never touches SQLite, so a locked or read-only database
+//!   cannot stall Apache's workers (whose `write()` blocks once the 64 KiB
+//!   pipe is full);
+//! - the **signal thread** turns SIGTERM and SIGINT into messages (handlers
+//!   restart interrupted reads, so a flag checked by the reader would never be
+//!   seen while Apache is idle);
+//! - the **database owner** (the calling thread) commits everything it has
+//!   received in one transaction per wake-up — group commit, so a line read is
+//!   committed well within a second — and keeps what it could not write in a
+//!   bounded queue, retrying.
+//!
+//! Apache sends SIGTERM on every graceful restart and then keeps writing the
+//! lines of requests still in flight until it closes the pipe, so SIGTERM
+//! means "commit now", and only EOF means "exit". SIGINT (a person at a
+//! terminal) means commit and exit.
+
+use crate::classify::Classifier;
+use crate::config::Settings;
+use crate::store::{ApplyStats, Origin, Store};
+use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
+use std::io::Read;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+/// Bytes asked of each `read()`.
+const READ_CHUNK: usize = 256 * 1024;
+/// At most one message per kind of trouble in this interval (Apache's error log is shared).
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// After EOF, how long to keep retrying a database that cannot be written.
+const EOF_RETRY: Duration = Duration::from_secs(30);
+/// Housekeeping cadence (date change, purge, checkpoint, refresh).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Why the pages should be rendered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderReason {
+    Start,
+    NewDay,
+    DateChanged,
+    Refresh,
+    TreeChanged,
+}
+
+/// Something that renders the pages off this thread (see `pages`).
+pub trait PageTrigger {
+    /// Must return at once; a burst of calls may give one render.
+    fn trigger(&self, reason: RenderReason);
+}
+
+enum Msg {
+    Batch(Batch),
+    Eof { read_error: Option<String> },
+    Term,
+    Interrupt,
+}
+
+/// Runs the pipe until stdin's EOF (or SIGINT). Returns the exit code.
+pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
+    let (tx, rx) = mpsc::channel::<Msg>();
+    if let Err(e) = spawn_signal_thread(tx.clone()) {
+        eprintln!("dlcount: cannot install signal handlers: {e}; SIGTERM will end the logger");
+    }
+    let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+    let reader = std::thread::Builder::new()
+        .name("reader".into())
+        .spawn(move || read_stdin(processor, tx))
+        .expect("spawn reader thread");
+    let mut owner = Owner::new(settings, pages);
+    let code = owner.run(rx);
+    drop(reader);
+    code
+}
+
+fn spawn_signal_thread(tx: Sender<Msg>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let msg = if sig == SIGTERM {
+                    Msg::Term
+                } else {
+                    Msg::Interrupt
+                };
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// The reader thread: stdin → batches. Never blocks on anything but `read()`.
+fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>) {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut splitter = LineSplitter::new();
+    let read_error = loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Some(e.to_string()),
+        };
+        let mut batch = Batch::new();
+        splitter.feed(&buf[..n], |piece| match piece {
+            Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
+            Piece::TooLong(no) => processor.too_long(no, &mut batch),
+        });
+        if !batch.is_empty() && tx.send(Msg::Batch(batch)).is_err() {
+            return;
+        }
+    };
+    let mut batch = Batch::new();
+    splitter.finish(|piece| match piece {
+        Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
+        Piece::TooLong(no) => processor.too_long(no, &mut batch),
+    });
+    if !batch.is_empty() {
+        let _ = tx.send(Msg::Batch(batch));
+    }
+    let _ = tx.send(Msg::Eof { read_error });
+}
+
+/// Rate limiter for stderr messages.
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new() -> Throttle {
+        Throttle {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn say(&mut self, msg: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL)
+        {
+            if self.suppressed > 0 {
+                eprintln!(
+                    "dlcount: {msg} ({} similar messages suppressed)",
+                    self.suppressed
+                );
+            } else {
+                eprintln!("dlcount: {msg}");
+            }
+            self.last = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
+/// The database owner's state.
+struct Owner<'a> {
+    settings: &'a Settings,
+    pages: Option<&'a dyn PageTrigger>,
+    store: Option<Store>,
+    pending: Vec<Batch>,
+    pending_hits: usize,
+    dropped_lines: u64,
+    failing_since: Option<Instant>,
+    next_retry: Instant,
+    backoff: Duration,
+    db_trouble: Throttle,
+    drop_trouble: Throttle,
+    totals: ApplyStats,
+    lines: u64,
+    rejected: u64,
+    max_day: i32,
+    today: chrono::NaiveDate,
+    last_refresh: Instant,
+    changed_since_render: bool,
+    last_checkpoint: Instant,
+}
+
+impl<'a> Owner<'a> {
+    fn new(settings: &'a Settings, pages: Option<&'a dyn PageTrigger>) -> Owner<'a> {
+        let today = chrono::Local::now().date_naive();
+        Owner {
+            settings,
+            pages,
+            store: None,
+            pending: Vec::new(),
+            pending_hits: 0,
+            dropped_lines: 0,
+            failing_since: None,
+            next_retry: Instant::now(),
+            backoff: Duration::from_millis(250),
+            db_trouble: Throttle::new(),
+            drop_trouble: Throttle::new(),
+            totals: ApplyStats::default(),
+            lines: 0,
+            rejected: 0,
+            max_day: crate::store::day_of(today),
+            today,
+            last_refresh: Instant::now(),
+            changed_since_render: false,
+            last_checkpoint: Instant::now(),
+        }
+    }
+
+    fn run(&mut self, rx: Receiver<Msg>) -> i32 {
+        self.ensure_store();
+        if let Some(store) = self.store.as_mut() {
+            purge(store, self.settings, self.today);
+        }
+        if let Some(p) = self.pages {
+            p.trigger(RenderReason::Start);
+        }
+        let mut eof_at: Option<Instant> = None;
+        let mut terminating = false;
+        loop {
+            let wait = if self.pending.is_empty() {
+                TICK
+            } else {
+                self.next_retry
+                    .saturating_duration_since(Instant::now())
+                    .min(TICK)
+            };
+            let mut interrupted = false;
+            let first = if eof_at.is_some() {
+                std::thread::sleep(wait);
+                None
+            } else {
+                match rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        eof_at.get_or_insert_with(Instant::now);
+                        None
+                    }
+                }
+            };
+            // Take everything that is already waiting: one transaction for all of it.
+            for msg in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
+                match msg {
+                    Msg::Batch(b) => self.enqueue(b),
+                    Msg::Eof { read_error } => {
+                        if let Some(e) = read_error {
+                            eprintln!(
+                                "dlcount: reading stdin failed ({e}); treating it as end of input"
+                            );
+                        }
+                        eof_at = Some(Instant::now());
+                    }
+                    Msg::Term => {
+                        if !terminating {
+                            terminating = true;
+                        }
+                    }
+                    Msg::Interrupt => interrupted = true,
+                }
+            }
+            if !self.pending.is_empty() && Instant::now() >= self.next_retry {
+                self.flush();
+            }
+            self.housekeeping();
+            if interrupted {
+                if !self.pending.is_empty() {
+                    self.flush();
+                }
+                return self.finish("interrupted (SIGINT)");
+            }
+            if let Some(at) = eof_at {
+                if self.pending.is_empty() {
+                    return self.finish(if terminating {
+                        "end of input after SIGTERM"
+                    } else {
+                        "end of input"
+                    });
+                }
+                if at.elapsed() >= EOF_RETRY {
+                    let lost: usize = self.pending_hits;
+                    eprintln!(
+                        "dlcount: end of input, but the database is still unwritable after {}s: {lost} counted lines \
+                         were not saved; recover them with `dlcount-pipe import` of the access log",
+                        EOF_RETRY.as_secs()
+                    );
+                    return 1;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, why: &str) -> i32 {
+        let t = &self.totals;
+        eprintln!(
+            "dlcount: {why}: {} lines, {} counted, {} already counted, {} new downloads, {} rejected{}; exiting",
+            self.lines,
+            t.counted_lines,
+            t.already_counted_lines,
+            t.new_downloads,
+            self.rejected,
+            if self.dropped_lines > 0 {
+                format!(", {} DROPPED (over --max-pending)", self.dropped_lines)
+            } else {
+                String::new()
+            }
+        );
+        if self.dropped_lines > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn enqueue(&mut self, b: Batch) {
+        self.lines += b.stats.lines;
+        self.rejected += b.stats.rejected_total();
+        let hits = b.hits().len();
+        if hits > 0 && self.pending_hits + hits > self.settings.max_pending {
+            self.dropped_lines += hits as u64;
+            self.drop_trouble.say(&format!(
+                "{} counted lines dropped so far: the database has been unwritable and --max-pending ({}) is full; \
+                 recover them later with `dlcount-pipe import` of the access log",
+                self.dropped_lines, self.settings.max_pending
+            ));
+            return;
+        }
+        self.pending_hits += hits;
+        self.pending.push(b);
+    }
+
+    fn ensure_store(&mut self) -> bool {
+        if self.store.is_some() {
+            return true;
+        }
+        match Store::open(&self.settings.db) {
+            Ok(s) => {
+                self.store = Some(s);
+                true
+            }
+            Err(e) => {
+                self.trouble(&format!("{e:#}"));
+                false
+            }
+        }
+    }
+
+    fn trouble(&mut self, what: &str) {
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        self.db_trouble.say(&format!(
+            "cannot write the database ({what}); still reading Apache's lines, {} counted lines held in memory \
+             (failing for {}s, retrying)",
+            self.pending_hits,
+            since.elapsed().as_secs()
+        ));
+        self.next_retry = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+    }
+
+    fn flush(&mut self) {
+        if !self.ensure_store() {
+            return;
+        }
+        let store = self.store.as_mut().expect("store just opened");
+        match store.apply(&self.pending, Origin::Live) {
+            Ok(stats) => {
+                self.pending.clear();
+                self.pending_hits = 0;
+                if stats.counted_lines > 0 {
+                    self.changed_since_render = true;
+                }
+                if let Some(d) = stats.max_day {
+                    if d > self.max_day {
+                        self.max_day = d;
+                        if let Some(p) = self.pages {
+                            p.trigger(RenderReason::NewDay);
+                        }
+                    }
+                }
+                self.totals.merge(&stats);
+                if let Some(since) = self.failing_since.take() {
+                    eprintln!(
+                        "dlcount: database writable again after {}s; all held lines are saved",
+                        since.elapsed().as_secs()
+                    );
+                }
+                self.backoff = Duration::from_millis(250);
+            }
+            Err(e) => {
+                // Reopen next time: a replaced or re-permissioned file needs a new handle.
+                self.store = None;
+                self.trouble(&format!("{e:#}"));
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let today = chrono::Local::now().date_naive();
+        if today != self.today {
+            self.today = today;
+            if let Some(store) = self.store.as_mut() {
+                purge(store, self.settings, today);
+            }
+            if let Some(p) = self.pages {
+                p.trigger(RenderReason::DateChanged);
+            }
+        }
+        if let Some(minutes) = self.settings.refresh_minutes {
+            if self.changed_since_render
+                && self.last_refresh.elapsed() >= Duration::from_secs(60 * u64::from(minutes))
+            {
+                self.changed_since_render = false;
+                self.last_refresh = Instant::now();
+                if let Some(p) = self.pages {
+                    p.trigger(RenderReason::Refresh);
+                }
+            }
+        }
+        if self.last_checkpoint.elapsed() >= Duration::from_secs(60) {
+            self.last_checkpoint = Instant::now();
+            if let Some(store) = self.store.as_ref() {
+                let _ = store.checkpoint();
+            }
+        }
+    }
+}
+
+fn purge(store: &mut Store, settings: &Settings, today: chrono::NaiveDate) {
+    match store.purge(crate::store::day_of(today), settings.retention_days) {
+        Ok(days) if !days.is_empty() => eprintln!(
+            "dlcount: closed {} day(s) older than {} days (per-client keys deleted; their counts are final)",
+            days.len(),
+            settings.retention_days
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("dlcount: purge of old keys failed, will retry tomorrow: {e:#}"),
+    }
+}

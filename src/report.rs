@@ -1,0 +1,188 @@
+//! `dlcount-pipe report`: the counts as a readable table or as JSON.
+//!
+//! Invariant: `--json` is exactly the old cron script's `counts.json`
+//! structure, `{"<path>": {"YYYY-MM": downloads}}`, keys sorted (paths
+//! bytewise, months ascending), so existing consumers keep working; the
+//! statistics page writes these very bytes as `.stats/counts.json`.
+
+use crate::store::MonthRow;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// `report --json` (`detail = false`) or `report --json --detail`.
+pub fn to_json(rows: &[MonthRow], detail: bool) -> String {
+    let mut files: BTreeMap<&str, BTreeMap<&str, &MonthRow>> = BTreeMap::new();
+    for r in rows {
+        files.entry(&r.path).or_default().insert(&r.month, r);
+    }
+    let mut top = Map::new();
+    for (path, months) in files {
+        let mut m = Map::new();
+        for (month, r) in months {
+            let v = if detail {
+                json!({"downloads": r.downloads, "requests": r.requests, "bytes": r.bytes})
+            } else {
+                json!(r.downloads)
+            };
+            m.insert(month.to_string(), v);
+        }
+        top.insert(path.to_string(), Value::Object(m));
+    }
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// Binary-unit size with one decimal (`3.2 GiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// The readable month × file table: newest month first, a total per month,
+/// then per-file totals and the grand total.
+pub fn to_table(rows: &[MonthRow]) -> String {
+    if rows.is_empty() {
+        return "No downloads counted yet.\n".to_string();
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.path.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(13, 70);
+    let mut out = String::new();
+    let header = |out: &mut String, first: &str| {
+        let _ = writeln!(
+            out,
+            "{first:<8}  {:<width$}  {:>10}  {:>10}  {:>11}",
+            "File", "Downloads", "Requests", "Bytes"
+        );
+    };
+    let mut months: BTreeMap<&str, Vec<&MonthRow>> = BTreeMap::new();
+    for r in rows {
+        months.entry(&r.month).or_default().push(r);
+    }
+    header(&mut out, "Month");
+    for (month, mut list) in months.into_iter().rev() {
+        list.sort_by(|a, b| {
+            b.downloads
+                .cmp(&a.downloads)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        let (mut d, mut q, mut b) = (0, 0, 0);
+        for (i, r) in list.iter().enumerate() {
+            let m = if i == 0 { month } else { "" };
+            let _ = writeln!(
+                out,
+                "{m:<8}  {:<width$}  {:>10}  {:>10}  {:>11}",
+                r.path,
+                r.downloads,
+                r.requests,
+                human_bytes(r.bytes)
+            );
+            d += r.downloads;
+            q += r.requests;
+            b += r.bytes;
+        }
+        let _ = writeln!(
+            out,
+            "{:<8}  {:<width$}  {d:>10}  {q:>10}  {:>11}",
+            "",
+            "(month total)",
+            human_bytes(b)
+        );
+    }
+    let mut files: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for r in rows {
+        let e = files.entry(&r.path).or_default();
+        e.0 += r.downloads;
+        e.1 += r.requests;
+        e.2 += r.bytes;
+    }
+    out.push('\n');
+    header(&mut out, "All time");
+    let mut list: Vec<_> = files.into_iter().collect();
+    list.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+    let (mut d, mut q, mut b) = (0, 0, 0);
+    for (path, (dl, rq, by)) in list {
+        let _ = writeln!(
+            out,
+            "{:<8}  {path:<width$}  {dl:>10}  {rq:>10}  {:>11}",
+            "",
+            human_bytes(by)
+        );
+        d += dl;
+        q += rq;
+        b += by;
+    }
+    let _ = writeln!(
+        out,
+        "{:<8}  {:<width$}  {d:>10}  {q:>10}  {:>11}",
+        "",
+        "(grand total)",
+        human_bytes(b)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(path: &str, month: &str, d: u64, q: u64, b: u64) -> MonthRow {
+        MonthRow {
+            path: path.into(),
+            month: month.into(),
+            downloads: d,
+            requests: q,
+            bytes: b,
+        }
+    }
+
+    #[test]
+    fn json_is_sorted_and_matches_the_old_structure() {
+        let rows = vec![
+            row("/b.iso", "2026-11", 2, 3, 10),
+            row("/a \"q\".iso", "2026-11", 1, 1, 5),
+            row("/b.iso", "2026-10", 4, 4, 40),
+        ];
+        assert_eq!(
+            to_json(&rows, false),
+            "{\n  \"/a \\\"q\\\".iso\": {\n    \"2026-11\": 1\n  },\n  \"/b.iso\": {\n    \"2026-10\": 4,\n    \"2026-11\": 2\n  }\n}\n"
+        );
+        let v: Value = serde_json::from_str(&to_json(&rows, true)).unwrap();
+        assert_eq!(
+            v["/b.iso"]["2026-10"],
+            json!({"downloads": 4, "requests": 4, "bytes": 40})
+        );
+    }
+
+    #[test]
+    fn table_has_month_and_grand_totals() {
+        let rows = vec![
+            row("/b.iso", "2026-11", 2, 3, 2048),
+            row("/a.iso", "2026-10", 1, 1, 5),
+        ];
+        let t = to_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].starts_with("2026-11   /b.iso"), "{t}");
+        assert!(lines.last().unwrap().contains("(grand total)"), "{t}");
+        assert!(
+            lines.last().unwrap().contains("         3           4"),
+            "{t}"
+        );
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(to_table(&[]), "No downloads counted yet.\n");
+    }
+}

@@ -1,0 +1,354 @@
+//! Turns a byte stream of access lines into batches of counted hits.
+//!
+//! This is the one place where lines are split, parsed and classified, for the
+//! pipe and for imports alike. A [`Batch`] keeps only what counting needs of
+//! each counted line (client, normalised path, timestamp, method, status,
+//! bytes) in one arena, so a batch costs two allocations however many lines
+//! it holds. The raw client address lives only in memory: the store hashes it
+//! before anything reaches the disk.
+
+use crate::classify::{Classifier, Ignored, Method};
+use crate::logformat::{DayCache, LogFormat, Reject};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// Lines longer than this are rejected without being buffered whole
+/// (Apache lines over 8 KiB exist; 1 MiB is far beyond any real one).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// How many rejected lines are remembered with their line number.
+const REJECT_SAMPLES: usize = 5;
+
+/// One counted line. Ranges point into the batch arena.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub day: i32,
+    pub method: Method,
+    pub status: u16,
+    pub bytes: u64,
+    client: Range<u32>,
+    path: Range<u32>,
+    time: Range<u32>,
+}
+
+/// A rejected line remembered for the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectSample {
+    pub line_no: u64,
+    pub reason: Reject,
+}
+
+/// What happened to the lines of a batch (or, merged, of a whole run).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LineStats {
+    pub lines: u64,
+    /// Lines that met the counting rules (before "seen before" is asked).
+    pub candidates: u64,
+    pub ignored_method: u64,
+    pub ignored_status: u64,
+    pub ignored_ext: u64,
+    pub rejected: BTreeMap<Reject, u64>,
+    pub samples: Vec<RejectSample>,
+}
+
+impl LineStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn merge(&mut self, other: &LineStats) {
+        self.lines += other.lines;
+        self.candidates += other.candidates;
+        self.ignored_method += other.ignored_method;
+        self.ignored_status += other.ignored_status;
+        self.ignored_ext += other.ignored_ext;
+        for (r, n) in &other.rejected {
+            *self.rejected.entry(*r).or_default() += n;
+        }
+        for s in &other.samples {
+            if self.samples.len() < REJECT_SAMPLES {
+                self.samples.push(s.clone());
+            }
+        }
+    }
+}
+
+/// Counted hits of a run of lines, plus what happened to the others.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    arena: Vec<u8>,
+    hits: Vec<Hit>,
+    pub stats: LineStats,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    pub fn hits(&self) -> &[Hit] {
+        &self.hits
+    }
+
+    pub fn client(&self, h: &Hit) -> &[u8] {
+        &self.arena[h.client.start as usize..h.client.end as usize]
+    }
+
+    pub fn path(&self, h: &Hit) -> &[u8] {
+        &self.arena[h.path.start as usize..h.path.end as usize]
+    }
+
+    pub fn time(&self, h: &Hit) -> &[u8] {
+        &self.arena[h.time.start as usize..h.time.end as usize]
+    }
+
+    /// Bytes of memory the batch holds (for the pending-queue bound).
+    pub fn footprint(&self) -> usize {
+        self.arena.capacity() + self.hits.capacity() * std::mem::size_of::<Hit>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty() && self.stats.lines == 0
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) -> Range<u32> {
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(b);
+        start..self.arena.len() as u32
+    }
+}
+
+/// Parses and classifies lines into batches. One per reading thread.
+#[derive(Debug, Clone)]
+pub struct LineProcessor {
+    format: LogFormat,
+    classifier: Classifier,
+    days: DayCache,
+    path_buf: Vec<u8>,
+}
+
+impl LineProcessor {
+    pub fn new(format: LogFormat, classifier: Classifier) -> LineProcessor {
+        LineProcessor {
+            format,
+            classifier,
+            days: DayCache::default(),
+            path_buf: Vec::with_capacity(256),
+        }
+    }
+
+    /// Handles one line (without its newline); `line_no` is 1-based within its source.
+    pub fn process_line(&mut self, line: &[u8], line_no: u64, batch: &mut Batch) {
+        batch.stats.lines += 1;
+        let rec = match self.format.parse(line, &mut self.days) {
+            Ok(rec) => rec,
+            Err(reason) => return reject(batch, line_no, reason),
+        };
+        match self.classifier.classify(
+            rec.method,
+            rec.status,
+            rec.target,
+            rec.target_form,
+            &mut self.path_buf,
+        ) {
+            Ok(method) => {
+                batch.stats.candidates += 1;
+                let client = batch.push_bytes(rec.client);
+                let path = batch.push_bytes(&self.path_buf);
+                let time = batch.push_bytes(rec.time);
+                batch.hits.push(Hit {
+                    day: rec.day,
+                    method,
+                    status: rec.status,
+                    bytes: rec.bytes,
+                    client,
+                    path,
+                    time,
+                });
+            }
+            Err(Ignored::Method) => batch.stats.ignored_method += 1,
+            Err(Ignored::Status) => batch.stats.ignored_status += 1,
+            Err(Ignored::Extension) => batch.stats.ignored_ext += 1,
+        }
+    }
+
+    /// Counts a line that was too long to keep.
+    pub fn too_long(&mut self, line_no: u64, batch: &mut Batch) {
+        batch.stats.lines += 1;
+        reject(batch, line_no, Reject::TooLong);
+    }
+}
+
+fn reject(batch: &mut Batch, line_no: u64, reason: Reject) {
+    *batch.stats.rejected.entry(reason).or_default() += 1;
+    if batch.stats.samples.len() < REJECT_SAMPLES {
+        batch.stats.samples.push(RejectSample { line_no, reason });
+    }
+}
+
+/// Splits chunks of a byte stream into lines, keeping a partial line between
+/// chunks. A line longer than [`MAX_LINE`] is reported as too long and its
+/// bytes are dropped as they arrive, so memory stays bounded.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    overlong: bool,
+    line_no: u64,
+}
+
+/// One item from the splitter.
+pub enum Piece<'a> {
+    Line(&'a [u8], u64),
+    TooLong(u64),
+}
+
+impl LineSplitter {
+    pub fn new() -> LineSplitter {
+        LineSplitter::default()
+    }
+
+    /// Lines completed so far.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// Feeds a chunk; calls `f` for every complete line.
+    pub fn feed(&mut self, chunk: &[u8], mut f: impl FnMut(Piece<'_>)) {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            self.line_no += 1;
+            let part = &chunk[start..nl];
+            if self.overlong {
+                self.overlong = false;
+                f(Piece::TooLong(self.line_no));
+            } else if self.partial.is_empty() && part.len() <= MAX_LINE {
+                f(Piece::Line(part, self.line_no));
+            } else if self.partial.len() + part.len() > MAX_LINE {
+                self.partial.clear();
+                f(Piece::TooLong(self.line_no));
+            } else {
+                self.partial.extend_from_slice(part);
+                f(Piece::Line(&self.partial, self.line_no));
+                self.partial.clear();
+            }
+            start = nl + 1;
+        }
+        let tail = &chunk[start..];
+        if !self.overlong && !tail.is_empty() {
+            if self.partial.len() + tail.len() > MAX_LINE {
+                self.partial = Vec::new();
+                self.overlong = true;
+            } else {
+                self.partial.extend_from_slice(tail);
+            }
+        }
+    }
+
+    /// End of stream: a last line without a newline still counts.
+    pub fn finish(&mut self, mut f: impl FnMut(Piece<'_>)) {
+        if self.overlong {
+            self.overlong = false;
+            self.line_no += 1;
+            f(Piece::TooLong(self.line_no));
+        } else if !self.partial.is_empty() {
+            self.line_no += 1;
+            let last = std::mem::take(&mut self.partial);
+            f(Piece::Line(&last, self.line_no));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(chunks: &[&[u8]]) -> Vec<(Vec<u8>, u64)> {
+        let mut s = LineSplitter::new();
+        let mut out = Vec::new();
+        let mut push = |p: Piece<'_>| match p {
+            Piece::Line(l, n) => out.push((l.to_vec(), n)),
+            Piece::TooLong(n) => out.push((b"<too long>".to_vec(), n)),
+        };
+        for c in chunks {
+            s.feed(c, &mut push);
+        }
+        s.finish(&mut push);
+        out
+    }
+
+    #[test]
+    fn splitter_joins_partial_lines_and_keeps_the_last_one() {
+        let got = lines_of(&[b"ab", b"c\nde", b"f\n\ng"]);
+        assert_eq!(
+            got,
+            vec![
+                (b"abc".to_vec(), 1),
+                (b"def".to_vec(), 2),
+                (b"".to_vec(), 3),
+                (b"g".to_vec(), 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn splitter_drops_overlong_lines_without_buffering_them() {
+        let big = vec![b'x'; MAX_LINE + 10];
+        let got = lines_of(&[b"a\n", &big[..MAX_LINE / 2], &big[MAX_LINE / 2..], b"\nb\n"]);
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), 1),
+                (b"<too long>".to_vec(), 2),
+                (b"b".to_vec(), 3)
+            ]
+        );
+        // A 100 KiB line is not "too long".
+        let line = vec![b'y'; 100 * 1024];
+        let got = lines_of(&[&line, b"\n"]);
+        assert_eq!(got[0].0.len(), 100 * 1024);
+    }
+
+    #[test]
+    fn processor_keeps_counted_hits_and_counts_the_rest() {
+        let mut p = LineProcessor::new(
+            LogFormat::compile("combined").unwrap(),
+            Classifier::new(&[".iso"]),
+        );
+        let mut b = Batch::new();
+        let lines: &[&[u8]] = &[
+            br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "GET /isos//a.iso?x HTTP/1.1" 206 100 "-" "-""#,
+            br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "GET /isos/a.iso.md5 HTTP/1.1" 200 100 "-" "-""#,
+            br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "POST /isos/a.iso HTTP/1.1" 200 100 "-" "-""#,
+            br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "GET /isos/a.iso HTTP/1.1" 404 100 "-" "-""#,
+            b"junk",
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            p.process_line(l, i as u64 + 1, &mut b);
+        }
+        assert_eq!(b.hits().len(), 1);
+        let h = &b.hits()[0];
+        assert_eq!(b.client(h), b"203.0.113.7");
+        assert_eq!(b.path(h), b"/isos/a.iso");
+        assert_eq!(b.time(h), b"22/Nov/2026:02:35:41 +0100");
+        assert_eq!((h.status, h.bytes, h.method), (206, 100, Method::Get));
+        let s = &b.stats;
+        assert_eq!(
+            (
+                s.lines,
+                s.candidates,
+                s.ignored_ext,
+                s.ignored_method,
+                s.ignored_status
+            ),
+            (5, 1, 1, 1, 1)
+        );
+        assert_eq!(s.rejected_total(), 1);
+        assert_eq!(
+            s.samples,
+            vec![RejectSample {
+                line_no: 5,
+                reason: Reject::Layout
+            }]
+        );
+    }
+}
