@@ -357,7 +357,13 @@ impl LogFormat {
         } else {
             memmem::find(rest, next)
         };
-        found.map(|j| pos + j).ok_or(Reject::Layout)
+        match found {
+            Some(j) => Ok(pos + j),
+            // The last field we need may end the line: a `common` line read
+            // with `combined` (logs from before a LogFormat change) still counts.
+            None if i == self.last_needed => Ok(line.len()),
+            None => Err(Reject::Layout),
+        }
     }
 
     /// How many times `sep` occurs in the format from token `from` on (a `%t`
@@ -639,6 +645,17 @@ mod tests {
         assert_eq!(r.target, b"/isos/a.iso");
         assert_eq!(r.status, 206);
         assert_eq!(r.bytes, 1048576);
+    }
+
+    #[test]
+    fn common_line_read_as_combined() {
+        let f = LogFormat::compile("combined").unwrap();
+        let r = parse(
+            &f,
+            br#"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 200 12"#,
+        )
+        .unwrap();
+        assert_eq!((r.status, r.bytes), (200, 12));
     }
 
     #[test]

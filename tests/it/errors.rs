@@ -1,0 +1,85 @@
+//! What a user sees when the command line or the environment is wrong: one
+//! line naming the problem, a non-zero exit — and in pipe mode, Apache's
+//! pipe is still drained so the site never hangs on a misconfigured logger.
+
+use super::{bin, Site};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str], stdin: &[u8]) -> (i32, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A write error would mean the process stopped reading: the test checks for it.
+    let wrote = child.stdin.take().unwrap().write_all(stdin).is_ok();
+    let out = child.wait_with_output().unwrap();
+    assert!(wrote, "stdin was not drained");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_option_is_one_clear_error() {
+    let (code, err) = run(&["--no-such-option"], b"");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unexpected argument '--no-such-option'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_format_directive_is_named_and_the_pipe_is_drained() {
+    let big = vec![b'x'; 1 << 20];
+    let (code, err) = run(&["--format", "%h %t \"%r\" %>s %Z"], &big);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown format directive %Z"), "{err}");
+}
+
+#[test]
+fn unusable_database_path_is_named() {
+    let site = Site::new();
+    let (code, err) = run(&["--db", "/nonexistent/dir/x.sqlite"], b"");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("/nonexistent/dir") && err.contains("does not exist"),
+        "{err}"
+    );
+    let dir = site.dir.path().to_str().unwrap();
+    let (code, err) = run(&["--db", dir], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("is a directory"), "{err}");
+    let (code, err) = run(&["report", "--db", &format!("{dir}/none.sqlite")], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("no database at"), "{err}");
+}
+
+#[test]
+fn help_documents_every_option() {
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for opt in [
+        "--db",
+        "--root",
+        "--format",
+        "--ext",
+        "--user",
+        "--config",
+        "--retention-days",
+        "--refresh",
+        "--max-pending",
+    ] {
+        assert!(help.contains(opt), "--help lacks {opt}");
+    }
+    for cmd in ["import", "import-json", "report", "render", "templates"] {
+        assert!(help.contains(cmd), "--help lacks {cmd}");
+    }
+}
