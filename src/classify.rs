@@ -110,8 +110,9 @@ pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
     let simple = !raw.is_empty()
         && raw[0] == b'/'
         && memchr::memchr2(b'%', b'\\', raw).is_none()
-        && memchr::memmem::find(raw, b"//").is_none()
-        && memchr::memmem::find(raw, b"/.").is_none();
+        && !raw
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'));
     if simple {
         out.extend_from_slice(raw);
         return;

@@ -127,6 +127,8 @@ pub struct LogFormat {
     status: Field,
     bytes: Option<Field>,
     from_request_line: bool,
+    /// Prebuilt substring searchers for multi-byte literals, by token index.
+    finders: Vec<Option<memmem::Finder<'static>>>,
 }
 
 /// Cache of the last `dd/Mon/yyyy` seen: log lines arrive day after day.
@@ -231,7 +233,15 @@ impl LogFormat {
             .iter()
             .rposition(|t| matches!(t, Token::Field { field, .. } if needed(field)))
             .unwrap_or(0);
+        let finders = tokens
+            .iter()
+            .map(|t| match t {
+                Token::Literal(l) if l.len() > 1 => Some(memmem::Finder::new(l).into_owned()),
+                _ => None,
+            })
+            .collect();
         Ok(LogFormat {
+            finders,
             source,
             tokens,
             last_needed,
@@ -355,7 +365,7 @@ impl LogFormat {
         let found = if next.len() == 1 {
             memchr::memchr(next[0], rest)
         } else {
-            memmem::find(rest, next)
+            self.finders[i + 1].as_ref().and_then(|f| f.find(rest))
         };
         match found {
             Some(j) => Ok(pos + j),

@@ -25,7 +25,8 @@ use crate::tally::{Batch, LineStats};
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDate};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,13 +45,12 @@ CREATE TABLE seen_lines (
     day INTEGER NOT NULL, hash INTEGER NOT NULL,
     live INTEGER NOT NULL, imported INTEGER NOT NULL,
     source INTEGER NOT NULL, source_n INTEGER NOT NULL,
-    last_delta INTEGER NOT NULL,
     PRIMARY KEY (day, hash)) WITHOUT ROWID;
 -- One row per (client, file, day): a download. requests/bytes tell complete from aborted.
 CREATE TABLE visitors (
     day INTEGER NOT NULL, key INTEGER NOT NULL, file_id INTEGER NOT NULL,
     requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    run INTEGER NOT NULL DEFAULT 0, fresh INTEGER NOT NULL DEFAULT 0,
+    run INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, key)) WITHOUT ROWID;
 CREATE TABLE daily (
     file_id INTEGER NOT NULL, day INTEGER NOT NULL,
@@ -130,6 +130,48 @@ struct LineAgg {
     bytes: u64,
 }
 
+/// The copies of one distinct line seen so far (a `seen_lines` row).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct SeenLine {
+    live: i64,
+    imported: i64,
+    source: i64,
+    source_n: i64,
+}
+
+impl SeenLine {
+    /// How many real copies of the line the database knows of.
+    fn copies(&self) -> i64 {
+        self.live.max(self.imported)
+    }
+
+    /// The row after `copies` more copies arrived from `origin`. Live copies
+    /// add up; an imported file's copies are counted within that file
+    /// (`source_n`), and only a file holding more copies than any before
+    /// raises `imported`.
+    fn seen(self, copies: i64, origin: Origin) -> SeenLine {
+        match origin {
+            Origin::Live => SeenLine {
+                live: self.live + copies,
+                ..self
+            },
+            Origin::Import { file_source, .. } => {
+                let n = if self.source == file_source {
+                    self.source_n
+                } else {
+                    0
+                } + copies;
+                SeenLine {
+                    imported: self.imported.max(n),
+                    source: file_source,
+                    source_n: n,
+                    ..self
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct VisitorAgg {
     file_id: i64,
@@ -162,7 +204,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             secret: [0; 32],
-            file_ids: HashMap::new(),
+            file_ids: HashMap::default(),
             scratch: Vec::with_capacity(512),
         };
         store.init_schema()?;
@@ -194,7 +236,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             secret: [0; 32],
-            file_ids: HashMap::new(),
+            file_ids: HashMap::default(),
             scratch: Vec::new(),
         })
     }
@@ -271,7 +313,7 @@ impl Store {
 
         // 1. Hash and group identical lines (copies within these batches).
         let mut lines: Vec<LineAgg> = Vec::new();
-        let mut index: HashMap<(i32, i64), usize> = HashMap::new();
+        let mut index: HashMap<(i32, i64), usize> = HashMap::default();
         let (mut min_day, mut max_day) = (i32::MAX, i32::MIN);
         for batch in batches {
             line_stats.merge(&batch.stats);
@@ -335,7 +377,7 @@ impl Store {
         }
 
         // 2. Days that are closed for good, and the touch that keeps open ones from purging.
-        let mut closed: HashSet<i32> = HashSet::new();
+        let mut closed: HashSet<i32> = HashSet::default();
         if !lines.is_empty() {
             let mut st = tx.prepare_cached(
                 "SELECT day FROM days WHERE closed = 1 AND day BETWEEN ?1 AND ?2",
@@ -359,47 +401,59 @@ impl Store {
             }
         }
 
-        // 3. Lines: how many copies are new?
-        let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::new();
+        // 3. Lines: how many copies are new? Sorted by key so the B-tree is
+        //    walked in order; plain SELECT then INSERT or UPDATE, which is much
+        //    cheaper in SQLite than an upsert with RETURNING.
+        lines.sort_unstable_by_key(|l| (l.day, l.hash));
+        let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         {
-            let mut st = match origin {
-                Origin::Live => tx.prepare_cached(
-                    "INSERT INTO seen_lines(day, hash, live, imported, source, source_n, last_delta)
-                     VALUES(?1, ?2, ?3, 0, 0, 0, ?3)
-                     ON CONFLICT(day, hash) DO UPDATE SET
-                       last_delta = max(live + excluded.live, imported) - max(live, imported),
-                       live = live + excluded.live
-                     RETURNING last_delta",
-                )?,
-                Origin::Import { .. } => tx.prepare_cached(
-                    "INSERT INTO seen_lines(day, hash, live, imported, source, source_n, last_delta)
-                     VALUES(?1, ?2, 0, ?3, ?4, ?3, ?3)
-                     ON CONFLICT(day, hash) DO UPDATE SET
-                       last_delta = max(live, imported, iif(source = excluded.source, source_n, 0) + excluded.imported)
-                                    - max(live, imported),
-                       imported = max(imported, iif(source = excluded.source, source_n, 0) + excluded.imported),
-                       source_n = iif(source = excluded.source, source_n, 0) + excluded.imported,
-                       source = excluded.source
-                     RETURNING last_delta",
-                )?,
-            };
-            let source = match origin {
-                Origin::Live => 0,
-                Origin::Import { file_source, .. } => file_source,
-            };
+            let mut select = tx.prepare_cached(
+                "SELECT live, imported, source, source_n FROM seen_lines WHERE day = ?1 AND hash = ?2",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO seen_lines(day, hash, live, imported, source, source_n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE seen_lines SET live = ?3, imported = ?4, source = ?5, source_n = ?6 WHERE day = ?1 AND hash = ?2",
+            )?;
             for l in &lines {
                 if closed.contains(&l.day) {
                     stats.closed_day_lines += l.copies as u64;
                     continue;
                 }
-                let delta: i64 = match origin {
-                    Origin::Live => st.query_row(params![l.day, l.hash, l.copies], |r| r.get(0))?,
-                    Origin::Import { .. } => {
-                        st.query_row(params![l.day, l.hash, l.copies, source], |r| r.get(0))?
-                    }
-                };
-                let delta = delta.clamp(0, l.copies);
+                let old: Option<SeenLine> = select
+                    .query_row(params![l.day, l.hash], |r| {
+                        Ok(SeenLine {
+                            live: r.get(0)?,
+                            imported: r.get(1)?,
+                            source: r.get(2)?,
+                            source_n: r.get(3)?,
+                        })
+                    })
+                    .optional()?;
+                let before = old.unwrap_or_default();
+                let after = before.seen(l.copies, origin);
+                let delta = (after.copies() - before.copies()).clamp(0, l.copies);
+                if old.is_none() {
+                    insert.execute(params![
+                        l.day,
+                        l.hash,
+                        after.live,
+                        after.imported,
+                        after.source,
+                        after.source_n
+                    ])?;
+                } else if after != before {
+                    update.execute(params![
+                        l.day,
+                        l.hash,
+                        after.live,
+                        after.imported,
+                        after.source,
+                        after.source_n
+                    ])?;
+                }
                 stats.counted_lines += delta as u64;
                 stats.already_counted_lines += (l.copies - delta) as u64;
                 if delta > 0 {
@@ -418,45 +472,52 @@ impl Store {
             }
         }
 
-        // 4. Visitors: a new row is a new download.
+        // 4. Visitors: a new row is a new download. `run` remembers the last
+        //    import run that touched a row, to tell "already known" downloads.
+        visitor_order.sort_unstable();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
         {
             let run = match origin {
                 Origin::Live => 0,
                 Origin::Import { run, .. } => run,
             };
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO visitors(day, key, file_id, requests, bytes, run, fresh) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 2)
-                 ON CONFLICT(day, key) DO UPDATE SET
-                   requests = requests + excluded.requests, bytes = bytes + excluded.bytes,
-                   fresh = (run <> excluded.run), run = excluded.run
-                 RETURNING fresh",
+            let mut select =
+                tx.prepare_cached("SELECT run FROM visitors WHERE day = ?1 AND key = ?2")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO visitors(day, key, file_id, requests, bytes, run) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            let mut touch = tx.prepare_cached(
-                "UPDATE visitors SET fresh = (run <> ?3), run = ?3 WHERE day = ?1 AND key = ?2 RETURNING fresh",
+            let mut update = tx.prepare_cached(
+                "UPDATE visitors SET requests = requests + ?3, bytes = bytes + ?4, run = ?5 WHERE day = ?1 AND key = ?2",
             )?;
             for key in &visitor_order {
                 let v = &visitors[key];
-                let fresh: Option<i64> = if v.requests > 0 {
-                    Some(upsert.query_row(
-                        params![key.0, key.1, v.file_id, v.requests, v.bytes, run],
-                        |r| r.get(0),
-                    )?)
-                } else if run != 0 {
-                    touch
-                        .query_row(params![key.0, key.1, run], |r| r.get(0))
-                        .optional()?
-                } else {
-                    None
-                };
-                match fresh {
-                    Some(2) => stats.new_downloads += 1,
-                    Some(1) if run != 0 => stats.known_downloads += 1,
-                    _ => {}
+                if v.requests == 0 && run == 0 {
+                    continue;
                 }
+                let old_run: Option<i64> = select
+                    .query_row(params![key.0, key.1], |r| r.get(0))
+                    .optional()?;
+                let new_download = match old_run {
+                    None if v.requests > 0 => {
+                        insert
+                            .execute(params![key.0, key.1, v.file_id, v.requests, v.bytes, run])?;
+                        stats.new_downloads += 1;
+                        true
+                    }
+                    None => false,
+                    Some(old) => {
+                        if run != 0 && old != run {
+                            stats.known_downloads += 1;
+                        }
+                        if v.requests > 0 || old != run {
+                            update.execute(params![key.0, key.1, v.requests, v.bytes, run])?;
+                        }
+                        false
+                    }
+                };
                 if v.requests > 0 {
                     let d = daily.entry((v.file_id, key.0)).or_default();
-                    d.0 += i64::from(fresh == Some(2));
+                    d.0 += i64::from(new_download);
                     d.1 += v.requests;
                     d.2 += v.bytes;
                 }
