@@ -134,7 +134,7 @@ pub fn plain_from_detail(detail: &Value) -> Value {
 /// The `%z` offset written in every `%t`.
 pub const UTC_OFFSET: &str = "+0100";
 /// Number of lines the fixed edge-case catalogue writes in mixed mode.
-pub const CATALOGUE_LINES: usize = 65;
+pub const CATALOGUE_LINES: usize = 67;
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -444,6 +444,20 @@ const EXTERNAL_REFERERS: &[&str] = &[
     "https://www.bing.com/search?q=linuxvillage+iso",
     "https://www.google.com/search?q=t\\xc3\\xa9l\\xc3\\xa9charger+linuxvillage",
 ];
+
+/// An ~8 KiB referer (ad-tracking redirect, just under Apache's 8190-byte
+/// header limit), so some lines exceed 8 KiB.
+fn long_referer() -> &'static str {
+    static R: OnceLock<String> = OnceLock::new();
+    R.get_or_init(|| {
+        let mut s = String::from("https://www.google.com/url?sa=t&source=web&url=https%3A%2F%2Fdownloads.linuxvillage.org%2F&ved=");
+        let mut rng = Rng(0x7EF0_12AB);
+        while s.len() < 8_100 {
+            s.push(char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[rng.below(64) as usize]));
+        }
+        s
+    })
+}
 
 /// Scanner noise: (request line as logged, status, `%O`). None of these counts.
 const SCANS: &[(&str, u16, u64)] = &[
@@ -1163,7 +1177,12 @@ impl Gen {
         } else {
             "HTTP/1.1"
         };
-        let ext_ref = *self.rng.pick(EXTERNAL_REFERERS);
+        // One visitor in a thousand arrives with a huge tracking referer.
+        let ext_ref = if self.rng.below(1000) == 0 {
+            long_referer()
+        } else {
+            *self.rng.pick(EXTERNAL_REFERERS)
+        };
         let landing = *self
             .rng
             .pick(&["/", "/", "/", "/index.html", "/releases/24.04/", "/isos/"]);
@@ -1579,6 +1598,29 @@ impl Gen {
                 let dl = get(f, Variant::Plain, "HTTP/1.1", "-", curl);
                 self.iso_hit(&c, &dl, t, t + 90_000, 200, hdr_full(size) + size);
             }
+            // Lines longer than a pipe's atomic 4 KiB write: a 414 with an
+            // 8000-byte target (not counted) and a full download of the arm64
+            // ISO carrying an 8 KiB tracking referer (+1 dl).
+            "long-lines" => {
+                let c = Client::fixed("192.0.2.77");
+                let req = format!("GET /?q={} HTTP/1.1", "A".repeat(8_000));
+                let hit = Hit {
+                    start: t,
+                    end: t + 2,
+                    user: "-",
+                    req: Req::Text(&req),
+                    status: 414,
+                    bytes: 526,
+                    referer: "-",
+                    ua: SCANNER_UA[2],
+                };
+                self.emit(&c, hit);
+                let f = iso_index("/isos/linuxvillage-24.04-arm64.iso");
+                let size = iso_files()[f].size;
+                let c = Client::fixed("203.0.113.61");
+                let dl = get(f, Variant::Plain, "HTTP/1.1", long_referer(), chrome);
+                self.iso_hit(&c, &dl, t + 1_000, t + 200_000, 200, hdr_full(size) + size);
+            }
             // The é file: percent-encoded by a browser, raw UTF-8 by curl (+2 dl).
             "utf8" => {
                 let f = iso_index("/releases/community/linuxvillage-24.04-édition-amd64.iso");
@@ -1652,6 +1694,7 @@ const CATALOGUE: &[(Clock, &str)] = &[
     ((0, 15, 0, 0), "bots"),
     ((0, 16, 0, 0), "upper-case"),
     ((0, 17, 0, 0), "utf8"),
+    ((0, 18, 0, 0), "long-lines"),
     ((1, 23, 50, 0), "midnight"),
     ((1, 23, 59, 59), "last-second"),
     ((2, 0, 0, 5), "after-midnight"),
@@ -1706,6 +1749,7 @@ mod tests {
         let a = iso_size("/isos/linuxvillage-24.04-amd64.iso");
         let b = iso_size("/releases/24.04/linuxvillage-24.04-desktop-amd64.iso");
         let d = iso_size("/isos/linuxvillage-22.04-amd64.iso");
+        let arm = iso_size("/isos/linuxvillage-24.04-arm64.iso");
         let up = iso_size("/releases/legacy/LINUXVILLAGE-8.0-I386.ISO");
         let e = iso_size("/releases/community/linuxvillage-24.04-édition-amd64.iso");
         let full = |s: u64| hdr_full(s) + s;
@@ -1734,6 +1778,9 @@ mod tests {
                 "2026-10": {"downloads": 6, "requests": 9, "bytes": a_oct},
                 "2026-11": {"downloads": 2, "requests": 2, "bytes": 2 * full(a)}
             },
+            "/isos/linuxvillage-24.04-arm64.iso": {
+                "2026-10": {"downloads": 1, "requests": 1, "bytes": full(arm)}
+            },
             "/releases/24.04/linuxvillage-24.04-desktop-amd64.iso": {
                 "2026-10": {"downloads": 1, "requests": 8, "bytes": b_oct}
             },
@@ -1750,6 +1797,7 @@ mod tests {
             concat!(
                 r#"{"/isos/linuxvillage-22.04-amd64.iso":{"2026-10":7},"#,
                 r#""/isos/linuxvillage-24.04-amd64.iso":{"2026-10":6,"2026-11":2},"#,
+                r#""/isos/linuxvillage-24.04-arm64.iso":{"2026-10":1},"#,
                 r#""/releases/24.04/linuxvillage-24.04-desktop-amd64.iso":{"2026-10":1},"#,
                 r#""/releases/community/linuxvillage-24.04-édition-amd64.iso":{"2026-10":2},"#,
                 r#""/releases/legacy/LINUXVILLAGE-8.0-I386.ISO":{"2026-10":1}}"#
@@ -1793,6 +1841,9 @@ mod tests {
         let pos = |s: &str| text.iter().position(|l| l.contains(s)).unwrap();
         assert!(pos("198.51.100.99 - - [31/Oct/2026:23:50:00") > pos("[01/Nov/2026:00:00:05"));
         assert!(pos("203.0.113.9 - - [31/Oct/2026:23:59:59") > pos("[01/Nov/2026:00:00:05"));
+        // Lines longer than the 4 KiB atomic pipe write, one over 8 KiB.
+        assert_eq!(g.lines.iter().filter(|l| l.len() > 4096).count(), 2);
+        assert!(g.lines.iter().any(|l| l.len() > 8192));
         // The segmented download wrote byte-identical lines.
         let aria: Vec<&String> = text
             .iter()
