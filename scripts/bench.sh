@@ -7,8 +7,8 @@
 #   grep -c '' (scanning floor), pipe mode (mixed, all-new, 10x for flat
 #   memory), import of the plain and .gz log beside zcat, the old Python
 #   script and goaccess (if installed).
-# Every dlcount run is checked: `report --json` must equal the generator's
-# answer (OK/MISMATCH). Exits 1 on any MISMATCH or failed run; with
+# Every dlcount run is checked: `report --json` and `report --json --detail`
+# must equal the generator's answers (OK/MISMATCH). Exits 1 on any MISMATCH or failed run; with
 # BENCH_STRICT=1 also on any missed target.
 #
 # Environment:
@@ -97,8 +97,9 @@ if [ ! -s "$WORK/mixed.log.gz" ] || [ "$WORK/mixed.log.gz" -ot "$WORK/mixed.log"
     rm -f "$WORK/mixed.log.gz"
     gzip -k "$WORK/mixed.log"
 fi
-# Sanity probe: the 65-line edge-case catalogue must give the exact answer.
-"$GEN" --lines 0 --out "$WORK/probe.log" --answer-plain "$WORK/probe.plain.json" 2>/dev/null
+# Sanity probe: the generator's fixed edge-case catalogue alone (--lines 0).
+"$GEN" --lines 0 --out "$WORK/probe.log" --answer "$WORK/probe.detail.json" \
+    --answer-plain "$WORK/probe.plain.json" 2>/dev/null
 
 # --- measurement helpers -----------------------------------------------------
 FAILED=0
@@ -146,15 +147,19 @@ run_timed() {
     echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }') $(tail -n 1 "$tf" | cut -d' ' -f2)" >>"$WORK/$key.times"
 }
 
-# check KEY DB ANSWER: dlcount's report must equal the generator's answer.
+# check KEY DB ANSWER: `report --json` must equal the generator's plain
+# answer (ANSWER, NAME.plain.json) and `report --json --detail` its detail
+# answer (NAME.detail.json). Prints OK or MISMATCH(plain|detail).
 check() {
     local key=$1 db=$2 answer=$3
-    if "$BIN" report --db "$db" --json >"$WORK/$key.report.json" 2>"$WORK/$key.report.err" &&
-        json_equal "$WORK/$key.report.json" "$answer"; then
-        echo OK
+    if ! "$BIN" report --db "$db" --json >"$WORK/$key.report.json" 2>"$WORK/$key.report.err" ||
+        ! json_equal "$WORK/$key.report.json" "$answer"; then
+        echo "MISMATCH(plain)"
+    elif ! "$BIN" report --db "$db" --json --detail >"$WORK/$key.report-detail.json" 2>>"$WORK/$key.report.err" ||
+        ! json_equal "$WORK/$key.report-detail.json" "${answer%.plain.json}.detail.json"; then
+        echo "MISMATCH(detail)"
     else
-        echo MISMATCH
-        FAILED=1
+        echo OK
     fi
 }
 
@@ -187,10 +192,10 @@ measure_dl() {
             run_timed "$key" - "$BIN" import --db "$db" "$log" || { all=FAILED; break; }
         fi
         verdict=$(check "$key" "$db" "$answer")
-        [ "$verdict" = OK ] || all=MISMATCH
+        [ "$verdict" = OK ] || all=$verdict
     done
     CHECK[$key]=$all
-    [ "$all" = MISMATCH ] && FAILED=1
+    [ "$all" = OK ] || FAILED=1
     if [ -s "$WORK/$key.times" ]; then
         SECS[$key]=$(cut -d' ' -f1 "$WORK/$key.times" | median)
         RSS[$key]=$(cut -d' ' -f2 "$WORK/$key.times" | maxof)
@@ -199,11 +204,12 @@ measure_dl() {
 }
 
 # --- sanity probe ------------------------------------------------------------
-echo "== probe: 65-line edge-case catalogue through pipe mode"
+echo "== probe: the generator's edge-case catalogue through pipe mode"
 rm -rf "$WORK/db" "$WORK/root"
 mkdir -p "$WORK/db" "$WORK/root"
 if "$BIN" --db "$WORK/db/x.sqlite" --root "$WORK/root" <"$WORK/probe.log" 2>"$WORK/probe.err"; then
     probe=$(check probe "$WORK/db/x.sqlite" "$WORK/probe.plain.json")
+    [ "$probe" = OK ] || FAILED=1
 else
     probe="FAILED (exit $?; see $WORK/probe.err)"
     FAILED=1
@@ -325,7 +331,11 @@ echo "python old script: $PY_AGREES"
 echo "probe (catalogue): $probe"
 
 if [ "$FAILED" = 1 ]; then
-    echo "bench.sh: some runs FAILED or gave a MISMATCH (set BENCH_DIR to keep the outputs)" >&2
+    if [ -n "${BENCH_DIR:-}" ]; then
+        echo "bench.sh: some runs FAILED or gave a MISMATCH (outputs in $WORK)" >&2
+    else
+        echo "bench.sh: some runs FAILED or gave a MISMATCH (set BENCH_DIR to keep the outputs)" >&2
+    fi
     exit 1
 fi
 if [ "$BENCH_STRICT" = 1 ] && [ "$MISSED" = 1 ]; then

@@ -13,12 +13,13 @@
 //! resumed (206), segmented (equal 206 ranges, some byte-identical lines) and
 //! aborted downloads; HEAD requests; bots, command-line downloaders, monitors,
 //! mirror probes and scanners (404s, binary request lines, `-`, no protocol,
-//! POST/OPTIONS on an ISO, 301/304/400/405/408/416); IPv4 and IPv6 clients;
-//! percent-encoded, dot-segment, double-slash, query-string and absolute-form
-//! targets that Apache serves as the plain file. Lines are written in order of
-//! request *end* while `%t` shows the request *start* in local time (a fixed
-//! `+0100`, the CET offset of the default window), so lines are out of order and
-//! a download begun before midnight is logged the next day with the old date.
+//! POST/OPTIONS on an ISO, 301/304/400/401/403/405/408/414/416); IPv4 and IPv6
+//! clients; lines over 4 and 8 KiB; percent-encoded, raw UTF-8, dot-segment,
+//! double-slash, query-string and absolute-form targets that Apache serves as
+//! the plain file. Lines are written in order of request *end* while `%t` shows
+//! the request *start* in local time (a fixed `+0100`, the CET offset of the
+//! default window), so lines are out of order and a download begun before
+//! midnight is logged the next day with the old date.
 //!
 //! Counting rules encoded here (DESIGN.md): a line counts when its method is
 //! GET or HEAD, its status 200 or 206 and its `%U`-normalised path ends in
