@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — reproducible throughput and memory benchmark of dlcount-pipe.
+#
+# Generates seeded logs with the genlog example (its expected answers come
+# from the generator, not from any parser), then times, with GNU time and the
+# median of BENCH_RUNS runs:
+#   grep -c '' (scanning floor), pipe mode (mixed, all-new, 10x for flat
+#   memory), import of the plain and .gz log beside zcat, the old Python
+#   script and goaccess (if installed).
+# Every dlcount run is checked: `report --json` and `report --json --detail`
+# must equal the generator's answers (OK/MISMATCH). Exits 1 on any MISMATCH or failed run; with
+# BENCH_STRICT=1 also on any missed target.
+#
+# Environment:
+#   BENCH_LINES  lines of the mixed and all-new logs   (default 1000000)
+#   BENCH_BIG    1: also a 10x mixed log (flat memory)  (default 1)
+#   BENCH_RUNS   runs per measurement, median reported  (default 3)
+#   BENCH_SEED   generator seed                         (default 1)
+#   BENCH_DIR    work directory, kept and reused (logs are regenerated only
+#                when their parameters change); default: a temp dir, removed
+#   BENCH_STRICT 1: exit 1 when a target is missed      (default 0)
+#   BENCH_FORCE  1: measure even if the probe run gives a wrong answer
+#   DLCOUNT_BIN  binary to measure (default: the release build of this tree)
+set -euo pipefail
+export LC_ALL=C # '.' decimals for awk/sort, bytewise sorting
+
+BENCH_LINES=${BENCH_LINES:-1000000}
+BENCH_BIG=${BENCH_BIG:-1}
+BENCH_RUNS=${BENCH_RUNS:-3}
+BENCH_SEED=${BENCH_SEED:-1}
+BENCH_STRICT=${BENCH_STRICT:-0}
+BENCH_FORCE=${BENCH_FORCE:-0}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+BIN=${DLCOUNT_BIN:-$TARGET_DIR/release/dlcount-pipe}
+GEN=$TARGET_DIR/release/examples/genlog
+OLD=$REPO/scripts/oldscript_baseline.py
+
+die() {
+    echo "bench.sh: $*" >&2
+    exit 2
+}
+
+# --- prerequisites -----------------------------------------------------------
+[ -x /usr/bin/time ] || die "GNU time is required for peak memory: apt-get install time"
+for tool in cargo python3 gzip zcat grep; do
+    command -v "$tool" >/dev/null || die "'$tool' is required"
+done
+
+if [ -n "${BENCH_DIR:-}" ]; then
+    mkdir -p "$BENCH_DIR"
+    WORK=$(cd "$BENCH_DIR" && pwd)
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/dlcount-bench.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+fi
+
+echo "== machine"
+echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') (nproc $(nproc))"
+echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+echo "kernel: $(uname -sr); $(rustc --version)"
+echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' (dirty)')"
+echo "params: BENCH_LINES=$BENCH_LINES BENCH_BIG=$BENCH_BIG BENCH_RUNS=$BENCH_RUNS BENCH_SEED=$BENCH_SEED"
+echo "work:   $WORK"
+
+echo "== build"
+cargo build --release --bins --examples --quiet
+[ -x "$GEN" ] || die "$GEN was not built (the genlog example)"
+[ -x "$BIN" ] || die "$BIN is missing: dlcount-pipe (src/main.rs) must build in release mode"
+
+# --- logs --------------------------------------------------------------------
+# gen NAME MODE LINES: NAME.log and NAME.plain.json, reused when unchanged.
+gen() {
+    local name=$1 mode=$2 lines=$3
+    local stamp
+    stamp="$mode $lines $BENCH_SEED $(sha256sum "$REPO/tests/support/genlog.rs" | cut -c1-16)"
+    if [ -s "$WORK/$name.log" ] && [ "$(cat "$WORK/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
+        echo "$name.log: reused"
+        return
+    fi
+    rm -f "$WORK/$name.stamp"
+    "$GEN" --mode "$mode" --lines "$lines" --seed "$BENCH_SEED" \
+        --out "$WORK/$name.log" --answer "$WORK/$name.detail.json" \
+        --answer-plain "$WORK/$name.plain.json" 2>&1 | sed "s/^/$name.log: /"
+    echo "$stamp" >"$WORK/$name.stamp"
+}
+
+echo "== logs"
+gen mixed mixed "$BENCH_LINES"
+gen allnew all-new "$BENCH_LINES"
+if [ "$BENCH_BIG" = 1 ]; then
+    gen big mixed $((BENCH_LINES * 10))
+fi
+if [ ! -s "$WORK/mixed.log.gz" ] || [ "$WORK/mixed.log.gz" -ot "$WORK/mixed.log" ]; then
+    rm -f "$WORK/mixed.log.gz"
+    gzip -k "$WORK/mixed.log"
+fi
+# Sanity probe: the generator's fixed edge-case catalogue alone (--lines 0).
+"$GEN" --lines 0 --out "$WORK/probe.log" --answer "$WORK/probe.detail.json" \
+    --answer-plain "$WORK/probe.plain.json" 2>/dev/null
+
+# --- measurement helpers -----------------------------------------------------
+FAILED=0
+MISSED=0
+declare -A SECS RSS LINES CHECK
+ROWS=()
+
+# Line counts come from the files themselves (mixed mode overshoots slightly).
+count_lines() { grep -c '' "$1"; }
+
+# json_equal A B: same JSON value (key order and formatting ignored).
+json_equal() {
+    python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' "$1" "$2" 2>/dev/null
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+maxof() { sort -g | tail -n 1; }
+
+now() { if [ -n "${EPOCHREALTIME:-}" ]; then echo "$EPOCHREALTIME"; else date +%s.%N; fi; }
+
+# run_timed KEY STDIN_FILE CMD...: one run, stdin piped through cat when
+# STDIN_FILE is not "-"; appends "seconds kib" to $WORK/KEY.times. Peak RSS
+# is GNU time's %M of CMD; seconds are wall time of the whole pipeline taken
+# with microsecond resolution (time's %e has only centiseconds).
+run_timed() {
+    local key=$1 input=$2
+    shift 2
+    local out="$WORK/$key.out" err="$WORK/$key.err" tf="$WORK/$key.time"
+    local rc=0 t0 t1
+    t0=$(now)
+    if [ "$input" = - ]; then
+        /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$out" 2>"$err" </dev/null || rc=$?
+    else
+        # A real pipe, as from Apache (not a seekable file on stdin).
+        # shellcheck disable=SC2002
+        cat "$input" | /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$out" 2>"$err" || rc=$?
+    fi
+    t1=$(now)
+    if [ "$rc" -ne 0 ]; then
+        echo "  FAILED (exit $rc): $*" >&2
+        tail -n 5 "$err" | sed 's/^/    /' >&2
+        FAILED=1
+        return 1
+    fi
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }') $(tail -n 1 "$tf" | cut -d' ' -f2)" >>"$WORK/$key.times"
+}
+
+# check KEY DB ANSWER: `report --json` must equal the generator's plain
+# answer (ANSWER, NAME.plain.json) and `report --json --detail` its detail
+# answer (NAME.detail.json). Prints OK or MISMATCH(plain|detail).
+check() {
+    local key=$1 db=$2 answer=$3
+    if ! "$BIN" report --db "$db" --json >"$WORK/$key.report.json" 2>"$WORK/$key.report.err" ||
+        ! json_equal "$WORK/$key.report.json" "$answer"; then
+        echo "MISMATCH(plain)"
+    elif ! "$BIN" report --db "$db" --json --detail >"$WORK/$key.report-detail.json" 2>>"$WORK/$key.report.err" ||
+        ! json_equal "$WORK/$key.report-detail.json" "${answer%.plain.json}.detail.json"; then
+        echo "MISMATCH(detail)"
+    else
+        echo OK
+    fi
+}
+
+# measure KEY RUNS INPUT CMD...: median seconds, max peak RSS over RUNS runs.
+measure() {
+    local key=$1 runs=$2 input=$3
+    shift 3
+    rm -f "$WORK/$key.times"
+    local i
+    for ((i = 1; i <= runs; i++)); do
+        run_timed "$key" "$input" "$@" || return 0
+    done
+    SECS[$key]=$(cut -d' ' -f1 "$WORK/$key.times" | median)
+    RSS[$key]=$(cut -d' ' -f2 "$WORK/$key.times" | maxof)
+}
+
+# measure_dl KEY MODE LOG ANSWER: dlcount runs on a fresh database each time,
+# every run checked. MODE is "pipe" or "import".
+measure_dl() {
+    local key=$1 mode=$2 log=$3 answer=$4
+    rm -f "$WORK/$key.times"
+    local i verdict all=OK
+    for ((i = 1; i <= BENCH_RUNS; i++)); do
+        rm -rf "$WORK/db" "$WORK/root"
+        mkdir -p "$WORK/db" "$WORK/root"
+        local db="$WORK/db/x.sqlite"
+        if [ "$mode" = pipe ]; then
+            run_timed "$key" "$log" "$BIN" --db "$db" --root "$WORK/root" || { all=FAILED; break; }
+        else
+            run_timed "$key" - "$BIN" import --db "$db" "$log" || { all=FAILED; break; }
+        fi
+        verdict=$(check "$key" "$db" "$answer")
+        [ "$verdict" = OK ] || all=$verdict
+    done
+    CHECK[$key]=$all
+    [ "$all" = OK ] || FAILED=1
+    if [ -s "$WORK/$key.times" ]; then
+        SECS[$key]=$(cut -d' ' -f1 "$WORK/$key.times" | median)
+        RSS[$key]=$(cut -d' ' -f2 "$WORK/$key.times" | maxof)
+    fi
+    return 0
+}
+
+# --- sanity probe ------------------------------------------------------------
+echo "== probe: the generator's edge-case catalogue through pipe mode"
+rm -rf "$WORK/db" "$WORK/root"
+mkdir -p "$WORK/db" "$WORK/root"
+if "$BIN" --db "$WORK/db/x.sqlite" --root "$WORK/root" <"$WORK/probe.log" 2>"$WORK/probe.err"; then
+    probe=$(check probe "$WORK/db/x.sqlite" "$WORK/probe.plain.json")
+    [ "$probe" = OK ] || FAILED=1
+else
+    probe="FAILED (exit $?; see $WORK/probe.err)"
+    FAILED=1
+fi
+echo "probe: $probe"
+if [ "$probe" != OK ]; then
+    echo "  $BIN does not give the expected report on the catalogue log" >&2
+    echo "  expected: $(tr -d ' \n' <"$WORK/probe.plain.json" | cut -c1-160)..." >&2
+    echo "  got:      $(tr -d ' \n' <"$WORK/probe.report.json" 2>/dev/null | cut -c1-160)..." >&2
+    echo "  stderr:   $(tail -q -n 3 "$WORK/probe.err" "$WORK/probe.report.err" 2>/dev/null | tr '\n' ' ' | cut -c1-300)" >&2
+    [ "$BENCH_FORCE" = 1 ] || die "refusing to benchmark a binary that counts wrong (BENCH_FORCE=1 to measure anyway)"
+fi
+
+# --- measurements ------------------------------------------------------------
+echo "== measuring (median of $BENCH_RUNS runs)"
+LINES[mixed]=$(count_lines "$WORK/mixed.log")
+LINES[allnew]=$(count_lines "$WORK/allnew.log")
+LINES[big]=0
+[ "$BENCH_BIG" = 1 ] && LINES[big]=$(count_lines "$WORK/big.log")
+
+measure grep "$BENCH_RUNS" - grep -c '' "$WORK/mixed.log"
+measure grep_allnew "$BENCH_RUNS" - grep -c '' "$WORK/allnew.log"
+measure zcat "$BENCH_RUNS" - zcat "$WORK/mixed.log.gz"
+measure_dl pipe pipe "$WORK/mixed.log" "$WORK/mixed.plain.json"
+measure_dl pipe_allnew pipe "$WORK/allnew.log" "$WORK/allnew.plain.json"
+if [ "$BENCH_BIG" = 1 ]; then
+    measure grep_big "$BENCH_RUNS" - grep -c '' "$WORK/big.log"
+    measure_dl pipe_big pipe "$WORK/big.log" "$WORK/big.plain.json"
+fi
+measure_dl import import "$WORK/mixed.log" "$WORK/mixed.plain.json"
+measure_dl import_gz import "$WORK/mixed.log.gz" "$WORK/mixed.plain.json"
+measure python "$BENCH_RUNS" - python3 "$OLD" "$WORK/mixed.log"
+if json_equal "$WORK/python.out" "$WORK/mixed.plain.json"; then
+    PY_AGREES="equals the generator's answer"
+else
+    PY_AGREES="differs from the generator's answer (old-script quirks: '//' kept by normpath, \\xhh and absolute-form targets not undone)"
+fi
+if command -v goaccess >/dev/null; then
+    # One run: goaccess is slow and is context, not a target.
+    measure goaccess 1 - goaccess "$WORK/mixed.log" --log-format=COMBINED --no-progress -o "$WORK/report.html"
+fi
+
+# --- table -------------------------------------------------------------------
+# fmt helpers (awk for floating point).
+lps() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+# row NAME KEY LINES BASEKEY BASENAME TARGET VERDICT
+row() {
+    local name=$1 key=$2 n=$3 base=$4 bname=$5 target=$6 verdict=$7
+    local s=${SECS[$key]:-} r=${RSS[$key]:-}
+    if [ -z "$s" ]; then
+        ROWS+=("$(printf '%-22s %9s %12s %9s %-18s %-34s %s' "$name" - - - - "$target" "${verdict:-FAILED}")")
+        return
+    fi
+    local vs=-
+    if [ -n "$base" ] && [ -n "${SECS[$base]:-}" ]; then
+        vs="$(ratio "$s" "${SECS[$base]}")x $bname"
+    fi
+    ROWS+=("$(printf '%-22s %9.3f %12s %9s %-18s %-34s %s' "$name" "$s" "$(lps "$n" "$s")" "$(mib "$r")" "$vs" "$target" "$verdict")")
+}
+
+has() { [ -n "${SECS[$1]:-}" ]; }
+rss_ok() { le "$(mib "${RSS[$1]}")" 64; }
+pass_if() { if "$@"; then echo PASS; else echo MISS; fi; }
+
+c_pipe() { ge "$(lps "${LINES[mixed]}" "${SECS[pipe]}")" 1000000 && rss_ok pipe; }
+c_allnew() { ge "$(lps "${LINES[allnew]}" "${SECS[pipe_allnew]}")" 200000 && rss_ok pipe_allnew; }
+# Flat memory: the 10x run may use at most 25% (or 8 MiB) more than the 1x run.
+flat_limit=0
+has pipe && flat_limit=$(awk -v k="${RSS[pipe]}" 'BEGIN { a = k * 1.25; b = k + 8192; printf "%d", (a > b ? a : b) }')
+c_big() { has pipe && le "${RSS[pipe_big]}" "$flat_limit" && rss_ok pipe_big; }
+c_import() {
+    ge "$(lps "${LINES[mixed]}" "${SECS[import]}")" 2000000 && has python &&
+        ge "$(ratio "${SECS[python]}" "${SECS[import]}")" 5 && rss_ok import
+}
+c_gz() { has zcat && le "$(ratio "${SECS[import_gz]}" "${SECS[zcat]}")" 1.3 && rss_ok import_gz; }
+
+v_pipe=FAILED v_allnew=FAILED v_big=FAILED v_import=FAILED v_gz=FAILED
+has pipe && v_pipe=$(pass_if c_pipe)
+has pipe_allnew && v_allnew=$(pass_if c_allnew)
+has pipe_big && v_big=$(pass_if c_big)
+has import && v_import=$(pass_if c_import)
+has import_gz && v_gz=$(pass_if c_gz)
+for v in "$v_pipe" "$v_allnew" "$v_import" "$v_gz"; do [ "$v" = PASS ] || MISSED=1; done
+[ "$BENCH_BIG" = 1 ] && [ "$v_big" != PASS ] && MISSED=1
+
+with_check() { echo "$1, answer ${CHECK[$2]:-FAILED}"; }
+
+row "grep -c (floor)" grep "${LINES[mixed]}" "" "" "" ""
+row "pipe mixed" pipe "${LINES[mixed]}" grep grep ">=1,000,000 l/s, <=64 MiB" "$(with_check "$v_pipe" pipe)"
+row "grep -c all-new" grep_allnew "${LINES[allnew]}" "" "" "" ""
+row "pipe all-new" pipe_allnew "${LINES[allnew]}" grep_allnew grep ">=200,000 l/s, <=64 MiB" "$(with_check "$v_allnew" pipe_allnew)"
+if [ "$BENCH_BIG" = 1 ]; then
+    row "grep -c 10x" grep_big "${LINES[big]}" "" "" "" ""
+    row "pipe mixed 10x" pipe_big "${LINES[big]}" grep_big grep "RSS flat: <=$(mib "$flat_limit") MiB" "$(with_check "$v_big" pipe_big)"
+fi
+row "python old script" python "${LINES[mixed]}" "" "" "" ""
+row "import plain" import "${LINES[mixed]}" python python ">=2,000,000 l/s, <=0.2x python" "$(with_check "$v_import" import)"
+row "zcat (floor)" zcat "${LINES[mixed]}" "" "" "" ""
+row "import .gz" import_gz "${LINES[mixed]}" zcat zcat "<=1.3x zcat" "$(with_check "$v_gz" import_gz)"
+if has goaccess; then
+    row "goaccess (1 run)" goaccess "${LINES[mixed]}" import "dlcount import" "" ""
+else
+    ROWS+=("$(printf '%-22s %s' "goaccess" "skipped (not installed)")")
+fi
+
+echo "== results (seconds: median of $BENCH_RUNS; RSS: max over runs; 'vs' = time / baseline time)"
+printf '%-22s %9s %12s %9s %-18s %-34s %s\n' name seconds lines/s "RSS MiB" vs target result
+for r in "${ROWS[@]}"; do echo "$r"; done
+if has pipe && [ "$BENCH_BIG" = 1 ] && has pipe_big; then
+    echo "memory: pipe 1x $(mib "${RSS[pipe]}") MiB, 10x $(mib "${RSS[pipe_big]}") MiB"
+fi
+has import && has python && echo "old Python script takes $(ratio "${SECS[python]}" "${SECS[import]}")x as long as import (target >=5)"
+echo "python old script: $PY_AGREES"
+echo "probe (catalogue): $probe"
+
+if [ "$FAILED" = 1 ]; then
+    if [ -n "${BENCH_DIR:-}" ]; then
+        echo "bench.sh: some runs FAILED or gave a MISMATCH (outputs in $WORK)" >&2
+    else
+        echo "bench.sh: some runs FAILED or gave a MISMATCH (set BENCH_DIR to keep the outputs)" >&2
+    fi
+    exit 1
+fi
+if [ "$BENCH_STRICT" = 1 ] && [ "$MISSED" = 1 ]; then
+    echo "bench.sh: targets missed (BENCH_STRICT=1)" >&2
+    exit 1
+fi
