@@ -5,8 +5,12 @@
 //! machine's speed: waiting is always "poll until a condition holds", with a
 //! generous deadline that only a hang can reach.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod cases;
 mod errors;
+mod generated;
 mod import;
 mod pipe;
 
