@@ -98,7 +98,7 @@ pub struct PipeArgs {
     /// Also re-render the pages every MINUTES when counts changed
     #[arg(long, value_name = "MINUTES")]
     pub refresh: Option<u32>,
-    /// Counted lines held in memory while the database cannot be written [default: 1000000]
+    /// Counted lines held in memory while the database cannot be written [default: 200000]
     #[arg(long, value_name = "LINES")]
     pub max_pending: Option<usize>,
 }

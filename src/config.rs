@@ -16,7 +16,8 @@ pub const DEFAULT_DB: &str = "/var/lib/dlcount/dlcount.sqlite";
 pub const DEFAULT_ROOT: &str = "/var/www/file-server";
 pub const DEFAULT_FORMAT: &str = "combined";
 pub const DEFAULT_RETENTION_DAYS: u32 = 35;
-pub const DEFAULT_MAX_PENDING: usize = 1_000_000;
+/// About 25 MiB of held lines; hours of a busy download server's ISO traffic.
+pub const DEFAULT_MAX_PENDING: usize = 200_000;
 
 /// The `--config` file. Keys are the long option names with `_` for `-`.
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,15 @@
 //!   committed well within a second — and keeps what it could not write in a
 //!   bounded queue, retrying.
 //!
+//! The queue bound (`--max-pending` counted lines, in the channel and held
+//! by the owner together) is enforced by the reader. While the database is
+//! failing, batches past the bound lose their counted lines (counted and
+//! reported; `import` of the access log recovers them) — Apache is never
+//! blocked by an outage. While the database is healthy and only slower than
+//! the input (a flood far beyond any real download server, such as `cat`
+//! of a big log), the reader waits for room instead, so memory stays flat
+//! and nothing is lost.
+//!
 //! Apache sends SIGTERM on every graceful restart and then keeps writing the
 //! lines of requests still in flight until it closes the pipe, so SIGTERM
 //! means "commit now", and only EOF means "exit". SIGINT (a person at a
@@ -23,7 +32,9 @@ use crate::config::Settings;
 use crate::store::{ApplyStats, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes asked of each `read()`.
@@ -51,6 +62,36 @@ pub trait PageTrigger {
     fn trigger(&self, reason: RenderReason);
 }
 
+/// Shared between the reader and the owner: how many counted lines are on
+/// their way to the database, and whether it is failing.
+struct Flow {
+    in_flight: AtomicUsize,
+    failing: AtomicBool,
+    limit: usize,
+}
+
+impl Flow {
+    /// Called by the reader before sending a batch; see the module header.
+    fn admit(&self, batch: &mut Batch) {
+        let hits = batch.hits().len();
+        if hits == 0 {
+            return;
+        }
+        loop {
+            let cur = self.in_flight.load(Ordering::Acquire);
+            if cur + hits <= self.limit {
+                self.in_flight.fetch_add(hits, Ordering::AcqRel);
+                return;
+            }
+            if self.failing.load(Ordering::Acquire) {
+                batch.drop_hits();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 enum Msg {
     Batch(Batch),
     Eof { read_error: Option<String> },
@@ -65,11 +106,17 @@ pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
         eprintln!("dlcount: cannot install signal handlers: {e}; SIGTERM will end the logger");
     }
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+    let flow = Arc::new(Flow {
+        in_flight: AtomicUsize::new(0),
+        failing: AtomicBool::new(false),
+        limit: settings.max_pending,
+    });
+    let reader_flow = Arc::clone(&flow);
     let reader = std::thread::Builder::new()
         .name("reader".into())
-        .spawn(move || read_stdin(processor, tx))
+        .spawn(move || read_stdin(processor, tx, &reader_flow))
         .expect("spawn reader thread");
-    let mut owner = Owner::new(settings, pages);
+    let mut owner = Owner::new(settings, pages, flow);
     let code = owner.run(rx);
     drop(reader);
     code
@@ -96,7 +143,7 @@ fn spawn_signal_thread(tx: Sender<Msg>) -> std::io::Result<()> {
 }
 
 /// The reader thread: stdin → batches. Never blocks on anything but `read()`.
-fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>) {
+fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut splitter = LineSplitter::new();
@@ -112,8 +159,11 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>) {
             Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
             Piece::TooLong(no) => processor.too_long(no, &mut batch),
         });
-        if !batch.is_empty() && tx.send(Msg::Batch(batch)).is_err() {
-            return;
+        if !batch.is_empty() {
+            flow.admit(&mut batch);
+            if tx.send(Msg::Batch(batch)).is_err() {
+                return;
+            }
         }
     };
     let mut batch = Batch::new();
@@ -122,6 +172,7 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>) {
         Piece::TooLong(no) => processor.too_long(no, &mut batch),
     });
     if !batch.is_empty() {
+        flow.admit(&mut batch);
         let _ = tx.send(Msg::Batch(batch));
     }
     let _ = tx.send(Msg::Eof { read_error });
@@ -166,6 +217,7 @@ impl Throttle {
 /// The database owner's state.
 struct Owner<'a> {
     settings: &'a Settings,
+    flow: Arc<Flow>,
     pages: Option<&'a dyn PageTrigger>,
     store: Option<Store>,
     pending: Vec<Batch>,
@@ -187,10 +239,15 @@ struct Owner<'a> {
 }
 
 impl<'a> Owner<'a> {
-    fn new(settings: &'a Settings, pages: Option<&'a dyn PageTrigger>) -> Owner<'a> {
+    fn new(
+        settings: &'a Settings,
+        pages: Option<&'a dyn PageTrigger>,
+        flow: Arc<Flow>,
+    ) -> Owner<'a> {
         let today = chrono::Local::now().date_naive();
         Owner {
             settings,
+            flow,
             pages,
             store: None,
             pending: Vec::new(),
@@ -323,17 +380,15 @@ impl<'a> Owner<'a> {
     fn enqueue(&mut self, b: Batch) {
         self.lines += b.stats.lines;
         self.rejected += b.stats.rejected_total();
-        let hits = b.hits().len();
-        if hits > 0 && self.pending_hits + hits > self.settings.max_pending {
-            self.dropped_lines += hits as u64;
+        if b.stats.dropped > 0 {
+            self.dropped_lines += b.stats.dropped;
             self.drop_trouble.say(&format!(
                 "{} counted lines dropped so far: the database has been unwritable and --max-pending ({}) is full; \
                  recover them later with `dlcount-pipe import` of the access log",
                 self.dropped_lines, self.settings.max_pending
             ));
-            return;
         }
-        self.pending_hits += hits;
+        self.pending_hits += b.hits().len();
         self.pending.push(b);
     }
 
@@ -354,6 +409,7 @@ impl<'a> Owner<'a> {
     }
 
     fn trouble(&mut self, what: &str) {
+        self.flow.failing.store(true, Ordering::Release);
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         self.db_trouble.say(&format!(
             "cannot write the database ({what}); still reading Apache's lines, {} counted lines held in memory \
@@ -373,6 +429,10 @@ impl<'a> Owner<'a> {
         match store.apply(&self.pending, Origin::Live) {
             Ok(stats) => {
                 self.pending.clear();
+                self.flow
+                    .in_flight
+                    .fetch_sub(self.pending_hits, Ordering::AcqRel);
+                self.flow.failing.store(false, Ordering::Release);
                 self.pending_hits = 0;
                 if stats.counted_lines > 0 {
                     self.changed_since_render = true;

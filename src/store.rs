@@ -408,11 +408,14 @@ impl Store {
         let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         {
+            // New rows (the common case) cost one statement: INSERT OR IGNORE
+            // says by its change count whether the row was there already.
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO seen_lines(day, hash, live, imported, source, source_n)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
             let mut select = tx.prepare_cached(
                 "SELECT live, imported, source, source_n FROM seen_lines WHERE day = ?1 AND hash = ?2",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO seen_lines(day, hash, live, imported, source, source_n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut update = tx.prepare_cached(
                 "UPDATE seen_lines SET live = ?3, imported = ?4, source = ?5, source_n = ?6 WHERE day = ?1 AND hash = ?2",
@@ -422,38 +425,39 @@ impl Store {
                     stats.closed_day_lines += l.copies as u64;
                     continue;
                 }
-                let old: Option<SeenLine> = select
-                    .query_row(params![l.day, l.hash], |r| {
+                let fresh = SeenLine::default().seen(l.copies, origin);
+                let inserted = insert.execute(params![
+                    l.day,
+                    l.hash,
+                    fresh.live,
+                    fresh.imported,
+                    fresh.source,
+                    fresh.source_n
+                ])?;
+                let delta = if inserted == 1 {
+                    l.copies
+                } else {
+                    let before = select.query_row(params![l.day, l.hash], |r| {
                         Ok(SeenLine {
                             live: r.get(0)?,
                             imported: r.get(1)?,
                             source: r.get(2)?,
                             source_n: r.get(3)?,
                         })
-                    })
-                    .optional()?;
-                let before = old.unwrap_or_default();
-                let after = before.seen(l.copies, origin);
-                let delta = (after.copies() - before.copies()).clamp(0, l.copies);
-                if old.is_none() {
-                    insert.execute(params![
-                        l.day,
-                        l.hash,
-                        after.live,
-                        after.imported,
-                        after.source,
-                        after.source_n
-                    ])?;
-                } else if after != before {
-                    update.execute(params![
-                        l.day,
-                        l.hash,
-                        after.live,
-                        after.imported,
-                        after.source,
-                        after.source_n
-                    ])?;
-                }
+                    })?;
+                    let after = before.seen(l.copies, origin);
+                    if after != before {
+                        update.execute(params![
+                            l.day,
+                            l.hash,
+                            after.live,
+                            after.imported,
+                            after.source,
+                            after.source_n
+                        ])?;
+                    }
+                    (after.copies() - before.copies()).clamp(0, l.copies)
+                };
                 stats.counted_lines += delta as u64;
                 stats.already_counted_lines += (l.copies - delta) as u64;
                 if delta > 0 {
@@ -481,11 +485,11 @@ impl Store {
                 Origin::Live => 0,
                 Origin::Import { run, .. } => run,
             };
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
             let mut select =
                 tx.prepare_cached("SELECT run FROM visitors WHERE day = ?1 AND key = ?2")?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO visitors(day, key, file_id, requests, bytes, run) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
             let mut update = tx.prepare_cached(
                 "UPDATE visitors SET requests = requests + ?3, bytes = bytes + ?4, run = ?5 WHERE day = ?1 AND key = ?2",
             )?;
@@ -494,27 +498,23 @@ impl Store {
                 if v.requests == 0 && run == 0 {
                     continue;
                 }
-                let old_run: Option<i64> = select
-                    .query_row(params![key.0, key.1], |r| r.get(0))
-                    .optional()?;
-                let new_download = match old_run {
-                    None if v.requests > 0 => {
-                        insert
-                            .execute(params![key.0, key.1, v.file_id, v.requests, v.bytes, run])?;
-                        stats.new_downloads += 1;
-                        true
+                let new_download = v.requests > 0
+                    && insert
+                        .execute(params![key.0, key.1, v.file_id, v.requests, v.bytes, run])?
+                        == 1;
+                if new_download {
+                    stats.new_downloads += 1;
+                } else if let Some(old) = select
+                    .query_row(params![key.0, key.1], |r| r.get::<_, i64>(0))
+                    .optional()?
+                {
+                    if run != 0 && old != run {
+                        stats.known_downloads += 1;
                     }
-                    None => false,
-                    Some(old) => {
-                        if run != 0 && old != run {
-                            stats.known_downloads += 1;
-                        }
-                        if v.requests > 0 || old != run {
-                            update.execute(params![key.0, key.1, v.requests, v.bytes, run])?;
-                        }
-                        false
+                    if v.requests > 0 || old != run {
+                        update.execute(params![key.0, key.1, v.requests, v.bytes, run])?;
                     }
-                };
+                }
                 if v.requests > 0 {
                     let d = daily.entry((v.file_id, key.0)).or_default();
                     d.0 += i64::from(new_download);

@@ -49,6 +49,9 @@ pub struct LineStats {
     pub ignored_ext: u64,
     pub rejected: BTreeMap<Reject, u64>,
     pub samples: Vec<RejectSample>,
+    /// Counted lines given up because the database was unwritable and the
+    /// pending queue was full (pipe mode only).
+    pub dropped: u64,
 }
 
 impl LineStats {
@@ -62,6 +65,7 @@ impl LineStats {
         self.ignored_method += other.ignored_method;
         self.ignored_status += other.ignored_status;
         self.ignored_ext += other.ignored_ext;
+        self.dropped += other.dropped;
         for (r, n) in &other.rejected {
             *self.rejected.entry(*r).or_default() += n;
         }
@@ -105,6 +109,13 @@ impl Batch {
     /// Bytes of memory the batch holds (for the pending-queue bound).
     pub fn footprint(&self) -> usize {
         self.arena.capacity() + self.hits.capacity() * std::mem::size_of::<Hit>()
+    }
+
+    /// Gives up the counted hits (the database cannot take them), keeping the accounting.
+    pub fn drop_hits(&mut self) {
+        self.stats.dropped += self.hits.len() as u64;
+        self.hits = Vec::new();
+        self.arena = Vec::new();
     }
 
     pub fn is_empty(&self) -> bool {

@@ -199,3 +199,35 @@ fn no_client_address_reaches_the_disk() {
         );
     }
 }
+
+#[test]
+fn past_the_pending_bound_lines_are_dropped_and_reported_never_blocking() {
+    let site = Site::new();
+    site.pipe_all(line("192.0.2.1", 8, 1, "/a.iso", 200, 1).as_bytes(), &[]);
+    let (mut args, make_writable) = make_unwritable(&site);
+    args.extend(["--max-pending".to_string(), "1000".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = site.spawn_pipe(&args);
+    let lines: String = (0..3000u32)
+        .map(|i| line(&format!("198.51.100.{}", i % 100), 8, i, "/b.iso", 206, 7))
+        .collect();
+    p.write(lines.as_bytes());
+    wait_until("drops are reported", || {
+        p.stderr().contains("counted lines dropped so far")
+    });
+    make_writable();
+    let (code, err) = p.finish();
+    assert_eq!(code, 1, "dropped lines make a non-zero exit: {err}");
+    let dropped: u64 = err
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" DROPPED (over --max-pending); exiting\n"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no drop count in: {err}"));
+    let kept = total(&site.report(), "requests") - 1;
+    assert!(kept <= 1000, "{kept}");
+    assert_eq!(
+        kept + dropped,
+        3000,
+        "every line is either counted or reported dropped"
+    );
+}
