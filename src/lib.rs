@@ -5,3 +5,4 @@
 //! lines → [`logformat`] parse → [`classify`] → tally → [`store`].
 
 pub mod classify;
+pub mod render;
