@@ -151,15 +151,15 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
         r#"<th scope="row" class="name"><a href="isos/linuxvillage-24.04-amd64.iso">linuxvillage-24.04-amd64.iso</a></th> "#,
         r#"<td class="num"><span title="1,536 bytes">1.5 KiB</span></td> "#,
         r#"<td><time datetime="2026-04-25">2026-04-25</time></td> "#,
-        r#"<td class="links"><a class="chip" href="isos/linuxvillage-24.04-amd64.iso.md5" title="linuxvillage-24.04-amd64.iso.md5">md5</a>"#,
-        r#"<a class="chip" href="isos/linuxvillage-24.04-amd64.iso.sha256" title="linuxvillage-24.04-amd64.iso.sha256">sha256</a></td> </tr>"#,
+        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.04-amd64.iso.md5" title="linuxvillage-24.04-amd64.iso.md5">md5</a>"#,
+        r#"<a class="chip" href="isos/linuxvillage-24.04-amd64.iso.sha256" title="linuxvillage-24.04-amd64.iso.sha256">sha256</a></div></td> </tr>"#,
     )));
     assert!(html.contains(concat!(
         r#"<a href="isos/linuxvillage-24.10-amd64.iso">linuxvillage-24.10-amd64.iso</a></th> "#,
         r#"<td class="num"><span title="3,145,729 bytes">3.0 MiB</span></td> "#,
         r#"<td><time datetime="2026-10-09">2026-10-09</time></td> "#,
-        r#"<td class="links"><a class="chip" href="isos/linuxvillage-24.10-amd64.iso.sha512" title="linuxvillage-24.10-amd64.iso.sha512">sha512</a>"#,
-        r#"<a class="chip" href="isos/linuxvillage-24.10-amd64.iso.asc" title="linuxvillage-24.10-amd64.iso.asc">asc</a></td>"#,
+        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.10-amd64.iso.sha512" title="linuxvillage-24.10-amd64.iso.sha512">sha512</a>"#,
+        r#"<a class="chip" href="isos/linuxvillage-24.10-amd64.iso.asc" title="linuxvillage-24.10-amd64.iso.asc">asc</a></div></td>"#,
     )));
     // No sidecar: a dash, and no link to files that do not exist.
     assert!(html.contains(concat!(
@@ -228,7 +228,7 @@ fn public_counts_show_downloads_summed_over_months() {
     s.public_counts = true;
     render_all(&s, &stats(), now()).unwrap();
     let html = squash(&read(&root.path().join("index.html")));
-    assert!(html.contains(r#"<th scope="col" class="num">Downloads</th>"#));
+    assert!(html.contains(r#"<th scope="col" class="num col-count">Downloads</th>"#));
     let row_of = |name: &str| {
         let start = pos(&html, &format!(">{name}</a></th>"));
         html[start..start + pos(&html[start..], "</tr>")].to_owned()
@@ -290,14 +290,17 @@ fn stats_page_has_matrix_totals_chart_and_period() {
     // Per-file totals with requests and bytes beside the downloads.
     assert!(html.contains(concat!(
         r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>linuxvillage-24.04-amd64.iso</th>"#,
-        r#"<td class="num">8</td><td class="num">10</td><td class="num" title="1,500 bytes">1.5 KiB</td></tr>"#,
+        r#"<td class="num">8</td><td class="share"><span class="share-bar" aria-hidden="true"><span style="width: 80.0%"></span></span>38.1 %</td>"#,
+        r#"<td class="num">10</td><td class="num" title="1,500 bytes">1.5 KiB</td></tr>"#,
     )));
     // The chart: accessible inline SVG, one bar per month, oldest first.
-    assert!(html.contains(
-        r#"<svg viewBox="0 0 960 280" role="img" aria-labelledby="chart-title chart-desc""#
-    ));
-    assert!(html.contains(r#"<desc id="chart-desc">Downloads per month from 2026-08 to 2026-11; highest: 15 downloads in 2026-11.</desc>"#));
-    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 4);
+    assert!(html.contains(r#"<svg class="chart-wide" viewBox="0 0 960 280" role="img" aria-labelledby="chart-title-wide chart-desc-wide">"#));
+    assert!(html.contains(r#"<svg class="chart-narrow" viewBox="0 0 360 240" role="img" aria-labelledby="chart-title-narrow chart-desc-narrow">"#));
+    assert!(html.contains(r#"<desc id="chart-desc-wide">Downloads per month from 2026-08 to 2026-11; highest: 15 downloads in 2026-11.</desc>"#));
+    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 8);
+    // Max 15 gives y steps of 5 up to 20; 4 slots of 221 units, bars 72 % wide.
+    assert!(html.contains(r#"<rect class="bar" x="94.9" y="236.4" width="159.1" height="11.6"><title>2026-08: 1 download</title></rect>"#));
+    assert!(html.contains(r#"text-anchor="end" dominant-baseline="middle">20</text>"#));
     assert!(
         pos(&html, "<title>2026-08: 1 download</title>")
             < pos(&html, "<title>2026-11: 15 downloads</title>")

@@ -76,6 +76,10 @@ pub struct FileView {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// Share of all downloads, percent with one decimal.
+    pub share: f64,
+    /// Downloads relative to the most downloaded file, percent (bar length).
+    pub bar: f64,
 }
 
 #[derive(Serialize)]
@@ -144,6 +148,8 @@ pub struct StatsView {
     pub months: Vec<MonthView>,
     pub totals: TotalsView,
     pub chart: Option<ChartView>,
+    /// The same chart laid out for phones.
+    pub chart_narrow: Option<ChartView>,
 }
 
 pub fn site(settings: &PageSettings) -> SiteView {
@@ -297,6 +303,8 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
                 downloads: 0,
                 requests: 0,
                 bytes: 0,
+                share: 0.0,
+                bar: 0.0,
             }
         })
         .collect();
@@ -346,12 +354,24 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
             .map(|&n| if n == 0 { String::new() } else { grouped(n) })
             .collect();
     }
+    let top = files.iter().map(|f| f.downloads).max().unwrap_or(0);
+    for f in &mut files {
+        if totals.downloads > 0 {
+            f.share = round1(f.downloads as f64 * 100.0 / totals.downloads as f64);
+            f.bar = round1(f.downloads as f64 * 100.0 / top as f64);
+        }
+    }
     let period = (!months.is_empty()).then(|| PeriodView {
         first: months[months.len() - 1].clone(),
         last: months[0].clone(),
         months: months.len(),
     });
-    let chart = (!months.is_empty()).then(|| chart(&month_views));
+    let (chart, chart_narrow) = if months.is_empty() {
+        (None, None)
+    } else {
+        let (wide, narrow) = charts(&month_views);
+        (Some(wide), Some(narrow))
+    };
     StatsView {
         site: site(settings),
         generated: generated(now),
@@ -360,6 +380,7 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
         months: month_views,
         totals,
         chart,
+        chart_narrow,
     }
 }
 
@@ -367,39 +388,87 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// The smallest "nice" number (1, 2, 2.5 or 5 × 10ⁿ) ≥ `x`, for the y axis.
+/// The smallest "nice" number (1, 2, 2.5 or 5 × 10ⁿ) ≥ `x`, for the y axis;
+/// 2.5 only from 25 up, so small counts keep whole-number ticks.
 fn nice_ceil(x: f64) -> f64 {
-    if x <= 0.0 {
+    if x <= 1.0 {
         return 1.0;
     }
     let mag = 10f64.powf(x.log10().floor());
     [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
+        .filter(|f| mag >= 10.0 || **f != 2.5)
         .map(|f| f * mag)
         .find(|v| *v >= x)
         .unwrap_or(10.0 * mag)
 }
 
+/// `40,000` → `40k`, `2,500,000` → `2.5M`: y labels of the narrow chart.
+fn compact(n: u64) -> String {
+    let short = |v: f64, unit: &str| {
+        let t = format!("{:.1}", v);
+        format!("{}{unit}", t.strip_suffix(".0").unwrap_or(&t))
+    };
+    match n {
+        0..=9_999 => grouped(n),
+        10_000..=999_999 => short(n as f64 / 1e3, "k"),
+        _ => short(n as f64 / 1e6, "M"),
+    }
+}
+
+/// Size and margins of a chart, in SVG user units (≈ CSS pixels when shown
+/// at its natural width, so 12-unit text stays readable).
+struct Geometry {
+    width: u32,
+    height: u32,
+    left: u32,
+    right: u32,
+    top: u32,
+    bottom: u32,
+    compact_labels: bool,
+}
+
+/// Desktop chart, and a narrow one for phones (the page shows one of them).
+const WIDE: Geometry = Geometry {
+    width: 960,
+    height: 280,
+    left: 64,
+    right: 948,
+    top: 16,
+    bottom: 248,
+    compact_labels: false,
+};
+const NARROW: Geometry = Geometry {
+    width: 360,
+    height: 240,
+    left: 40,
+    right: 352,
+    top: 12,
+    bottom: 208,
+    compact_labels: true,
+};
+
+pub fn charts(months_newest_first: &[MonthView]) -> (ChartView, ChartView) {
+    (
+        chart(months_newest_first, &WIDE),
+        chart(months_newest_first, &NARROW),
+    )
+}
+
 /// Bar chart of monthly downloads, oldest month on the left.
-fn chart(months_newest_first: &[MonthView]) -> ChartView {
-    const WIDTH: u32 = 960;
-    const HEIGHT: u32 = 280;
-    const LEFT: u32 = 64;
-    const RIGHT: u32 = 948;
-    const TOP: u32 = 16;
-    const BOTTOM: u32 = 248;
-    let (left, right, top, bottom) = (LEFT as f64, RIGHT as f64, TOP as f64, BOTTOM as f64);
+fn chart(months_newest_first: &[MonthView], g: &Geometry) -> ChartView {
+    let (left, right, top, bottom) = (g.left as f64, g.right as f64, g.top as f64, g.bottom as f64);
     let n = months_newest_first.len() as f64;
     let max = months_newest_first
         .iter()
         .map(|m| m.downloads)
         .max()
         .unwrap_or(0);
-    // Four equal steps; a step is at least 1 so small counts get whole-number ticks.
-    let step = nice_ceil(max as f64 / 4.0).max(1.0);
+    // Four equal steps of a nice size.
+    let step = nice_ceil(max as f64 / 4.0);
     let y_max = step * 4.0;
     let slot = (right - left) / n;
-    let bar_w = (slot * 0.72).max(1.0);
+    let bar_w = (slot * 0.72).max(0.8);
     let y_of = |v: f64| bottom - (bottom - top) * v / y_max;
     let bars = months_newest_first
         .iter()
@@ -419,27 +488,53 @@ fn chart(months_newest_first: &[MonthView]) -> ChartView {
         .collect::<Vec<_>>();
     let y_ticks = (0..=4)
         .map(|i| {
-            let v = step * i as f64;
+            let v = (step * i as f64) as u64;
+            let label = if g.compact_labels {
+                compact(v)
+            } else {
+                grouped(v)
+            };
             TickView {
                 x: left,
-                y: round1(y_of(v)),
-                label: grouped(v as u64),
+                y: round1(y_of(v as f64)),
+                label,
             }
         })
         .collect();
-    // Label every month when few, otherwise each January (with the year).
+    // Every month when they fit, otherwise Januaries with the year; then
+    // every k-th candidate so labels never overlap (≈ 7 units per glyph).
     let few = months_newest_first.len() <= 14;
-    let x_labels = bars
+    let candidates: Vec<&BarView> = bars
         .iter()
         .filter(|b| few || b.month.ends_with("-01"))
+        .collect();
+    let label_of = |b: &BarView| {
+        if few {
+            b.month.clone()
+        } else {
+            b.month.get(..4).unwrap_or(&b.month).to_owned()
+        }
+    };
+    let needed = candidates
+        .iter()
+        .map(|b| label_of(b).chars().count())
+        .max()
+        .unwrap_or(0) as f64
+        * 7.0
+        + 12.0;
+    let gap = if candidates.len() > 1 {
+        candidates[1].x - candidates[0].x
+    } else {
+        needed
+    };
+    let every = (needed / gap).ceil().max(1.0) as usize;
+    let x_labels = candidates
+        .iter()
+        .step_by(every)
         .map(|b| TickView {
             x: round1(b.x + b.w / 2.0),
             y: bottom + 20.0,
-            label: if few {
-                b.month.clone()
-            } else {
-                b.month.get(..4).unwrap_or(&b.month).to_owned()
-            },
+            label: label_of(b),
         })
         .collect();
     let first = &months_newest_first[months_newest_first.len() - 1];
@@ -456,15 +551,35 @@ fn chart(months_newest_first: &[MonthView]) -> ChartView {
         peak.month
     );
     ChartView {
-        width: WIDTH,
-        height: HEIGHT,
-        left: LEFT,
-        right: RIGHT,
-        top: TOP,
-        bottom: BOTTOM,
+        width: g.width,
+        height: g.height,
+        left: g.left,
+        right: g.right,
+        top: g.top,
+        bottom: g.bottom,
         summary,
         bars,
         y_ticks,
         x_labels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_steps_are_nice_and_whole() {
+        assert_eq!(nice_ceil(0.0), 1.0);
+        assert_eq!(nice_ceil(0.75), 1.0);
+        assert_eq!(nice_ceil(2.2), 5.0);
+        assert_eq!(nice_ceil(3.75), 5.0);
+        assert_eq!(nice_ceil(21.0), 25.0);
+        assert_eq!(nice_ceil(24.0), 25.0);
+        assert_eq!(nice_ceil(8349.0), 10000.0);
+        assert_eq!(compact(9_999), "9,999");
+        assert_eq!(compact(40_000), "40k");
+        assert_eq!(compact(12_500), "12.5k");
+        assert_eq!(compact(2_500_000), "2.5M");
     }
 }
