@@ -20,12 +20,12 @@ mod view;
 mod watch;
 
 pub use natsort::natural_cmp;
-pub use watch::TreeWatcher;
+pub use watch::{Backend as WatchBackend, TreeWatcher};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local};
 use minijinja::value::{Serde, Value};
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -47,6 +47,21 @@ pub struct PageSettings {
     pub public_counts: bool,
     /// Counted extensions, e.g. `[".iso"]` (ASCII case-insensitive).
     pub exts: Vec<String>,
+}
+
+impl PageSettings {
+    /// The defaults: title "Downloads", no logo or home link, counts private, `.iso` images.
+    pub fn new(root: PathBuf) -> PageSettings {
+        PageSettings {
+            root,
+            templates_dir: None,
+            site_title: "Downloads".into(),
+            logo_url: None,
+            home_url: None,
+            public_counts: false,
+            exts: vec![".iso".into()],
+        }
+    }
 }
 
 /// One file × month of the statistics (downloads already merged with legacy figures).
@@ -161,6 +176,9 @@ pub fn dump_templates(dir: &Path) -> Result<Vec<PathBuf>> {
 /// The template environment: override directory first, embedded default second.
 fn environment(override_dir: Option<PathBuf>) -> Environment<'static> {
     let mut env = Environment::new();
+    // Every template ends up inside an HTML page (style.css is included
+    // inline), so every template escapes what it prints as HTML.
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.set_formatter(format::html_formatter);
     // Catches typos in override templates (printing or looping over an
     // unknown variable is an error) while `{% if x %}` on optional ones works.

@@ -207,3 +207,61 @@ fn build_folder(rel: Vec<u8>, files: Vec<Entry>, classifier: &Classifier) -> Opt
     sums.sort_by(|a, b| natural_cmp(a, b));
     Some(Folder { rel, isos, sums })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_names_are_recognised() {
+        for n in [
+            "SHA256SUMS",
+            "SHA512SUMS.gpg",
+            "MD5SUMS",
+            "B2SUMS.asc",
+            "Fedora-41-x86_64-CHECKSUM",
+            "sha256sums.sig",
+        ] {
+            assert!(is_sums_name(n.as_bytes()), "{n}");
+        }
+        for n in ["SUMS", "a.iso", "README", "SHA256SUMS.txt"] {
+            assert!(!is_sums_name(n.as_bytes()), "{n}");
+        }
+        assert!(is_sidecar_name(b"a.iso.sha256"));
+        assert!(is_sidecar_name(b"a.TORRENT"));
+        assert!(!is_sidecar_name(b".sig"));
+        assert!(!is_sidecar_name(b"a.iso"));
+    }
+
+    #[test]
+    fn stem_sidecars_and_non_utf8_names_are_found() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("r");
+        fs::create_dir(&dir).unwrap();
+        use std::ffi::OsStr;
+        for n in [
+            &b"caf\xe9.iso"[..],
+            b"caf\xe9.iso.sig",
+            b"x.iso",
+            b"x.sha256",
+            b"x.torrent",
+        ] {
+            fs::write(dir.join(OsStr::from_bytes(n)), "1").unwrap();
+        }
+        let folders = scan(root.path(), &Classifier::new(&[".iso"])).unwrap();
+        assert_eq!(folders.len(), 1);
+        let f = &folders[0];
+        assert_eq!(f.rel, b"r");
+        let names: Vec<&[u8]> = f.isos.iter().map(|i| i.name.as_slice()).collect();
+        assert_eq!(names, [&b"x.iso"[..], b"caf\xe9.iso"]);
+        assert_eq!(
+            f.isos[0].sidecars,
+            [
+                ("sha256", b"x.sha256".to_vec()),
+                ("torrent", b"x.torrent".to_vec())
+            ]
+        );
+        assert_eq!(f.isos[1].sidecars, [("sig", b"caf\xe9.iso.sig".to_vec())]);
+        assert_eq!(f.isos[1].rel, b"r/caf\xe9.iso");
+    }
+}

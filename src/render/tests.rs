@@ -6,6 +6,7 @@ use super::*;
 use chrono::TimeZone;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,13 +30,9 @@ fn file(path: &Path, size: u64, mtime: std::time::SystemTime) {
 
 fn settings(root: &Path) -> PageSettings {
     PageSettings {
-        root: root.to_path_buf(),
-        templates_dir: None,
         site_title: "Linux Village".into(),
-        logo_url: None,
         home_url: Some("https://linuxvillage.example/".into()),
-        public_counts: false,
-        exts: vec![".iso".into()],
+        ..PageSettings::new(root.to_path_buf())
     }
 }
 
@@ -237,6 +234,27 @@ fn public_counts_show_downloads_summed_over_months() {
     assert!(row_of("linuxvillage-24.10-amd64.iso").ends_with(r#"<td class="num">10</td> "#));
     assert!(row_of("my file café.iso").ends_with(r#"<td class="num">1</td> "#));
     assert!(row_of("linuxvillage-9-amd64.iso").ends_with(r#"<td class="num">0</td> "#));
+
+    // A name that is not UTF-8: shown lossily, linked and keyed byte-exactly.
+    use std::ffi::OsStr;
+    file(
+        &root
+            .path()
+            .join("isos")
+            .join(OsStr::from_bytes(b"caf\xe9.iso")),
+        3,
+        local_noon(2026, 4, 25),
+    );
+    let mut st = stats();
+    st.rows.push(row("/isos/caf%E9.iso", "2026-11", 4, 4, 12));
+    render_all(&s, &st, now()).unwrap();
+    let html = squash(&read(&root.path().join("index.html")));
+    let start = pos(
+        &html,
+        "<a href=\"isos/caf%E9.iso\">caf\u{fffd}.iso</a></th>",
+    );
+    let rest = &html[start..];
+    assert!(rest[..pos(rest, "</tr>")].ends_with(r#"<td class="num">4</td> "#));
 }
 
 #[test]
