@@ -1,0 +1,296 @@
+//! Renders the two static pages — the public listing `ROOT/index.html` and
+//! the private statistics `ROOT/.stats/index.html` (with `counts.json`) — and
+//! watches the ISO tree so the pipe can re-render when it changes.
+//!
+//! Invariants: both pages are rendered to strings before anything is written,
+//! so a template error leaves the previous pages in place; every file is
+//! replaced atomically (temp file in the same folder, then rename, mode 0644),
+//! so Apache never serves half a page; every string from file names or logs is
+//! HTML-escaped by the template engine (autoescape for `.html`, nothing from
+//! data is marked safe).
+//!
+//! Templates are minijinja files embedded from `templates/`; a `--templates
+//! DIR` override is consulted first by the loader, file by file, so an
+//! override directory only needs the templates it changes.
+
+mod format;
+mod natsort;
+mod scan;
+mod view;
+mod watch;
+
+pub use natsort::natural_cmp;
+pub use watch::{Backend as WatchBackend, TreeWatcher};
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Local};
+use minijinja::value::{Serde, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Settings for rendering (validated config; built from the CLI/config file).
+#[derive(Debug, Clone)]
+pub struct PageSettings {
+    /// The download root that Apache serves.
+    pub root: PathBuf,
+    /// `--templates DIR`: templates found here replace the embedded defaults.
+    pub templates_dir: Option<PathBuf>,
+    /// Shown in the header and the `<title>` (default "Downloads").
+    pub site_title: String,
+    pub logo_url: Option<String>,
+    pub home_url: Option<String>,
+    /// `--public-counts`: show each image's downloads on the public page.
+    pub public_counts: bool,
+    /// Counted extensions, e.g. `[".iso"]` (ASCII case-insensitive).
+    pub exts: Vec<String>,
+}
+
+impl PageSettings {
+    /// The defaults: title "Downloads", no logo or home link, counts private, `.iso` images.
+    pub fn new(root: PathBuf) -> PageSettings {
+        PageSettings {
+            root,
+            templates_dir: None,
+            site_title: "Downloads".into(),
+            logo_url: None,
+            home_url: None,
+            public_counts: false,
+            exts: vec![".iso".into()],
+        }
+    }
+}
+
+/// One file × month of the statistics (downloads already merged with legacy figures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMonth {
+    /// Report key, e.g. `/isos/linuxvillage-24.04-amd64.iso`.
+    pub path: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// What the store knows, as the pages need it.
+#[derive(Debug, Clone)]
+pub struct StatsSnapshot {
+    /// Any order; several rows for the same file and month are added up.
+    pub rows: Vec<FileMonth>,
+    /// Exactly what `report --json` prints; written byte-identical to `ROOT/.stats/counts.json`.
+    pub counts_json: String,
+}
+
+/// What one [`render_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderSummary {
+    /// Images listed on the public page.
+    pub isos: usize,
+    /// Files with statistics on the statistics page.
+    pub files: usize,
+    pub elapsed: Duration,
+}
+
+/// The default templates, embedded at build time. `base.html` is the shared
+/// layout, `style.css` is included inline (pages load nothing external).
+const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
+    ("base.html", include_str!("../../templates/base.html")),
+    ("public.html", include_str!("../../templates/public.html")),
+    ("stats.html", include_str!("../../templates/stats.html")),
+    ("style.css", include_str!("../../templates/style.css")),
+];
+
+/// Name of the hidden folder under ROOT for the statistics.
+pub const STATS_DIR: &str = ".stats";
+
+/// Prefix of our temp files: hidden, so neither the scan nor the watcher sees them.
+const TEMP_PREFIX: &str = ".dlcount-";
+
+/// Renders `ROOT/index.html`, `ROOT/.stats/index.html` and
+/// `ROOT/.stats/counts.json`, each replaced atomically. On a template error
+/// nothing is written and the error names the template and line.
+pub fn render_all(
+    settings: &PageSettings,
+    stats: &StatsSnapshot,
+    now: DateTime<Local>,
+) -> Result<RenderSummary> {
+    let start = Instant::now();
+    let classifier = crate::classify::Classifier::new(&settings.exts);
+    let folders = scan::scan(&settings.root, &classifier)?;
+    let public_view = view::public(settings, &folders, &stats.rows, &now);
+    let stats_view = view::stats(settings, &stats.rows, &now);
+    let summary_counts = (public_view.iso_count, stats_view.files.len());
+
+    let env = environment(settings.templates_dir.clone());
+    let public_html = render(&env, "public.html", Value::from(Serde(&public_view)))?;
+    let stats_html = render(&env, "stats.html", Value::from(Serde(&stats_view)))?;
+
+    let stats_dir = settings.root.join(STATS_DIR);
+    ensure_dir(&stats_dir)?;
+    write_atomic(&stats_dir.join("counts.json"), stats.counts_json.as_bytes())?;
+    write_atomic(&stats_dir.join("index.html"), stats_html.as_bytes())?;
+    write_atomic(&settings.root.join("index.html"), public_html.as_bytes())?;
+    Ok(RenderSummary {
+        isos: summary_counts.0,
+        files: summary_counts.1,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `dlcount-pipe templates --dump DIR`: writes the default templates into
+/// `DIR` (created if missing) as a starting point for `--templates DIR`.
+/// Existing files are never overwritten: identical ones are left alone, and
+/// if any differs nothing is written and the error lists them. Returns the
+/// files written.
+pub fn dump_templates(dir: &Path) -> Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut differing = Vec::new();
+    let mut to_write = Vec::new();
+    for (name, text) in DEFAULT_TEMPLATES {
+        let path = dir.join(name);
+        match fs::read(&path) {
+            Ok(existing) if existing == text.as_bytes() => {}
+            Ok(_) => differing.push(path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => to_write.push((path, text)),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+    if !differing.is_empty() {
+        bail!(
+            "refusing to overwrite templates that differ from the defaults: {}",
+            differing.join(", ")
+        );
+    }
+    let mut written = Vec::new();
+    for (path, text) in to_write {
+        write_atomic(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The template environment: override directory first, embedded default second.
+fn environment(override_dir: Option<PathBuf>) -> Environment<'static> {
+    let mut env = Environment::new();
+    // Every template ends up inside an HTML page (style.css is included
+    // inline), so every template escapes what it prints as HTML.
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_formatter(format::html_formatter);
+    // Catches typos in override templates (printing or looping over an
+    // unknown variable is an error) while `{% if x %}` on optional ones works.
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.add_filter("grouped", format::grouped_filter);
+    env.add_filter("human_size", format::human_size_filter);
+    env.set_loader(move |name| {
+        if !is_plain_relative(name) {
+            return Ok(None);
+        }
+        if let Some(dir) = &override_dir {
+            let path = dir.join(name);
+            match fs::read_to_string(&path) {
+                Ok(text) => return Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("cannot read template {}: {e}", path.display()),
+                    ))
+                }
+            }
+        }
+        Ok(DEFAULT_TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| (*t).to_owned()))
+    });
+    env
+}
+
+/// Template names are relative paths without `..`, so an override cannot
+/// make the loader read outside its directory.
+fn is_plain_relative(name: &str) -> bool {
+    !name.is_empty()
+        && Path::new(name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn render(env: &Environment<'static>, name: &str, ctx: Value) -> Result<String> {
+    env.get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| template_error(name, &e))
+}
+
+/// "template public.html line 12: syntax error: unexpected end of input …".
+/// An error inside an included or parent template is reported where it is
+/// (the innermost template), followed by the chain that led there.
+fn template_error(rendering: &str, e: &minijinja::Error) -> anyhow::Error {
+    let mut chain: Vec<&minijinja::Error> = vec![e];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(inner) = s.downcast_ref::<minijinja::Error>() {
+            chain.push(inner);
+        }
+        source = s.source();
+    }
+    let describe = |err: &minijinja::Error| {
+        let mut d = format!("template {}", err.name().unwrap_or(rendering));
+        if let Some(line) = err.line() {
+            d.push_str(&format!(" line {line}"));
+        }
+        d
+    };
+    let inner = chain[chain.len() - 1];
+    let mut msg = format!("{}: {}", describe(inner), inner.kind());
+    if let Some(detail) = inner.detail() {
+        msg.push_str(&format!(": {detail}"));
+    }
+    for outer in chain[..chain.len() - 1].iter().rev() {
+        msg.push_str(&format!(", from {}", describe(outer)));
+    }
+    if inner.name().is_some_and(|n| n != rendering) && chain.len() == 1 {
+        msg.push_str(&format!(", while rendering {rendering}"));
+    }
+    anyhow::anyhow!(msg)
+}
+
+/// Creates the statistics folder with mode 0755 if it is missing.
+fn ensure_dir(dir: &Path) -> Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set permissions on {}", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+}
+
+/// Replaces `path` atomically with `data`, mode 0644. No fsync: the pages are
+/// derived data re-rendered at every start, and the rename alone already
+/// guarantees readers see the old or the new file, never a mix.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    tmp.write_all(data)
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot set permissions on {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

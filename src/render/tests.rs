@@ -1,0 +1,678 @@
+//! Tests of the page rendering against a fixture tree with known sizes, dates,
+//! sidecars, hostile names and symlinks, plus the ignored helpers: the render
+//! benchmark and the fixture writer used by `tests/browser/screenshot.sh`.
+
+use super::*;
+use chrono::TimeZone;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Local noon of a date, so the expected `YYYY-MM-DD` holds in any time zone.
+fn local_noon(y: i32, m: u32, d: u32) -> std::time::SystemTime {
+    Local
+        .with_ymd_and_hms(y, m, d, 12, 0, 0)
+        .single()
+        .expect("valid local time")
+        .into()
+}
+
+/// A sparse file of `size` bytes with the given mtime.
+fn file(path: &Path, size: u64, mtime: std::time::SystemTime) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+fn settings(root: &Path) -> PageSettings {
+    PageSettings {
+        site_title: "Linux Village".into(),
+        home_url: Some("https://linuxvillage.example/".into()),
+        ..PageSettings::new(root.to_path_buf())
+    }
+}
+
+fn row(path: &str, month: &str, downloads: u64, requests: u64, bytes: u64) -> FileMonth {
+    FileMonth {
+        path: path.into(),
+        month: month.into(),
+        downloads,
+        requests,
+        bytes,
+    }
+}
+
+const COUNTS_JSON: &str = "{\"/isos/linuxvillage-24.04-amd64.iso\": {\"2026-10\": 5}}\n";
+
+/// The fixture tree: a release folder with sidecars and checksum lists,
+/// hostile and non-ASCII names, hidden and outside-ROOT files, a symlink loop.
+fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let day = local_noon(2026, 4, 25);
+    file(&r.join("isos/linuxvillage-24.04-amd64.iso"), 1536, day);
+    file(&r.join("isos/linuxvillage-24.04-amd64.iso.sha256"), 90, day);
+    file(&r.join("isos/linuxvillage-24.04-amd64.iso.md5"), 50, day);
+    file(
+        &r.join("isos/linuxvillage-24.10-amd64.iso"),
+        3 * 1024 * 1024 + 1,
+        local_noon(2026, 10, 9),
+    );
+    file(
+        &r.join("isos/linuxvillage-24.10-amd64.iso.sha512"),
+        150,
+        day,
+    );
+    file(&r.join("isos/linuxvillage-24.10-amd64.iso.asc"), 800, day);
+    file(
+        &r.join("isos/linuxvillage-9-amd64.iso"),
+        700 * 1024 * 1024,
+        local_noon(2019, 1, 2),
+    );
+    file(
+        &r.join("isos/linuxvillage-10-amd64.ISO"),
+        4_700_000_000,
+        local_noon(2021, 6, 30),
+    );
+    file(&r.join("isos/SHA256SUMS"), 300, day);
+    file(&r.join("isos/SHA256SUMS.gpg"), 300, day);
+    file(&r.join("isos/README.txt"), 10, day);
+    file(&r.join("isos/my file café.iso"), 1000, day);
+    file(&r.join("odd/a#b?c%d.iso"), 2048, day);
+    // '/' cannot be in a file name: the hostile name is a folder plus a file.
+    file(&r.join("<script>alert(1)</script>.iso"), 5, day);
+    file(&r.join(".hidden/secret.iso"), 5, day);
+    file(&r.join("isos/.linuxvillage-25.04-amd64.iso.Xa1b2c"), 5, day);
+    file(&outside.path().join("elsewhere.iso"), 5, day);
+    symlink(outside.path().join("elsewhere.iso"), r.join("escape.iso")).unwrap();
+    symlink(outside.path(), r.join("escape-dir")).unwrap();
+    symlink("..", r.join("isos/loop")).unwrap();
+    symlink("isos/linuxvillage-24.10-amd64.iso", r.join("latest.iso")).unwrap();
+    (root, outside)
+}
+
+fn stats() -> StatsSnapshot {
+    StatsSnapshot {
+        rows: vec![
+            row("/isos/linuxvillage-24.04-amd64.iso", "2026-10", 5, 7, 1000),
+            row("/isos/linuxvillage-24.04-amd64.iso", "2026-11", 3, 3, 500),
+            row(
+                "/isos/linuxvillage-24.10-amd64.iso",
+                "2026-11",
+                10,
+                12,
+                2048,
+            ),
+            row("/isos/my file café.iso", "2026-08", 1, 1, 10),
+            row("/<script>alert(1)</script>.iso", "2026-11", 2, 2, 0),
+        ],
+        counts_json: COUNTS_JSON.into(),
+    }
+}
+
+fn now() -> DateTime<Local> {
+    Local
+        .with_ymd_and_hms(2026, 11, 22, 3, 15, 0)
+        .single()
+        .unwrap()
+}
+
+/// Whitespace runs collapsed to one space, so assertions can quote whole rows.
+fn squash(html: &str) -> String {
+    html.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap()
+}
+
+fn pos(hay: &str, needle: &str) -> usize {
+    hay.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not found"))
+}
+
+#[test]
+fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
+    let (root, _outside) = fixture();
+    let summary = render_all(&settings(root.path()), &stats(), now()).unwrap();
+    assert_eq!(summary.isos, 8);
+    assert_eq!(summary.files, 4);
+    let html = squash(&read(&root.path().join("index.html")));
+
+    assert!(html.contains(concat!(
+        r#"<th scope="row" class="name"><a href="isos/linuxvillage-24.04-amd64.iso">linuxvillage-24.04-amd64.iso</a></th> "#,
+        r#"<td class="num"><span title="1,536 bytes">1.5 KiB</span></td> "#,
+        r#"<td><time datetime="2026-04-25">2026-04-25</time></td> "#,
+        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.04-amd64.iso.md5" title="linuxvillage-24.04-amd64.iso.md5">md5</a>"#,
+        r#"<a class="chip" href="isos/linuxvillage-24.04-amd64.iso.sha256" title="linuxvillage-24.04-amd64.iso.sha256">sha256</a></div></td> </tr>"#,
+    )));
+    assert!(html.contains(concat!(
+        r#"<a href="isos/linuxvillage-24.10-amd64.iso">linuxvillage-24.10-amd64.iso</a></th> "#,
+        r#"<td class="num"><span title="3,145,729 bytes">3.0 MiB</span></td> "#,
+        r#"<td><time datetime="2026-10-09">2026-10-09</time></td> "#,
+        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.10-amd64.iso.sha512" title="linuxvillage-24.10-amd64.iso.sha512">sha512</a>"#,
+        r#"<a class="chip" href="isos/linuxvillage-24.10-amd64.iso.asc" title="linuxvillage-24.10-amd64.iso.asc">asc</a></div></td>"#,
+    )));
+    // No sidecar: a dash, and no link to files that do not exist.
+    assert!(html.contains(concat!(
+        r#"<a href="isos/linuxvillage-9-amd64.iso">linuxvillage-9-amd64.iso</a></th> "#,
+        r#"<td class="num"><span title="734,003,200 bytes">700.0 MiB</span></td> "#,
+        r#"<td><time datetime="2019-01-02">2019-01-02</time></td> <td class="links"><span class="muted">—</span></td>"#,
+    )));
+    assert!(html.contains(r#"<span title="4,700,000,000 bytes">4.4 GiB</span>"#));
+    assert!(!html.contains("linuxvillage-9-amd64.iso.sha256"));
+    // Folder-level checksum lists, natural order.
+    assert!(html.contains(
+        r#"<a class="chip" href="isos/SHA256SUMS">SHA256SUMS</a><a class="chip" href="isos/SHA256SUMS.gpg">SHA256SUMS.gpg</a>"#
+    ));
+
+    // Groups in natural order (ROOT first), newest release first inside.
+    let order = [
+        r#"<h2 id="group-1" class="folder">/</h2>"#,
+        r#"href="latest.iso""#,
+        r#"<h2 id="group-2" class="folder">/&lt;script&gt;alert(1)&lt;</h2>"#,
+        r#"<h2 id="group-3" class="folder">/isos</h2>"#,
+        r#">my file café.iso<"#,
+        r#">linuxvillage-24.10-amd64.iso<"#,
+        r#">linuxvillage-24.04-amd64.iso<"#,
+        r#">linuxvillage-10-amd64.ISO<"#,
+        r#">linuxvillage-9-amd64.iso<"#,
+        r#"<h2 id="group-4" class="folder">/odd</h2>"#,
+    ];
+    let positions: Vec<usize> = order.iter().map(|n| pos(&html, n)).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "order: {positions:?}"
+    );
+
+    // Links percent-encode each segment and keep '/'.
+    assert!(html.contains(r#"href="isos/my%20file%20caf%C3%A9.iso""#));
+    assert!(html.contains(r#"<a href="odd/a%23b%3Fc%25d.iso">a#b?c%d.iso</a>"#));
+    // The hostile name is text, never markup.
+    assert!(
+        html.contains(r#"<a href="%3Cscript%3Ealert%281%29%3C/script%3E.iso">script&gt;.iso</a>"#)
+    );
+    assert!(!html.contains("<script"));
+    // Hidden, outside-ROOT, looped and non-image files are not listed.
+    for absent in [
+        "secret.iso",
+        "elsewhere",
+        "escape",
+        "loop",
+        "README",
+        ".stats",
+        "Xa1b2c",
+        "Downloads</th>",
+    ] {
+        assert!(
+            !html.contains(absent),
+            "{absent} should not be on the public page"
+        );
+    }
+    assert!(html.contains(r#"<a class="brand" href="https://linuxvillage.example/">"#));
+    assert!(html.contains(r#"Generated by dlcount at <time datetime="2026-11-22T03:15:00"#));
+}
+
+#[test]
+fn public_counts_show_downloads_summed_over_months() {
+    let (root, _outside) = fixture();
+    let mut s = settings(root.path());
+    s.public_counts = true;
+    render_all(&s, &stats(), now()).unwrap();
+    let html = squash(&read(&root.path().join("index.html")));
+    assert!(html.contains(r#"<th scope="col" class="num col-count">Downloads</th>"#));
+    let row_of = |name: &str| {
+        let start = pos(&html, &format!(">{name}</a></th>"));
+        html[start..start + pos(&html[start..], "</tr>")].to_owned()
+    };
+    assert!(row_of("linuxvillage-24.04-amd64.iso").ends_with(r#"<td class="num">8</td> "#));
+    assert!(row_of("linuxvillage-24.10-amd64.iso").ends_with(r#"<td class="num">10</td> "#));
+    assert!(row_of("my file café.iso").ends_with(r#"<td class="num">1</td> "#));
+    assert!(row_of("linuxvillage-9-amd64.iso").ends_with(r#"<td class="num">0</td> "#));
+
+    // A name that is not UTF-8: shown lossily, linked and keyed byte-exactly.
+    use std::ffi::OsStr;
+    file(
+        &root
+            .path()
+            .join("isos")
+            .join(OsStr::from_bytes(b"caf\xe9.iso")),
+        3,
+        local_noon(2026, 4, 25),
+    );
+    let mut st = stats();
+    st.rows.push(row("/isos/caf%E9.iso", "2026-11", 4, 4, 12));
+    render_all(&s, &st, now()).unwrap();
+    let html = squash(&read(&root.path().join("index.html")));
+    let start = pos(
+        &html,
+        "<a href=\"isos/caf%E9.iso\">caf\u{fffd}.iso</a></th>",
+    );
+    let rest = &html[start..];
+    assert!(rest[..pos(rest, "</tr>")].ends_with(r#"<td class="num">4</td> "#));
+}
+
+#[test]
+fn stats_page_has_matrix_totals_chart_and_period() {
+    let (root, _outside) = fixture();
+    render_all(&settings(root.path()), &stats(), now()).unwrap();
+    let html = squash(&read(&root.path().join(".stats/index.html")));
+    assert!(html
+        .contains(r#"Data from <strong>2026-08</strong> to <strong>2026-11</strong> (4 months)."#));
+    assert!(html.contains(r#"<span class="stat-value" id="grand-total">21</span>"#));
+    assert!(html.contains(r#"<span class="stat-value">25</span>"#));
+    assert!(html.contains(r#"<span class="stat-value" title="3,558 bytes">3.5 KiB</span>"#));
+
+    // Files: ROOT first, then /isos newest release first (the matrix column order).
+    let files = [
+        r#"<th scope="col" class="file-col" title="/&lt;script&gt;alert(1)&lt;/script&gt;.iso"><span>script&gt;.iso</span></th>"#,
+        r#"<th scope="col" class="file-col" title="/isos/my file café.iso"><span>my file café.iso</span></th>"#,
+        r#"<th scope="col" class="file-col" title="/isos/linuxvillage-24.10-amd64.iso"><span>linuxvillage-24.10-amd64.iso</span></th>"#,
+        r#"<th scope="col" class="file-col" title="/isos/linuxvillage-24.04-amd64.iso"><span>linuxvillage-24.04-amd64.iso</span></th>"#,
+    ];
+    let p: Vec<usize> = files.iter().map(|f| pos(&html, f)).collect();
+    assert!(p.windows(2).all(|w| w[0] < w[1]));
+
+    // Months newest first, the gap month included; cells in file order, then month totals.
+    let num = |v: &str| format!(r#"<td class="num">{v}</td>"#);
+    let month_row = |m: &str, cells: [&str; 4], d: &str, r: &str, b: &str, bt: &str| {
+        format!(
+            r#"<tr><th scope="row">{m}</th>{}<td class="num total-col">{d}</td><td class="num">{r}</td><td class="num" title="{bt} bytes">{b}</td></tr>"#,
+            cells.iter().map(|c| num(c)).collect::<String>()
+        )
+    };
+    let rows = [
+        month_row(
+            "2026-11",
+            ["2", "", "10", "3"],
+            "15",
+            "17",
+            "2.5 KiB",
+            "2,548",
+        ),
+        month_row("2026-10", ["", "", "", "5"], "5", "7", "1000 B", "1,000"),
+        month_row("2026-09", ["", "", "", ""], "0", "0", "0 B", "0"),
+        month_row("2026-08", ["", "1", "", ""], "1", "1", "10 B", "10"),
+    ];
+    let p: Vec<usize> = rows.iter().map(|r| pos(&html, r)).collect();
+    assert!(p.windows(2).all(|w| w[0] < w[1]));
+    assert!(html.contains(concat!(
+        r#"<tfoot> <tr><th scope="row">Total</th><td class="num">2</td><td class="num">1</td><td class="num">10</td><td class="num">8</td>"#,
+        r#"<td class="num total-col">21</td><td class="num">25</td><td class="num" title="3,558 bytes">3.5 KiB</td></tr>"#,
+    )));
+    // Per-file totals with requests and bytes beside the downloads.
+    assert!(html.contains(concat!(
+        r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>linuxvillage-24.04-amd64.iso</th>"#,
+        r#"<td class="num">8</td><td class="share"><span class="share-bar" aria-hidden="true"><span style="width: 80.0%"></span></span>38.1 %</td>"#,
+        r#"<td class="num">10</td><td class="num" title="1,500 bytes">1.5 KiB</td></tr>"#,
+    )));
+    // The chart: accessible inline SVG, one bar per month, oldest first.
+    assert!(html.contains(r#"<svg class="chart-wide" viewBox="0 0 960 280" role="img" aria-labelledby="chart-title-wide chart-desc-wide">"#));
+    assert!(html.contains(r#"<svg class="chart-narrow" viewBox="0 0 360 240" role="img" aria-labelledby="chart-title-narrow chart-desc-narrow">"#));
+    assert!(html.contains(r#"<desc id="chart-desc-wide">Downloads per month from 2026-08 to 2026-11; highest: 15 downloads in 2026-11.</desc>"#));
+    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 8);
+    // Max 15 gives y steps of 5 up to 20; 4 slots of 221 units, bars 72 % wide.
+    assert!(html.contains(r#"<rect class="bar" x="94.9" y="236.4" width="159.1" height="11.6"><title>2026-08: 1 download</title></rect>"#));
+    assert!(html.contains(r#"text-anchor="end" dominant-baseline="middle">20</text>"#));
+    assert!(
+        pos(&html, "<title>2026-08: 1 download</title>")
+            < pos(&html, "<title>2026-11: 15 downloads</title>")
+    );
+    assert!(!html.contains("<script"));
+
+    assert_eq!(read(&root.path().join(".stats/counts.json")), COUNTS_JSON);
+}
+
+#[test]
+fn empty_statistics_render_without_chart_or_tables() {
+    let root = tempfile::tempdir().unwrap();
+    let summary = render_all(
+        &settings(root.path()),
+        &StatsSnapshot {
+            rows: vec![],
+            counts_json: "{}\n".into(),
+        },
+        now(),
+    )
+    .unwrap();
+    assert_eq!((summary.isos, summary.files), (0, 0));
+    let html = squash(&read(&root.path().join(".stats/index.html")));
+    assert!(html.contains("No downloads have been counted yet."));
+    assert!(html.contains(r#"id="grand-total">0</span>"#));
+    assert!(!html.contains("<svg"));
+    assert!(squash(&read(&root.path().join("index.html"))).contains("No images are available yet."));
+}
+
+#[test]
+fn files_are_world_readable_and_no_temp_files_remain() {
+    let (root, _outside) = fixture();
+    render_all(&settings(root.path()), &stats(), now()).unwrap();
+    render_all(&settings(root.path()), &stats(), now()).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.path().join(".stats")), 0o755);
+    for p in ["index.html", ".stats/index.html", ".stats/counts.json"] {
+        assert_eq!(mode(&root.path().join(p)), 0o644, "{p}");
+    }
+    let leftovers: Vec<_> = [root.path().to_path_buf(), root.path().join(".stats")]
+        .iter()
+        .flat_map(|d| fs::read_dir(d).unwrap().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn override_dir_replaces_only_the_templates_it_holds() {
+    let (root, _outside) = fixture();
+    let tpl = tempfile::tempdir().unwrap();
+    fs::write(
+        tpl.path().join("public.html"),
+        "{% extends \"base.html\" %}{% block content %}<p>Custom listing of {{ iso_count }} images</p>{% endblock %}",
+    )
+    .unwrap();
+    let mut s = settings(root.path());
+    s.templates_dir = Some(tpl.path().to_path_buf());
+    render_all(&s, &stats(), now()).unwrap();
+    let public = read(&root.path().join("index.html"));
+    assert!(public.contains("<p>Custom listing of 8 images</p>"));
+    assert!(
+        public.contains("Generated by dlcount at"),
+        "base.html still the default"
+    );
+    assert!(read(&root.path().join(".stats/index.html")).contains(r#"id="grand-total">21</span>"#));
+}
+
+#[test]
+fn broken_override_names_template_and_line_and_keeps_old_pages() {
+    let (root, _outside) = fixture();
+    render_all(&settings(root.path()), &stats(), now()).unwrap();
+    let before: Vec<String> = ["index.html", ".stats/index.html", ".stats/counts.json"]
+        .iter()
+        .map(|p| read(&root.path().join(p)))
+        .collect();
+
+    let tpl = tempfile::tempdir().unwrap();
+    fs::write(tpl.path().join("stats.html"), "{% extends \"base.html\" %}\n{% block content %}\n{% for x in files %}\n{{ x.name }\n{% endfor %}{% endblock %}\n").unwrap();
+    let mut s = settings(root.path());
+    s.templates_dir = Some(tpl.path().to_path_buf());
+    let other = StatsSnapshot {
+        rows: vec![],
+        counts_json: "{}".into(),
+    };
+    let err = format!("{:#}", render_all(&s, &other, now()).unwrap_err());
+    assert!(
+        err.starts_with("template stats.html line 4: syntax error"),
+        "{err}"
+    );
+
+    // A runtime error in an included template names that template.
+    fs::remove_file(tpl.path().join("stats.html")).unwrap();
+    fs::write(
+        tpl.path().join("style.css"),
+        "body { }\n{{ no_such_variable }}\n",
+    )
+    .unwrap();
+    let err = format!("{:#}", render_all(&s, &other, now()).unwrap_err());
+    assert!(
+        err.starts_with("template style.css line 2: undefined value"),
+        "{err}"
+    );
+    assert!(err.ends_with(", from template base.html line 18"), "{err}");
+
+    let after: Vec<String> = ["index.html", ".stats/index.html", ".stats/counts.json"]
+        .iter()
+        .map(|p| read(&root.path().join(p)))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn loader_never_reads_outside_the_override_dir() {
+    assert!(is_plain_relative("public.html"));
+    assert!(is_plain_relative("partials/row.html"));
+    assert!(!is_plain_relative("../secret"));
+    assert!(!is_plain_relative("/etc/passwd"));
+    assert!(!is_plain_relative(""));
+}
+
+#[test]
+fn dump_templates_writes_defaults_and_refuses_to_overwrite_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tpl");
+    let written = dump_templates(&out).unwrap();
+    let names: Vec<_> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["base.html", "public.html", "stats.html", "style.css"]
+    );
+    assert_eq!(read(&out.join("style.css")), DEFAULT_TEMPLATES[3].1);
+    // Identical files are fine and left alone.
+    assert!(dump_templates(&out).unwrap().is_empty());
+    fs::write(out.join("public.html"), "changed").unwrap();
+    fs::remove_file(out.join("base.html")).unwrap();
+    let err = dump_templates(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("public.html") && !err.contains("style.css"),
+        "{err}"
+    );
+    assert_eq!(read(&out.join("public.html")), "changed");
+    assert!(
+        !out.join("base.html").exists(),
+        "nothing written when refusing"
+    );
+}
+
+fn counter() -> (Arc<AtomicUsize>, Box<dyn Fn() + Send>) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let m = n.clone();
+    (
+        n,
+        Box::new(move || {
+            m.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+}
+
+fn settle(d: u64) {
+    std::thread::sleep(Duration::from_millis(d));
+}
+
+#[test]
+fn watcher_coalesces_bursts_and_ignores_our_own_writes() {
+    let (root, _outside) = fixture();
+    let (calls, cb) = counter();
+    let w = TreeWatcher::spawn(root.path(), vec![".iso".into()], cb).unwrap();
+    assert!(!w.is_polling());
+    // Our own render, reads of images and unrelated files: no call.
+    render_all(&settings(root.path()), &stats(), now()).unwrap();
+    drop(File::open(root.path().join("isos/linuxvillage-9-amd64.iso")).unwrap());
+    fs::write(root.path().join("isos/notes.txt"), "x").unwrap();
+    fs::write(root.path().join(".hidden/another.iso"), "x").unwrap();
+    settle(1800);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // A burst of additions, a checksum and a rename: one call.
+    for i in 0..5 {
+        fs::write(root.path().join(format!("isos/new-{i}.iso")), "x").unwrap();
+    }
+    fs::write(root.path().join("isos/new-0.iso.sha256"), "x").unwrap();
+    fs::rename(
+        root.path().join("isos/new-1.iso"),
+        root.path().join("isos/renamed.iso"),
+    )
+    .unwrap();
+    settle(2200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Removing a folder with images in it: another call.
+    fs::remove_dir_all(root.path().join("odd")).unwrap();
+    settle(2200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    drop(w);
+    fs::write(root.path().join("isos/after-drop.iso"), "x").unwrap();
+    settle(1500);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn polling_fallback_sees_adds_and_in_place_rewrites_but_not_our_writes() {
+    let (root, _outside) = fixture();
+    let (calls, cb) = counter();
+    let w = TreeWatcher::spawn_with(
+        root.path(),
+        vec![".iso".into()],
+        cb,
+        watch::Backend::Poll(Duration::from_millis(300)),
+    )
+    .unwrap();
+    assert!(w.is_polling());
+    render_all(&settings(root.path()), &stats(), now()).unwrap();
+    settle(900);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    fs::write(root.path().join("isos/new.iso"), "x").unwrap();
+    settle(900);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Same names, new size: only a re-stat can see it.
+    File::options()
+        .append(true)
+        .open(root.path().join("isos/linuxvillage-24.04-amd64.iso"))
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    settle(900);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A generated fixture: 200 sparse images in 10 folders, 120 months × 200 files of rows.
+fn big_fixture(root: &Path) -> StatsSnapshot {
+    let mut rows = Vec::new();
+    for i in 0..200u64 {
+        let rel = format!(
+            "releases/{}/distro-{}.{}-amd64.iso",
+            i % 10,
+            10 + i / 10,
+            i % 10
+        );
+        file(
+            &root.join(&rel),
+            1_000_000_000 + i * 7_777_777,
+            local_noon(
+                2020 + (i % 6) as i32,
+                1 + (i % 12) as u32,
+                1 + (i % 28) as u32,
+            ),
+        );
+        if i % 2 == 0 {
+            file(
+                &root.join(format!("{rel}.sha256")),
+                100,
+                local_noon(2024, 1, 1),
+            );
+        }
+        for m in 0..120u64 {
+            let (y, mo) = (2016 + m / 12, 1 + m % 12);
+            let d = (i * 31 + m * 17) % 97 + m;
+            rows.push(row(
+                &format!("/{rel}"),
+                &format!("{y}-{mo:02}"),
+                d,
+                d + d / 3,
+                d * 1_500_000_000,
+            ));
+        }
+    }
+    StatsSnapshot {
+        rows,
+        counts_json: "{}\n".into(),
+    }
+}
+
+/// `cargo test --release --lib render::tests::bench_render -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run explicitly in release mode"]
+fn bench_render() {
+    let root = tempfile::tempdir().unwrap();
+    let stats = big_fixture(root.path());
+    let mut s = settings(root.path());
+    s.public_counts = true;
+    let runs = 21;
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| render_all(&s, &stats, now()).unwrap().elapsed)
+        .collect();
+    times.sort();
+    let html = fs::metadata(root.path().join(".stats/index.html"))
+        .unwrap()
+        .len();
+    println!(
+        "render_all, 200 images + 120 months x 200 files ({} rows, stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
+        stats.rows.len(),
+        html / 1024,
+        times[runs / 2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+        times[runs - 1].as_secs_f64() * 1e3,
+    );
+}
+
+/// Renders the fixture into `$DLCOUNT_RENDER_DIR/{small,big}` for the browser
+/// test: `DLCOUNT_RENDER_DIR=/tmp/x cargo test --lib render::tests::write_fixture_pages -- --ignored`.
+#[test]
+#[ignore = "helper for tests/browser/screenshot.sh"]
+fn write_fixture_pages() {
+    let Some(dir) = std::env::var_os("DLCOUNT_RENDER_DIR") else {
+        panic!("set DLCOUNT_RENDER_DIR");
+    };
+    let dir = PathBuf::from(dir);
+    let (small, _outside) = fixture();
+    let mut s = settings(small.path());
+    s.public_counts = true;
+    let mut st = stats();
+    // A longer history so the chart has something to show.
+    for m in 1..=12 {
+        st.rows.push(row(
+            "/isos/linuxvillage-24.04-amd64.iso",
+            &format!("2025-{m:02}"),
+            40 + m * 13 % 29,
+            50 + m,
+            3_000_000_000 * m,
+        ));
+    }
+    render_all(&s, &st, now()).unwrap();
+    let out = dir.join("small");
+    let _ = fs::remove_dir_all(&out);
+    copy_tree(small.path(), &out);
+    let out = dir.join("big");
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out).unwrap();
+    let stats = big_fixture(&out);
+    render_all(&settings(&out), &stats, now()).unwrap();
+    let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
+    fs::write(dir.join("big.total"), format::grouped(total)).unwrap();
+    let total: u64 = st.rows.iter().map(|r| r.downloads).sum();
+    fs::write(dir.join("small.total"), format::grouped(total)).unwrap();
+}
+
+/// Copies the rendered pages and the listed files' names (empty files; sizes
+/// only matter on the rendered page) so the temp dir can go away.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let ft = e.file_type().unwrap();
+        let dest = to.join(e.file_name());
+        if ft.is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else if ft.is_file() {
+            let name = e.file_name();
+            if name == "index.html" || name == "counts.json" {
+                fs::copy(e.path(), &dest).unwrap();
+            } else {
+                File::create(&dest).unwrap();
+            }
+        }
+    }
+}
