@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job on the bundled sample: feeds tests/sample/access.log through
+# dlcount-pipe's pipe mode (exactly as Apache would), prints the report,
+# checks it against the sample's independently known answer, and leaves the
+# rendered pages in a demo folder you can open in a browser.
+#
+#   scripts/demo.sh [OUTPUT_DIR]      (default: ./demo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:-demo}
+if ! command -v cargo >/dev/null; then
+    echo "demo: cargo is needed (Rust toolchain, https://rustup.rs)" >&2
+    exit 1
+fi
+cargo build --release --quiet
+bin=target/release/dlcount-pipe
+
+rm -rf "$out"
+mkdir -p "$out/root/isos/24.04" "$out/root/isos/24.10"
+# A small download root: sparse ISOs (no disk used) and checksum files.
+truncate -s 3G "$out/root/isos/24.04/linuxvillage-24.04-amd64.iso"
+truncate -s 2G "$out/root/isos/24.10/linuxvillage-24.10-amd64.iso"
+echo "0123456789abcdef  linuxvillage-24.04-amd64.iso" >"$out/root/isos/24.04/linuxvillage-24.04-amd64.iso.sha256"
+echo "fedcba9876543210  linuxvillage-24.10-amd64.iso" >"$out/root/isos/24.10/SHA256SUMS"
+
+echo "== pipe mode: $(wc -l <tests/sample/access.log) lines of tests/sample/access.log on stdin"
+"$bin" --db "$out/dlcount.sqlite" --root "$out/root" --site-title "Linux Village downloads" <tests/sample/access.log
+echo
+echo "== dlcount-pipe report"
+"$bin" report --db "$out/dlcount.sqlite"
+echo
+"$bin" report --db "$out/dlcount.sqlite" --json --detail >"$out/report.json"
+if python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])) == json.load(open(sys.argv[2])) else 1)' \
+    "$out/report.json" tests/sample/expected-detail.json 2>/dev/null; then
+    echo "== report --json --detail equals the sample's known answer (tests/sample/expected-detail.json)"
+else
+    echo "== report differs from tests/sample/expected-detail.json (or python3 is missing to compare)" >&2
+fi
+"$bin" render --db "$out/dlcount.sqlite" --root "$out/root" --site-title "Linux Village downloads"
+echo "== pages: $out/root/index.html and $out/root/.stats/index.html"
