@@ -12,6 +12,7 @@ mod cases;
 mod errors;
 mod generated;
 mod import;
+mod pages;
 mod pipe;
 
 use serde_json::Value;
