@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; CI runs exactly this).
+#
+#   scripts/test.sh
+#
+# 1. installs what the tests need when it is missing (as root on Debian/Ubuntu:
+#    apache2, curl, wget, aria2, chromium, python3, sqlite3),
+# 2. runs the unit and integration tests (`cargo test --release`),
+# 3. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
+# 4. runs the end-to-end test behind a private Apache with real clients,
+# 5. runs the install script's sandboxed test.
+# Every suite prints its own "N passed, M failed"; the script ends with the
+# overall line and fails if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pair in apache2:apache2 curl:curl wget:wget aria2c:aria2 chromium:chromium python3:python3 sqlite3:sqlite3 \
+    gzip:gzip htpasswd:apache2-utils; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            { echo "test.sh: apt-get install failed" >&2; exit 1; }
+    else
+        echo "test.sh: missing ${missing[*]}; run as root on Debian/Ubuntu to install them" >&2
+        exit 1
+    fi
+fi
+
+suites_passed=0
+suites_failed=0
+run_suite() { # run_suite NAME COMMAND...
+    local name=$1
+    shift
+    echo
+    echo "=== $name: $*"
+    if "$@"; then
+        suites_passed=$((suites_passed + 1))
+    else
+        echo "=== $name FAILED"
+        suites_failed=$((suites_failed + 1))
+    fi
+}
+
+run_suite "unit and integration tests" cargo test --release
+run_suite "browser test" tests/browser/screenshot.sh
+run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
+run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe
+
+echo
+echo "suites: $suites_passed passed, $suites_failed failed"
+[ "$suites_failed" -eq 0 ]
