@@ -12,6 +12,7 @@
 #   pa_require_tools PKG:COMMAND ...
 #   pa_setup PORT DOCROOT [EXTRA_CONF...]   write the configuration
 #   pa_start / pa_graceful / pa_restart / pa_stop
+#   pa_select DIR                           switch between several instances
 # Everything runs the apache2 binary directly (no apache2ctl, which would
 # source /etc/apache2/envvars and point at the system's run directory).
 
@@ -64,11 +65,8 @@ pa_setup() {
         pa_die "PA_DIR must be an existing directory"
     fi
     mkdir -p "$PA_DIR/run" "$PA_DIR/logs"
-    PA_PORT=$port
-    PA_CONF=$PA_DIR/httpd.conf
-    PA_PIDFILE=$PA_DIR/run/httpd.pid
-    PA_ERRLOG=$PA_DIR/logs/error.log
-    PA_ACCESSLOG=$PA_DIR/logs/access.log
+    printf '%s\n' "$port" >"$PA_DIR/port"
+    pa_select "$PA_DIR"
     {
         cat <<EOF
 # Private test instance; written by tests/e2e/lib.sh.
@@ -119,6 +117,17 @@ EOF
 </VirtualHost>
 EOF
     } >"$PA_CONF"
+}
+
+# pa_select DIR makes the instance set up in DIR the current one (the pa_*
+# functions act on it), so that one script can drive several instances.
+pa_select() {
+    PA_DIR=$1
+    PA_PORT=$(cat "$PA_DIR/port")
+    PA_CONF=$PA_DIR/httpd.conf
+    PA_PIDFILE=$PA_DIR/run/httpd.pid
+    PA_ERRLOG=$PA_DIR/logs/error.log
+    PA_ACCESSLOG=$PA_DIR/logs/access.log
 }
 
 # pa_install_dlcount_conf SRC DEST BINARY TOML ROOT copies a shipped
