@@ -116,14 +116,21 @@ cp "$BIN_SRC" "$T/bin/dlcount-pipe"
 BIN=$T/bin/dlcount-pipe
 
 # The logger's configuration: the test's database and root, the defaults
-# otherwise. No `user`: the test has no dlcount account, the logger stays root.
-cat >"$T/dlcount.toml" <<EOF
-db = "$DB"
-root = "$WWW"
-format = "combined"
-ext = [".iso"]
-site_title = "dlcount e2e"
-EOF
+# otherwise. As root, the logger drops to "nobody" (standing in for the
+# dlcount account, which the test does not create) with the ownership
+# scripts/install.sh sets up: state directory owned by it, download root
+# group-writable and sticky for its group, .stats owned by it.
+LOGGER_USER=""
+LOGGER_GROUP=""
+if [ "$(id -u)" -eq 0 ]; then
+    LOGGER_USER=nobody
+    LOGGER_GROUP=$(id -gn nobody)
+fi
+{
+    printf 'db = "%s"\nroot = "%s"\nformat = "combined"\next = [".iso"]\n' "$DB" "$WWW"
+    printf 'site_title = "dlcount e2e"\n'
+    if [ -n "$LOGGER_USER" ]; then printf 'user = "%s"\n' "$LOGGER_USER"; fi
+} >"$T/dlcount.toml"
 
 # The shipped conf, only its install-time paths changed.
 pa_install_dlcount_conf "$REPO/apache-conf/dlcount.conf" "$T/dlcount.conf" "$BIN" "$T/dlcount.toml" "$WWW"
@@ -158,6 +165,13 @@ echo "acme-token" >"$WWW/.well-known/acme-challenge/token"
 # Prepared outside the root, copied in while everything runs.
 truncate -s 64M "$T/new.iso"
 chmod -R a+rX "$WWW"
+if [ -n "$LOGGER_USER" ]; then
+    chown "$LOGGER_USER:$LOGGER_GROUP" "$STATE"
+    chgrp "$LOGGER_GROUP" "$WWW"
+    chmod g+w,+t "$WWW"
+    mkdir -p "$WWW/.stats"
+    chown "$LOGGER_USER:$LOGGER_GROUP" "$WWW/.stats"
+fi
 
 pa_setup "$(pa_free_port)" "$WWW" "$T/dlcount.conf"
 URL=http://127.0.0.1:$PA_PORT
@@ -166,6 +180,17 @@ if out=$(pa_configtest); then ok "apache configtest accepts the shipped dlcount.
 fi
 pa_start
 ok "private apache started on 127.0.0.1:$PA_PORT"
+if [ -n "$LOGGER_USER" ]; then
+    # The logger has had time to start; it switches user before reading.
+    sleep 0.5
+    uid_ok=yes
+    want_uid=$(id -u "$LOGGER_USER")
+    [ -n "$(pa_pids_with "$T/dlcount.toml")" ] || uid_ok="no logger running"
+    for pid in $(pa_pids_with "$T/dlcount.toml"); do
+        [ "$(awk '/^Uid:/ { print $3 }' "/proc/$pid/status")" = "$want_uid" ] || uid_ok=no
+    done
+    check_eq "logger runs as $LOGGER_USER" "$uid_ok" yes
+fi
 
 # ----------------------------------------------------------------- clients
 # Every client has a hard timeout. Distinct clients are distinct loopback
