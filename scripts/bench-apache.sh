@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# What does dlcount cost Apache? Two private Apache instances (tests/e2e/lib.sh)
+# serve the same tree on loopback, identical except that one also has the
+# shipped apache-conf/dlcount.conf (the GlobalLog pipe to dlcount-pipe); both
+# keep the usual plain access log, as a real site does. wrk runs against each
+# in alternating order, several rounds, and the medians are compared:
+#   small  GET of a 1 KiB file: lines the logger parses and drops
+#          (target: ratio >= 0.97)
+#   iso    "Range: bytes=0-1023" on a sparse ISO, 206: every line a counted
+#          request, so the database is written all the time (target >= 0.9)
+# At the end the logger's count of the ISO requests is checked against the
+# plain log: speed is worthless if lines were lost.
+#
+# Usage: scripts/bench-apache.sh [PATH-TO-dlcount-pipe]  (default target/release/dlcount-pipe)
+# Environment: ROUNDS (5), DURATION seconds per run (10), THREADS (2),
+# CONNECTIONS (32). Runtime is about 4 x ROUNDS x DURATION seconds plus setup.
+# Run as root on Debian/Ubuntu (apt-installs apache2 and wrk when missing).
+# Numbers belong in the issue note, not in a test: they depend on the machine.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$REPO/tests/e2e/lib.sh"
+
+BIN_ARG=${1:-target/release/dlcount-pipe}
+case $BIN_ARG in
+    /*) BIN_SRC=$BIN_ARG ;;
+    *) BIN_SRC=$PWD/$BIN_ARG ;;
+esac
+[ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+
+pa_require_tools apache2:/usr/sbin/apache2 wrk:wrk curl:curl python3:python3
+
+T=$(mktemp -d /tmp/dlcount-bench.XXXXXX)
+chmod 0755 "$T"
+cleanup() {
+    local rc=$? dir pid
+    set +e
+    for dir in "$T/base" "$T/dlcount"; do
+        if [ -f "$dir/port" ]; then
+            pa_select "$dir"
+            pa_stop
+        fi
+    done
+    for pid in $(pa_pids_with "$T/dlcount.toml"); do kill -KILL "$pid" 2>/dev/null; done
+    rm -rf "$T"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+WWW=$T/www
+DB=$T/state/dlcount.sqlite
+mkdir -p "$WWW/isos" "$T/state" "$T/bin" "$T/base" "$T/dlcount"
+cp "$BIN_SRC" "$T/bin/dlcount-pipe"
+BIN=$T/bin/dlcount-pipe
+head -c 1024 /dev/urandom >"$WWW/small.bin"
+truncate -s 3G "$WWW/isos/linuxvillage-24.04-desktop-amd64.iso"
+chmod -R a+rX "$WWW"
+cat >"$T/dlcount.toml" <<EOF
+db = "$DB"
+root = "$WWW"
+format = "combined"
+ext = [".iso"]
+EOF
+pa_install_dlcount_conf "$REPO/apache-conf/dlcount.conf" "$T/dlcount.conf" "$BIN" "$T/dlcount.toml" "$WWW"
+
+# Same local time for both instances and for the report below.
+TZ=$(pa_noon_tz)
+export TZ
+
+PA_DIR=$T/base
+pa_setup "$(pa_free_port)" "$WWW"
+pa_start
+PA_DIR=$T/dlcount
+pa_setup "$(pa_free_port)" "$WWW" "$T/dlcount.conf"
+pa_start
+
+ISO_PATH=/isos/linuxvillage-24.04-desktop-amd64.iso
+
+# run_wrk INSTANCE CASE prints requests/s of one wrk run.
+run_wrk() {
+    local args=()
+    pa_select "$T/$1"
+    case $2 in
+        small) args=("http://127.0.0.1:$PA_PORT/small.bin") ;;
+        iso) args=(-H 'Range: bytes=0-1023' "http://127.0.0.1:$PA_PORT$ISO_PATH") ;;
+    esac
+    timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" \
+        | awk '/^Requests\/sec:/ { print $2 }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Warm up both (page cache, worker threads, the logger's first render).
+for inst in base dlcount; do
+    pa_select "$T/$inst"
+    timeout 30 wrk -t1 -c4 -d2s "http://127.0.0.1:$PA_PORT/small.bin" >/dev/null
+done
+
+printf '# %s rounds x %s s, wrk -t%s -c%s, %s cores\n' "$ROUNDS" "$DURATION" "$THREADS" "$CONNECTIONS" "$(nproc)"
+for r in $(seq 1 "$ROUNDS"); do
+    # Alternate which instance goes first, so that drift (other load on the
+    # machine, thermal state) does not favour one of them.
+    if [ $((r % 2)) -eq 1 ]; then order="base dlcount"; else order="dlcount base"; fi
+    for c in small iso; do
+        for inst in $order; do
+            rps=$(run_wrk "$inst" "$c")
+            [ -n "$rps" ] || pa_die "wrk printed no Requests/sec ($inst $c)"
+            printf '%s\n' "$rps" >>"$T/$c.$inst"
+            printf '# round %s %-5s %-7s %12s req/s\n' "$r" "$c" "$inst" "$rps"
+        done
+    done
+done
+
+# Peak memory of the loggers (the current ones: no restart happened).
+peak_kb=0
+for pid in $(pa_pids_with "$T/dlcount.toml"); do
+    kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${kb:-0}" -gt "$peak_kb" ] && peak_kb=$kb
+done
+
+printf '\n%-6s %14s %14s %8s %8s\n' case "plain req/s" "dlcount req/s" ratio target
+status=0
+for c in small iso; do
+    b=$(median <"$T/$c.base")
+    d=$(median <"$T/$c.dlcount")
+    target=0.97
+    [ "$c" = iso ] && target=0.9
+    ratio=$(awk -v b="$b" -v d="$d" 'BEGIN { printf "%.3f", d / b }')
+    verdict=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r >= t ? "met" : "MISSED") }')
+    printf '%-6s %14.0f %14.0f %8s %8s %s\n' "$c" "$b" "$d" "$ratio" "$target" "$verdict"
+done
+printf 'logger peak RSS: %s KiB\n' "$peak_kb"
+
+# Nothing lost under load: stop the dlcount instance (its loggers drain the
+# pipe and exit), then compare the logger's request count for the ISO with
+# the 206 lines Apache wrote to its own plain log.
+pa_select "$T/dlcount"
+pa_stop
+pa_wait_no_pids_with "$T/dlcount.toml" 30 || pa_log "logger still running 30 s after stop"
+want=$(grep -c " $ISO_PATH HTTP/1.1\" 206 " "$PA_ACCESSLOG" || true)
+got=$(timeout 120 "$BIN" report --db "$DB" --json --detail \
+    | python3 -c 'import json, sys
+d = json.load(sys.stdin).get(sys.argv[1], {})
+print(sum(m["requests"] for m in d.values()))' "$ISO_PATH" || echo "report failed")
+if [ "$got" = "$want" ]; then
+    printf 'counted ISO requests: %s of %s (none lost)\n' "$got" "$want"
+else
+    printf 'counted ISO requests: %s, plain log has %s: LINES LOST\n' "$got" "$want"
+    status=1
+fi
+if grep -q -e AH00106 -e 'Broken pipe' "$PA_ERRLOG"; then
+    printf 'apache error log reports a dying logger:\n'
+    grep -e AH00106 -e 'Broken pipe' "$PA_ERRLOG" | head -n 5
+    status=1
+fi
+[ "$status" -eq 0 ]
