@@ -209,7 +209,8 @@ impl LogFormat {
             )));
         }
         let from_request_line = has(&Field::RequestLine);
-        if !from_request_line && !(has(&Field::Method) && has(&Field::UrlPath)) {
+        let has_path = from_request_line || (has(&Field::Method) && has(&Field::UrlPath));
+        if !has_path {
             return Err(FormatError(format!(
                 "log format {source:?} needs %r, or %m and %U, to know the requested file"
             )));

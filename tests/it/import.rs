@@ -117,10 +117,7 @@ fn truncated_gzip_keeps_what_was_read_and_names_the_file() {
         counted > 1 && counted < 331,
         "partial file counted: {counted}"
     );
-    assert_eq!(
-        r["/isos/a.iso"]["2026-11"]["downloads"].as_u64().unwrap() >= 1,
-        true
-    );
+    assert!(r["/isos/a.iso"]["2026-11"]["downloads"].as_u64().unwrap() >= 1);
     // Importing the complete file afterwards fills in exactly the rest.
     let whole = write(&site, "access.log.3.full.gz", &full);
     site.import(&[&whole]);

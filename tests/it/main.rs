@@ -34,6 +34,7 @@ pub struct Site {
 }
 
 impl Site {
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Site {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
