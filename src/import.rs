@@ -156,7 +156,10 @@ fn import_one(
 ) -> Result<()> {
     let input = open_input(path, bar, overall)?;
     let file_source = store.new_source("import", &path.display().to_string())?;
-    let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+    let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let _ = slot.set(store.hasher());
+    let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
+        .with_hasher(slot);
     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
     let reader = std::thread::spawn(move || read_batches(input, processor, tx));
     let name = path.display().to_string();

@@ -16,6 +16,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod import;
+pub mod keys;
 pub mod logformat;
 pub mod pages;
 pub mod pipe;

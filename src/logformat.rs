@@ -129,6 +129,8 @@ pub struct LogFormat {
     from_request_line: bool,
     /// Prebuilt substring searchers for multi-byte literals, by token index.
     finders: Vec<Option<memmem::Finder<'static>>>,
+    /// For a field followed by a literal and `%t`: a searcher for that literal plus `[`.
+    before_time: Vec<Option<memmem::Finder<'static>>>,
 }
 
 /// Cache of the last `dd/Mon/yyyy` seen: log lines arrive day after day.
@@ -241,7 +243,23 @@ impl LogFormat {
                 _ => None,
             })
             .collect();
+        let before_time = (0..tokens.len())
+            .map(|i| match (tokens.get(i + 1), tokens.get(i + 2)) {
+                (
+                    Some(Token::Literal(l)),
+                    Some(Token::Field {
+                        field: Field::Time, ..
+                    }),
+                ) => {
+                    let mut pat = l.clone();
+                    pat.push(b'[');
+                    Some(memmem::Finder::new(&pat).into_owned())
+                }
+                _ => None,
+            })
+            .collect();
         Ok(LogFormat {
+            before_time,
             finders,
             source,
             tokens,
@@ -339,16 +357,9 @@ impl LogFormat {
         };
         let rest = &line[pos..];
         // `%u ` followed by `%t`: search for " [" so a user name with a space still parses.
-        if matches!(
-            self.tokens.get(i + 2),
-            Some(Token::Field {
-                field: Field::Time,
-                ..
-            })
-        ) {
-            let mut pat = next.clone();
-            pat.push(b'[');
-            return memmem::find(rest, &pat)
+        if let Some(before_time) = &self.before_time[i] {
+            return before_time
+                .find(rest)
                 .map(|j| pos + j)
                 .ok_or(Reject::Layout);
         }

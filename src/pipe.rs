@@ -43,6 +43,9 @@ const READ_CHUNK: usize = 256 * 1024;
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// After EOF, how long to keep retrying a database that cannot be written.
 const EOF_RETRY: Duration = Duration::from_secs(30);
+/// Counted lines on their way to a healthy database before the reader waits:
+/// minutes of a busy server's ISO traffic, a few MiB of memory.
+const HEALTHY_IN_FLIGHT: usize = 16_384;
 /// Housekeeping cadence (date change, purge, checkpoint, refresh).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -67,6 +70,9 @@ pub trait PageTrigger {
 struct Flow {
     in_flight: AtomicUsize,
     failing: AtomicBool,
+    /// While the database is healthy: room for bursts, small enough to keep memory flat.
+    healthy_limit: usize,
+    /// While it is failing: `--max-pending`.
     limit: usize,
 }
 
@@ -79,11 +85,17 @@ impl Flow {
         }
         loop {
             let cur = self.in_flight.load(Ordering::Acquire);
-            if cur + hits <= self.limit {
+            let failing = self.failing.load(Ordering::Acquire);
+            let limit = if failing {
+                self.limit
+            } else {
+                self.healthy_limit
+            };
+            if cur == 0 || cur + hits <= limit {
                 self.in_flight.fetch_add(hits, Ordering::AcqRel);
                 return;
             }
-            if self.failing.load(Ordering::Acquire) {
+            if failing {
                 batch.drop_hits();
                 return;
             }
@@ -105,10 +117,13 @@ pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
     if let Err(e) = spawn_signal_thread(tx.clone()) {
         eprintln!("dlcount: cannot install signal handlers: {e}; SIGTERM will end the logger");
     }
-    let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+    let hasher_slot = Arc::new(std::sync::OnceLock::new());
+    let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
+        .with_hasher(Arc::clone(&hasher_slot));
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),
         failing: AtomicBool::new(false),
+        healthy_limit: HEALTHY_IN_FLIGHT.min(settings.max_pending),
         limit: settings.max_pending,
     });
     let reader_flow = Arc::clone(&flow);
@@ -116,7 +131,7 @@ pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
         .name("reader".into())
         .spawn(move || read_stdin(processor, tx, &reader_flow))
         .expect("spawn reader thread");
-    let mut owner = Owner::new(settings, pages, flow);
+    let mut owner = Owner::new(settings, pages, flow, hasher_slot);
     let code = owner.run(rx);
     drop(reader);
     code
@@ -218,6 +233,7 @@ impl Throttle {
 struct Owner<'a> {
     settings: &'a Settings,
     flow: Arc<Flow>,
+    hasher_slot: Arc<std::sync::OnceLock<crate::keys::KeyHasher>>,
     pages: Option<&'a dyn PageTrigger>,
     store: Option<Store>,
     pending: Vec<Batch>,
@@ -243,11 +259,13 @@ impl<'a> Owner<'a> {
         settings: &'a Settings,
         pages: Option<&'a dyn PageTrigger>,
         flow: Arc<Flow>,
+        hasher_slot: Arc<std::sync::OnceLock<crate::keys::KeyHasher>>,
     ) -> Owner<'a> {
         let today = chrono::Local::now().date_naive();
         Owner {
             settings,
             flow,
+            hasher_slot,
             pages,
             store: None,
             pending: Vec::new(),
@@ -398,6 +416,9 @@ impl<'a> Owner<'a> {
         }
         match Store::open(&self.settings.db) {
             Ok(s) => {
+                // From now on the reader hashes (the store re-hashes anything
+                // keyed with another secret, e.g. a replaced database file).
+                let _ = self.hasher_slot.set(s.hasher());
                 self.store = Some(s);
                 true
             }

@@ -20,7 +20,8 @@
 //! writes fails at once with "database is locked" when another instance
 //! writes), WAL, `synchronous=NORMAL` and an explicit busy timeout.
 
-use crate::classify::{path_key, Method};
+use crate::classify::path_key;
+use crate::keys::{KeyHasher, Scratch};
 use crate::tally::{Batch, LineStats};
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDate};
@@ -116,9 +117,9 @@ pub struct MonthRow {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    secret: [u8; 32],
+    hasher: KeyHasher,
     file_ids: HashMap<Vec<u8>, i64>,
-    scratch: Vec<u8>,
+    scratch: Scratch,
 }
 
 struct LineAgg {
@@ -203,9 +204,9 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_owned(),
-            secret: [0; 32],
+            hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
-            scratch: Vec::with_capacity(512),
+            scratch: Scratch::default(),
         };
         store.init_schema()?;
         Ok(store)
@@ -235,14 +236,19 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            secret: [0; 32],
+            hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The hasher of this database's secret, for reading threads.
+    pub fn hasher(&self) -> KeyHasher {
+        self.hasher.clone()
     }
 
     fn init_schema(&mut self) -> Result<()> {
@@ -278,9 +284,10 @@ impl Store {
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
                 r.get(0)
             })?;
-        self.secret = secret
+        let secret: [u8; 32] = secret
             .try_into()
             .map_err(|_| anyhow::anyhow!("{}: corrupt hash secret", self.path.display()))?;
+        self.hasher = KeyHasher::new(secret);
         tx.commit()?;
         Ok(())
     }
@@ -317,7 +324,7 @@ impl Store {
         let (mut min_day, mut max_day) = (i32::MAX, i32::MIN);
         for batch in batches {
             line_stats.merge(&batch.stats);
-            for h in batch.hits() {
+            for (i, h) in batch.hits().iter().enumerate() {
                 let path = batch.path(h);
                 let file_id = match self.file_ids.get(path) {
                     Some(&id) => id,
@@ -334,29 +341,19 @@ impl Store {
                         id
                     }
                 };
-                let client = batch.client(h);
-                let visitor = keyed_hash(
-                    &self.secret,
-                    &mut self.scratch,
-                    &[b"v", client, path, &h.day.to_le_bytes()],
-                );
-                let method: &[u8] = match h.method {
-                    Method::Get => b"G",
-                    Method::Head => b"H",
-                };
-                let line = keyed_hash(
-                    &self.secret,
-                    &mut self.scratch,
-                    &[
-                        b"l",
-                        client,
+                let (visitor, line) = match batch.keys(i, self.hasher.id()) {
+                    Some(k) => k,
+                    None => self.hasher.keys(
+                        &mut self.scratch,
+                        batch.client(h),
                         path,
+                        h.day,
                         batch.time(h),
-                        method,
-                        &h.status.to_le_bytes(),
-                        &h.bytes.to_le_bytes(),
-                    ],
-                );
+                        h.method,
+                        h.status,
+                        h.bytes,
+                    ),
+                };
                 min_day = min_day.min(h.day);
                 max_day = max_day.max(h.day);
                 match index.entry((h.day, line)) {
@@ -689,18 +686,6 @@ fn check_version(version: i64, path: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// First 8 bytes of a keyed BLAKE3 hash of length-prefixed parts (so part
-/// boundaries cannot shift), as a signed SQLite integer.
-fn keyed_hash(secret: &[u8; 32], scratch: &mut Vec<u8>, parts: &[&[u8]]) -> i64 {
-    scratch.clear();
-    for p in parts {
-        scratch.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        scratch.extend_from_slice(p);
-    }
-    let h = blake3::keyed_hash(secret, scratch);
-    i64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 /// `YYYY-MM` of a day number (days since 0001-01-01, day 1).

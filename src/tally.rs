@@ -8,9 +8,11 @@
 //! before anything reaches the disk.
 
 use crate::classify::{Classifier, Ignored, Method};
+use crate::keys::{KeyHasher, Scratch};
 use crate::logformat::{DayCache, LogFormat, Reject};
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 /// Lines longer than this are rejected without being buffered whole
 /// (Apache lines over 8 KiB exist; 1 MiB is far beyond any real one).
@@ -82,6 +84,10 @@ impl LineStats {
 pub struct Batch {
     arena: Vec<u8>,
     hits: Vec<Hit>,
+    /// (visitor key, line fingerprint) per hit, when the reader could hash.
+    keys: Vec<(i64, i64)>,
+    /// Which secret made `keys` (see [`KeyHasher::id`]).
+    keyed_with: u64,
     pub stats: LineStats,
 }
 
@@ -92,6 +98,15 @@ impl Batch {
 
     pub fn hits(&self) -> &[Hit] {
         &self.hits
+    }
+
+    /// Precomputed keys of hit `i`, if they were made with the secret `id`.
+    pub fn keys(&self, i: usize, id: u64) -> Option<(i64, i64)> {
+        if self.keyed_with == id && self.keys.len() == self.hits.len() {
+            Some(self.keys[i])
+        } else {
+            None
+        }
     }
 
     pub fn client(&self, h: &Hit) -> &[u8] {
@@ -116,6 +131,7 @@ impl Batch {
         self.stats.dropped += self.hits.len() as u64;
         self.hits = Vec::new();
         self.arena = Vec::new();
+        self.keys = Vec::new();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,6 +152,9 @@ pub struct LineProcessor {
     classifier: Classifier,
     days: DayCache,
     path_buf: Vec<u8>,
+    /// Set once the database's secret is known; then hashing happens here.
+    hasher: Arc<OnceLock<KeyHasher>>,
+    scratch: Scratch,
 }
 
 impl LineProcessor {
@@ -145,7 +164,16 @@ impl LineProcessor {
             classifier,
             days: DayCache::default(),
             path_buf: Vec::with_capacity(256),
+            hasher: Arc::default(),
+            scratch: Scratch::default(),
         }
+    }
+
+    /// Shares the slot where the database owner puts the hasher once it has
+    /// opened the database; from then on this thread hashes.
+    pub fn with_hasher(mut self, slot: Arc<OnceLock<KeyHasher>>) -> LineProcessor {
+        self.hasher = slot;
+        self
     }
 
     /// Handles one line (without its newline); `line_no` is 1-based within its source.
@@ -167,6 +195,25 @@ impl LineProcessor {
                 let client = batch.push_bytes(rec.client);
                 let path = batch.push_bytes(&self.path_buf);
                 let time = batch.push_bytes(rec.time);
+                if let Some(hasher) = self.hasher.get() {
+                    if batch.keys.len() == batch.hits.len() {
+                        if batch.hits.is_empty() {
+                            batch.keyed_with = hasher.id();
+                        }
+                        if batch.keyed_with == hasher.id() {
+                            batch.keys.push(hasher.keys(
+                                &mut self.scratch,
+                                rec.client,
+                                &self.path_buf,
+                                rec.day,
+                                rec.time,
+                                method,
+                                rec.status,
+                                rec.bytes,
+                            ));
+                        }
+                    }
+                }
                 batch.hits.push(Hit {
                     day: rec.day,
                     method,
