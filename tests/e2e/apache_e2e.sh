@@ -10,6 +10,8 @@
 # Output: one "ok - NAME" / "not ok - NAME" line per check, then
 # "N passed, M failed"; the exit status is non-zero if any check failed.
 # DLCOUNT_E2E_KEEP=1 keeps the temporary directory for inspection.
+# `tests/e2e/apache_e2e.sh tests/e2e/standin-dlcount-pipe` runs the harness
+# against a small stand-in logger (see that file), to work on the test itself.
 #
 # The expected answer is kept independently in this script: every client call
 # below declares what it must add (expect CLIENT PATH REQUESTS). Apache's own
