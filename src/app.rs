@@ -62,8 +62,13 @@ fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
     };
     let settings = match Settings::resolve(&args.db, &args.parse, &args.site, &extra).and_then(
         |s| {
-            if let Some(user) = &s.user {
-                privs::drop_to(user)?;
+            match &s.user {
+                Some(user) if privs::is_root() => privs::drop_to(user)?,
+                Some(user) => {
+                    // Checked so a typo still fails, but only root can switch.
+                    privs::lookup(user)?;
+                }
+                None => {}
             }
             s.check_db_path()?;
             Ok(s)
@@ -102,10 +107,27 @@ fn run_command(cmd: Command) -> Result<i32> {
             let settings =
                 Settings::resolve(&a.db, &a.parse, &Default::default(), &Extra::default())?;
             settings.check_db_path()?;
+            // As root with a configured user, open the logs first (they are
+            // often root:adm), then become that user so the database stays its own.
+            let switch = settings.user.clone().filter(|_| privs::is_root());
+            let inputs: Vec<import::Input> = a
+                .files
+                .iter()
+                .map(|p| {
+                    if switch.is_some() {
+                        import::Input::open_now(p.clone())
+                    } else {
+                        import::Input::lazy(p.clone())
+                    }
+                })
+                .collect();
+            if let Some(user) = &switch {
+                privs::drop_to(user)?;
+            }
             if a.detach {
                 detach(a.log.as_deref().expect("clap requires --log with --detach"))?;
             }
-            let summary = import::run(&settings, &a.files, !a.quiet && !a.detach)?;
+            let summary = import::run(&settings, inputs, !a.quiet && !a.detach)?;
             eprint!("{}", summary.render());
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
@@ -117,7 +139,10 @@ fn run_command(cmd: Command) -> Result<i32> {
                 &Extra::default(),
             )?;
             settings.check_db_path()?;
-            let (entries, changed) = import::import_json(&settings.db, &a.file, &a.prefix)?;
+            let text = std::fs::read_to_string(&a.file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+            become_configured_user(&settings)?;
+            let (entries, changed) = import::import_json(&settings.db, &a.file, &text, &a.prefix)?;
             eprintln!(
                 "import-json: {entries} file-months read from {}, {changed} added or raised (legacy figures; \
                  reported downloads are max(legacy, counted))",
@@ -149,6 +174,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             if !settings.root.is_dir() {
                 anyhow::bail!("--root {} is not a directory", settings.root.display());
             }
+            become_configured_user(&settings)?;
             let s = pages::render_now(&settings)?;
             eprintln!(
                 "rendered {} and {} ({} ISO files) in {} ms",
@@ -166,6 +192,16 @@ fn run_command(cmd: Command) -> Result<i32> {
             }
             Ok(0)
         }
+    }
+}
+
+/// Run as root with a `user` in the settings (the config file the installer
+/// writes), a one-off command writes as that user, like the logger does:
+/// files it creates (the database, the pages) must stay writable for the logger.
+fn become_configured_user(settings: &Settings) -> Result<()> {
+    match &settings.user {
+        Some(user) if privs::is_root() => privs::drop_to(user),
+        _ => Ok(()),
     }
 }
 

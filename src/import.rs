@@ -54,15 +54,52 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// A file to import: a path, possibly opened already (before dropping root,
+/// so that `root:adm` logs stay readable to an import that runs as `--user`).
+pub struct Input {
+    pub path: PathBuf,
+    opened: Option<std::result::Result<File, String>>,
+}
+
+impl Input {
+    /// Opened when its turn comes.
+    pub fn lazy(path: PathBuf) -> Input {
+        Input { path, opened: None }
+    }
+
+    /// Opened now (`-` is stdin and needs no opening).
+    pub fn open_now(path: PathBuf) -> Input {
+        let opened = if path == Path::new("-") {
+            None
+        } else {
+            Some(open_file(&path))
+        };
+        Input { path, opened }
+    }
+}
+
+fn open_file(path: &Path) -> std::result::Result<File, String> {
+    if path.is_dir() {
+        return Err("is a directory".into());
+    }
+    File::open(path).map_err(|e| e.to_string())
+}
+
 /// Opens a file or `-`, transparently decompressing gzip (by magic bytes).
-fn open_input(path: &Path, bar: ProgressBar, overall: ProgressBar) -> Result<Box<dyn Read + Send>> {
+fn open_input(
+    input: &mut Input,
+    bar: ProgressBar,
+    overall: ProgressBar,
+) -> Result<Box<dyn Read + Send>> {
+    let path = input.path.as_path();
     let raw: Box<dyn Read + Send> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
-        if path.is_dir() {
-            bail!("is a directory");
-        }
-        Box::new(File::open(path).map_err(|e| anyhow::anyhow!("{e}"))?)
+        let file = match input.opened.take() {
+            Some(r) => r,
+            None => open_file(path),
+        };
+        Box::new(file.map_err(|e| anyhow::anyhow!("{e}"))?)
     };
     let mut buffered = BufReader::with_capacity(
         READ_BUF,
@@ -81,7 +118,11 @@ fn open_input(path: &Path, bar: ProgressBar, overall: ProgressBar) -> Result<Box
 }
 
 /// Imports `files` into the settings' database.
-pub fn run(settings: &Settings, files: &[PathBuf], show_progress: bool) -> Result<ImportSummary> {
+pub fn run(
+    settings: &Settings,
+    mut files: Vec<Input>,
+    show_progress: bool,
+) -> Result<ImportSummary> {
     let started = Instant::now();
     let mut store = Store::open(&settings.db)?;
     let run = store.new_source("import-run", &format!("{} file(s)", files.len()))?;
@@ -93,8 +134,8 @@ pub fn run(settings: &Settings, files: &[PathBuf], show_progress: bool) -> Resul
     });
     let total_bytes: u64 = files
         .iter()
-        .filter(|p| p.as_os_str() != "-")
-        .filter_map(|p| std::fs::metadata(p).ok())
+        .filter(|i| i.path.as_os_str() != "-")
+        .filter_map(|i| std::fs::metadata(&i.path).ok())
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum();
@@ -108,9 +149,10 @@ pub fn run(settings: &Settings, files: &[PathBuf], show_progress: bool) -> Resul
     );
     overall.set_prefix("all");
     let mut summary = ImportSummary::default();
-    for path in files {
+    for input in &mut files {
+        let path = input.path.clone();
         let name = path.display().to_string();
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let bar = multi.insert_before(&overall, ProgressBar::new(size));
         bar.set_style(
             ProgressStyle::with_template("{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg}")
@@ -124,7 +166,7 @@ pub fn run(settings: &Settings, files: &[PathBuf], show_progress: bool) -> Resul
             settings,
             &mut store,
             run,
-            path,
+            input,
             bar.clone(),
             overall.clone(),
             &mut summary,
@@ -149,12 +191,13 @@ fn import_one(
     settings: &Settings,
     store: &mut Store,
     run: i64,
-    path: &Path,
+    input: &mut Input,
     bar: ProgressBar,
     overall: ProgressBar,
     summary: &mut ImportSummary,
 ) -> Result<()> {
-    let input = open_input(path, bar, overall)?;
+    let path = input.path.clone();
+    let input = open_input(input, bar, overall)?;
     let file_source = store.new_source("import", &path.display().to_string())?;
     let slot = std::sync::Arc::new(std::sync::OnceLock::new());
     let _ = slot.set(store.hasher());
@@ -285,10 +328,8 @@ impl ImportSummary {
 /// `prefix` and a `/` in front. Paths are normalised like log lines, so the
 /// keys meet the ones counted from logs. All or nothing: one bad entry and
 /// nothing is imported.
-pub fn import_json(db: &Path, file: &Path, prefix: &str) -> Result<(usize, usize)> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
+pub fn import_json(db: &Path, file: &Path, text: &str, prefix: &str) -> Result<(usize, usize)> {
+    let value: serde_json::Value = serde_json::from_str(text)
         .with_context(|| format!("{} is not valid JSON", file.display()))?;
     let obj = value.as_object().with_context(|| {
         format!(

@@ -35,7 +35,7 @@ pub fn lookup(spec: &str) -> Result<(Uid, Gid)> {
     Ok((u.uid, gid))
 }
 
-/// Switches to `spec` for good. Without root, succeeds only if we already are that user.
+/// Switches to `spec` for good (as root). Without root, succeeds only if we already are that user.
 pub fn drop_to(spec: &str) -> Result<()> {
     let (uid, gid) = lookup(spec)?;
     if !is_root() {

@@ -245,3 +245,40 @@ fn import_json_then_overlapping_logs_double_count_nothing() {
         r
     );
 }
+
+#[test]
+fn as_root_with_a_configured_user_import_reads_root_only_logs_and_writes_as_that_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let site = Site::new();
+    let log = write(
+        &site,
+        "access.log",
+        line("192.0.2.1", 3, 1, "/a.iso", 200, 9).as_bytes(),
+    );
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(site.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = write(&site, "dlcount.toml", b"user = \"nobody\"\n");
+    let out = std::process::Command::new(super::bin())
+        .args(["import", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&site.db)
+        .arg(&log)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(total(&site.report(), "downloads"), 1);
+    let owner = std::fs::metadata(&site.db).unwrap().uid();
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(
+            owner,
+            nobody.uid.as_raw(),
+            "database must belong to the configured user"
+        );
+    } else {
+        // Not root: `user` cannot apply and is ignored; we wrote as ourselves.
+        assert_eq!(owner, nix::unistd::geteuid().as_raw());
+    }
+}
