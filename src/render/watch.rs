@@ -8,8 +8,14 @@
 //! list added, removed, renamed or rewritten, or a folder appearing or going.
 //! Hidden paths (ROOT/.stats, our own `.dlcount-*` temp files, rsync temp
 //! files) and ROOT/index.html are ignored, so our own writes never trigger a
-//! render loop. Apache opening an image (an inotify OPEN on every download) is
-//! ignored as well.
+//! render loop.
+//!
+//! We drive inotify ourselves rather than through a general watcher crate:
+//! those subscribe to OPEN, and Apache opens a file on every request, so the
+//! watcher thread would wake for every download and cost the server a
+//! measurable share of its requests per second. We ask only for what changes
+//! the page (create, delete, rename, finished write, attributes), and watch
+//! only folders that are not hidden.
 //!
 //! With inotify unavailable (no support, watch limit reached) it falls back to
 //! polling a fingerprint every few seconds. Dropping the handle stops it.
@@ -17,15 +23,16 @@
 use super::scan::{is_sidecar_name, is_sums_name};
 use crate::classify::Classifier;
 use anyhow::{Context, Result};
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
-use notify::{Event, EventKind, RecursiveMode, Watcher};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,7 +51,7 @@ enum Msg {
 /// How changes are detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// inotify (via `notify`), polling if that cannot be set up.
+    /// inotify, polling if that cannot be set up.
     Auto,
     /// Polling only, at the given interval.
     Poll(Duration),
@@ -52,8 +59,8 @@ pub enum Backend {
 
 /// Handle of a running watcher; dropping it stops the watcher thread.
 pub struct TreeWatcher {
-    // Dropped first: stops inotify, whose callback holds a sender.
-    notify: Option<notify::RecommendedWatcher>,
+    /// The inotify reader thread, stopped first on drop.
+    notify: Option<InotifyThread>,
     tx: mpsc::Sender<Msg>,
     thread: Option<JoinHandle<()>>,
     polling: bool,
@@ -137,20 +144,124 @@ impl Drop for TreeWatcher {
     }
 }
 
-fn start_inotify(
-    root: &Path,
-    filter: Filter,
-    tx: mpsc::Sender<Msg>,
-) -> Result<notify::RecommendedWatcher> {
-    let mut w = notify::recommended_watcher(move |res: notify::Result<Event>| {
-        // An error (e.g. the event queue overflowed) may hide a change: render.
-        let changed = res.map(|ev| filter.relevant(&ev)).unwrap_or(true);
-        if changed {
-            let _ = tx.send(Msg::Changed);
+/// The thread reading inotify events; dropping it stops and joins it.
+struct InotifyThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for InotifyThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-    })?;
-    w.watch(root, RecursiveMode::Recursive)?;
-    Ok(w)
+    }
+}
+
+/// What we ask inotify for: everything that can change the listing, and not
+/// OPEN, ACCESS or MODIFY (every download, every chunk of an upload).
+fn watch_mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ATTRIB
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+}
+
+/// Adds watches on `dir` and every non-hidden folder below it (symlinks are
+/// not followed, so there are no loops and nothing outside ROOT).
+fn watch_tree(
+    inotify: &mut Inotify,
+    dir: &Path,
+    wds: &mut HashMap<WatchDescriptor, PathBuf>,
+) -> Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let wd = inotify
+            .watches()
+            .add(&d, watch_mask())
+            .with_context(|| format!("cannot watch {}", d.display()))?;
+        wds.insert(wd, d.clone());
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let hidden = e.file_name().as_bytes().first() == Some(&b'.');
+                if !hidden && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn start_inotify(root: &Path, filter: Filter, tx: mpsc::Sender<Msg>) -> Result<InotifyThread> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut inotify = Inotify::init().context("inotify_init")?;
+    let mut wds = HashMap::new();
+    watch_tree(&mut inotify, root, &mut wds)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("dlcount-inotify".into())
+        .spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while !stop_flag.load(Ordering::Acquire) {
+                // Wake twice a second at most to notice a stop request.
+                let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+                if !matches!(poll(&mut fds, PollTimeout::from(500u16)), Ok(n) if n > 0) {
+                    continue;
+                }
+                let mut changed = false;
+                let mut new_dirs = Vec::new();
+                match inotify.read_events(&mut buf) {
+                    Ok(events) => {
+                        for ev in events {
+                            if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                                changed = true; // events were lost: render to be sure
+                                continue;
+                            }
+                            if ev.mask.contains(EventMask::IGNORED) {
+                                wds.remove(&ev.wd);
+                                continue;
+                            }
+                            let Some(dir) = wds.get(&ev.wd) else { continue };
+                            let path = match ev.name {
+                                Some(name) => dir.join(name),
+                                None => dir.clone(),
+                            };
+                            let is_dir = ev.mask.contains(EventMask::ISDIR);
+                            if is_dir && ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                            {
+                                new_dirs.push(path.clone());
+                            }
+                            changed |= filter.path_relevant(&path, ev.mask);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => changed = true,
+                }
+                for d in new_dirs {
+                    if filter.path_relevant(&d, EventMask::CREATE | EventMask::ISDIR) {
+                        // Files may have landed before the watch: a render covers them.
+                        let _ = watch_tree(&mut inotify, &d, &mut wds);
+                    }
+                }
+                if changed && tx.send(Msg::Changed).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the inotify thread")?;
+    Ok(InotifyThread {
+        stop,
+        thread: Some(thread),
+    })
 }
 
 /// Waits for a change, then for a quiet period, then calls `on_change`.
@@ -205,26 +316,13 @@ impl Filter {
         self.classifier.has_counted_ext(name) || is_sidecar_name(name) || is_sums_name(name)
     }
 
-    fn relevant(&self, ev: &Event) -> bool {
-        if ev.need_rescan() {
-            return true;
-        }
-        match ev.kind {
-            // Reads (Apache serving a download) change nothing; a finished write does.
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
-            EventKind::Access(_) => return false,
-            _ => {}
-        }
-        ev.paths.iter().any(|p| self.path_relevant(p, &ev.kind))
-    }
-
-    fn path_relevant(&self, path: &Path, kind: &EventKind) -> bool {
+    fn path_relevant(&self, path: &Path, mask: EventMask) -> bool {
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return false;
         };
         let Some(name) = rel.file_name() else {
             // ROOT itself: only its disappearance matters.
-            return matches!(kind, EventKind::Remove(_));
+            return mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF);
         };
         if rel.iter().any(|c| c.as_bytes().first() == Some(&b'.')) || rel == Path::new("index.html")
         {
@@ -233,13 +331,11 @@ impl Filter {
         if self.tracked_name(name.as_bytes()) {
             return true;
         }
-        // A folder moved or deleted takes its images with it; a renamed
-        // path that no longer exists may have been one.
-        match kind {
-            EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => true,
-            EventKind::Modify(ModifyKind::Name(_)) => path.is_dir() || !path.exists(),
-            _ => false,
-        }
+        // A folder created, moved or deleted brings or takes images with it.
+        mask.contains(EventMask::ISDIR)
+            && mask.intersects(
+                EventMask::CREATE | EventMask::DELETE | EventMask::MOVED_FROM | EventMask::MOVED_TO,
+            )
     }
 }
 
