@@ -54,11 +54,13 @@ const HANDOVER_LINES: u64 = 65_536;
 const COMMIT_DELAY: Duration = Duration::from_millis(100);
 /// Lines that count nothing only update the line accounting, this often.
 const STATS_DELAY: Duration = Duration::from_secs(5);
-/// Commit at once when this many counted lines are waiting.
-const FLUSH_HITS: usize = 8192;
+/// Commit at once when this many counted lines are waiting. Large enough that
+/// a flood of new downloads costs few commits (each rewrites the B-tree pages
+/// it touched into the WAL), small enough to keep memory flat.
+const FLUSH_HITS: usize = 24_576;
 /// Counted lines on their way to a healthy database before the reader waits:
-/// minutes of a busy server's ISO traffic, a few MiB of memory.
-const HEALTHY_IN_FLIGHT: usize = 16_384;
+/// minutes of a busy server's ISO traffic, about 5 MiB of memory.
+const HEALTHY_IN_FLIGHT: usize = 32_768;
 /// Housekeeping cadence (date change, purge, checkpoint, refresh).
 const TICK: Duration = Duration::from_secs(1);
 

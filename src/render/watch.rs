@@ -30,9 +30,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -146,13 +144,15 @@ impl Drop for TreeWatcher {
 
 /// The thread reading inotify events; dropping it stops and joins it.
 struct InotifyThread {
-    stop: Arc<AtomicBool>,
+    /// Closing this socket wakes the thread at once (no polling timeout to wait
+    /// out, so an exiting pipe instance never lingers).
+    stop: Option<std::os::unix::net::UnixStream>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for InotifyThread {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -205,16 +205,26 @@ fn start_inotify(root: &Path, filter: Filter, tx: mpsc::Sender<Msg>) -> Result<I
     let mut inotify = Inotify::init().context("inotify_init")?;
     let mut wds = HashMap::new();
     watch_tree(&mut inotify, root, &mut wds)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_flag = Arc::clone(&stop);
+    let (stop_rx, stop) = std::os::unix::net::UnixStream::pair()
+        .context("cannot create the watcher's stop socket")?;
     let thread = std::thread::Builder::new()
         .name("dlcount-inotify".into())
         .spawn(move || {
             let mut buf = [0u8; 16 * 1024];
-            while !stop_flag.load(Ordering::Acquire) {
-                // Wake twice a second at most to notice a stop request.
-                let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-                if !matches!(poll(&mut fds, PollTimeout::from(500u16)), Ok(n) if n > 0) {
+            loop {
+                let mut fds = [
+                    PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(stop_rx.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+                if fds[1].any().unwrap_or(true) {
+                    return; // the stop socket closed
+                }
+                if !fds[0].any().unwrap_or(false) {
                     continue;
                 }
                 let mut changed = false;
@@ -259,7 +269,7 @@ fn start_inotify(root: &Path, filter: Filter, tx: mpsc::Sender<Msg>) -> Result<I
         })
         .context("cannot start the inotify thread")?;
     Ok(InotifyThread {
-        stop,
+        stop: Some(stop),
         thread: Some(thread),
     })
 }
