@@ -2,9 +2,11 @@
 //!
 //! Three threads joined by one channel, so that Apache never waits for us:
 //! - the **reader** reads stdin, parses and classifies lines into batches and
-//!   hands them over about ten times a second; it never touches SQLite, so a locked or read-only database
-//!   cannot stall Apache's workers (whose `write()` blocks once the 64 KiB
-//!   pipe is full);
+//!   hands them over about ten times a second; it never touches SQLite, so a
+//!   locked or read-only database cannot stall Apache's workers (whose
+//!   `write()` blocks once the pipe is full: 64 KiB by default, 1 MiB asked
+//!   for); when lines trickle in it naps a millisecond between reads so that
+//!   Apache's writes wake nobody;
 //! - the **signal thread** turns SIGTERM and SIGINT into messages (handlers
 //!   restart interrupted reads, so a flag checked by the reader would never be
 //!   seen while Apache is idle);
@@ -61,6 +63,18 @@ const FLUSH_HITS: usize = 24_576;
 /// Counted lines on their way to a healthy database before the reader waits:
 /// minutes of a busy server's ISO traffic, about 5 MiB of memory.
 const HEALTHY_IN_FLIGHT: usize = 32_768;
+/// After a read that emptied the pipe, the reader naps this long so the next
+/// lines collect in the pipe: Apache's `write()` then lands in a buffer with
+/// nobody to wake (no context switch per request on the cores it needs), and
+/// one `read()` takes many lines. Even the default 64 KiB pipe absorbs tens
+/// of MB/s for that long; see [`PIPE_BYTES`].
+const NAP: Duration = Duration::from_millis(1);
+/// …after a `read()` of fewer bytes than this. Bigger reads mean a fast
+/// stream, whose wake-ups are already shared by many lines.
+const NAP_BELOW: usize = 16 * 1024;
+/// Pipe capacity asked for (Linux's unprivileged maximum by default), so a
+/// burst during a nap or a slow moment never fills the pipe and blocks Apache.
+const PIPE_BYTES: i32 = 1024 * 1024;
 /// Housekeeping cadence (date change, purge, checkpoint, refresh).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -198,6 +212,7 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
             return;
         }
     };
+    enlarge_pipe(&stdin);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut splitter = LineSplitter::new();
     let mut batch = Batch::new();
@@ -236,6 +251,10 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
             Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
             Piece::TooLong(no) => processor.too_long(no, &mut batch),
         });
+        if n < NAP_BELOW {
+            // A trickle (not a full pipe): let lines collect rather than wake per line.
+            std::thread::sleep(NAP);
+        }
         if batch.hits().len() >= flow.handover_hits || batch.stats.lines >= HANDOVER_LINES {
             handover_at = None;
             if !send(&mut batch) {
@@ -253,6 +272,17 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
         return;
     }
     let _ = tx.send(Msg::Eof { read_error });
+}
+
+/// Asks for a [`PIPE_BYTES`] pipe buffer when stdin is a pipe; a failure
+/// (a file, a lower `fs.pipe-max-size`) just keeps the default.
+fn enlarge_pipe(stdin: &std::fs::File) {
+    use nix::fcntl::{fcntl, FcntlArg};
+    if let Ok(current) = fcntl(stdin, FcntlArg::F_GETPIPE_SZ) {
+        if current < PIPE_BYTES {
+            let _ = fcntl(stdin, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+        }
+    }
 }
 
 /// Rate limiter for stderr messages.
