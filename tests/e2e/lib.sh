@@ -58,6 +58,8 @@ print(s.getsockname()[1])'
 # on their own, and so that the plain log is Apache's own record of every line
 # the piped logger should have received. EXTRA_CONF files are included at
 # server level, before the vhost, as conf-enabled/ is on Debian.
+# PA_NO_PLAIN_LOG=1 leaves the vhost's plain CustomLog out (the benchmark's
+# "logging only through dlcount" instance).
 pa_setup() {
     local port=$1 docroot=$2 f
     shift 2
@@ -112,8 +114,14 @@ EOF
         cat <<EOF
 <VirtualHost 127.0.0.1:$port>
     DocumentRoot "$docroot"
+EOF
+        if [ "${PA_NO_PLAIN_LOG:-0}" != 1 ]; then
+            cat <<EOF
     LogFormat "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"" plain
     CustomLog "$PA_ACCESSLOG" plain
+EOF
+        fi
+        cat <<EOF
 </VirtualHost>
 EOF
     } >"$PA_CONF"
