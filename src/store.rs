@@ -230,7 +230,7 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .with_context(|| format!("{} is not a readable SQLite database", path.display()))?;
+            .with_context(|| format!("cannot read the database {}", path.display()))?;
         check_version(version, path)?;
         if version == 0 {
             bail!("{} is not a dlcount database (no schema)", path.display());
