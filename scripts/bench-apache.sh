@@ -34,11 +34,7 @@ REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$REPO/tests/e2e/lib.sh"
 
-BIN_ARG=${1:-target/release/dlcount-pipe}
-case $BIN_ARG in
-    /*) BIN_SRC=$BIN_ARG ;;
-    *) BIN_SRC=$PWD/$BIN_ARG ;;
-esac
+BIN_SRC=$(pa_binary "${1:-}")
 [ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
 
 ROUNDS=${ROUNDS:-5}

@@ -132,12 +132,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
         Command::ImportJson(a) => {
-            let settings = Settings::resolve(
-                &a.db,
-                &Default::default(),
-                &Default::default(),
-                &Extra::default(),
-            )?;
+            let settings = db_settings(&a.db)?;
             settings.check_db_path()?;
             let text = std::fs::read_to_string(&a.file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
@@ -151,12 +146,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Report(a) => {
-            let settings = Settings::resolve(
-                &a.db,
-                &Default::default(),
-                &Default::default(),
-                &Extra::default(),
-            )?;
+            let settings = db_settings(&a.db)?;
             let rows = crate::store::Store::open_read(&settings.db)?.monthly()?;
             if a.json {
                 print!("{}", report::to_json(&rows, a.detail));
@@ -193,6 +183,16 @@ fn run_command(cmd: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Settings for the commands that only need the database (and the config's `user`).
+fn db_settings(db: &crate::cli::DbArgs) -> Result<Settings> {
+    Settings::resolve(
+        db,
+        &Default::default(),
+        &Default::default(),
+        &Extra::default(),
+    )
 }
 
 /// Run as root with a `user` in the settings (the config file the installer

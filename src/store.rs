@@ -113,6 +113,18 @@ pub struct MonthRow {
     pub bytes: u64,
 }
 
+impl MonthRow {
+    fn empty(path: String, month: String) -> MonthRow {
+        MonthRow {
+            path,
+            month,
+            downloads: 0,
+            requests: 0,
+            bytes: 0,
+        }
+    }
+}
+
 /// An open database.
 pub struct Store {
     conn: Connection,
@@ -620,13 +632,7 @@ impl Store {
             let month = month_of(r.get(1)?);
             let e = acc
                 .entry((path.clone(), month.clone()))
-                .or_insert_with(|| MonthRow {
-                    path,
-                    month,
-                    downloads: 0,
-                    requests: 0,
-                    bytes: 0,
-                });
+                .or_insert_with(|| MonthRow::empty(path, month));
             e.downloads += r.get::<_, i64>(2)? as u64;
             e.requests += r.get::<_, i64>(3)? as u64;
             e.bytes += r.get::<_, i64>(4)? as u64;
@@ -641,13 +647,7 @@ impl Store {
             let n = r.get::<_, i64>(2)? as u64;
             let e = acc
                 .entry((path.clone(), month.clone()))
-                .or_insert_with(|| MonthRow {
-                    path,
-                    month,
-                    downloads: 0,
-                    requests: 0,
-                    bytes: 0,
-                });
+                .or_insert_with(|| MonthRow::empty(path, month));
             e.downloads = e.downloads.max(n);
         }
         Ok(acc.into_values().collect())

@@ -25,11 +25,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$HERE/lib.sh"
 
-BIN_ARG=${1:-target/release/dlcount-pipe}
-case $BIN_ARG in
-    /*) BIN_SRC=$BIN_ARG ;;
-    *) BIN_SRC=$PWD/$BIN_ARG ;;
-esac
+BIN_SRC=$(pa_binary "${1:-}")
 [ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
 
 pa_require_tools apache2:/usr/sbin/apache2 curl:curl wget:wget aria2:aria2c python3:python3

@@ -21,11 +21,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$HERE/lib.sh"
 
-BIN_ARG=${1:-target/release/dlcount-pipe}
-case $BIN_ARG in
-    /*) BIN_SRC=$BIN_ARG ;;
-    *) BIN_SRC=$PWD/$BIN_ARG ;;
-esac
+BIN_SRC=$(pa_binary "${1:-}")
 
 # ----------------------------------------------------------- outside: set up
 if [ "${DLCOUNT_SANDBOX:-}" != inside ]; then

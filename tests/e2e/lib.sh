@@ -42,6 +42,16 @@ pa_require_tools() {
         || pa_die "apt-get install ${missing[*]} failed"
 }
 
+# pa_binary [PATH] prints the absolute path of the dlcount-pipe to test
+# (default target/release/dlcount-pipe, relative to the current directory).
+pa_binary() {
+    local arg=${1:-target/release/dlcount-pipe}
+    case $arg in
+        /*) printf '%s\n' "$arg" ;;
+        *) printf '%s\n' "$PWD/$arg" ;;
+    esac
+}
+
 # pa_free_port prints a TCP port on 127.0.0.1 that was free a moment ago (the
 # kernel picks it from the ephemeral range, so no well-known service collides).
 pa_free_port() {
