@@ -22,9 +22,17 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();
-            let _ = e.print();
-            if code != 0 {
+            if code != 0 && stdin_is_pipe() {
+                // Apache's error log: one line, not clap's usage screen.
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                eprintln!(
+                    "dlcount-pipe: error: {}; not counting (input is read and discarded until Apache closes the pipe)",
+                    first.trim_start_matches("error: ")
+                );
                 drain_if_pipe();
+            } else {
+                let _ = e.print();
             }
             return code;
         }
@@ -42,12 +50,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
+fn stdin_is_pipe() -> bool {
+    std::fs::metadata("/dev/stdin")
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
+}
+
 /// When stdin is a pipe (Apache's), read it to EOF so Apache never blocks on us.
 fn drain_if_pipe() {
-    let is_fifo = std::fs::metadata("/dev/stdin")
-        .map(|m| m.file_type().is_fifo())
-        .unwrap_or(false);
-    if is_fifo {
+    if stdin_is_pipe() {
         let mut sink = [0u8; 64 * 1024];
         let mut stdin = std::io::stdin().lock();
         while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}

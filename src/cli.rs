@@ -14,7 +14,7 @@ use std::path::PathBuf;
     about = "Counts deduplicated ISO downloads from Apache's access log into SQLite",
     long_about = "Counts deduplicated ISO downloads from Apache's access log into SQLite.\n\n\
         Without a subcommand it is Apache's piped logger: it reads access lines on stdin until EOF \
-        (CustomLog \"|/usr/local/bin/dlcount-pipe --config /etc/dlcount/dlcount.toml\" dlcount), \
+        (GlobalLog \"|/usr/local/bin/dlcount-pipe --config /etc/dlcount/dlcount.toml\" dlcount), \
         counts one download per client, file and day, and keeps the public and statistics pages current.",
     args_conflicts_with_subcommands = true
 )]

@@ -279,7 +279,7 @@ impl ImportSummary {
         let a = &self.applied;
         let secs = self.elapsed.as_secs_f64().max(1e-6);
         let mut s = format!(
-            "imported {} file(s){}: {} lines in {:.2}s ({:.0} lines/s)\n\
+            "read {} file(s){}: {} lines in {:.2}s ({:.0} lines/s)\n\
              \x20 downloads: {} new, {} already known\n\
              \x20 counted lines: {} new, {} already counted before\n\
              \x20 not counted: {} other files, {} other statuses, {} other methods\n\
@@ -289,7 +289,7 @@ impl ImportSummary {
             if self.failed.is_empty() {
                 String::new()
             } else {
-                format!(" ({} failed)", self.failed.len())
+                format!(", {} failed", self.failed.len())
             },
             l.lines,
             secs,

@@ -30,10 +30,12 @@ pub fn page_settings(s: &Settings) -> PageSettings {
 /// Reads the statistics the pages show. A database that does not exist yet
 /// gives empty statistics (the public page is still worth rendering).
 pub fn snapshot(db: &std::path::Path) -> Result<StatsSnapshot> {
-    let rows = if db.exists() {
-        Store::open_read(db)?.monthly()?
-    } else {
+    // Only a database that is really absent means "empty"; an unreadable one is an error.
+    let absent = matches!(db.try_exists(), Ok(false));
+    let rows = if absent {
         Vec::new()
+    } else {
+        Store::open_read(db)?.monthly()?
     };
     let counts_json = crate::report::to_json(&rows, false);
     Ok(StatsSnapshot {

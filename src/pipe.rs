@@ -459,9 +459,17 @@ impl<'a> Owner<'a> {
                 }
                 if at.elapsed() >= EOF_RETRY {
                     let lost: usize = self.pending_hits;
+                    let dropped = if self.dropped_lines > 0 {
+                        format!(
+                            " (and {} dropped earlier over --max-pending)",
+                            self.dropped_lines
+                        )
+                    } else {
+                        String::new()
+                    };
                     eprintln!(
                         "dlcount: end of input, but the database is still unwritable after {}s: {lost} counted lines \
-                         were not saved; recover them with `dlcount-pipe import` of the access log",
+                         were not saved{dropped}; recover them with `dlcount-pipe import` of the access log",
                         EOF_RETRY.as_secs()
                     );
                     return 1;

@@ -228,11 +228,18 @@ impl Store {
 
     /// Opens an existing database for reading only (report, render).
     pub fn open_read(path: &Path) -> Result<Store> {
-        if !path.exists() {
-            bail!(
+        // try_exists: "permission denied" (e.g. 0750 /var/lib/dlcount for a
+        // normal user) must not read as "nothing counted yet".
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => bail!(
                 "no database at {} (dlcount-pipe has not counted anything there yet)",
                 path.display()
-            );
+            ),
+            Err(e) => bail!(
+                "cannot read the database {}: {e} (run as root or as the logger's user)",
+                path.display()
+            ),
         }
         let conn = Connection::open_with_flags(
             path,
