@@ -247,20 +247,30 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(e.to_string()),
         };
-        splitter.feed(&buf[..n], |piece| match piece {
-            Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
-            Piece::TooLong(no) => processor.too_long(no, &mut batch),
+        // Hand over inside a read too: one read can hold thousands of lines,
+        // and no batch may exceed the hand-over size (the queue bound counts on it).
+        let mut receiver_gone = false;
+        splitter.feed(&buf[..n], |piece| {
+            if receiver_gone {
+                return;
+            }
+            match piece {
+                Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
+                Piece::TooLong(no) => processor.too_long(no, &mut batch),
+            }
+            if batch.hits().len() >= flow.handover_hits || batch.stats.lines >= HANDOVER_LINES {
+                handover_at = None;
+                receiver_gone = !send(&mut batch);
+            }
         });
+        if receiver_gone {
+            return;
+        }
         if n < NAP_BELOW {
             // A trickle (not a full pipe): let lines collect rather than wake per line.
             std::thread::sleep(NAP);
         }
-        if batch.hits().len() >= flow.handover_hits || batch.stats.lines >= HANDOVER_LINES {
-            handover_at = None;
-            if !send(&mut batch) {
-                return;
-            }
-        } else if !batch.is_empty() && handover_at.is_none() {
+        if !batch.is_empty() && handover_at.is_none() {
             handover_at = Some(Instant::now() + HANDOVER_DELAY);
         }
     };
@@ -272,6 +282,22 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
         return;
     }
     let _ = tx.send(Msg::Eof { read_error });
+}
+
+/// An error and its causes on one line, without SQLite's habit of repeating
+/// itself ("database is locked: Error code 5: database is locked").
+fn describe(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts
+            .last()
+            .is_some_and(|prev| text.ends_with(prev.as_str()))
+        {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// Asks for a [`PIPE_BYTES`] pipe buffer when stdin is a pipe; a failure
@@ -547,7 +573,7 @@ impl<'a> Owner<'a> {
                 true
             }
             Err(e) => {
-                self.trouble(&format!("{e:#}"));
+                self.trouble(&describe(&e));
                 false
             }
         }
@@ -603,7 +629,7 @@ impl<'a> Owner<'a> {
             Err(e) => {
                 // Reopen next time: a replaced or re-permissioned file needs a new handle.
                 self.store = None;
-                self.trouble(&format!("{e:#}"));
+                self.trouble(&describe(&e));
             }
         }
     }
@@ -648,5 +674,22 @@ fn purge(store: &mut Store, settings: &Settings, today: chrono::NaiveDate) {
         ),
         Ok(_) => {}
         Err(e) => eprintln!("dlcount: purge of old keys failed, will retry tomorrow: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn describe_drops_a_cause_that_repeats_the_message() {
+        let e = anyhow::Error::from(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(5),
+            Some("database is locked".into()),
+        ));
+        assert_eq!(super::describe(&e), "database is locked");
+        let e = e.context("cannot open database /x");
+        assert_eq!(
+            super::describe(&e),
+            "cannot open database /x: database is locked"
+        );
     }
 }
