@@ -44,14 +44,17 @@ CONNECTIONS=${CONNECTIONS:-32}
 
 pa_require_tools apache2:/usr/sbin/apache2 wrk:wrk curl:curl python3:python3
 
+# The four instances (see the header); each lives in $T/NAME.
+INSTANCES="base floor dlcount both"
+
 T=$(mktemp -d /tmp/dlcount-bench.XXXXXX)
 chmod 0755 "$T"
 cleanup() {
-    local rc=$? dir pid
+    local rc=$? inst pid
     set +e
-    for dir in "$T/base" "$T/floor" "$T/dlcount" "$T/both"; do
-        if [ -f "$dir/port" ]; then
-            pa_select "$dir"
+    for inst in $INSTANCES; do
+        if [ -f "$T/$inst/port" ]; then
+            pa_select "$T/$inst"
             pa_stop
         fi
     done
@@ -65,7 +68,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 WWW=$T/www
-mkdir -p "$WWW/isos" "$T/state" "$T/bin" "$T/base" "$T/floor" "$T/dlcount" "$T/both"
+mkdir -p "$WWW/isos" "$T/state" "$T/bin"
+for inst in $INSTANCES; do mkdir -p "$T/$inst"; done
 cp "$BIN_SRC" "$T/bin/dlcount-pipe"
 BIN=$T/bin/dlcount-pipe
 head -c 1024 /dev/urandom >"$WWW/small.bin"
@@ -115,7 +119,7 @@ ISO_PATH=/isos/linuxvillage-24.04-desktop-amd64.iso
 # Each instance must answer exactly as a site would: 200 for the small file,
 # 206 for the ranged ISO request. Anything else (403, 404) costs Apache far
 # less than sending a file and would void the comparison.
-for inst in base floor dlcount both; do
+for inst in $INSTANCES; do
     pa_select "$T/$inst"
     got="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PA_PORT/small.bin") $(
         curl -s -o /dev/null -w '%{http_code}' -H 'Range: bytes=0-1023' "http://127.0.0.1:$PA_PORT$ISO_PATH")"
@@ -141,7 +145,7 @@ run_wrk() {
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # Warm up all (page cache, worker threads, the loggers' first render).
-for inst in base floor dlcount both; do
+for inst in $INSTANCES; do
     pa_select "$T/$inst"
     timeout 30 wrk -t1 -c4 -d2s "http://127.0.0.1:$PA_PORT/small.bin" >/dev/null
 done

@@ -26,11 +26,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
                 // Apache's error log: one line, not clap's usage screen.
                 let text = e.to_string();
                 let first = text.lines().next().unwrap_or_default();
-                eprintln!(
-                    "dlcount-pipe: error: {}; not counting (input is read and discarded until Apache closes the pipe)",
-                    first.trim_start_matches("error: ")
-                );
-                drain_if_pipe();
+                refuse_and_drain(first.trim_start_matches("error: "));
             } else {
                 let _ = e.print();
             }
@@ -56,6 +52,15 @@ fn stdin_is_pipe() -> bool {
         .unwrap_or(false)
 }
 
+/// A pipe-mode configuration error: one line for Apache's error log, then the
+/// pipe drained (see the module header).
+fn refuse_and_drain(problem: &str) {
+    eprintln!(
+        "dlcount-pipe: error: {problem}; not counting (input is read and discarded until Apache closes the pipe)"
+    );
+    drain_if_pipe();
+}
+
 /// When stdin is a pipe (Apache's), read it to EOF so Apache never blocks on us.
 fn drain_if_pipe() {
     if stdin_is_pipe() {
@@ -71,8 +76,8 @@ fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
         refresh: args.refresh,
         max_pending: args.max_pending,
     };
-    let settings = match Settings::resolve(&args.db, &args.parse, &args.site, &extra).and_then(
-        |s| {
+    let settings =
+        match Settings::resolve(&args.db, &args.parse, &args.site, &extra).and_then(|s| {
             match &s.user {
                 Some(user) if privs::is_root() => privs::drop_to(user)?,
                 Some(user) => {
@@ -83,15 +88,13 @@ fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
             }
             s.check_db_path()?;
             Ok(s)
-        },
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dlcount-pipe: error: {e:#}; not counting (input is read and discarded until Apache closes the pipe)");
-            drain_if_pipe();
-            return Ok(2);
-        }
-    };
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                refuse_and_drain(&format!("{e:#}"));
+                return Ok(2);
+            }
+        };
     if settings.user.is_none() && privs::is_root() {
         eprintln!("dlcount: warning: running as root; give --user (e.g. --user dlcount) to drop privileges");
     }

@@ -63,8 +63,8 @@ const FLUSH_HITS: usize = 24_576;
 /// Counted lines on their way to a healthy database before the reader waits:
 /// minutes of a busy server's ISO traffic, about 5 MiB of memory.
 const HEALTHY_IN_FLIGHT: usize = 32_768;
-/// After a read that emptied the pipe, the reader naps this long so the next
-/// lines collect in the pipe: Apache's `write()` then lands in a buffer with
+/// After a small read (a trickle, see [`NAP_BELOW`]), the reader naps this long
+/// so the next lines collect in the pipe: Apache's `write()` then lands in a buffer with
 /// nobody to wake (no context switch per request on the cores it needs), and
 /// one `read()` takes many lines. Even the default 64 KiB pipe absorbs tens
 /// of MB/s for that long; see [`PIPE_BYTES`].
