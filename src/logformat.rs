@@ -467,18 +467,54 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Splits `%r` into method and target. The target keeps inner spaces: it runs
-/// to the last space when the line ends in a protocol (`HTTP/1.1`), else to the end.
+/// Splits `%r` into method and target the way Apache's request-line parser
+/// reads it: the method runs to the first whitespace, the target is the next
+/// word after any further whitespace, and whatever follows (the protocol, or
+/// junk some clients send) is not part of the target. So `GET  /h.iso HTTP/1.1`
+/// asks for `/h.iso`, and `GET /a.iso  Result: x; HTTP/1.0` for `/a.iso`.
+///
+/// The line is still log-escaped: a tab the client sent is written `\t` (or
+/// `\xhh`), and counts as whitespace just as Apache's `apr_isspace` saw it.
 fn split_request_line(r: &[u8]) -> (&[u8], &[u8]) {
-    let Some(sp) = memchr::memchr(b' ', r) else {
-        return (r, b"");
-    };
-    let method = &r[..sp];
-    let rest = &r[sp + 1..];
-    match memchr::memrchr(b' ', rest) {
-        Some(last) if rest[last + 1..].starts_with(b"HTTP/") => (method, &rest[..last]),
-        _ => (method, rest),
+    let method_end = word_end(r, 0);
+    let method = &r[..method_end];
+    let start = skip_space(r, method_end);
+    let end = word_end(r, start);
+    (method, &r[start..end])
+}
+
+/// Length of the log-escaped whitespace at `i` (0 if none): a space, or one of
+/// the escapes Apache writes for `\t \n \v \r \f`.
+fn space_at(r: &[u8], i: usize) -> usize {
+    match r.get(i..) {
+        Some([b' ', ..]) => 1,
+        Some([b'\\', b't' | b'n' | b'v' | b'r' | b'f', ..]) => 2,
+        Some(
+            [b'\\', b'x', b'0', b'9' | b'a' | b'b' | b'c' | b'd' | b'A' | b'B' | b'C' | b'D', ..],
+        ) => 4,
+        _ => 0,
     }
+}
+
+fn skip_space(r: &[u8], mut i: usize) -> usize {
+    loop {
+        match space_at(r, i) {
+            0 => return i,
+            n => i += n,
+        }
+    }
+}
+
+/// End of the word starting at `i`: the next log-escaped whitespace, or the end.
+fn word_end(r: &[u8], mut i: usize) -> usize {
+    while i < r.len() {
+        if space_at(r, i) > 0 {
+            return i;
+        }
+        // An escape (`\"`, `\\`, `\xhh`) is part of the word whatever it hides.
+        i += if r[i] == b'\\' { 2 } else { 1 };
+    }
+    r.len()
 }
 
 /// Parses the calendar date of `dd/Mon/yyyy:HH:MM:SS +zzzz` (the date as
@@ -761,9 +797,26 @@ mod tests {
         let l = mk("GET /x.iso");
         let r = parse(&f, l.as_bytes()).unwrap();
         assert_eq!((r.method, r.target), (&b"GET"[..], &b"/x.iso"[..]));
+        // Apache's parser: the target is the first word after the method.
         let l = mk("GET /a b c.iso HTTP/1.1");
         let r = parse(&f, l.as_bytes()).unwrap();
-        assert_eq!(r.target, b"/a b c.iso");
+        assert_eq!(r.target, b"/a");
+        let l = mk("GET  /h.iso HTTP/1.1");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!((r.method, r.target), (&b"GET"[..], &b"/h.iso"[..]));
+        let l = mk("GET /a.iso  Result: x; HTTP/1.0");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!(r.target, b"/a.iso");
+        // Escaped whitespace separates words too; escaped quotes do not.
+        let l = mk(r"GET\t/t.iso\x0bHTTP/1.1");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!((r.method, r.target), (&b"GET"[..], &b"/t.iso"[..]));
+        let l = mk(r#"GET /q\"x\\t.iso HTTP/1.1"#);
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!(r.target, br#"/q\"x\\t.iso"#);
+        let l = mk("GET ");
+        let r = parse(&f, l.as_bytes()).unwrap();
+        assert_eq!((r.method, r.target), (&b"GET"[..], &b""[..]));
         let l = mk(r"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
         let r = parse(&f, l.as_bytes()).unwrap();
         assert_eq!(r.method, br"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
@@ -835,9 +888,9 @@ mod tests {
     #[test]
     fn unquoted_request_line_is_cut_from_the_right() {
         let f = LogFormat::compile("%h %l %u %t %r %>s %b").unwrap();
-        let line = b"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] GET /a b.iso HTTP/1.1 200 7";
+        let line = b"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] GET /a.iso x HTTP/1.1 200 7";
         let r = parse(&f, line).unwrap();
-        assert_eq!(r.target, b"/a b.iso");
+        assert_eq!(r.target, b"/a.iso");
         assert_eq!((r.status, r.bytes), (200, 7));
     }
 }
