@@ -11,7 +11,7 @@
 
 use crate::classify::{normalize_target, path_key, Classifier};
 use crate::config::Settings;
-use crate::logformat::TargetForm;
+use crate::logformat::{identity, TargetForm};
 use crate::store::{ApplyStats, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, LineStats, Piece};
 use anyhow::{bail, Context, Result};
@@ -207,6 +207,7 @@ fn import_one(
     let reader = std::thread::spawn(move || read_batches(input, processor, tx));
     let name = path.display().to_string();
     let mut write_error = None;
+    let mut unmatched = (0u64, 0u8);
     for batch in rx.iter() {
         for s in &batch.stats.samples {
             if summary.reject_samples.len() < 5 {
@@ -220,7 +221,11 @@ fn import_one(
             std::slice::from_ref(&batch),
             Origin::Import { file_source, run },
         ) {
-            Ok(stats) => summary.applied.merge(&stats),
+            Ok(stats) => {
+                unmatched.0 += stats.unmatched_lines;
+                unmatched.1 |= stats.unmatched_fields;
+                summary.applied.merge(&stats);
+            }
             Err(e) => {
                 write_error = Some(e);
                 break;
@@ -234,7 +239,20 @@ fn import_one(
     }
     read_result.map_err(|(e, line)| {
         anyhow::anyhow!("{e} (after line {line}; the lines before it are counted)")
-    })
+    })?;
+    if unmatched.0 > 0 {
+        anyhow::bail!(
+            "{} counted line(s) left out: their days were first counted from a log that \
+             identifies a line by {} too, which this file's lines lack (format {:?}), so they \
+             cannot be matched with what was counted and importing them would count those \
+             requests twice; the other lines are counted. If the file does log those fields, \
+             import it with --format set to the LogFormat it was written with",
+            unmatched.0,
+            identity::describe(unmatched.1),
+            settings.format.source(),
+        );
+    }
+    Ok(())
 }
 
 fn read_batches(
@@ -304,6 +322,12 @@ impl ImportSummary {
             l.rejected_total(),
             a.closed_day_lines,
         );
+        if a.unmatched_lines > 0 {
+            s.push_str(&format!(
+                "  left out, not matchable with what was counted: {} (see FAILED)\n",
+                a.unmatched_lines
+            ));
+        }
         for (reason, n) in &l.rejected {
             s.push_str(&format!("    {n} × {}\n", reason.describe()));
         }

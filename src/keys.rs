@@ -1,17 +1,22 @@
 //! Keyed hashing of client addresses: the only form in which they reach the disk.
 //!
 //! A visitor key is BLAKE3 keyed with the database's 32-byte secret over
-//! (client, normalised path, day); a line's fingerprint is keyed over the
-//! visitor key and the rest of the line's identity (timestamp, method,
-//! status, bytes), so it too depends on the client without containing it, and
-//! fits one BLAKE3 block. Both are truncated to 64 bits and compared only
-//! within one day, where a collision needs billions of lines.
+//! (client, normalised path, day). A line's fingerprint — its **identity**,
+//! which decides whether two sources saw the same request — is keyed over the
+//! visitor key, method, final status and `%t`, plus whichever of the raw `%r`
+//! (query and protocol included), Referer and User-Agent the day's identity
+//! set names (see [`identity`]). The byte count is deliberately *not* part of
+//! it: `%O` and `%b` log different numbers for the same request, and the
+//! store keeps bytes beside each fingerprint instead. Both hashes are
+//! truncated to 64 bits and compared only within one day.
 //!
 //! Invariant: the same secret gives the same keys on any thread, so the
 //! reading thread may hash (spreading the work over both cores) and the
-//! store trusts those keys only when they were made with its own secret.
+//! store trusts those keys only when they were made with its own secret and
+//! the day's identity set.
 
 use crate::classify::Method;
+use crate::logformat::identity;
 
 /// Hashes with one database's secret.
 #[derive(Clone)]
@@ -31,6 +36,19 @@ impl std::fmt::Debug for KeyHasher {
 #[derive(Default, Debug, Clone)]
 pub struct Scratch(Vec<u8>);
 
+/// What identifies one counted line besides its visitor key.
+#[derive(Debug, Clone, Copy)]
+pub struct LineFields<'a> {
+    pub time: &'a [u8],
+    pub method: Method,
+    pub status: u16,
+    /// Only for the fingerprints of days counted before schema 2 (see [`KeyHasher::line_v1`]).
+    pub bytes: u64,
+    pub request_line: &'a [u8],
+    pub referer: &'a [u8],
+    pub user_agent: &'a [u8],
+}
+
 impl KeyHasher {
     pub fn new(secret: [u8; 32]) -> KeyHasher {
         let id = blake3::keyed_hash(&secret, b"dlcount key id");
@@ -45,19 +63,8 @@ impl KeyHasher {
         self.id
     }
 
-    /// (visitor key, line fingerprint) of a counted line.
-    #[allow(clippy::too_many_arguments)]
-    pub fn keys(
-        &self,
-        s: &mut Scratch,
-        client: &[u8],
-        path: &[u8],
-        day: i32,
-        time: &[u8],
-        method: Method,
-        status: u16,
-        bytes: u64,
-    ) -> (i64, i64) {
+    /// The visitor key of (client, path, day): one download.
+    pub fn visitor(&self, s: &mut Scratch, client: &[u8], path: &[u8], day: i32) -> i64 {
         let buf = &mut s.0;
         buf.clear();
         // Length prefixes keep part boundaries from shifting.
@@ -66,18 +73,63 @@ impl KeyHasher {
         buf.extend_from_slice(&(path.len() as u32).to_le_bytes());
         buf.extend_from_slice(path);
         buf.extend_from_slice(&day.to_le_bytes());
-        let visitor = first8(blake3::keyed_hash(&self.secret, buf));
+        first8(blake3::keyed_hash(&self.secret, buf))
+    }
+
+    /// The fingerprint of a line over the identity fields in `set` (a
+    /// field of `set` the line lacks is hashed as empty).
+    pub fn line(&self, s: &mut Scratch, visitor: i64, f: &LineFields<'_>, set: u8) -> i64 {
+        let buf = &mut s.0;
+        buf.clear();
+        // A version byte keeps these apart from schema 1's fingerprints.
+        buf.push(2);
+        buf.push(set);
+        buf.extend_from_slice(&visitor.to_le_bytes());
+        buf.push(method_byte(f.method));
+        buf.extend_from_slice(&f.status.to_le_bytes());
+        for part in [
+            f.time,
+            if set & identity::REQUEST_LINE != 0 {
+                f.request_line
+            } else {
+                b""
+            },
+            if set & identity::REFERER != 0 {
+                f.referer
+            } else {
+                b""
+            },
+            if set & identity::USER_AGENT != 0 {
+                f.user_agent
+            } else {
+                b""
+            },
+        ] {
+            buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            buf.extend_from_slice(part);
+        }
+        first8(blake3::keyed_hash(&self.secret, buf))
+    }
+
+    /// Schema 1's fingerprint (visitor, method, status, bytes, `%t`), still
+    /// used for the days a schema-1 database had counted when it was
+    /// upgraded, so re-importing their logs matches what was counted then.
+    pub fn line_v1(&self, s: &mut Scratch, visitor: i64, f: &LineFields<'_>) -> i64 {
+        let buf = &mut s.0;
         buf.clear();
         buf.extend_from_slice(&visitor.to_le_bytes());
-        buf.push(match method {
-            Method::Get => b'G',
-            Method::Head => b'H',
-        });
-        buf.extend_from_slice(&status.to_le_bytes());
-        buf.extend_from_slice(&bytes.to_le_bytes());
-        buf.extend_from_slice(time);
-        let line = first8(blake3::keyed_hash(&self.secret, buf));
-        (visitor, line)
+        buf.push(method_byte(f.method));
+        buf.extend_from_slice(&f.status.to_le_bytes());
+        buf.extend_from_slice(&f.bytes.to_le_bytes());
+        buf.extend_from_slice(f.time);
+        first8(blake3::keyed_hash(&self.secret, buf))
+    }
+}
+
+fn method_byte(m: Method) -> u8 {
+    match m {
+        Method::Get => b'G',
+        Method::Head => b'H',
     }
 }
 
@@ -89,64 +141,130 @@ fn first8(h: blake3::Hash) -> i64 {
 mod tests {
     use super::*;
 
+    const LINE: LineFields<'static> = LineFields {
+        time: b"22/Nov/2026:02:35:41 +0100",
+        method: Method::Get,
+        status: 200,
+        bytes: 10,
+        request_line: b"GET /a.iso HTTP/1.1",
+        referer: b"-",
+        user_agent: b"Wget/1.21.3",
+    };
+
     #[test]
-    fn keys_depend_on_every_part_and_on_the_secret() {
+    fn visitor_keys_depend_on_every_part_and_on_the_secret() {
         let h = KeyHasher::new([7; 32]);
         let mut s = Scratch::default();
-        let base = h.keys(
-            &mut s,
-            b"192.0.2.1",
-            b"/a.iso",
-            5,
-            b"t",
-            Method::Get,
-            200,
-            10,
-        );
-        assert_eq!(
-            base,
-            h.keys(
-                &mut s,
-                b"192.0.2.1",
-                b"/a.iso",
-                5,
-                b"t",
-                Method::Get,
-                200,
-                10
-            )
-        );
-        // Same visitor, other line.
-        let other = h.keys(
-            &mut s,
-            b"192.0.2.1",
-            b"/a.iso",
-            5,
-            b"t",
-            Method::Get,
-            206,
-            10,
-        );
-        assert_eq!(other.0, base.0);
-        assert_ne!(other.1, base.1);
+        let base = h.visitor(&mut s, b"192.0.2.1", b"/a.iso", 5);
+        assert_eq!(base, h.visitor(&mut s, b"192.0.2.1", b"/a.iso", 5));
+        assert_ne!(base, h.visitor(&mut s, b"192.0.2.1", b"/a.iso", 6));
         // Boundaries cannot shift: ("ab", "c") is not ("a", "bc").
         assert_ne!(
-            h.keys(&mut s, b"ab", b"c", 5, b"t", Method::Get, 200, 10).0,
-            h.keys(&mut s, b"a", b"bc", 5, b"t", Method::Get, 200, 10).0
+            h.visitor(&mut s, b"ab", b"c", 5),
+            h.visitor(&mut s, b"a", b"bc", 5)
         );
         assert_ne!(
-            KeyHasher::new([8; 32]).keys(
-                &mut s,
-                b"192.0.2.1",
-                b"/a.iso",
-                5,
-                b"t",
-                Method::Get,
-                200,
-                10
-            ),
+            KeyHasher::new([8; 32]).visitor(&mut s, b"192.0.2.1", b"/a.iso", 5),
             base
         );
         assert_ne!(KeyHasher::new([8; 32]).id(), h.id());
+    }
+
+    #[test]
+    fn line_identity_covers_its_set_and_ignores_bytes() {
+        let h = KeyHasher::new([7; 32]);
+        let mut s = Scratch::default();
+        let all = identity::ALL;
+        let base = h.line(&mut s, 1, &LINE, all);
+        assert_eq!(base, h.line(&mut s, 1, &LINE, all));
+        // %O and %b log different byte counts for the same request.
+        assert_eq!(
+            base,
+            h.line(&mut s, 1, &LineFields { bytes: 99, ..LINE }, all)
+        );
+        let differs = [
+            LineFields {
+                status: 206,
+                ..LINE
+            },
+            LineFields {
+                method: Method::Head,
+                ..LINE
+            },
+            LineFields {
+                time: b"22/Nov/2026:02:35:42 +0100",
+                ..LINE
+            },
+            LineFields {
+                request_line: b"GET /a.iso?x HTTP/1.1",
+                ..LINE
+            },
+            LineFields {
+                referer: b"https://example.org/",
+                ..LINE
+            },
+            LineFields {
+                user_agent: b"curl/8.5.0",
+                ..LINE
+            },
+        ];
+        for d in &differs {
+            assert_ne!(h.line(&mut s, 1, d, all), base, "{d:?}");
+        }
+        assert_ne!(h.line(&mut s, 2, &LINE, all), base);
+        // Outside the set a field does not count, and the set itself is hashed.
+        let no_ua = identity::REQUEST_LINE | identity::REFERER;
+        assert_eq!(
+            h.line(
+                &mut s,
+                1,
+                &LineFields {
+                    user_agent: b"other",
+                    ..LINE
+                },
+                no_ua
+            ),
+            h.line(&mut s, 1, &LINE, no_ua)
+        );
+        assert_ne!(
+            h.line(
+                &mut s,
+                1,
+                &LineFields {
+                    user_agent: b"",
+                    ..LINE
+                },
+                all
+            ),
+            h.line(&mut s, 1, &LINE, no_ua)
+        );
+        // Fields cannot slide into each other.
+        assert_ne!(
+            h.line(
+                &mut s,
+                1,
+                &LineFields {
+                    referer: b"ab",
+                    user_agent: b"c",
+                    ..LINE
+                },
+                all
+            ),
+            h.line(
+                &mut s,
+                1,
+                &LineFields {
+                    referer: b"a",
+                    user_agent: b"bc",
+                    ..LINE
+                },
+                all
+            )
+        );
+        // Schema 1 fingerprints did include the bytes.
+        assert_ne!(
+            h.line_v1(&mut s, 1, &LINE),
+            h.line_v1(&mut s, 1, &LineFields { bytes: 99, ..LINE })
+        );
     }
 }

@@ -40,6 +40,8 @@ enum Field {
     BytesSent,   // %O
     BytesClf,    // %b
     Bytes,       // %B
+    Referer,     // %{Referer}i
+    UserAgent,   // %{User-Agent}i
     /// Any other known directive: located, never read.
     Opaque(String),
     /// `%{…}i`, `%{…}o`, `%u` and friends: free text that may contain spaces.
@@ -99,6 +101,37 @@ pub enum TargetForm {
     UrlPath,
 }
 
+/// Optional fields that take part in a counted line's identity (see
+/// `keys`), as bits: a format (or a line) has some of them.
+pub mod identity {
+    /// The whole `%r` as logged: query string and protocol included.
+    pub const REQUEST_LINE: u8 = 1;
+    /// `%{Referer}i`.
+    pub const REFERER: u8 = 2;
+    /// `%{User-Agent}i`.
+    pub const USER_AGENT: u8 = 4;
+    pub const ALL: u8 = REQUEST_LINE | REFERER | USER_AGENT;
+
+    /// The directives behind `bits`, for messages: `%r, %{Referer}i`.
+    pub fn describe(bits: u8) -> String {
+        let names = [
+            (REQUEST_LINE, "%r"),
+            (REFERER, "%{Referer}i"),
+            (USER_AGENT, "%{User-Agent}i"),
+        ];
+        let v: Vec<&str> = names
+            .iter()
+            .filter(|(b, _)| bits & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    }
+}
+
 /// The fields of one parsed line the counter needs. Slices borrow the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -114,6 +147,13 @@ pub struct Record<'a> {
     pub status: u16,
     /// Bytes sent (`%O`, else `%b`/`%B`); 0 for `-` or when the format has none.
     pub bytes: u64,
+    /// `%r` exactly as logged (empty when the format has `%m`/`%U` instead).
+    pub request_line: &'a [u8],
+    pub referer: &'a [u8],
+    pub user_agent: &'a [u8],
+    /// Which [`identity`] fields this line has: the format's, less any the
+    /// line ends before (a `common` line read with `combined`).
+    pub identity: u8,
 }
 
 /// A compiled log format.
@@ -123,6 +163,11 @@ pub struct LogFormat {
     tokens: Vec<Token>,
     /// Index of the last token we must read; parsing stops after it.
     last_needed: usize,
+    /// Index of the last token counting cannot do without: a line may end
+    /// after it (the identity fields behind it are then absent).
+    last_essential: usize,
+    /// Which [`identity`] fields the format has.
+    identity: u8,
     client: Field,
     status: Field,
     bytes: Option<Field>,
@@ -224,7 +269,7 @@ impl LogFormat {
         let bytes = [Field::BytesSent, Field::BytesClf, Field::Bytes]
             .into_iter()
             .find(|f| has(f));
-        let needed = |f: &Field| {
+        let essential = |f: &Field| {
             *f == client
                 || *f == Field::Time
                 || *f == status
@@ -232,10 +277,25 @@ impl LogFormat {
                 || (from_request_line && *f == Field::RequestLine)
                 || (!from_request_line && (*f == Field::Method || *f == Field::UrlPath))
         };
-        let last_needed = tokens
-            .iter()
-            .rposition(|t| matches!(t, Token::Field { field, .. } if needed(field)))
-            .unwrap_or(0);
+        let needed = |f: &Field| essential(f) || matches!(f, Field::Referer | Field::UserAgent);
+        let last_position = |pred: &dyn Fn(&Field) -> bool| {
+            tokens
+                .iter()
+                .rposition(|t| matches!(t, Token::Field { field, .. } if pred(field)))
+                .unwrap_or(0)
+        };
+        let last_needed = last_position(&needed);
+        let last_essential = last_position(&essential);
+        let mut identity = 0;
+        for (f, bit) in [
+            (Field::RequestLine, identity::REQUEST_LINE),
+            (Field::Referer, identity::REFERER),
+            (Field::UserAgent, identity::USER_AGENT),
+        ] {
+            if has(&f) {
+                identity |= bit;
+            }
+        }
         let finders = tokens
             .iter()
             .map(|t| match t {
@@ -264,6 +324,8 @@ impl LogFormat {
             source,
             tokens,
             last_needed,
+            last_essential,
+            identity,
             client,
             status,
             bytes,
@@ -274,6 +336,11 @@ impl LogFormat {
     /// The `LogFormat` string this was compiled from (nicknames expanded).
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Which [`identity`] fields the format logs.
+    pub fn identity(&self) -> u8 {
+        self.identity
     }
 
     /// Parses one line (without its newline).
@@ -295,10 +362,32 @@ impl LogFormat {
             },
             status: 0,
             bytes: 0,
+            request_line: b"",
+            referer: b"",
+            user_agent: b"",
+            identity: self.identity,
         };
         let mut pos = 0usize;
         for (i, tok) in self.tokens.iter().enumerate() {
             if i > self.last_needed {
+                break;
+            }
+            if pos == line.len() && i > self.last_essential {
+                // The line stops before its identity fields (a `common` line
+                // read with `combined`): they are absent, not empty.
+                for t in &self.tokens[i..] {
+                    rec.identity &= !match t {
+                        Token::Field {
+                            field: Field::Referer,
+                            ..
+                        } => identity::REFERER,
+                        Token::Field {
+                            field: Field::UserAgent,
+                            ..
+                        } => identity::USER_AGENT,
+                        _ => 0,
+                    };
+                }
                 break;
             }
             match tok {
@@ -363,7 +452,10 @@ impl LogFormat {
                 .map(|j| pos + j)
                 .ok_or(Reject::Layout);
         }
-        let free_text = matches!(field, Field::FreeText(_) | Field::RequestLine);
+        let free_text = matches!(
+            field,
+            Field::FreeText(_) | Field::RequestLine | Field::Referer | Field::UserAgent
+        );
         if free_text {
             // Unquoted text may hold the separator itself: anchor from the right,
             // skipping as many separators as the rest of the format needs.
@@ -383,7 +475,7 @@ impl LogFormat {
             Some(j) => Ok(pos + j),
             // The last field we need may end the line: a `common` line read
             // with `combined` (logs from before a LogFormat change) still counts.
-            None if i == self.last_needed => Ok(line.len()),
+            None if i >= self.last_essential => Ok(line.len()),
             None => Err(Reject::Layout),
         }
     }
@@ -421,7 +513,10 @@ impl LogFormat {
                 let (m, t) = split_request_line(value);
                 rec.method = m;
                 rec.target = t;
+                rec.request_line = value;
             }
+            Field::Referer => rec.referer = value,
+            Field::UserAgent => rec.user_agent = value,
             Field::Method if !self.from_request_line => rec.method = value,
             Field::UrlPath if !self.from_request_line => rec.target = value,
             f if *f == self.status => {
@@ -653,6 +748,8 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
             ("O", _) => Field::BytesSent,
             ("b", _) => Field::BytesClf,
             ("B", _) => Field::Bytes,
+            ("i", Some(h)) if h.eq_ignore_ascii_case("Referer") => Field::Referer,
+            ("i", Some(h)) if h.eq_ignore_ascii_case("User-Agent") => Field::UserAgent,
             ("u" | "i" | "o" | "e" | "n" | "C" | "^ti" | "^to", _) => Field::FreeText(format!(
                 "%{}{name}",
                 arg.map(|a| format!("{{{a}}}")).unwrap_or_default()

@@ -5,12 +5,20 @@
 //!   it is counted when that row is created, in the same transaction that
 //!   records the line that created it.
 //! - **Multiset idempotency.** Every counted line has a `seen_lines` row keyed
-//!   by (day, line hash) holding how many identical copies were seen *live*
+//!   by (day, line identity hash) holding how many copies were seen *live*
 //!   (summed over pipe instances, which each get a disjoint share of Apache's
 //!   stream) and the most copies any one *imported* file held (files are views
-//!   of that same stream, so they overlap). The number of real copies is
-//!   `max(live, imported)`; requests and bytes only ever grow by the increase of
-//!   that maximum, so re-reading a line never changes a figure.
+//!   of that same stream, so they overlap), each with the bytes those copies
+//!   logged. The real copies are whichever of the two is larger (live on a
+//!   tie); requests and bytes only ever move by the change of that choice, so
+//!   re-reading a line never changes a figure.
+//! - **One identity per day.** Which optional fields (`%r`, Referer,
+//!   User-Agent) identify a line is fixed per day by the first source that
+//!   counted it (`days.identity`); later sources hash that same set, so a log
+//!   written with more fields, or with `%b` instead of `%O`, still matches. A
+//!   source that lacks a field of the day's set cannot be matched: an import
+//!   skips those lines and says why, never counting them twice. Days counted
+//!   by schema 1 keep its fingerprint (bytes included) until they close.
 //! - **No raw addresses on disk.** Visitor keys and line hashes are keyed
 //!   BLAKE3 hashes whose 32-byte secret is created with the database.
 //! - **Closed days are final.** Purging a day's keys (after the retention
@@ -26,13 +34,16 @@ use crate::tally::{Batch, LineStats};
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDate};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
+const SCHEMA1_IDENTITY: i64 = -1;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
@@ -46,6 +57,8 @@ CREATE TABLE seen_lines (
     day INTEGER NOT NULL, hash INTEGER NOT NULL,
     live INTEGER NOT NULL, imported INTEGER NOT NULL,
     source INTEGER NOT NULL, source_n INTEGER NOT NULL,
+    live_bytes INTEGER NOT NULL DEFAULT 0, imported_bytes INTEGER NOT NULL DEFAULT 0,
+    source_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, hash)) WITHOUT ROWID;
 -- One row per (client, file, day): a download. requests/bytes tell complete from aborted.
 CREATE TABLE visitors (
@@ -61,7 +74,9 @@ CREATE TABLE daily (
 CREATE TABLE legacy (
     file_id INTEGER NOT NULL, month TEXT NOT NULL, downloads INTEGER NOT NULL,
     PRIMARY KEY (file_id, month)) WITHOUT ROWID;
-CREATE TABLE days (day INTEGER PRIMARY KEY, touched INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0);
+-- identity: which optional fields identify the day's lines (logformat::identity bits; -1: schema 1).
+CREATE TABLE days (day INTEGER PRIMARY KEY, touched INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0,
+    identity INTEGER NOT NULL DEFAULT -1);
 CREATE TABLE sources (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, started INTEGER NOT NULL);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -89,6 +104,11 @@ pub struct ApplyStats {
     pub closed_day_lines: u64,
     /// Latest day among the counted lines.
     pub max_day: Option<i32>,
+    /// Imported lines not counted because their day's lines are identified
+    /// by fields this source lacks (see the module header).
+    pub unmatched_lines: u64,
+    /// Those fields (`logformat::identity` bits).
+    pub unmatched_fields: u8,
 }
 
 impl ApplyStats {
@@ -99,6 +119,8 @@ impl ApplyStats {
         self.known_downloads += o.known_downloads;
         self.closed_day_lines += o.closed_day_lines;
         self.max_day = self.max_day.max(o.max_day);
+        self.unmatched_lines += o.unmatched_lines;
+        self.unmatched_fields |= o.unmatched_fields;
     }
 }
 
@@ -138,9 +160,12 @@ struct LineAgg {
     day: i32,
     hash: i64,
     copies: i64,
+    /// Bytes of those copies together.
+    bytes: i64,
     visitor: i64,
     file_id: i64,
-    bytes: u64,
+    /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
+    schema1: bool,
 }
 
 /// The copies of one distinct line seen so far (a `seen_lines` row).
@@ -150,39 +175,63 @@ struct SeenLine {
     imported: i64,
     source: i64,
     source_n: i64,
+    live_bytes: i64,
+    imported_bytes: i64,
+    source_bytes: i64,
 }
 
 impl SeenLine {
-    /// How many real copies of the line the database knows of.
-    fn copies(&self) -> i64 {
-        self.live.max(self.imported)
+    /// The real copies of the line the database knows of, with their bytes:
+    /// the live ones, unless one imported file held more.
+    fn copies(&self) -> (i64, i64) {
+        if self.live >= self.imported {
+            (self.live, self.live_bytes)
+        } else {
+            (self.imported, self.imported_bytes)
+        }
     }
 
-    /// The row after `copies` more copies arrived from `origin`. Live copies
-    /// add up; an imported file's copies are counted within that file
-    /// (`source_n`), and only a file holding more copies than any before
-    /// raises `imported`.
-    fn seen(self, copies: i64, origin: Origin) -> SeenLine {
+    /// The row after `copies` more copies (with `bytes` together) arrived
+    /// from `origin`. Live copies add up; an imported file's copies are
+    /// counted within that file (`source_n`), and only a file holding more
+    /// copies than any before replaces `imported`.
+    fn seen(self, copies: i64, bytes: i64, origin: Origin) -> SeenLine {
         match origin {
             Origin::Live => SeenLine {
                 live: self.live + copies,
+                live_bytes: self.live_bytes + bytes,
                 ..self
             },
             Origin::Import { file_source, .. } => {
-                let n = if self.source == file_source {
-                    self.source_n
+                let (n, nb) = if self.source == file_source {
+                    (self.source_n + copies, self.source_bytes + bytes)
                 } else {
-                    0
-                } + copies;
+                    (copies, bytes)
+                };
+                let (imported, imported_bytes) = if n > self.imported {
+                    (n, nb)
+                } else {
+                    (self.imported, self.imported_bytes)
+                };
                 SeenLine {
-                    imported: self.imported.max(n),
+                    imported,
+                    imported_bytes,
                     source: file_source,
                     source_n: n,
+                    source_bytes: nb,
                     ..self
                 }
             }
         }
     }
+}
+
+/// What a batch needs to know of one day.
+#[derive(Debug, Clone, Copy)]
+struct DayState {
+    /// `days.identity`: the identity set of the day's lines.
+    identity: i64,
+    closed: bool,
 }
 
 #[derive(Default)]
@@ -300,6 +349,18 @@ impl Store {
                 [chrono::Local::now().to_rfc3339()],
             )?;
             tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
+        } else if version == 1 {
+            // Schema 1 hashed the bytes into a line's identity and knew no
+            // Referer/User-Agent. Its days keep that fingerprint (identity
+            // -1, the column default) so their logs still match; new days use
+            // the new identity, with bytes kept beside it.
+            tx.execute_batch(
+                "ALTER TABLE seen_lines ADD COLUMN live_bytes INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE seen_lines ADD COLUMN imported_bytes INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE seen_lines ADD COLUMN source_bytes INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE days ADD COLUMN identity INTEGER NOT NULL DEFAULT -1;
+                 PRAGMA user_version=2;",
+            )?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -339,13 +400,69 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
 
-        // 1. Hash and group identical lines (copies within these batches).
+        // 1. The days these lines fall on: closed ones are skipped, the
+        //    others are touched (which keeps them from purging) and give the
+        //    identity set their lines are hashed with; a new day takes the
+        //    set of the first line that reaches it.
+        let mut days: HashMap<i32, DayState> = HashMap::default();
+        for batch in batches {
+            for h in batch.hits() {
+                // The fields every line of the day in this batch has.
+                days.entry(h.day)
+                    .and_modify(|d| d.identity &= i64::from(h.identity))
+                    .or_insert(DayState {
+                        identity: i64::from(h.identity),
+                        closed: false,
+                    });
+            }
+        }
+        if !days.is_empty() {
+            let now = chrono::Utc::now().timestamp();
+            let mut select =
+                tx.prepare_cached("SELECT closed, identity FROM days WHERE day = ?1")?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO days(day, touched, identity) VALUES(?1, ?2, ?3)")?;
+            let mut touch = tx.prepare_cached("UPDATE days SET touched = ?2 WHERE day = ?1")?;
+            for (&day, state) in days.iter_mut() {
+                match select
+                    .query_row([day], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()?
+                {
+                    Some((closed, identity)) => {
+                        *state = DayState { identity, closed };
+                        if !closed {
+                            touch.execute(params![day, now])?;
+                        }
+                    }
+                    None => {
+                        insert.execute(params![day, now, state.identity])?;
+                    }
+                }
+            }
+        }
+
+        // 2. Hash (with the day's identity set) and group identical lines
+        //    (copies within these batches).
         let mut lines: Vec<LineAgg> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::default();
-        let (mut min_day, mut max_day) = (i32::MAX, i32::MIN);
         for batch in batches {
             line_stats.merge(&batch.stats);
             for (i, h) in batch.hits().iter().enumerate() {
+                let day = days[&h.day];
+                if day.closed {
+                    stats.closed_day_lines += 1;
+                    continue;
+                }
+                let schema1 = day.identity == SCHEMA1_IDENTITY;
+                let set = day.identity as u8;
+                let missing = if schema1 { 0 } else { set & !h.identity };
+                if missing != 0 && origin != Origin::Live {
+                    // This source lacks a field that identifies the day's
+                    // lines: it cannot tell which of them were counted.
+                    stats.unmatched_lines += 1;
+                    stats.unmatched_fields |= missing;
+                    continue;
+                }
                 let path = batch.path(h);
                 let file_id = match self.file_ids.get(path) {
                     Some(&id) => id,
@@ -363,59 +480,44 @@ impl Store {
                     }
                 };
                 let (visitor, line) = match batch.keys(i, self.hasher.id()) {
-                    Some(k) => k,
-                    None => self.hasher.keys(
-                        &mut self.scratch,
-                        batch.client(h),
-                        path,
-                        h.day,
-                        batch.time(h),
-                        h.method,
-                        h.status,
-                        h.bytes,
-                    ),
+                    Some(k) if !schema1 && set == h.identity => k,
+                    precomputed => {
+                        let visitor = match precomputed {
+                            Some((v, _)) => v,
+                            None => {
+                                self.hasher
+                                    .visitor(&mut self.scratch, batch.client(h), path, h.day)
+                            }
+                        };
+                        let fields = batch.line_fields(h);
+                        let line = if schema1 {
+                            self.hasher.line_v1(&mut self.scratch, visitor, &fields)
+                        } else {
+                            self.hasher.line(&mut self.scratch, visitor, &fields, set)
+                        };
+                        (visitor, line)
+                    }
                 };
-                min_day = min_day.min(h.day);
-                max_day = max_day.max(h.day);
+                let bytes = h.bytes as i64;
                 match index.entry((h.day, line)) {
-                    std::collections::hash_map::Entry::Occupied(e) => lines[*e.get()].copies += 1,
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let l = &mut lines[*e.get()];
+                        l.copies += 1;
+                        l.bytes += bytes;
+                    }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(lines.len());
                         lines.push(LineAgg {
                             day: h.day,
                             hash: line,
                             copies: 1,
+                            bytes,
                             visitor,
                             file_id,
-                            bytes: h.bytes,
+                            schema1,
                         });
                     }
                 }
-            }
-        }
-
-        // 2. Days that are closed for good, and the touch that keeps open ones from purging.
-        let mut closed: HashSet<i32> = HashSet::default();
-        if !lines.is_empty() {
-            let mut st = tx.prepare_cached(
-                "SELECT day FROM days WHERE closed = 1 AND day BETWEEN ?1 AND ?2",
-            )?;
-            for d in st.query_map([min_day, max_day], |r| r.get::<_, i32>(0))? {
-                closed.insert(d?);
-            }
-            let now = chrono::Utc::now().timestamp();
-            let mut touch = tx.prepare_cached(
-                "INSERT INTO days(day, touched) VALUES(?1, ?2) ON CONFLICT(day) DO UPDATE SET touched = excluded.touched",
-            )?;
-            let mut touched: Vec<i32> = lines
-                .iter()
-                .map(|l| l.day)
-                .filter(|d| !closed.contains(d))
-                .collect();
-            touched.sort_unstable();
-            touched.dedup();
-            for d in touched {
-                touch.execute(params![d, now])?;
             }
         }
 
@@ -429,31 +531,34 @@ impl Store {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
             // says by its change count whether the row was there already.
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO seen_lines(day, hash, live, imported, source, source_n)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO seen_lines(day, hash, live, imported, source, source_n,
+                    live_bytes, imported_bytes, source_bytes)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut select = tx.prepare_cached(
-                "SELECT live, imported, source, source_n FROM seen_lines WHERE day = ?1 AND hash = ?2",
+                "SELECT live, imported, source, source_n, live_bytes, imported_bytes, source_bytes
+                 FROM seen_lines WHERE day = ?1 AND hash = ?2",
             )?;
             let mut update = tx.prepare_cached(
-                "UPDATE seen_lines SET live = ?3, imported = ?4, source = ?5, source_n = ?6 WHERE day = ?1 AND hash = ?2",
+                "UPDATE seen_lines SET live = ?3, imported = ?4, source = ?5, source_n = ?6,
+                    live_bytes = ?7, imported_bytes = ?8, source_bytes = ?9
+                 WHERE day = ?1 AND hash = ?2",
             )?;
             for l in &lines {
-                if closed.contains(&l.day) {
-                    stats.closed_day_lines += l.copies as u64;
-                    continue;
-                }
-                let fresh = SeenLine::default().seen(l.copies, origin);
+                let fresh = SeenLine::default().seen(l.copies, l.bytes, origin);
                 let inserted = insert.execute(params![
                     l.day,
                     l.hash,
                     fresh.live,
                     fresh.imported,
                     fresh.source,
-                    fresh.source_n
+                    fresh.source_n,
+                    fresh.live_bytes,
+                    fresh.imported_bytes,
+                    fresh.source_bytes
                 ])?;
-                let delta = if inserted == 1 {
-                    l.copies
+                let (delta, delta_bytes) = if inserted == 1 {
+                    (l.copies, l.bytes)
                 } else {
                     let before = select.query_row(params![l.day, l.hash], |r| {
                         Ok(SeenLine {
@@ -461,9 +566,12 @@ impl Store {
                             imported: r.get(1)?,
                             source: r.get(2)?,
                             source_n: r.get(3)?,
+                            live_bytes: r.get(4)?,
+                            imported_bytes: r.get(5)?,
+                            source_bytes: r.get(6)?,
                         })
                     })?;
-                    let after = before.seen(l.copies, origin);
+                    let after = before.seen(l.copies, l.bytes, origin);
                     if after != before {
                         update.execute(params![
                             l.day,
@@ -471,10 +579,20 @@ impl Store {
                             after.live,
                             after.imported,
                             after.source,
-                            after.source_n
+                            after.source_n,
+                            after.live_bytes,
+                            after.imported_bytes,
+                            after.source_bytes
                         ])?;
                     }
-                    (after.copies() - before.copies()).clamp(0, l.copies)
+                    let delta = (after.copies().0 - before.copies().0).clamp(0, l.copies);
+                    let delta_bytes = if l.schema1 {
+                        // Schema-1 rows keep no bytes: every copy logged the same.
+                        delta * (l.bytes / l.copies)
+                    } else {
+                        after.copies().1 - before.copies().1
+                    };
+                    (delta, delta_bytes)
                 };
                 stats.counted_lines += delta as u64;
                 stats.already_counted_lines += (l.copies - delta) as u64;
@@ -490,7 +608,7 @@ impl Store {
                     }
                 });
                 v.requests += delta;
-                v.bytes += delta * l.bytes as i64;
+                v.bytes += delta_bytes;
             }
         }
 
@@ -513,7 +631,10 @@ impl Store {
             )?;
             for key in &visitor_order {
                 let v = &visitors[key];
-                if v.requests == 0 && run == 0 {
+                // Bytes can change alone: the live copies of a line replace
+                // an imported file's `%b` figure.
+                let changed = v.requests > 0 || v.bytes != 0;
+                if !changed && run == 0 {
                     continue;
                 }
                 let new_download = v.requests > 0
@@ -529,11 +650,11 @@ impl Store {
                     if run != 0 && old != run {
                         stats.known_downloads += 1;
                     }
-                    if v.requests > 0 || old != run {
+                    if changed || old != run {
                         update.execute(params![key.0, key.1, v.requests, v.bytes, run])?;
                     }
                 }
-                if v.requests > 0 {
+                if changed {
                     let d = daily.entry((v.file_id, key.0)).or_default();
                     d.0 += i64::from(new_download);
                     d.1 += v.requests;
@@ -708,4 +829,141 @@ pub fn month_of(day: i32) -> String {
 /// Day number of a date, in the same scale as parsed log lines.
 pub fn day_of(date: NaiveDate) -> i32 {
     date.num_days_from_ce()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Classifier;
+    use crate::logformat::{identity, LogFormat};
+    use crate::tally::LineProcessor;
+
+    fn batch_of(lines: &[&str]) -> Batch {
+        let mut p = LineProcessor::new(
+            LogFormat::compile("combined").unwrap(),
+            Classifier::new(&[".iso"]),
+        );
+        let mut b = Batch::new();
+        for (i, l) in lines.iter().enumerate() {
+            p.process_line(l.as_bytes(), i as u64 + 1, &mut b);
+        }
+        b
+    }
+
+    /// A database as schema 1 left it: one line of 20 Nov counted live,
+    /// with schema 1's fingerprint (bytes included, no Referer/User-Agent).
+    fn schema1_database(path: &Path, line: &str) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+             CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+             CREATE TABLE seen_lines (day INTEGER NOT NULL, hash INTEGER NOT NULL,
+                 live INTEGER NOT NULL, imported INTEGER NOT NULL,
+                 source INTEGER NOT NULL, source_n INTEGER NOT NULL,
+                 PRIMARY KEY (day, hash)) WITHOUT ROWID;
+             CREATE TABLE visitors (day INTEGER NOT NULL, key INTEGER NOT NULL, file_id INTEGER NOT NULL,
+                 requests INTEGER NOT NULL, bytes INTEGER NOT NULL, run INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (day, key)) WITHOUT ROWID;
+             CREATE TABLE daily (file_id INTEGER NOT NULL, day INTEGER NOT NULL,
+                 downloads INTEGER NOT NULL, requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                 PRIMARY KEY (file_id, day)) WITHOUT ROWID;
+             CREATE TABLE legacy (file_id INTEGER NOT NULL, month TEXT NOT NULL, downloads INTEGER NOT NULL,
+                 PRIMARY KEY (file_id, month)) WITHOUT ROWID;
+             CREATE TABLE days (day INTEGER PRIMARY KEY, touched INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE sources (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, started INTEGER NOT NULL);
+             CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             PRAGMA user_version=1;",
+        )
+        .unwrap();
+        let secret = [9u8; 32];
+        conn.execute(
+            "INSERT INTO meta(name, value) VALUES('secret', ?1)",
+            [&secret[..]],
+        )
+        .unwrap();
+        let b = batch_of(&[line]);
+        let h = &b.hits()[0];
+        let hasher = KeyHasher::new(secret);
+        let mut s = Scratch::default();
+        let visitor = hasher.visitor(&mut s, b.client(h), b.path(h), h.day);
+        let hash = hasher.line_v1(&mut s, visitor, &b.line_fields(h));
+        conn.execute_batch(&format!(
+            "INSERT INTO files(id, path) VALUES(1, '/isos/a.iso');
+             INSERT INTO seen_lines VALUES({d}, {hash}, 1, 0, 0, 0);
+             INSERT INTO visitors VALUES({d}, {visitor}, 1, 1, {by}, 0);
+             INSERT INTO daily VALUES(1, {d}, 1, 1, {by});
+             INSERT INTO days(day, touched) VALUES({d}, 0);",
+            d = h.day,
+            by = h.bytes
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_schema1_database_upgrades_and_its_days_still_match_their_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("old.sqlite");
+        let old_line = r#"203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 1000 "-" "Mozilla/5.0""#;
+        schema1_database(&db, old_line);
+        let mut store = Store::open(&db).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        // Re-importing the rotated log of that day counts nothing twice…
+        let run = store.new_source("import-run", "test").unwrap();
+        let file_source = store.new_source("import", "access.log.1").unwrap();
+        let origin = Origin::Import { file_source, run };
+        let second = old_line.replace("10:00:00", "10:05:00");
+        let stats = store
+            .apply(&[batch_of(&[old_line, &second])], origin)
+            .unwrap();
+        assert_eq!((stats.counted_lines, stats.already_counted_lines), (1, 1));
+        // …and a new day uses the new identity (Referer tells these two apart).
+        let new_day = old_line.replace("20/Nov", "21/Nov");
+        let other_referer =
+            new_day.replace("\"-\" \"Mozilla", "\"https://example.org/\" \"Mozilla");
+        let stats = store
+            .apply(&[batch_of(&[&new_day, &other_referer])], Origin::Live)
+            .unwrap();
+        assert_eq!((stats.counted_lines, stats.new_downloads), (2, 1));
+        let rows = store.monthly().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].downloads, rows[0].requests, rows[0].bytes),
+            (2, 4, 4000)
+        );
+        let identities: Vec<i64> = store
+            .conn
+            .prepare("SELECT identity FROM days ORDER BY day")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(identities, vec![SCHEMA1_IDENTITY, i64::from(identity::ALL)]);
+    }
+
+    #[test]
+    fn the_live_copies_bytes_replace_an_imported_files_and_never_add_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let run = store.new_source("import-run", "test").unwrap();
+        let file_source = store.new_source("import", "access.log").unwrap();
+        let origin = Origin::Import { file_source, run };
+        let pct_b = r#"203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 206 1000 "-" "aria2""#;
+        let pct_o = pct_b.replace(" 1000 ", " 1300 ");
+        let stats = store.apply(&[batch_of(&[pct_b, pct_b])], origin).unwrap();
+        assert_eq!(stats.counted_lines, 2);
+        // One live copy is already counted; the second raises live to a tie: live wins.
+        for (live_lines, bytes) in [(1, 2000), (1, 2600), (1, 3900)] {
+            let b = batch_of(&vec![pct_o.as_str(); live_lines]);
+            store.apply(&[b], Origin::Live).unwrap();
+            let r = &store.monthly().unwrap()[0];
+            assert_eq!(r.bytes, bytes);
+        }
+        let r = &store.monthly().unwrap()[0];
+        assert_eq!((r.downloads, r.requests), (1, 3));
+    }
 }

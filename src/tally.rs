@@ -2,13 +2,13 @@
 //!
 //! This is the one place where lines are split, parsed and classified, for the
 //! pipe and for imports alike. A [`Batch`] keeps only what counting needs of
-//! each counted line (client, normalised path, timestamp, method, status,
-//! bytes) in one arena, so a batch costs two allocations however many lines
+//! each counted line (client, normalised path, method, status, bytes and the
+//! identity fields: `%t`, `%r`, Referer, User-Agent) in one arena, so a batch costs two allocations however many lines
 //! it holds. The raw client address lives only in memory: the store hashes it
 //! before anything reaches the disk.
 
 use crate::classify::{Classifier, Ignored, Method};
-use crate::keys::{KeyHasher, Scratch};
+use crate::keys::{KeyHasher, LineFields, Scratch};
 use crate::logformat::{DayCache, LogFormat, Reject};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -28,9 +28,14 @@ pub struct Hit {
     pub method: Method,
     pub status: u16,
     pub bytes: u64,
+    /// Which identity fields the line has (`logformat::identity` bits).
+    pub identity: u8,
     client: Range<u32>,
     path: Range<u32>,
     time: Range<u32>,
+    request_line: Range<u32>,
+    referer: Range<u32>,
+    user_agent: Range<u32>,
 }
 
 /// A rejected line remembered for the summary.
@@ -84,7 +89,8 @@ impl LineStats {
 pub struct Batch {
     arena: Vec<u8>,
     hits: Vec<Hit>,
-    /// (visitor key, line fingerprint) per hit, when the reader could hash.
+    /// (visitor key, line fingerprint over the hit's own identity fields)
+    /// per hit, when the reader could hash.
     keys: Vec<(i64, i64)>,
     /// Which secret made `keys` (see [`KeyHasher::id`]).
     keyed_with: u64,
@@ -118,7 +124,24 @@ impl Batch {
     }
 
     pub fn time(&self, h: &Hit) -> &[u8] {
-        &self.arena[h.time.start as usize..h.time.end as usize]
+        self.slice(&h.time)
+    }
+
+    /// What identifies the line of hit `h` (see `keys`).
+    pub fn line_fields(&self, h: &Hit) -> LineFields<'_> {
+        LineFields {
+            time: self.slice(&h.time),
+            method: h.method,
+            status: h.status,
+            bytes: h.bytes,
+            request_line: self.slice(&h.request_line),
+            referer: self.slice(&h.referer),
+            user_agent: self.slice(&h.user_agent),
+        }
+    }
+
+    fn slice(&self, r: &Range<u32>) -> &[u8] {
+        &self.arena[r.start as usize..r.end as usize]
     }
 
     /// Bytes of memory the batch holds (for the pending-queue bound).
@@ -195,34 +218,45 @@ impl LineProcessor {
                 let client = batch.push_bytes(rec.client);
                 let path = batch.push_bytes(&self.path_buf);
                 let time = batch.push_bytes(rec.time);
+                let request_line = batch.push_bytes(rec.request_line);
+                let referer = batch.push_bytes(rec.referer);
+                let user_agent = batch.push_bytes(rec.user_agent);
+                let hit = Hit {
+                    day: rec.day,
+                    method,
+                    status: rec.status,
+                    bytes: rec.bytes,
+                    identity: rec.identity,
+                    client,
+                    path,
+                    time,
+                    request_line,
+                    referer,
+                    user_agent,
+                };
                 if let Some(hasher) = self.hasher.get() {
                     if batch.keys.len() == batch.hits.len() {
                         if batch.hits.is_empty() {
                             batch.keyed_with = hasher.id();
                         }
                         if batch.keyed_with == hasher.id() {
-                            batch.keys.push(hasher.keys(
+                            let visitor = hasher.visitor(
                                 &mut self.scratch,
                                 rec.client,
                                 &self.path_buf,
                                 rec.day,
-                                rec.time,
-                                method,
-                                rec.status,
-                                rec.bytes,
-                            ));
+                            );
+                            let line = hasher.line(
+                                &mut self.scratch,
+                                visitor,
+                                &batch.line_fields(&hit),
+                                hit.identity,
+                            );
+                            batch.keys.push((visitor, line));
                         }
                     }
                 }
-                batch.hits.push(Hit {
-                    day: rec.day,
-                    method,
-                    status: rec.status,
-                    bytes: rec.bytes,
-                    client,
-                    path,
-                    time,
-                });
+                batch.hits.push(hit);
             }
             Err(Ignored::Method) => batch.stats.ignored_method += 1,
             Err(Ignored::Status) => batch.stats.ignored_status += 1,

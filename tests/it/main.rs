@@ -11,6 +11,7 @@ mod support;
 mod cases;
 mod errors;
 mod generated;
+mod identity;
 mod import;
 mod pages;
 mod pipe;
@@ -77,10 +78,16 @@ impl Site {
     }
 
     pub fn import(&self, files: &[&Path]) -> (i32, String) {
+        self.import_with(files, &[])
+    }
+
+    /// `import` with extra options (`--format …`).
+    pub fn import_with(&self, files: &[&Path], extra: &[&str]) -> (i32, String) {
         let out = Command::new(bin())
             .arg("import")
             .arg("--db")
             .arg(&self.db)
+            .args(extra)
             .args(files)
             .stdin(Stdio::null())
             .output()
