@@ -12,7 +12,11 @@
 //! settle time of now (see [`Settle`]) is still being written — `cp`, `scp`,
 //! `rsync --inplace` and web uploads all move the mtime with every write — and
 //! is left out, and the scan says when the first such file will have settled
-//! so the caller can render again then.
+//! so the caller can render again then. Whether a file is open for writing
+//! right now cannot be asked by an unprivileged logger (another user's
+//! `/proc/PID/fd` is closed to it, a lease needs the file's owner), so the
+//! mtime is the rule; a writer that stalls mid-file for longer than the settle
+//! time is the one case it cannot see.
 
 use super::natsort::natural_cmp;
 use crate::classify::Classifier;
