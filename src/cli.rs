@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +83,9 @@ pub struct SiteArgs {
     /// Show each ISO's download count on the public page
     #[arg(long)]
     pub public_counts: bool,
+    /// List a file only once it has not been written to for SECONDS (uploads in progress stay hidden); 0 lists at once [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub settle: Option<u64>,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -95,12 +99,45 @@ pub struct PipeArgs {
     /// When started as root, switch to this user (and group) before reading any input
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
-    /// Also re-render the pages every MINUTES when counts changed
+    /// Re-render the pages when counts changed, at most once per MINUTES (or give a unit: 30s, 2m, 1h); 0 turns it off [default: 1]
     #[arg(long, value_name = "MINUTES")]
-    pub refresh: Option<u32>,
+    pub refresh: Option<Interval>,
     /// Counted lines held in memory while the database cannot be written [default: 200000]
     #[arg(long, value_name = "LINES")]
     pub max_pending: Option<usize>,
+}
+
+/// A time interval as typed: a bare number is minutes (`5`), or a number
+/// with a unit `s`, `m` or `h` (`30s`, `2m`, `1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl std::str::FromStr for Interval {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Interval, String> {
+        let text = text.trim();
+        let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+            Some(i) => text.split_at(i),
+            None => (text, "m"),
+        };
+        let seconds_per_unit = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => {
+                return Err(format!(
+                    "{text:?}: give minutes, or a number with s, m or h (30s, 2m, 1h)"
+                ))
+            }
+        };
+        let n: u64 = number.parse().map_err(|_| {
+            format!("{text:?}: give minutes, or a number with s, m or h (30s, 2m, 1h)")
+        })?;
+        n.checked_mul(seconds_per_unit)
+            .map(|s| Interval(Duration::from_secs(s)))
+            .ok_or_else(|| format!("{text:?} is too long"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -163,4 +200,24 @@ pub struct TemplatesArgs {
     /// Write the built-in templates into DIR as a starting point for --templates
     #[arg(long, value_name = "DIR", required = true)]
     pub dump: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interval;
+    use std::time::Duration;
+
+    #[test]
+    fn an_interval_is_minutes_unless_a_unit_is_given() {
+        let secs = |t: &str| t.parse::<Interval>().map(|i| i.0.as_secs());
+        assert_eq!(secs("5"), Ok(300));
+        assert_eq!(secs("30s"), Ok(30));
+        assert_eq!(secs("2m"), Ok(120));
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("0"), Ok(0));
+        for bad in ["", "m", "5x", "-1", "1.5"] {
+            assert!(secs(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Interval(Duration::from_secs(1)), "1s".parse().unwrap());
+    }
 }

@@ -5,6 +5,12 @@
 //! burst of triggers (a new day plus a directory change, say) gives one
 //! render — triggers only set a flag that the render thread takes whole.
 //! Nothing here can block the pipe's reader or its database owner.
+//!
+//! When to render: at once for a start, a new day or a changed ISO tree; for
+//! committed counts, at most once per `--refresh` interval (the first change
+//! after a quiet spell renders at once, a stream of changes once per
+//! interval, no change never); and when a file left off the public page as
+//! still being written has settled, so a new ISO appears by itself.
 
 use crate::config::Settings;
 use crate::pipe::{PageTrigger, RenderReason};
@@ -12,7 +18,7 @@ use crate::render::{self, FileMonth, PageSettings, StatsSnapshot, TreeWatcher};
 use crate::store::Store;
 use anyhow::Result;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Builds the renderer's settings from ours.
 pub fn page_settings(s: &Settings) -> PageSettings {
@@ -24,6 +30,7 @@ pub fn page_settings(s: &Settings) -> PageSettings {
         home_url: s.home_url.clone(),
         public_counts: s.public_counts,
         exts: s.exts.clone(),
+        settle: s.settle,
     }
 }
 
@@ -61,8 +68,42 @@ pub fn render_now(s: &Settings) -> Result<render::RenderSummary> {
 
 #[derive(Default)]
 struct Wanted {
+    /// A render wanted as soon as possible.
     pending: Option<RenderReason>,
+    /// Counts were committed since the last render began.
+    counts_changed: bool,
     stop: bool,
+}
+
+/// When the next render is due; kept apart from the thread so the rule is
+/// tested without clocks or threads.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// `--refresh`; `None`: committed counts alone never render.
+    refresh: Option<Duration>,
+    last_render: Option<Instant>,
+    /// When a file left off the last render as still being written settles.
+    settle_at: Option<Instant>,
+}
+
+impl Schedule {
+    /// The earliest time anything wanted is due, if anything is.
+    fn due(&self, wanted: &Wanted, now: Instant) -> Option<Instant> {
+        let asap = wanted.pending.map(|_| now);
+        let counts = match (wanted.counts_changed, self.refresh) {
+            (true, Some(every)) => Some(self.last_render.map_or(now, |t| t + every)),
+            _ => None,
+        };
+        [asap, counts, self.settle_at].into_iter().flatten().min()
+    }
+
+    fn rendered(&mut self, at: Instant, summary: Option<&render::RenderSummary>) {
+        self.last_render = Some(at);
+        // Past the settle time plus a little, as the file system's clock is coarser than ours.
+        self.settle_at = summary
+            .and_then(|s| s.next_settle)
+            .map(|d| at + d + Duration::from_millis(200));
+    }
 }
 
 /// The render thread of pipe mode plus the ISO-tree watcher.
@@ -107,7 +148,11 @@ impl PageService {
 fn request(state: &(Mutex<Wanted>, Condvar), reason: RenderReason) {
     let (lock, cv) = state;
     let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
-    w.pending.get_or_insert(reason);
+    if reason == RenderReason::CountsChanged {
+        w.counts_changed = true;
+    } else {
+        w.pending.get_or_insert(reason);
+    }
     cv.notify_one();
 }
 
@@ -134,23 +179,50 @@ impl Drop for PageService {
 fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
     let (lock, cv) = state;
     let mut last_error: Option<String> = None;
+    let mut schedule = Schedule {
+        refresh: settings.refresh,
+        last_render: None,
+        settle_at: None,
+    };
     loop {
-        let reason = {
+        let (reason, stopping) = {
             let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
             loop {
+                let now = Instant::now();
                 if w.stop {
+                    // Counts committed since the last render are shown before we go.
+                    if w.counts_changed && settings.refresh.is_some() {
+                        break (RenderReason::CountsChanged, true);
+                    }
                     return;
                 }
-                if let Some(r) = w.pending.take() {
-                    break r;
+                let due = schedule.due(&w, now);
+                if due.is_some_and(|d| d <= now) {
+                    let reason = w.pending.take().unwrap_or(if w.counts_changed {
+                        RenderReason::CountsChanged
+                    } else {
+                        RenderReason::Settled
+                    });
+                    // Cleared before the snapshot is read: a commit racing the render marks it again.
+                    w.counts_changed = false;
+                    break (reason, false);
                 }
+                let wait = due.map_or(Duration::from_secs(60), |d| d - now);
                 w = cv
-                    .wait_timeout(w, Duration::from_secs(60))
+                    .wait_timeout(w, wait)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
         };
-        match render_now(settings) {
+        let started = Instant::now();
+        let result = render_now(settings);
+        if stopping {
+            // Best effort after the pipe's last word: a lasting problem was
+            // already reported, and the next instance renders at its start.
+            return;
+        }
+        schedule.rendered(started, result.as_ref().ok());
+        match result {
             Ok(_) => {
                 if last_error.take().is_some() {
                     eprintln!("dlcount: pages rendered again ({reason:?})");
@@ -165,5 +237,77 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn wanted(pending: Option<RenderReason>, counts_changed: bool) -> Wanted {
+        Wanted {
+            pending,
+            counts_changed,
+            stop: false,
+        }
+    }
+
+    #[test]
+    fn counts_render_at_most_once_per_refresh_and_only_when_changed() {
+        let t0 = Instant::now();
+        let mut s = Schedule {
+            refresh: Some(MINUTE),
+            last_render: None,
+            settle_at: None,
+        };
+        // Nothing wanted: no render, ever.
+        assert_eq!(s.due(&wanted(None, false), t0), None);
+        s.rendered(t0, None);
+        assert_eq!(s.due(&wanted(None, false), t0 + 10 * MINUTE), None);
+        // Counts committed 5 s after a render: due a minute after that render.
+        let t5 = t0 + Duration::from_secs(5);
+        assert_eq!(s.due(&wanted(None, true), t5), Some(t0 + MINUTE));
+        // After a quiet spell the first change is due at once (the time is past).
+        let later = t0 + 10 * MINUTE;
+        assert_eq!(s.due(&wanted(None, true), later), Some(t0 + MINUTE));
+        // A start, a new day or a changed tree does not wait for the interval.
+        assert_eq!(
+            s.due(&wanted(Some(RenderReason::TreeChanged), true), t5),
+            Some(t5)
+        );
+        // Refresh off: committed counts alone never render.
+        s.refresh = None;
+        assert_eq!(s.due(&wanted(None, true), later), None);
+    }
+
+    #[test]
+    fn a_file_being_written_is_rendered_again_once_it_settles() {
+        let t0 = Instant::now();
+        let mut s = Schedule {
+            refresh: Some(MINUTE),
+            last_render: None,
+            settle_at: None,
+        };
+        let summary = render::RenderSummary {
+            isos: 1,
+            files: 0,
+            unsettled: 1,
+            next_settle: Some(Duration::from_secs(42)),
+            elapsed: Duration::from_millis(18),
+        };
+        s.rendered(t0, Some(&summary));
+        let settled = t0 + Duration::from_secs(42) + Duration::from_millis(200);
+        assert_eq!(s.due(&wanted(None, false), t0), Some(settled));
+        // Counts due earlier come first; the settle time stays.
+        s.refresh = Some(Duration::from_secs(10));
+        assert_eq!(
+            s.due(&wanted(None, true), t0),
+            Some(t0 + Duration::from_secs(10))
+        );
+        // A render with nothing left to settle schedules nothing more.
+        s.rendered(settled, None);
+        assert_eq!(s.due(&wanted(None, false), settled), None);
     }
 }

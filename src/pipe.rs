@@ -75,7 +75,7 @@ const NAP_BELOW: usize = 16 * 1024;
 /// Pipe capacity asked for (Linux's unprivileged maximum by default), so a
 /// burst during a nap or a slow moment never fills the pipe and blocks Apache.
 const PIPE_BYTES: i32 = 1024 * 1024;
-/// Housekeeping cadence (date change, purge, checkpoint, refresh).
+/// Housekeeping cadence (date change, purge, checkpoint).
 const TICK: Duration = Duration::from_secs(1);
 
 /// Why the pages should be rendered again.
@@ -84,8 +84,11 @@ pub enum RenderReason {
     Start,
     NewDay,
     DateChanged,
-    Refresh,
+    /// Counts were committed; the page service renders them at most once per `--refresh`.
+    CountsChanged,
     TreeChanged,
+    /// A file left off the public page while it was being written has settled.
+    Settled,
 }
 
 /// Something that renders the pages off this thread (see `pages`).
@@ -369,8 +372,6 @@ struct Owner<'a> {
     rejected: u64,
     max_day: i32,
     today: chrono::NaiveDate,
-    last_refresh: Instant,
-    changed_since_render: bool,
     last_checkpoint: Instant,
 }
 
@@ -402,8 +403,6 @@ impl<'a> Owner<'a> {
             rejected: 0,
             max_day: crate::store::day_of(today),
             today,
-            last_refresh: Instant::now(),
-            changed_since_render: false,
             last_checkpoint: Instant::now(),
         }
     }
@@ -607,7 +606,9 @@ impl<'a> Owner<'a> {
                 self.flow.failing.store(false, Ordering::Release);
                 self.pending_hits = 0;
                 if stats.counted_lines > 0 {
-                    self.changed_since_render = true;
+                    if let Some(p) = self.pages {
+                        p.trigger(RenderReason::CountsChanged);
+                    }
                 }
                 if let Some(d) = stats.max_day {
                     if d > self.max_day {
@@ -643,17 +644,6 @@ impl<'a> Owner<'a> {
             }
             if let Some(p) = self.pages {
                 p.trigger(RenderReason::DateChanged);
-            }
-        }
-        if let Some(minutes) = self.settings.refresh_minutes {
-            if self.changed_since_render
-                && self.last_refresh.elapsed() >= Duration::from_secs(60 * u64::from(minutes))
-            {
-                self.changed_since_render = false;
-                self.last_refresh = Instant::now();
-                if let Some(p) = self.pages {
-                    p.trigger(RenderReason::Refresh);
-                }
             }
         }
         if self.last_checkpoint.elapsed() >= Duration::from_secs(60) {

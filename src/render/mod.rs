@@ -12,6 +12,9 @@
 //! Templates are minijinja files embedded from `templates/`; a `--templates
 //! DIR` override is consulted first by the loader, file by file, so an
 //! override directory only needs the templates it changes.
+//!
+//! The public page lists only complete files: one written within the settle
+//! time is left out (see `scan`), and the summary says when to render again.
 
 mod format;
 mod natsort;
@@ -47,7 +50,15 @@ pub struct PageSettings {
     pub public_counts: bool,
     /// Counted extensions, e.g. `[".iso"]` (ASCII case-insensitive).
     pub exts: Vec<String>,
+    /// `--settle`: a file modified less than this long ago is still being
+    /// written and not listed yet.
+    pub settle: Duration,
 }
+
+/// Default settle time: longer than any pause of a healthy `scp` or browser
+/// upload between two writes, short enough that an admin who just copied an
+/// image sees it listed within the minute.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
 
 impl PageSettings {
     /// The defaults: title "Downloads", no logo or home link, counts private, `.iso` images.
@@ -60,6 +71,7 @@ impl PageSettings {
             home_url: None,
             public_counts: false,
             exts: vec![".iso".into()],
+            settle: DEFAULT_SETTLE,
         }
     }
 }
@@ -92,6 +104,10 @@ pub struct RenderSummary {
     pub isos: usize,
     /// Files with statistics on the statistics page.
     pub files: usize,
+    /// Images, checksums and signatures left out because they are still being written.
+    pub unsettled: usize,
+    /// When the first of them may be listed (from the render's `now`): render again then.
+    pub next_settle: Option<Duration>,
     pub elapsed: Duration,
 }
 
@@ -120,8 +136,12 @@ pub fn render_all(
 ) -> Result<RenderSummary> {
     let start = Instant::now();
     let classifier = crate::classify::Classifier::new(&settings.exts);
-    let folders = scan::scan(&settings.root, &classifier)?;
-    let public_view = view::public(settings, &folders, &stats.rows, &now);
+    let settle = scan::Settle {
+        now: now.into(),
+        time: settings.settle,
+    };
+    let found = scan::scan(&settings.root, &classifier, settle)?;
+    let public_view = view::public(settings, &found.folders, &stats.rows, &now);
     let stats_view = view::stats(settings, &stats.rows, &now);
     let summary_counts = (public_view.iso_count, stats_view.files.len());
 
@@ -137,6 +157,8 @@ pub fn render_all(
     Ok(RenderSummary {
         isos: summary_counts.0,
         files: summary_counts.1,
+        unsettled: found.unsettled,
+        next_settle: found.next_settle,
         elapsed: start.elapsed(),
     })
 }

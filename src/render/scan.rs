@@ -7,6 +7,16 @@
 //! (so links cannot lead outside ROOT or into a loop). Real directories are
 //! walked before symlinked ones, so a file reachable both ways is shown under
 //! its real folder.
+//!
+//! A file is listed only once it is complete: one whose mtime lies within the
+//! settle time of now (see [`Settle`]) is still being written — `cp`, `scp`,
+//! `rsync --inplace` and web uploads all move the mtime with every write — and
+//! is left out, and the scan says when the first such file will have settled
+//! so the caller can render again then. Whether a file is open for writing
+//! right now cannot be asked by an unprivileged logger (another user's
+//! `/proc/PID/fd` is closed to it, a lease needs the file's owner), so the
+//! mtime is the rule; a writer that stalls mid-file for longer than the settle
+//! time is the one case it cannot see.
 
 use super::natsort::natural_cmp;
 use crate::classify::Classifier;
@@ -16,7 +26,7 @@ use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Per-image sidecar extensions, in the order their links are shown.
 pub const SIDECAR_EXTS: [&str; 8] = [
@@ -72,14 +82,50 @@ fn strip_suffix_ci<'a>(s: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
         .then(|| &s[..s.len() - suffix.len()])
 }
 
+/// The completeness rule: a file written less than `time` before `now` is
+/// not listed yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle {
+    pub now: SystemTime,
+    pub time: Duration,
+}
+
+impl Settle {
+    /// How long until a file with this mtime may be listed; `None` when it
+    /// may be listed now. An mtime far in the future (a clock set wrong, a
+    /// `touch -d`) is not a write in progress, so only one within `time` of
+    /// now counts as recent.
+    pub fn remaining(&self, mtime: SystemTime) -> Option<Duration> {
+        let recent = match self.now.duration_since(mtime) {
+            Ok(age) => age < self.time,
+            Err(ahead) => ahead.duration() < self.time,
+        };
+        recent.then(|| {
+            (mtime + self.time)
+                .duration_since(self.now)
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// What a scan found.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub folders: Vec<Folder>,
+    /// Tracked files (images, checksums, signatures) left out as still being written.
+    pub unsettled: usize,
+    /// When the first of them may be listed, from the scan's `now`.
+    pub next_settle: Option<Duration>,
+}
+
 struct Entry {
     name: Vec<u8>,
     meta: Metadata,
 }
 
-/// Scans `root` and returns the folders holding images, in natural ascending
-/// order of their path (ROOT first).
-pub fn scan(root: &Path, classifier: &Classifier) -> Result<Vec<Folder>> {
+/// Scans `root` and returns the folders holding complete images, in natural
+/// ascending order of their path (ROOT first).
+pub fn scan(root: &Path, classifier: &Classifier, settle: Settle) -> Result<Scan> {
     let canon_root = fs::canonicalize(root)
         .with_context(|| format!("cannot resolve download root {}", root.display()))?;
     let root_meta = fs::metadata(&canon_root)
@@ -89,6 +135,8 @@ pub fn scan(root: &Path, classifier: &Classifier) -> Result<Vec<Folder>> {
     // (logical path relative to ROOT, real path)
     let mut real_dirs: Vec<(Vec<u8>, PathBuf)> = vec![(Vec::new(), canon_root.clone())];
     let mut linked_dirs: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+    let mut unsettled = 0;
+    let mut next_settle: Option<Duration> = None;
     loop {
         let (rel, dir) = if let Some(d) = real_dirs.pop() {
             d
@@ -141,7 +189,19 @@ pub fn scan(root: &Path, classifier: &Classifier) -> Result<Vec<Folder>> {
                     }
                 }
             } else if meta.is_file() {
-                files.push(Entry { name, meta });
+                let tracked = classifier.has_counted_ext(&name)
+                    || is_sidecar_name(&name)
+                    || is_sums_name(&name);
+                let wait = tracked
+                    .then(|| settle.remaining(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+                    .flatten();
+                match wait {
+                    Some(wait) => {
+                        unsettled += 1;
+                        next_settle = Some(next_settle.map_or(wait, |n| n.min(wait)));
+                    }
+                    None => files.push(Entry { name, meta }),
+                }
             }
         }
         if let Some(folder) = build_folder(rel, files, classifier) {
@@ -149,7 +209,11 @@ pub fn scan(root: &Path, classifier: &Classifier) -> Result<Vec<Folder>> {
         }
     }
     folders.sort_by(|a, b| natural_cmp(&a.rel, &b.rel));
-    Ok(folders)
+    Ok(Scan {
+        folders,
+        unsettled,
+        next_settle,
+    })
 }
 
 fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
@@ -212,6 +276,57 @@ fn build_folder(rel: Vec<u8>, files: Vec<Entry>, classifier: &Classifier) -> Opt
 mod tests {
     use super::*;
 
+    fn no_settle() -> Settle {
+        Settle {
+            now: SystemTime::now(),
+            time: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_file_still_being_written_is_listed_once_it_settles() {
+        let root = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let settle = Settle {
+            now,
+            time: Duration::from_secs(60),
+        };
+        let at = |name: &str, mtime: SystemTime| {
+            let f = fs::File::create(root.path().join(name)).unwrap();
+            f.set_len(20 << 20).unwrap();
+            f.set_modified(mtime).unwrap();
+        };
+        at("uploading-2.0.iso", now);
+        at("uploaded-1.0.iso", now - Duration::from_secs(120));
+        at("uploaded-1.0.iso.sha256", now - Duration::from_secs(10));
+        at("SHA256SUMS", now - Duration::from_secs(120));
+        at("notes.txt", now);
+        // A clock set wrong is no upload in progress.
+        at("future-3.0.iso", now + Duration::from_secs(3600));
+        let found = scan(root.path(), &Classifier::new(&[".iso"]), settle).unwrap();
+        assert_eq!(found.folders.len(), 1);
+        let names: Vec<&[u8]> = found.folders[0]
+            .isos
+            .iter()
+            .map(|i| i.name.as_slice())
+            .collect();
+        assert_eq!(names, [&b"uploaded-1.0.iso"[..], b"future-3.0.iso"]);
+        // Its checksum, written 10 s ago, is not linked yet either.
+        assert_eq!(found.folders[0].isos[0].sidecars, Vec::new());
+        assert_eq!(found.folders[0].sums, [b"SHA256SUMS".to_vec()]);
+        assert_eq!(found.unsettled, 2);
+        assert_eq!(found.next_settle, Some(Duration::from_secs(50)));
+        // A minute later both have settled.
+        let later = Settle {
+            now: now + Duration::from_secs(60),
+            ..settle
+        };
+        let found = scan(root.path(), &Classifier::new(&[".iso"]), later).unwrap();
+        assert_eq!(found.folders[0].isos.len(), 3);
+        assert_eq!(found.unsettled, 0);
+        assert_eq!(found.next_settle, None);
+    }
+
     #[test]
     fn checksum_names_are_recognised() {
         for n in [
@@ -248,7 +363,9 @@ mod tests {
         ] {
             fs::write(dir.join(OsStr::from_bytes(n)), "1").unwrap();
         }
-        let folders = scan(root.path(), &Classifier::new(&[".iso"])).unwrap();
+        let folders = scan(root.path(), &Classifier::new(&[".iso"]), no_settle())
+            .unwrap()
+            .folders;
         assert_eq!(folders.len(), 1);
         let f = &folders[0];
         assert_eq!(f.rel, b"r");

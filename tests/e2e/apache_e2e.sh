@@ -127,6 +127,8 @@ fi
 {
     printf 'db = "%s"\nroot = "%s"\nformat = "combined"\next = [".iso"]\n' "$DB" "$WWW"
     printf 'site_title = "dlcount e2e"\n'
+    # ISOs are created moments before the check: a short settle time keeps the test fast.
+    printf 'settle = 2\n'
     if [ -n "$LOGGER_USER" ]; then printf 'user = "%s"\n' "$LOGGER_USER"; fi
 } >"$T/dlcount.toml"
 

@@ -88,6 +88,8 @@ ROOT=/var/www/html
 # own index.html) and logs to /var/log/apache2/access.log on its own.
 mkdir -p "$ROOT/isos"
 truncate -s 32M "$ROOT/isos/linuxvillage-24.04-server-amd64.iso"
+# Uploaded earlier: a file written in the last --settle seconds is not listed yet.
+touch -d '-10 minutes' "$ROOT/isos/linuxvillage-24.04-server-amd64.iso"
 [ -f "$ROOT/index.html" ] || echo "<html>It works!</html>" >"$ROOT/index.html"
 chmod -R a+rX "$ROOT"
 # History for --import-logs: last month's rotated logs, one .gz with two

@@ -1,17 +1,36 @@
 //! Pages in pipe mode: rendered at start, when a line of a new day arrives,
-//! and when the ISO tree changes with no log line at all.
+//! when the ISO tree changes with no log line at all, within the refresh
+//! interval when counts change, and listing an upload only once it settled.
 
-use super::{wait_until, Site};
+use super::{line, wait_until, Site};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
-fn read(p: &std::path::Path) -> String {
+fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// An image whose upload finished two minutes ago (as `rsync -a` or `cp -p`
+/// leave it: the source's mtime), so it is listed at once.
+fn uploaded_earlier(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+}
+
+/// The inode of a page: each render replaces the file by a rename.
+fn inode(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.ino()).unwrap_or(0)
 }
 
 #[test]
 fn a_new_iso_appears_on_the_public_page_without_a_log_line() {
     let site = Site::new();
     std::fs::create_dir(site.root.join("isos")).unwrap();
-    std::fs::write(site.root.join("isos/first-1.0.iso"), b"x").unwrap();
+    uploaded_earlier(&site.root.join("isos/first-1.0.iso"), b"x");
     let p = site.spawn_pipe(&[]);
     let index = site.root.join("index.html");
     wait_until("pages rendered at start", || {
@@ -19,7 +38,7 @@ fn a_new_iso_appears_on_the_public_page_without_a_log_line() {
     });
     assert!(site.root.join(".stats/index.html").exists());
     // Copy a new ISO in (temp name, then rename, as an admin's rsync does).
-    std::fs::write(site.root.join("isos/.second-2.0.iso.tmp"), b"yy").unwrap();
+    uploaded_earlier(&site.root.join("isos/.second-2.0.iso.tmp"), b"yy");
     std::fs::rename(
         site.root.join("isos/.second-2.0.iso.tmp"),
         site.root.join("isos/second-2.0.iso"),
@@ -55,4 +74,111 @@ fn a_line_of_a_new_day_renders_the_statistics() {
     });
     let (code, _) = p.finish();
     assert_eq!(code, 0);
+}
+
+#[test]
+fn a_counted_line_reaches_the_statistics_within_the_refresh_interval() {
+    let site = Site::new();
+    let mut p = site.spawn_pipe(&["--refresh", "1s"]);
+    let counts = site.root.join(".stats/counts.json");
+    wait_until("pages rendered at start", || read(&counts) == "{}\n");
+    // A day already seen (November 2026, before today): no new-day render,
+    // only the refresh can bring it to the page.
+    p.write(line("192.0.2.7", 5, 1, "/isos/a.iso", 200, 100).as_bytes());
+    wait_until("counts.json shows the download, stdin still open", || {
+        read(&counts) == "{\n  \"/isos/a.iso\": {\n    \"2026-11\": 1\n  }\n}\n"
+    });
+    assert!(p.is_running(), "the logger must still be reading");
+    p.write(line("192.0.2.8", 5, 2, "/isos/a.iso", 200, 100).as_bytes());
+    wait_until("a second download a refresh later", || {
+        read(&counts) == "{\n  \"/isos/a.iso\": {\n    \"2026-11\": 2\n  }\n}\n"
+    });
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_iso_is_listed_only_once_its_upload_has_settled() {
+    const SETTLE: Duration = Duration::from_secs(2);
+    // File-system timestamps are a tick coarser than the clocks we compare them to.
+    const TICK: Duration = Duration::from_millis(100);
+    let site = Site::new();
+    std::fs::create_dir(site.root.join("isos")).unwrap();
+    uploaded_earlier(&site.root.join("isos/old-1.0.iso"), b"x");
+    let p = site.spawn_pipe(&["--settle", "2"]);
+    let index = site.root.join("index.html");
+    wait_until("pages rendered at start", || {
+        read(&index).contains("old-1.0.iso")
+    });
+    // An upload in progress: written in chunks, still open.
+    let first_page = inode(&index);
+    let path = site.root.join("isos/new-2.0.iso");
+    let mut upload = std::fs::File::create(&path).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written: u64 = 0;
+    let mut last_write = Instant::now();
+    let mut renders_seen = 0;
+    let mut page = first_page;
+    let started = Instant::now();
+    // Until the page was re-rendered twice while the upload ran (its creation,
+    // then the settle re-check), and for at least two settle times.
+    while renders_seen < 2 || started.elapsed() < 2 * SETTLE {
+        last_write = Instant::now();
+        upload.write_all(&chunk).unwrap();
+        written += chunk.len() as u64;
+        std::thread::sleep(Duration::from_millis(100));
+        let listed = read(&index).contains("new-2.0.iso");
+        // Listed only if nothing was written for a whole settle time, which a
+        // stalled test machine could cause; a working rule never lists it sooner.
+        assert!(
+            !listed || last_write.elapsed() + TICK >= SETTLE,
+            "listed {:?} after the last write",
+            last_write.elapsed()
+        );
+        if inode(&index) != page {
+            page = inode(&index);
+            renders_seen += 1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no re-render");
+    }
+    drop(upload);
+    let finished = last_write;
+    wait_until("the finished ISO is listed", || {
+        read(&index).contains("new-2.0.iso")
+    });
+    assert!(finished.elapsed() + TICK >= SETTLE);
+    // Listed with its final size, e.g. `title="4,194,304 bytes"`.
+    let digits = written.to_string();
+    let mut exact = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            exact.push(',');
+        }
+        exact.push(c);
+    }
+    let exact = format!("title=\"{exact} bytes\"");
+    assert!(read(&index).contains(&exact), "{exact}");
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn help_documents_refresh_and_settle() {
+    let out = std::process::Command::new(super::bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for opt in ["--refresh <MINUTES>", "--settle <SECONDS>"] {
+        assert!(help.contains(opt), "--help lacks {opt}:\n{help}");
+    }
+    let squashed = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        squashed.contains("0 turns it off [default: 1]"),
+        "{squashed}"
+    );
+    assert!(
+        squashed.contains("0 lists at once [default: 60]"),
+        "{squashed}"
+    );
 }
