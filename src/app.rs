@@ -5,20 +5,22 @@
 //! configuration error is printed as one line (into Apache's error log), and
 //! then stdin is drained to EOF before the non-zero exit — a logger that dies
 //! at once is respawned every second while Apache's workers block on the
-//! full pipe, which would take the whole site down.
+//! full pipe, which would take the whole site down. Lines read meanwhile go
+//! to the spool (see [`crate::spool`]) and are counted by the next logger
+//! that starts with a valid configuration.
 
 use crate::cli::{Cli, Command};
 use crate::config::{Extra, Settings};
-use crate::{import, pages, pipe, privs, report};
+use crate::{check, import, pages, pipe, privs, report, spool};
 use anyhow::Result;
 use clap::Parser;
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 
 /// Runs the program; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();
@@ -26,7 +28,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
                 // Apache's error log: one line, not clap's usage screen.
                 let text = e.to_string();
                 let first = text.lines().next().unwrap_or_default();
-                refuse_and_drain(first.trim_start_matches("error: "));
+                refuse_and_spool(
+                    first.trim_start_matches("error: "),
+                    &spool::intended_db(&args),
+                );
             } else {
                 let _ = e.print();
             }
@@ -34,7 +39,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     };
     let result = match cli.command {
-        None => run_pipe(&cli.pipe),
+        None => run_pipe(&cli.pipe, &args),
         Some(cmd) => run_command(cmd),
     };
     match result {
@@ -52,25 +57,23 @@ fn stdin_is_pipe() -> bool {
         .unwrap_or(false)
 }
 
-/// A pipe-mode configuration error: one line for Apache's error log, then the
-/// pipe drained (see the module header).
-fn refuse_and_drain(problem: &str) {
-    eprintln!(
-        "dlcount-pipe: error: {problem}; not counting (input is read and discarded until Apache closes the pipe)"
-    );
-    drain_if_pipe();
-}
-
-/// When stdin is a pipe (Apache's), read it to EOF so Apache never blocks on us.
-fn drain_if_pipe() {
+/// A pipe-mode configuration error: one line for Apache's error log, then
+/// the pipe read to its end into the spool beside `db` (see the module header).
+fn refuse_and_spool(problem: &str, db: &std::path::Path) {
     if stdin_is_pipe() {
-        let mut sink = [0u8; 64 * 1024];
         let mut stdin = std::io::stdin().lock();
-        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        spool::spool_input(
+            &spool::dir_for(db),
+            problem,
+            &mut stdin,
+            &mut std::io::stderr(),
+        );
+    } else {
+        eprintln!("dlcount-pipe: error: {problem}");
     }
 }
 
-fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
+fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
     let extra = Extra {
         user: args.user.clone(),
         refresh: args.refresh,
@@ -91,7 +94,12 @@ fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
         }) {
             Ok(s) => s,
             Err(e) => {
-                refuse_and_drain(&format!("{e:#}"));
+                let db = args
+                    .db
+                    .db
+                    .clone()
+                    .unwrap_or_else(|| spool::intended_db(raw_args));
+                refuse_and_spool(&format!("{e:#}"), &db);
                 return Ok(2);
             }
         };
@@ -107,6 +115,14 @@ fn run_pipe(args: &crate::cli::PipeArgs) -> Result<i32> {
         );
         None
     };
+    // Lines an earlier logger kept while the configuration was unusable.
+    spool::spawn_drainer(
+        settings.clone(),
+        match &service {
+            Some(s) => s.counts_changed_notifier(),
+            None => Box::new(|| {}),
+        },
+    );
     let code = pipe::run(
         &settings,
         service.as_ref().map(|s| s as &dyn pipe::PageTrigger),
@@ -189,6 +205,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Check(a) => Ok(check::run(&a)),
         Command::Templates(a) => {
             let written = crate::render::dump_templates(&a.dump)?;
             for p in written {

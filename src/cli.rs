@@ -38,6 +38,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Work with the page templates.
     Templates(TemplatesArgs),
+    /// Check a configuration as the logger would use it (same options; run after editing the config)
+    Check(PipeArgs),
 }
 
 #[derive(Debug, Args, Default, Clone)]

@@ -9,9 +9,12 @@
 //!                                                    └─> pages (render trigger) ─> render (templates)
 //! ```
 //!
-//! [`app`] is the entry point; [`pipe`] and [`import`] are the two sources.
+//! [`app`] is the entry point; [`pipe`] and [`import`] are the two sources
+//! ([`spool`] keeps the pipe's lines while the configuration is unusable and
+//! feeds them to the same path later); [`check`] validates a configuration.
 
 pub mod app;
+pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -23,5 +26,6 @@ pub mod pipe;
 pub mod privs;
 pub mod render;
 pub mod report;
+pub mod spool;
 pub mod store;
 pub mod tally;

@@ -156,6 +156,14 @@ fn request(state: &(Mutex<Wanted>, Condvar), reason: RenderReason) {
     cv.notify_one();
 }
 
+impl PageService {
+    /// A callback for other threads (the spool drainer) that committed counts.
+    pub fn counts_changed_notifier(&self) -> Box<dyn Fn() + Send> {
+        let state = Arc::clone(&self.state);
+        Box::new(move || request(&state, RenderReason::CountsChanged))
+    }
+}
+
 impl PageTrigger for PageService {
     fn trigger(&self, reason: RenderReason) {
         request(&self.state, reason);

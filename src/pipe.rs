@@ -289,7 +289,7 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
 
 /// An error and its causes on one line, without SQLite's habit of repeating
 /// itself ("database is locked: Error code 5: database is locked").
-fn describe(e: &anyhow::Error) -> String {
+pub(crate) fn describe(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();

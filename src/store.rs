@@ -385,7 +385,50 @@ impl Store {
 
     /// Applies batches in one transaction: all of them count, or none does.
     pub fn apply(&mut self, batches: &[Batch], origin: Origin) -> Result<ApplyStats> {
-        let result = self.apply_inner(batches, origin);
+        self.apply_marked(batches, origin, None)
+    }
+
+    /// Applies batches of a spool file and records, in the same transaction,
+    /// that the file is counted up to byte `offset` (see `spool`).
+    pub fn apply_spooled(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        spool_file: &str,
+        offset: u64,
+    ) -> Result<ApplyStats> {
+        self.apply_marked(batches, origin, Some((spool_file, offset)))
+    }
+
+    /// How far a spool file is counted already (0 if not at all).
+    pub fn spool_offset(&self, spool_file: &str) -> Result<u64> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                [format!("spool:{spool_file}")],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// Forgets a spool file once it is counted whole and deleted.
+    pub fn forget_spool(&self, spool_file: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM meta WHERE name = ?1",
+            [format!("spool:{spool_file}")],
+        )?;
+        Ok(())
+    }
+
+    fn apply_marked(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        mark: Option<(&str, u64)>,
+    ) -> Result<ApplyStats> {
+        let result = self.apply_inner(batches, origin, mark);
         if result.is_err() {
             // Ids handed out inside a rolled-back transaction do not exist.
             self.file_ids.clear();
@@ -393,7 +436,12 @@ impl Store {
         result
     }
 
-    fn apply_inner(&mut self, batches: &[Batch], origin: Origin) -> Result<ApplyStats> {
+    fn apply_inner(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        mark: Option<(&str, u64)>,
+    ) -> Result<ApplyStats> {
         let mut stats = ApplyStats::default();
         let mut line_stats = LineStats::default();
         let tx = self
@@ -694,6 +742,13 @@ impl Store {
                     st.execute(params![name, v as i64])?;
                 }
             }
+        }
+        if let Some((spool_file, offset)) = mark {
+            tx.execute(
+                "INSERT INTO meta(name, value) VALUES(?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![format!("spool:{spool_file}"), offset as i64],
+            )?;
         }
         tx.commit()?;
         Ok(stats)

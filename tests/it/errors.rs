@@ -25,25 +25,59 @@ fn run(args: &[&str], stdin: &[u8]) -> (i32, String) {
 }
 
 #[test]
-fn unknown_option_is_one_clear_error() {
-    // Stdin is a pipe here, as under Apache: one line, and the pipe drained.
+fn unknown_option_is_one_clear_error_and_the_lines_are_kept() {
+    // Stdin is a pipe here, as under Apache: one line, and the pipe drained into the spool.
+    let site = Site::new();
+    let db = site.db.to_str().unwrap();
     let big = vec![b'x'; 1 << 20];
-    let (code, err) = run(&["--no-such-option"], &big);
+    let (code, err) = run(&["--db", db, "--no-such-option"], &big);
     assert_eq!(code, 2);
-    assert_eq!(
-        err,
-        "dlcount-pipe: error: unexpected argument '--no-such-option' found; not counting \
-         (input is read and discarded until Apache closes the pipe)\n"
+    let spool = site.dir.path().join("spool");
+    let files = std::fs::read_dir(&spool).unwrap().count();
+    assert_eq!(files, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "dlcount-pipe: error: unexpected argument '--no-such-option' found; not counting \
+             until the configuration is fixed (`dlcount-pipe check` names every problem): lines \
+             are kept in "
+        ) && err.contains(&format!("(at most 1024 MiB in {})", spool.display())),
+        "{err}"
     );
 }
 
 #[test]
 fn unknown_format_directive_is_named_and_the_pipe_is_drained() {
+    let site = Site::new();
     let big = vec![b'x'; 1 << 20];
-    let (code, err) = run(&["--format", "%h %t \"%r\" %>s %Z"], &big);
+    let (code, err) = run(
+        &[
+            "--db",
+            site.db.to_str().unwrap(),
+            "--format",
+            "%h %t \"%r\" %>s %Z",
+        ],
+        &big,
+    );
     assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown format directive %Z"), "{err}");
+}
+
+#[test]
+fn with_nowhere_to_spool_the_pipe_is_still_drained_and_says_so() {
+    let lines = super::line("192.0.2.1", 10, 1, "/a.iso", 200, 5).repeat(1000);
+    let (code, err) = run(
+        &["--db", "/nonexistent/dir/x.sqlite", "--format", "%Z"],
+        lines.as_bytes(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot spool to /nonexistent/dir/spool")
+            && err.contains("lines are read and discarded")
+            && err.contains("input closed: 0 line(s) spooled, 1000 discarded"),
+        "{err}"
+    );
 }
 
 #[test]
