@@ -314,6 +314,13 @@ pub fn drain(settings: &Settings) -> Result<DrainStats> {
         return Ok(stats);
     }
     let mut store = Store::open(&settings.db)?;
+    // Offsets of files deleted by a drain that was stopped before it could
+    // forget them: a later file of the same name must start at 0.
+    for name in store.spool_names()? {
+        if !dir.join(&name).exists() {
+            store.forget_spool(&name)?;
+        }
+    }
     for path in files {
         let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -497,5 +504,47 @@ mod tests {
             log.contains("input closed: 1 line(s) spooled, 5 discarded"),
             "{log}"
         );
+    }
+
+    #[test]
+    fn a_drain_stopped_midway_goes_on_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("d.sqlite");
+        let settings = Settings::resolve(
+            &crate::cli::DbArgs {
+                db: Some(db.clone()),
+                config: None,
+            },
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let line = |ip: u8| {
+            format!("198.51.100.{ip} - - [20/Nov/2026:10:00:00 +0100] \"GET /a.iso HTTP/1.1\" 200 5 \"-\" \"-\"\n")
+        };
+        let spool = dir_for(&db);
+        std::fs::create_dir(&spool).unwrap();
+        let name = "spool-20261120-100000-1-0.log";
+        let text = format!("{}{}{}", line(1), line(2), line(3));
+        std::fs::write(spool.join(name), &text).unwrap();
+        // A drain that committed the first line, then was killed.
+        {
+            let mut store = Store::open(&db).unwrap();
+            let mut p =
+                LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+            let mut b = Batch::new();
+            p.process_line(line(1).trim_end().as_bytes(), 1, &mut b);
+            store
+                .apply_spooled(&[b], Origin::Live, name, line(1).len() as u64)
+                .unwrap();
+        }
+        let stats = drain(&settings).unwrap();
+        assert_eq!((stats.files, stats.lines, stats.counted_lines), (1, 2, 2));
+        assert!(spool_files(&spool).unwrap().is_empty());
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.spool_offset(name).unwrap(), 0);
+        let rows = store.monthly().unwrap();
+        assert_eq!((rows[0].downloads, rows[0].requests), (3, 3));
     }
 }

@@ -413,6 +413,17 @@ impl Store {
         Ok(v.unwrap_or(0) as u64)
     }
 
+    /// The spool files whose offsets are recorded.
+    pub fn spool_names(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT substr(name, 7) FROM meta WHERE name LIKE 'spool:%'")?;
+        let names = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+
     /// Forgets a spool file once it is counted whole and deleted.
     pub fn forget_spool(&self, spool_file: &str) -> Result<()> {
         self.conn.execute(
