@@ -154,6 +154,8 @@ pub struct Record<'a> {
     /// Which [`identity`] fields this line has: the format's, less any the
     /// line ends before (a `common` line read with `combined`).
     pub identity: u8,
+    /// (token, byte) where [`LogFormat::parse_identity`] goes on.
+    resume: (usize, usize),
 }
 
 /// A compiled log format.
@@ -366,29 +368,70 @@ impl LogFormat {
             referer: b"",
             user_agent: b"",
             identity: self.identity,
+            resume: (0, 0),
         };
-        let mut pos = 0usize;
-        for (i, tok) in self.tokens.iter().enumerate() {
-            if i > self.last_needed {
-                break;
+        rec.resume = self.walk(line, &mut rec, days, (0, 0), self.last_essential)?;
+        Ok(rec)
+    }
+
+    /// Reads the identity fields behind the fields counting needs (Referer,
+    /// User-Agent): only a counted line needs them, so [`LogFormat::parse`]
+    /// leaves them for this. A tail that does not fit the format leaves
+    /// them absent — the line still counts, as it did before they were read.
+    pub fn parse_identity<'a>(&self, line: &'a [u8], rec: &mut Record<'a>) {
+        if rec.resume.0 > self.last_needed {
+            return;
+        }
+        let line = trim_line_end(line);
+        // No `%t` lies behind the essential fields: the cache is never asked.
+        let mut no_days = DayCache::default();
+        if self
+            .walk(line, rec, &mut no_days, rec.resume, self.last_needed)
+            .is_err()
+        {
+            rec.identity &= !self.trailing_identity(rec.resume.0);
+            rec.referer = b"";
+            rec.user_agent = b"";
+        }
+    }
+
+    /// Identity bits of the fields from token `from` on.
+    fn trailing_identity(&self, from: usize) -> u8 {
+        self.tokens[from..]
+            .iter()
+            .map(|t| match t {
+                Token::Field {
+                    field: Field::Referer,
+                    ..
+                } => identity::REFERER,
+                Token::Field {
+                    field: Field::UserAgent,
+                    ..
+                } => identity::USER_AGENT,
+                _ => 0,
+            })
+            .fold(0, |a, b| a | b)
+    }
+
+    /// Reads tokens from `(token, pos)` up to token `until` into `rec`;
+    /// returns where it stopped.
+    fn walk<'a>(
+        &self,
+        line: &'a [u8],
+        rec: &mut Record<'a>,
+        days: &mut DayCache,
+        (from, mut pos): (usize, usize),
+        until: usize,
+    ) -> Result<(usize, usize), Reject> {
+        for (i, tok) in self.tokens.iter().enumerate().skip(from) {
+            if i > until {
+                return Ok((i, pos));
             }
             if pos == line.len() && i > self.last_essential {
                 // The line stops before its identity fields (a `common` line
                 // read with `combined`): they are absent, not empty.
-                for t in &self.tokens[i..] {
-                    rec.identity &= !match t {
-                        Token::Field {
-                            field: Field::Referer,
-                            ..
-                        } => identity::REFERER,
-                        Token::Field {
-                            field: Field::UserAgent,
-                            ..
-                        } => identity::USER_AGENT,
-                        _ => 0,
-                    };
-                }
-                break;
+                rec.identity &= !self.trailing_identity(i);
+                return Ok((self.tokens.len(), pos));
             }
             match tok {
                 Token::Literal(lit) => {
@@ -401,11 +444,11 @@ impl LogFormat {
                     let end = self.field_end(line, pos, i, field, *quoted)?;
                     let value = &line[pos..end];
                     pos = end;
-                    self.store_field(field, value, &mut rec, days)?;
+                    self.store_field(field, value, rec, days)?;
                 }
             }
         }
-        Ok(rec)
+        Ok((self.tokens.len(), pos))
     }
 
     /// Finds where the field starting at `pos` (token `i`) ends.
@@ -989,5 +1032,38 @@ mod tests {
         let r = parse(&f, line).unwrap();
         assert_eq!(r.target, b"/a.iso");
         assert_eq!((r.status, r.bytes), (200, 7));
+    }
+
+    #[test]
+    fn identity_fields_are_read_after_the_essential_ones_and_absent_when_missing() {
+        let f = LogFormat::compile("combined").unwrap();
+        assert_eq!(f.identity(), identity::ALL);
+        let mut r = parse(&f, COMBINED_LINE).unwrap();
+        assert_eq!((r.referer, r.user_agent), (&b""[..], &b""[..]));
+        f.parse_identity(COMBINED_LINE, &mut r);
+        assert_eq!(r.request_line, b"GET /isos/a.iso HTTP/1.1");
+        assert_eq!(r.referer, b"https://example.org/");
+        assert_eq!(r.user_agent, b"Wget/1.21.3");
+        assert_eq!(r.identity, identity::ALL);
+        // A `common` line read as `combined`: Referer and User-Agent absent.
+        let common = br#"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 200 12"#;
+        let mut r = parse(&f, common).unwrap();
+        f.parse_identity(common, &mut r);
+        assert_eq!(r.identity, identity::REQUEST_LINE);
+        // A damaged tail still counts; its fields are absent, not half-read.
+        let damaged =
+            br#"1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 200 12 "http://x"#;
+        let mut r = parse(&f, damaged).unwrap();
+        f.parse_identity(damaged, &mut r);
+        assert_eq!((r.identity, r.referer), (identity::REQUEST_LINE, &b""[..]));
+        // Formats say which identity fields they log.
+        let upstream_common = LogFormat::compile("%h %l %u %t \"%r\" %>s %b").unwrap();
+        assert_eq!(upstream_common.identity(), identity::REQUEST_LINE);
+        let mu = LogFormat::compile("%h %t %m %U %>s \"%{user-agent}i\"").unwrap();
+        assert_eq!(mu.identity(), identity::USER_AGENT);
+        assert_eq!(
+            identity::describe(identity::ALL),
+            "%r, %{Referer}i, %{User-Agent}i"
+        );
     }
 }

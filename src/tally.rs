@@ -202,7 +202,7 @@ impl LineProcessor {
     /// Handles one line (without its newline); `line_no` is 1-based within its source.
     pub fn process_line(&mut self, line: &[u8], line_no: u64, batch: &mut Batch) {
         batch.stats.lines += 1;
-        let rec = match self.format.parse(line, &mut self.days) {
+        let mut rec = match self.format.parse(line, &mut self.days) {
             Ok(rec) => rec,
             Err(reason) => return reject(batch, line_no, reason),
         };
@@ -214,6 +214,7 @@ impl LineProcessor {
             &mut self.path_buf,
         ) {
             Ok(method) => {
+                self.format.parse_identity(line, &mut rec);
                 batch.stats.candidates += 1;
                 let client = batch.push_bytes(rec.client);
                 let path = batch.push_bytes(&self.path_buf);
