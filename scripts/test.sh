@@ -8,7 +8,8 @@
 # 2. runs the unit and integration tests (`cargo test --release`),
 # 3. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
 # 4. runs the end-to-end test behind a private Apache with real clients,
-# 5. runs the install script's sandboxed test.
+# 5. runs the install script's sandboxed test,
+# 6. runs the test of the toolchain check (scripts/toolchain.sh).
 # Every suite prints its own "N passed, M failed"; the script ends with the
 # overall line and fails if any suite failed.
 set -uo pipefail
@@ -31,6 +32,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# shellcheck source=scripts/toolchain.sh
+. scripts/toolchain.sh
+if ! problem=$(toolchain_problem .); then
+    echo "test.sh: $problem" >&2
+    exit 1
+fi
+
 suites_passed=0
 suites_failed=0
 run_suite() { # run_suite NAME COMMAND...
@@ -50,6 +58,7 @@ run_suite "unit and integration tests" cargo test --release
 run_suite "browser test" tests/browser/screenshot.sh
 run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
 run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe
+run_suite "toolchain check test" tests/e2e/toolchain_check.sh
 
 echo
 echo "suites: $suites_passed passed, $suites_failed failed"
