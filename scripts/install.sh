@@ -345,7 +345,10 @@ if [ "$uninstall" = 1 ]; then
         fi
     fi
     # The old loggers exit on their own once Apache closes their pipes.
-    for f in "$CONF_DEST" "$CONF_DEST.new" "$CONF_DEST.bak" "$SITE_DEST" "$BIN_DEST"; do
+    # (.dlcount-pipe.new.PID: the temporary copy of an install that was
+    # interrupted before its rename.)
+    for f in "$CONF_DEST" "$CONF_DEST.new" "$CONF_DEST.bak" "$SITE_DEST" "$BIN_DEST" \
+        "$(dirname "$BIN_DEST")"/.dlcount-pipe.new.*; do
         if [ -e "$f" ]; then run rm -f "$f"; fi
     done
     if [ "$purge" = 1 ]; then
@@ -427,6 +430,9 @@ if [ "$site" = 1 ] && [ -z "$server_name" ]; then
     mapfile -t others < <(other_sites)
     if [ "${#others[@]}" -eq 0 ]; then
         :
+    elif [ "${#others[@]}" -eq 1 ] && [ "$(site_docroot "${others[0]}")" = "$root" ]; then
+        say "note: --site not needed, the site ${others[0]} serves $root already; left as it is"
+        site=0
     elif [ "${#others[@]}" -eq 1 ] && [ "${others[0]}" = "$STOCK_SITE" ] \
         && [ "$(site_docroot "$STOCK_SITE")" = "$STOCK_DOCROOT" ] && [ "$root" != "$STOCK_DOCROOT" ]; then
         disable_stock=1
