@@ -23,8 +23,9 @@
 #     (see "Serving the root" below); apache2ctl configtest, and reloads
 #     Apache only if the test passed; if it failed what this run enabled is
 #     disabled again and the script exits non-zero with Apache's message;
-#  6. --import-logs: counts /var/log/apache2/access.log* (plain and .gz);
-#     then renders the pages;
+#  6. --import-logs: counts /var/log/apache2/access.log* (plain and .gz)
+#     and renders the pages again (they are rendered once before Apache is
+#     reloaded, after the database is created);
 #  7. checks with curl that http://localhost/ (http://NAME/ with
 #     --server-name) serves the root and answers 200, and ends with that URL
 #     as its last line; if it does not, the last lines say what to do and the
@@ -165,6 +166,12 @@ trap 'rm -rf "$TMPD"' EXIT
 # root = "..." line, as this script writes it).
 toml_root() {
     sed -n 's/^[[:space:]]*root[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$TOML" 2>/dev/null | head -n 1
+}
+# toml_db prints `db` from dlcount.toml, or the program's default.
+toml_db() {
+    local db
+    db=$(sed -n 's/^[[:space:]]*db[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$TOML" 2>/dev/null | head -n 1)
+    printf '%s\n' "${db:-$STATE_DIR/dlcount.sqlite}"
 }
 
 # toml_string TEXT prints TEXT as a TOML basic string (TEXT holds no
@@ -532,6 +539,26 @@ else
     say "note: this $BIN_DEST has no check subcommand; configuration not checked"
 fi
 
+# The database and the pages exist before Apache starts a logger: a logger
+# that is creating the database while `import` or `render` opens it makes
+# them fail ("not a dlcount database (no schema)"). Importing an empty file
+# as dlcount creates it (nothing is counted); rendering then puts the pages
+# in place, so the root answers at once.
+if [ ! -e "$(toml_db)" ]; then
+    if [ "$dry_run" = 1 ]; then
+        printf '+ runuser -u %s -- %s import --config %s EMPTY-FILE\n' "$USER_NAME" "$BIN_DEST" "$TOML"
+    else
+        empty=$(mktemp -d "$STATE_DIR/init.XXXXXX")
+        : >"$empty/empty.log"
+        chown -R "$USER_NAME:$USER_NAME" "$empty"
+        runuser -u "$USER_NAME" -- "$BIN_DEST" import --config "$TOML" "$empty/empty.log" >/dev/null \
+            || { rm -rf "$empty"; die "could not create the database $(toml_db) as $USER_NAME (see above)"; }
+        rm -rf "$empty"
+        say "created the database $(toml_db)"
+    fi
+fi
+run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
+
 # 5. Apache.
 {
     # The shipped conf with this site's root and admin networks filled in.
@@ -622,9 +649,9 @@ if [ "$import_logs" = 1 ]; then
         run rm -rf "$import_dir"
         [ "$import_rc" = 0 ] || die "import of ${logs[*]} failed (exit $import_rc); run it again once fixed, it never counts twice"
     fi
+    # The pages with the imported history.
+    run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
 fi
-# The pages now, not only when Apache next starts the logger.
-run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
 
 # 7. Is the root served, and where? A probe file with a random name and
 #    content, fetched back over HTTP: only a site whose DocumentRoot is the

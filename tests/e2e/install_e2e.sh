@@ -300,7 +300,7 @@ if [ "$HAS_CHECK" = 1 ]; then
     show "$out"
     check "B: broken config: install fails" test "$rc" -ne 0
     check "B: broken config: the check's own message names the file" \
-        grep -v '^dlcount-install:' <<<"$out" | grep -q '/etc/dlcount/dlcount.toml'
+        grep -q '/etc/dlcount/dlcount.toml' <<<"$(grep -v '^dlcount-install:' <<<"$out")"
     check "B: broken config: the installer says Apache was not touched" \
         grep -qF 'check --config /etc/dlcount/dlcount.toml failed (above); Apache not touched' <<<"$out"
     sleep 1
