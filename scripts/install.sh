@@ -158,6 +158,10 @@ fi
 for tool in apache2ctl a2enconf a2disconf a2enmod a2dismod a2ensite a2dissite; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found: install Apache first (apt-get install apache2)"
 done
+# The last step fetches the page over HTTP to prove it is served.
+if [ "$uninstall" = 0 ]; then
+    command -v curl >/dev/null 2>&1 || die "curl not found: apt-get install curl (it checks that the pages are served)"
+fi
 
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
