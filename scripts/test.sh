@@ -13,7 +13,7 @@
 # Every suite prints its own "N passed, M failed"; the script ends with the
 # overall line and fails if any suite failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 missing=()
 for pair in apache2:apache2 curl:curl wget:wget aria2c:aria2 chromium:chromium python3:python3 sqlite3:sqlite3 \
@@ -24,8 +24,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "test.sh: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-            { echo "test.sh: apt-get install failed" >&2; exit 1; }
+        if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+            echo "test.sh: apt-get install failed" >&2
+            exit 1
+        fi
     else
         echo "test.sh: missing ${missing[*]}; run as root on Debian/Ubuntu to install them" >&2
         exit 1
