@@ -9,11 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=${1:-demo}
-if ! command -v cargo >/dev/null; then
-    echo "demo: cargo is needed (Rust toolchain, https://rustup.rs)" >&2
+# shellcheck source=scripts/toolchain.sh
+. scripts/toolchain.sh
+if ! problem=$(toolchain_problem .); then
+    echo "demo: $problem" >&2
     exit 1
 fi
-cargo build --release --quiet
+# The same build as `cargo test --release` (scripts/test.sh) uses: same
+# profile, same features, so the tests reuse every artifact built here.
+# cargo shows its progress; a first build takes minutes (SQLite's C source).
+echo "== cargo build --release"
+cargo build --release
 bin=target/release/dlcount-pipe
 
 rm -rf "$out"

@@ -1,34 +1,69 @@
 #!/usr/bin/env bash
 # Install (or remove) dlcount on a Debian/Ubuntu Apache 2.4 server. Run as root.
 #
-#   scripts/install.sh [--binary PATH] [--root DIR] [--site-title TEXT]
-#                      [--allow CIDR]... [--import-logs] [--force-conf] [--dry-run]
+#   scripts/install.sh [--binary PATH] [--root DIR] [--site [--server-name NAME]]
+#                      [--site-title TEXT] [--allow CIDR]... [--import-logs]
+#                      [--force-conf] [--dry-run]
 #   scripts/install.sh --uninstall [--purge] [--dry-run]
 #
 # Install, idempotent (run it again after an upgrade, with the same flags):
-#  1. takes --binary PATH, or builds with `cargo build --release` here, checks
+#  1. takes --binary PATH, or builds with `cargo build --release` here (after
+#     checking that cargo is at least Cargo.toml's rust-version), checks
 #     that it runs, and installs it as /usr/local/bin/dlcount-pipe atomically
 #     (temporary file in the same directory, then rename): Apache execs it on
 #     every graceful restart and exits if the file is missing at that moment;
 #  2. creates the system user dlcount and /var/lib/dlcount (dlcount, 0750);
 #  3. writes /etc/dlcount/dlcount.toml only if absent (--root, --site-title);
-#  4. lets dlcount write the pages into the download root (see below);
+#  4. lets dlcount write the pages into the download root (see below), then
+#     runs `dlcount-pipe check --config /etc/dlcount/dlcount.toml` and stops,
+#     with its message and before Apache is touched, if the check fails;
 #  5. installs /etc/apache2/conf-available/dlcount.conf (--root, --allow),
-#     a2enmod headers, a2enconf dlcount, apache2ctl configtest, and reloads
-#     Apache only if the test passed; if it failed the conf is disabled
-#     again and the script exits non-zero with Apache's message;
-#  6. --import-logs: counts /var/log/apache2/access.log* (plain and .gz) and
-#     renders the pages.
+#     a2enmod headers, a2enconf dlcount; with --site also
+#     sites-available/dlcount.conf, a site whose DocumentRoot is the root
+#     (see "Serving the root" below); apache2ctl configtest, and reloads
+#     Apache only if the test passed; if it failed what this run enabled is
+#     disabled again and the script exits non-zero with Apache's message;
+#  6. --import-logs: counts /var/log/apache2/access.log* (plain and .gz)
+#     and renders the pages again (they are rendered once before Apache is
+#     reloaded, after the database is created);
+#  7. checks with curl that http://localhost/ (http://NAME/ with
+#     --server-name) serves the root and answers 200, and ends with that URL
+#     as its last line; if it does not, the last lines say what to do and the
+#     exit status is 3 (everything else is installed: fix it and run again).
 # An existing dlcount.conf that differs from the one this run would write is
 # kept (you may have enabled the password in it); the new one is written
 # beside it as dlcount.conf.new. --force-conf replaces it (backup kept).
 #
-# --uninstall disables the conf and reloads Apache first (so no restart ever
-# looks for a missing binary), then removes the conf and the binary. It keeps
-# the counts (/var/lib/dlcount), /etc/dlcount, the pages and the user unless
-# --purge is given, which removes those too and gives the download root back.
+# What this script enables in Apache (module headers, conf dlcount, site
+# dlcount) and disables (site 000-default) is recorded in
+# /etc/dlcount/apache-changes, one "enmod NAME", "enconf NAME", "ensite NAME"
+# or "dissite NAME" per line, only when this script made the change: a module
+# that was enabled before is not recorded and so never disabled by it.
+#
+# --uninstall first makes the private statistics unreachable (removes
+# ROOT/.stats and takes dlcount's write access to ROOT away, so that a logger
+# still finishing a long download cannot write them again), then undoes the
+# recorded Apache changes and reloads Apache (so no restart ever looks for a
+# missing binary), then removes the conf, the site and the binary. It keeps
+# the counts (/var/lib/dlcount), /etc/dlcount, the public ROOT/index.html and
+# the user; --purge removes those too, puts back the index.html that was there
+# before dlcount (if any), and gives the download root back.
 #
 # --dry-run prints every command that would change the system, changes nothing.
+#
+# Serving the root. Debian's stock site 000-default serves /var/www/html, so
+# a root elsewhere (the default /var/www/file-server) is not served by
+# anything until a site points at it:
+#  - --site on a server whose only site is the stock 000-default (a fresh
+#    download server): installs the site dlcount as the default site for
+#    port 80 and disables 000-default (recorded, re-enabled on --uninstall);
+#  - --site --server-name NAME: a name-based site for NAME beside the others,
+#    which stay untouched;
+#  - --site without --server-name when other sites are enabled: refused
+#    before anything changes (a default site would take every request that
+#    no other site claims);
+#  - without --site the Apache sites are left alone; step 7 tells whether
+#    the root is served, and if not, what to run.
 #
 # Ownership of the download root (ROOT, default /var/www/file-server):
 # the logger runs as dlcount and writes ROOT/.stats/{index.html,counts.json}
@@ -50,13 +85,20 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=scripts/toolchain.sh
+. "$HERE/toolchain.sh"
 
 BIN_DEST=/usr/local/bin/dlcount-pipe
 ETC_DIR=/etc/dlcount
 TOML=$ETC_DIR/dlcount.toml
+CHANGES=$ETC_DIR/apache-changes
 STATE_DIR=/var/lib/dlcount
 CONF_NAME=dlcount
 CONF_DEST=/etc/apache2/conf-available/$CONF_NAME.conf
+SITE_NAME=dlcount
+SITE_DEST=/etc/apache2/sites-available/$SITE_NAME.conf
+STOCK_SITE=000-default
+STOCK_DOCROOT=/var/www/html
 LOG_GLOB_DIR=/var/log/apache2
 USER_NAME=dlcount
 DEFAULT_ROOT=/var/www/file-server
@@ -70,6 +112,8 @@ uninstall=0
 purge=0
 dry_run=0
 force_conf=0
+site=0
+server_name=""
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 say() { printf 'dlcount-install: %s\n' "$*"; }
@@ -79,6 +123,8 @@ while [ $# -gt 0 ]; do
     case $1 in
         --binary) binary=${2:?--binary needs a path}; shift 2 ;;
         --root) root=${2:?--root needs a directory}; shift 2 ;;
+        --site) site=1; shift ;;
+        --server-name) server_name=${2:?--server-name needs a host name}; shift 2 ;;
         --site-title) site_title=${2:?--site-title needs a text}; shift 2 ;;
         --allow) allow+=("${2:?--allow needs an address or CIDR}"); shift 2 ;;
         --import-logs) import_logs=1; shift ;;
@@ -102,12 +148,20 @@ run() {
 }
 
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge only goes with --uninstall"
+[ -z "$server_name" ] || [ "$site" = 1 ] || die "--server-name only goes with --site"
+case $server_name in
+    *[!A-Za-z0-9.-]*) die "--server-name takes a host name (letters, digits, dots, dashes), not: $server_name" ;;
+esac
 if [ "$(id -u)" -ne 0 ] && [ "$dry_run" = 0 ]; then
     die "run as root (or add --dry-run to see what it would do)"
 fi
-for tool in apache2ctl a2enconf a2disconf a2enmod; do
+for tool in apache2ctl a2enconf a2disconf a2enmod a2dismod a2ensite a2dissite; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found: install Apache first (apt-get install apache2)"
 done
+# The last step fetches the page over HTTP to prove it is served.
+if [ "$uninstall" = 0 ]; then
+    command -v curl >/dev/null 2>&1 || die "curl not found: apt-get install curl (it checks that the pages are served)"
+fi
 
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
@@ -116,6 +170,12 @@ trap 'rm -rf "$TMPD"' EXIT
 # root = "..." line, as this script writes it).
 toml_root() {
     sed -n 's/^[[:space:]]*root[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$TOML" 2>/dev/null | head -n 1
+}
+# toml_db prints `db` from dlcount.toml, or the program's default.
+toml_db() {
+    local db
+    db=$(sed -n 's/^[[:space:]]*db[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$TOML" 2>/dev/null | head -n 1)
+    printf '%s\n' "${db:-$STATE_DIR/dlcount.sqlite}"
 }
 
 # toml_string TEXT prints TEXT as a TOML basic string (TEXT holds no
@@ -149,29 +209,172 @@ reload_apache() {
     fi
 }
 
-conf_enabled() { [ -e "/etc/apache2/conf-enabled/$CONF_NAME.conf" ]; }
+# --- what this script changed in Apache (see the header) ------------------
+# enabled KIND NAME: is module/conf/site NAME enabled right now?
+enabled() {
+    case $1 in
+        mod) [ -e "/etc/apache2/mods-enabled/$2.load" ] ;;
+        conf) [ -e "/etc/apache2/conf-enabled/$2.conf" ] ;;
+        site) [ -e "/etc/apache2/sites-enabled/$2.conf" ] ;;
+    esac
+}
+recorded() { [ -f "$CHANGES" ] && grep -qxF "$1" "$CHANGES"; }
+record() {
+    recorded "$1" && return 0
+    if [ "$dry_run" = 1 ]; then
+        printf '+ echo %q >> %q\n' "$1" "$CHANGES"
+    else
+        printf '%s\n' "$1" >>"$CHANGES"
+    fi
+}
+unrecord() {
+    recorded "$1" || return 0
+    if [ "$dry_run" = 1 ]; then
+        printf '+ sed -i %q %q\n' "/^$1\$/d" "$CHANGES"
+    else
+        grep -vxF "$1" "$CHANGES" >"$TMPD/changes" || true
+        cat "$TMPD/changes" >"$CHANGES"
+    fi
+}
+# a2 VERB NAME: a2enmod/a2enconf/a2ensite NAME (VERB enmod, enconf, ensite)
+# or a2dissite NAME (VERB dissite), only if needed, and the record of it:
+# a change is recorded only when this script made it. What this run changed
+# is also in run_changes, for a failed configtest to take back.
+run_changes=()
+a2() {
+    local verb=$1 name=$2 kind=${1#en}
+    kind=${kind#dis}
+    case $verb in
+        en*) ! enabled "$kind" "$name" || return 0 ;;
+        dis*) enabled "$kind" "$name" || return 0 ;;
+    esac
+    run "a2$verb" -q "$name"
+    record "$verb $name"
+    run_changes+=("$verb $name")
+}
+# undo LINE...: reverses the given changes ("enmod headers" ...), last first,
+# and forgets them.
+undo() {
+    local i verb name
+    for ((i = $# ; i >= 1; i--)); do
+        verb=${!i%% *}
+        name=${!i#* }
+        case $verb in
+            enmod) if enabled mod "$name"; then run a2dismod -q "$name"; fi ;;
+            enconf) if enabled conf "$name"; then run a2disconf -q "$name"; fi ;;
+            ensite) if enabled site "$name"; then run a2dissite -q "$name"; fi ;;
+            dissite)
+                if ! enabled site "$name" && [ -e "/etc/apache2/sites-available/$name.conf" ]; then
+                    run a2ensite -q "$name"
+                fi
+                ;;
+        esac
+        unrecord "${!i}"
+    done
+}
+# undo_changes: undo of everything recorded.
+undo_changes() {
+    local lines=()
+    [ -f "$CHANGES" ] || return 0
+    mapfile -t lines <"$CHANGES"
+    [ "${#lines[@]}" -eq 0 ] || undo "${lines[@]}"
+}
+
+# default_site_file: the config file of the site that answers requests for
+# unknown names on port 80 ("default server" in apache2ctl -S), if any.
+default_site_file() {
+    apache2ctl -S 2>/dev/null | awk '
+        /^\*:80 / || /^[^ ]*:80 / {
+            if ($2 == "is" ) { want = 1; next }
+            if (match($0, /\(([^:()]+):[0-9]+\)/)) { f = substr($0, RSTART + 1, RLENGTH - 1); sub(/:[0-9]+\)$/, "", f); print f; exit }
+        }
+        want && /default server/ { if (match($0, /\(([^:()]+):[0-9]+\)/)) { f = substr($0, RSTART + 1, RLENGTH - 1); sub(/:[0-9]+\)$/, "", f); print f; exit } }
+    '
+}
+
+# other_sites: the enabled sites other than ours, one name per line.
+other_sites() {
+    local f n
+    for f in /etc/apache2/sites-enabled/*.conf; do
+        [ -e "$f" ] || continue
+        n=${f##*/}
+        n=${n%.conf}
+        [ "$n" = "$SITE_NAME" ] || printf '%s\n' "$n"
+    done
+}
+
+# site_docroot NAME: the DocumentRoot line of sites-available/NAME.conf.
+site_docroot() {
+    sed -n 's/^[[:space:]]*DocumentRoot[[:space:]]\{1,\}"\{0,1\}\([^"[:space:]]*\)"\{0,1\}.*/\1/p' \
+        "/etc/apache2/sites-available/$1.conf" 2>/dev/null | head -n 1
+}
 
 # ------------------------------------------------------------------ uninstall
 if [ "$uninstall" = 1 ]; then
-    if conf_enabled; then
-        run a2disconf -q "$CONF_NAME"
-        if [ "$dry_run" = 1 ] || apache2ctl configtest >/dev/null 2>&1; then
+    root=$(toml_root)
+    root=${root:-$DEFAULT_ROOT}
+    # 1. The private statistics become unreachable first, while the access
+    #    rule is still in force: the pages go, and dlcount may no longer
+    #    create anything in the root, so a logger that is still finishing
+    #    the lines of a long download cannot write them back.
+    if [ -d "$root" ]; then
+        if [ -e "$root/.stats" ]; then run rm -rf "$root/.stats"; fi
+        if [ "$(stat -c %G "$root")" = "$USER_NAME" ] && [ -n "$(find "$root" -maxdepth 0 -perm -g+w)" ]; then
+            run chmod g-w "$root"
+        fi
+    fi
+    # 2. Apache as it was before the install: what this script enabled
+    #    goes, what it disabled comes back (see the header). Modules first
+    #    kept if someone else's configuration now needs them.
+    conf_was_on=0
+    enabled conf "$CONF_NAME" && conf_was_on=1
+    site_was_on=0
+    enabled site "$SITE_NAME" && site_was_on=1
+    # Those two are ours whatever the record says.
+    if [ "$conf_was_on" = 1 ]; then run a2disconf -q "$CONF_NAME"; fi
+    if [ "$site_was_on" = 1 ]; then run a2dissite -q "$SITE_NAME"; fi
+    mods_undone=()
+    if [ -f "$CHANGES" ]; then
+        mapfile -t mods_undone < <(sed -n 's/^enmod //p' "$CHANGES")
+    fi
+    undo_changes
+    if [ "$dry_run" = 1 ]; then
+        reload_apache
+    elif apache2ctl configtest >/dev/null 2>&1; then
+        reload_apache
+    else
+        # Something of the admin's may use a module we enabled (Header in a
+        # site of theirs): keep the modules, then test again.
+        for m in "${mods_undone[@]}"; do
+            enabled mod "$m" || run a2enmod -q "$m"
+            say "kept module $m enabled: apache2ctl configtest fails without it"
+        done
+        if apache2ctl configtest >/dev/null 2>&1; then
             reload_apache
         else
             say "apache2ctl configtest fails even without dlcount; not reloading (fix it, then reload)"
         fi
     fi
     # The old loggers exit on their own once Apache closes their pipes.
-    for f in "$CONF_DEST" "$CONF_DEST.new" "$BIN_DEST"; do
+    # (.dlcount-pipe.new.PID: the temporary copy of an install that was
+    # interrupted before its rename.)
+    for f in "$CONF_DEST" "$CONF_DEST.new" "$CONF_DEST.bak" "$SITE_DEST" "$BIN_DEST" \
+        "$(dirname "$BIN_DEST")"/.dlcount-pipe.new.*; do
         if [ -e "$f" ]; then run rm -f "$f"; fi
     done
     if [ "$purge" = 1 ]; then
-        root=$(toml_root)
-        root=${root:-$DEFAULT_ROOT}
         if [ -d "$root" ]; then
-            if [ -d "$root/.stats" ]; then run rm -rf "$root/.stats"; fi
+            # The generated public page and any temporary page file a killed
+            # renderer left; the index.html that was there before comes back.
             if [ -e "$root/index.html" ] && [ "$(stat -c %U "$root/index.html")" = "$USER_NAME" ]; then
-                run chown root:root "$root/index.html"
+                run rm -f "$root/index.html"
+            fi
+            while IFS= read -r -d '' f; do
+                run rm -f "$f"
+            done < <(find "$root" -maxdepth 1 -name '.dlcount-*' -user "$USER_NAME" -print0 2>/dev/null)
+            if [ -e "$STATE_DIR/index.html.pre-dlcount" ] && [ ! -e "$root/index.html" ]; then
+                run cp -p "$STATE_DIR/index.html.pre-dlcount" "$root/index.html"
+                say "put back the index.html that was in $root before dlcount"
             fi
             if [ "$(stat -c %G "$root")" = "$USER_NAME" ]; then
                 run chgrp root "$root"
@@ -189,7 +392,7 @@ if [ "$uninstall" = 1 ]; then
         fi
         say "dlcount removed, counts and pages purged"
     else
-        say "dlcount removed; kept $STATE_DIR (the counts), $ETC_DIR and the pages (--purge removes them)"
+        say "dlcount removed, and $root/.stats with it; kept $STATE_DIR (the counts), $ETC_DIR and $root/index.html (--purge removes them)"
     fi
     exit 0
 fi
@@ -217,7 +420,12 @@ for cidr in "${allow[@]}"; do
     esac
 done
 
-# Preflight, before anything changes: the download root's group.
+# Preflight, before anything changes.
+# The toolchain, when this script is to build.
+if [ -z "$binary" ]; then
+    problem=$(toolchain_problem "$REPO") || die "$problem, or build elsewhere and pass --binary PATH"
+fi
+# The download root's group.
 if [ -d "$root" ]; then
     root_group=$(stat -c %G "$root")
     case $root_group in
@@ -227,11 +435,27 @@ if [ -d "$root" ]; then
   or keep the group and let dlcount in: adduser $USER_NAME $root_group && chmod g+w,+t $root" ;;
     esac
 fi
+# --site: which sites it may take over (see "Serving the root").
+disable_stock=0
+if [ "$site" = 1 ] && [ -z "$server_name" ]; then
+    mapfile -t others < <(other_sites)
+    if [ "${#others[@]}" -eq 0 ]; then
+        :
+    elif [ "${#others[@]}" -eq 1 ] && [ "$(site_docroot "${others[0]}")" = "$root" ]; then
+        say "note: --site not needed, the site ${others[0]} serves $root already; left as it is"
+        site=0
+    elif [ "${#others[@]}" -eq 1 ] && [ "${others[0]}" = "$STOCK_SITE" ] \
+        && [ "$(site_docroot "$STOCK_SITE")" = "$STOCK_DOCROOT" ] && [ "$root" != "$STOCK_DOCROOT" ]; then
+        disable_stock=1
+    else
+        die "--site without --server-name makes dlcount the default site, but these sites are enabled: ${others[*]}.
+  Either give the download site a name of its own: add --server-name downloads.example.org,
+  or serve $root from your site (DocumentRoot $root, or Alias) and run this again without --site."
+    fi
+fi
 
 # 1. The binary.
 if [ -z "$binary" ]; then
-    command -v cargo >/dev/null 2>&1 \
-        || die "cargo not found: build as your user (cargo build --release) and pass --binary target/release/dlcount-pipe"
     say "building (cargo build --release)"
     run cargo build --release --manifest-path "$REPO/Cargo.toml"
     binary=$REPO/target/release/dlcount-pipe
@@ -303,6 +527,42 @@ if [ -f "$root/index.html" ] && [ "$(stat -c %U "$root/index.html")" != "$USER_N
     say "the old $root/index.html is saved as $STATE_DIR/index.html.pre-dlcount"
 fi
 
+# The logger's own verdict on everything it will need (config file, format,
+# database and root as its user, templates), before Apache starts it: a bad
+# configuration found here costs nothing; found by Apache it would make the
+# logger discard every line until fixed.
+if [ "$dry_run" = 1 ]; then
+    printf '+ %s check --config %s\n' "$BIN_DEST" "$TOML"
+elif "$BIN_DEST" check --help >/dev/null 2>&1; then
+    if ! check_out=$("$BIN_DEST" check --config "$TOML" 2>&1); then
+        printf '%s\n' "$check_out" >&2
+        die "$BIN_DEST check --config $TOML failed (above); Apache not touched: fix $TOML, then run this again"
+    fi
+    say "checked $TOML: ${check_out##*$'\n'}"
+else
+    say "note: this $BIN_DEST has no check subcommand; configuration not checked"
+fi
+
+# The database and the pages exist before Apache starts a logger: a logger
+# that is creating the database while `import` or `render` opens it makes
+# them fail ("not a dlcount database (no schema)"). Importing an empty file
+# as dlcount creates it (nothing is counted); rendering then puts the pages
+# in place, so the root answers at once.
+if [ ! -e "$(toml_db)" ]; then
+    if [ "$dry_run" = 1 ]; then
+        printf '+ runuser -u %s -- %s import --config %s EMPTY-FILE\n' "$USER_NAME" "$BIN_DEST" "$TOML"
+    else
+        empty=$(mktemp -d "$STATE_DIR/init.XXXXXX")
+        : >"$empty/empty.log"
+        chown -R "$USER_NAME:$USER_NAME" "$empty"
+        runuser -u "$USER_NAME" -- "$BIN_DEST" import --config "$TOML" "$empty/empty.log" >/dev/null \
+            || { rm -rf "$empty"; die "could not create the database $(toml_db) as $USER_NAME (see above)"; }
+        rm -rf "$empty"
+        say "created the database $(toml_db)"
+    fi
+fi
+run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
+
 # 5. Apache.
 {
     # The shipped conf with this site's root and admin networks filled in.
@@ -326,17 +586,33 @@ else
     run install -o root -g root -m 0644 "$TMPD/dlcount.conf" "$CONF_DEST.new"
     say "$CONF_DEST differs from this version, kept; the new one is $CONF_DEST.new (--force-conf to replace)"
 fi
-# headers: the cache headers of the pages (the conf works without it).
-run a2enmod -q headers
+if [ "$site" = 1 ]; then
+    awk -v root="$root" -v name="$server_name" '
+        { gsub("/var/www/file-server", root) }
+        name != "" && /^[[:space:]]*#ServerName / { sub(/#ServerName .*/, "ServerName " name) }
+        { print }
+    ' "$REPO/apache-conf/dlcount-site.conf" >"$TMPD/dlcount-site.conf"
+    if [ -e "$SITE_DEST" ] && cmp -s "$TMPD/dlcount-site.conf" "$SITE_DEST"; then
+        say "$SITE_DEST is up to date"
+    else
+        run install -o root -g root -m 0644 "$TMPD/dlcount-site.conf" "$SITE_DEST"
+    fi
+fi
 was_enabled=0
-conf_enabled && was_enabled=1
-run a2enconf -q "$CONF_NAME"
+enabled conf "$CONF_NAME" && was_enabled=1
+# headers: the cache headers of the pages (the conf works without it).
+a2 enmod headers
+a2 enconf "$CONF_NAME"
+if [ "$site" = 1 ]; then
+    [ "$disable_stock" = 0 ] || a2 dissite "$STOCK_SITE"
+    a2 ensite "$SITE_NAME"
+fi
 if [ "$dry_run" = 1 ]; then
     printf '+ apache2ctl configtest\n'
 elif ! out=$(apache2ctl configtest 2>&1); then
     # Leave Apache as it was: a broken configuration would stop the next
-    # restart (logrotate does one every night).
-    [ "$was_enabled" = 1 ] || a2disconf -q "$CONF_NAME"
+    # restart (logrotate does one every night). Undo what this run did.
+    [ "${#run_changes[@]}" -eq 0 ] || undo "${run_changes[@]}"
     printf '%s\n' "$out" >&2
     if [ "$was_enabled" = 1 ]; then
         die "apache2ctl configtest failed (dlcount.conf was already enabled before this run and stays so: fix the error above, then reload)"
@@ -377,7 +653,69 @@ if [ "$import_logs" = 1 ]; then
         run rm -rf "$import_dir"
         [ "$import_rc" = 0 ] || die "import of ${logs[*]} failed (exit $import_rc); run it again once fixed, it never counts twice"
     fi
+    # The pages with the imported history.
     run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
 fi
 
-say "done. Statistics: http://localhost/.stats/ (from this host${allow[*]:+ or ${allow[*]}})"
+# 7. Is the root served, and where? A probe file with a random name and
+#    content, fetched back over HTTP: only a site whose DocumentRoot is the
+#    root can return it. Then the page itself must answer 200.
+host=${server_name:-localhost}
+url=http://$host/
+stats_from="this host${allow[*]:+ or ${allow[*]}}"
+if [ "$dry_run" = 1 ]; then
+    printf '+ curl %s (the root must be served there)\n' "$url"
+    say "dry run: would end with $url"
+    exit 0
+fi
+curl_to() { # curl_to URL: status code of a GET of URL, at this host
+    curl -sS -o "$TMPD/body" -w '%{http_code}' --max-time 10 \
+        --resolve "$host:80:127.0.0.1" "$1" 2>/dev/null || true
+}
+what_to_do() {
+    local dflt docroot
+    dflt=$(default_site_file)
+    docroot=""
+    [ -z "$dflt" ] || docroot=$(sed -n 's/^[[:space:]]*DocumentRoot[[:space:]]\{1,\}"\{0,1\}\([^"[:space:]]*\)"\{0,1\}.*/\1/p' "$dflt" | head -n 1)
+    say "Apache does not serve $root at $url${dflt:+ (it is served by ${dflt##*/}${docroot:+, DocumentRoot $docroot})}."
+    if [ "$site" = 1 ]; then
+        say "Check 'apache2ctl -S': the site $SITE_NAME must answer for $host on port 80."
+    elif [ "$(other_sites)" = "$STOCK_SITE" ]; then
+        say "To serve it, run this again with --site: it adds a site for $root and disables Debian's 000-default (which serves $STOCK_DOCROOT);"
+        say "or with --site --server-name NAME for a site under that name only; or set DocumentRoot $root in your site and reload Apache."
+    else
+        say "To serve it, set DocumentRoot $root (or an Alias to it) in the site that answers $url and reload Apache,"
+        say "or run this again with --site --server-name NAME for a site of its own under that name."
+    fi
+}
+if ! apache_running; then
+    say "Apache is not running: start it (systemctl start apache2), then open $url"
+    exit 3
+fi
+probe=dlcount-probe-$$-$RANDOM.txt
+token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s\n' "$token" >"$root/$probe"
+chmod 0644 "$root/$probe"
+served=no
+# A reload is graceful: give Apache a few seconds to take the new config.
+for _ in $(seq 1 20); do
+    if [ "$(curl_to "$url$probe")" = 200 ] && [ "$(cat "$TMPD/body")" = "$token" ]; then
+        served=yes
+        break
+    fi
+    sleep 0.5
+done
+rm -f "$root/$probe"
+if [ "$served" = no ]; then
+    what_to_do
+    exit 3
+fi
+code=$(curl_to "$url")
+if [ "$code" != 200 ]; then
+    say "$url answers $code, not 200: see /var/log/apache2/error.log (is $root/index.html there? dlcount-pipe render --config $TOML writes it)"
+    exit 3
+fi
+stats_code=$(curl_to "${url}.stats/")
+say "statistics: ${url}.stats/ (from $stats_from; from here: $stats_code)"
+[ -z "$server_name" ] || say "(checked at this host: $host must resolve to this server for visitors)"
+say "done. The download page answers 200: $url"

@@ -8,11 +8,12 @@
 # 2. runs the unit and integration tests (`cargo test --release`),
 # 3. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
 # 4. runs the end-to-end test behind a private Apache with real clients,
-# 5. runs the install script's sandboxed test.
+# 5. runs the install script's sandboxed test,
+# 6. runs the test of the toolchain check (scripts/toolchain.sh).
 # Every suite prints its own "N passed, M failed"; the script ends with the
 # overall line and fails if any suite failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 missing=()
 for pair in apache2:apache2 curl:curl wget:wget aria2c:aria2 chromium:chromium python3:python3 sqlite3:sqlite3 \
@@ -23,12 +24,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "test.sh: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-            { echo "test.sh: apt-get install failed" >&2; exit 1; }
+        if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+            echo "test.sh: apt-get install failed" >&2
+            exit 1
+        fi
     else
         echo "test.sh: missing ${missing[*]}; run as root on Debian/Ubuntu to install them" >&2
         exit 1
     fi
+fi
+
+# shellcheck source=scripts/toolchain.sh
+. scripts/toolchain.sh
+if ! problem=$(toolchain_problem .); then
+    echo "test.sh: $problem" >&2
+    exit 1
 fi
 
 suites_passed=0
@@ -50,6 +60,7 @@ run_suite "unit and integration tests" cargo test --release
 run_suite "browser test" tests/browser/screenshot.sh
 run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
 run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe
+run_suite "toolchain check test" tests/e2e/toolchain_check.sh
 
 echo
 echo "suites: $suites_passed passed, $suites_failed failed"
