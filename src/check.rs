@@ -52,13 +52,6 @@ pub fn run(args: &PipeArgs) -> i32 {
         report(&problems);
         return 1;
     }
-    println!(
-        "dlcount-pipe check: ok (as {checked_as}): database {}, root {}, format {:?}, counting {}",
-        settings.db.display(),
-        settings.root.display(),
-        settings.format.source(),
-        settings.exts.join(" ")
-    );
     if !spooled.is_empty() {
         let bytes: u64 = spooled
             .iter()
@@ -73,6 +66,14 @@ pub fn run(args: &PipeArgs) -> i32 {
             spool::dir_for(&settings.db).display()
         );
     }
+    // The verdict last: the installer shows the last line.
+    println!(
+        "dlcount-pipe check: ok (as {checked_as}): database {}, root {}, format {:?}, counting {}",
+        settings.db.display(),
+        settings.root.display(),
+        settings.format.source(),
+        settings.exts.join(" ")
+    );
     0
 }
 

@@ -645,12 +645,14 @@ fn skip_space(r: &[u8], mut i: usize) -> usize {
 
 /// End of the word starting at `i`: the next log-escaped whitespace, or the end.
 fn word_end(r: &[u8], mut i: usize) -> usize {
-    while i < r.len() {
-        if space_at(r, i) > 0 {
-            return i;
+    // Jump between spaces and escapes; everything else is part of the word.
+    while let Some(k) = memchr::memchr2(b' ', b'\\', &r[i.min(r.len())..]) {
+        let at = i + k;
+        if space_at(r, at) > 0 {
+            return at;
         }
         // An escape (`\"`, `\\`, `\xhh`) is part of the word whatever it hides.
-        i += if r[i] == b'\\' { 2 } else { 1 };
+        i = at + 2;
     }
     r.len()
 }

@@ -390,7 +390,9 @@ pub fn spawn_drainer(settings: Settings, counted: Box<dyn Fn() + Send>) {
     }
     let spawned = std::thread::Builder::new()
         .name("spool".into())
-        .spawn(move || loop {
+        .spawn(move || {
+            let mut last_error: Option<String> = None;
+            loop {
             match drain(&settings) {
                 Ok(s) => {
                     if s.files > 0 {
@@ -405,15 +407,20 @@ pub fn spawn_drainer(settings: Settings, counted: Box<dyn Fn() + Send>) {
                     }
                 }
                 Err(e) => {
-                    eprintln!(
-                        "dlcount: cannot count the spool in {}: {}; trying again in a minute",
-                        dir_for(&settings.db).display(),
-                        crate::pipe::describe(&e)
-                    );
-                    std::thread::sleep(Duration::from_secs(60));
+                    // Said once per kind of trouble, retried quietly.
+                    let why = crate::pipe::describe(&e);
+                    if last_error.as_deref() != Some(why.as_str()) {
+                        eprintln!(
+                            "dlcount: cannot count the spool in {} yet: {why}; trying again every {} s",
+                            dir_for(&settings.db).display(),
+                            DRAIN_RETRY.as_secs()
+                        );
+                        last_error = Some(why);
+                    }
                 }
             }
             std::thread::sleep(DRAIN_RETRY);
+            }
         });
     if let Err(e) = spawned {
         eprintln!("dlcount: cannot start the spool thread: {e}");

@@ -172,6 +172,19 @@ for _ in $(seq 1 50); do [ -s "$R/.stats/index.html" ] && break; sleep 0.1; done
 check_eq "A: /.stats/ from localhost" "$(status_of 127.0.0.1 /.stats/)" 200
 check_eq "A: /.stats/ from the --allow network" "$(status_of 10.9.9.9 /.stats/)" 200
 check_eq "A: /.stats/counts.json from elsewhere refused" "$(status_of 127.0.0.3 /.stats/counts.json)" 403
+# The README's promise: a download shows on /.stats/ within the --refresh minute,
+# with no new day and no restart. Clients so far: 127.0.0.1 (twice); now 10.9.9.9.
+check_eq "A: a download from the admin network" "$(status_of 10.9.9.9 "/isos/$ISO")" 200
+stats_show_two() {
+    body_of /.stats/counts.json | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d.get(sys.argv[1], {}).get(sys.argv[2]) == 2 else 1)' "/isos/$ISO" "$MONTH" 2>/dev/null
+}
+waited=0
+until stats_show_two || [ "$waited" -ge 75 ]; do sleep 1; waited=$((waited + 1)); done
+check "A: both downloads are on /.stats/counts.json within a minute (${waited} s)" stats_show_two
+check_eq "A: report agrees" "$(/usr/local/bin/dlcount-pipe report --config /etc/dlcount/dlcount.toml --json)" \
+    "$(body_of /.stats/counts.json)"
 check_eq "A: sites: dlcount instead of 000-default" "$(sites_enabled)" "dlcount.conf "
 check_eq "A: what it changed is recorded" "$(tr '\n' ';' </etc/dlcount/apache-changes)" \
     "enmod headers;enconf dlcount;dissite 000-default;ensite dlcount;"

@@ -151,7 +151,7 @@ fn an_iso_is_listed_only_once_its_upload_has_settled() {
     let digits = written.to_string();
     let mut exact = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             exact.push(',');
         }
         exact.push(c);

@@ -78,8 +78,13 @@ fn a_config_typo_is_named_by_check_and_its_lines_are_counted_once_it_is_fixed() 
     let cfg = config(&site, "format = \"combined\"\n");
     let (code, out, err) = check(&cfg);
     assert_eq!((code, err.as_str()), (0, ""), "{out}");
-    assert!(out.starts_with("dlcount-pipe check: ok"), "{out}");
-    assert!(out.contains("1 spool file(s)"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("dlcount-pipe check: 1 spool file(s)"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("dlcount-pipe check: ok"), "{out}");
 
     // The next logger counts the spool and its own lines, each once.
     let mut fixed = pipe_with_config(&cfg);
@@ -124,9 +129,15 @@ fn a_spool_is_counted_only_after_the_old_logger_stops_writing_it() {
         "a spool being written was counted"
     );
     assert_eq!(old.finish().0, 2);
-    wait_until("the spool counted after the old logger ended", || {
-        total(&site.report(), "downloads") == 10
-    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while total(&site.report(), "downloads") != 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool was not counted after the old logger ended: {}",
+            new.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let (code, err) = new.finish();
     assert_eq!(code, 0, "{err}");
     assert_eq!(spool_files(&site), 0);
