@@ -181,7 +181,7 @@ d = json.load(sys.stdin)
 sys.exit(0 if d.get(sys.argv[1], {}).get(sys.argv[2]) == 2 else 1)' "/isos/$ISO" "$MONTH" 2>/dev/null
 }
 waited=0
-until stats_show_two || [ "$waited" -ge 75 ]; do sleep 1; waited=$((waited + 1)); done
+until stats_show_two || [ "$waited" -ge 90 ]; do sleep 1; waited=$((waited + 1)); done
 check "A: both downloads are on /.stats/counts.json within a minute (${waited} s)" stats_show_two
 check_eq "A: report agrees" "$(/usr/local/bin/dlcount-pipe report --config /etc/dlcount/dlcount.toml --json)" \
     "$(body_of /.stats/counts.json)"
