@@ -61,6 +61,16 @@ fn stdin_is_pipe() -> bool {
 /// the pipe read to its end into the spool beside `db` (see the module header).
 fn refuse_and_spool(problem: &str, db: &std::path::Path) {
     if stdin_is_pipe() {
+        // Apache's SIGTERM (every graceful restart) must not end us: the
+        // lines of requests still in flight follow it, up to EOF.
+        // SAFETY: ignoring a signal installs no handler code; nothing else
+        // has touched SIGTERM's disposition in this process.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::SigHandler::SigIgn,
+            );
+        }
         let mut stdin = std::io::stdin().lock();
         spool::spool_input(
             &spool::dir_for(db),

@@ -21,7 +21,7 @@ use crate::config::{Settings, DEFAULT_DB};
 use crate::store::{Origin, Store};
 use crate::tally::{Batch, LineProcessor};
 use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -221,7 +221,14 @@ impl SpoolFile {
                 .mode(0o750)
                 .create(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            give_to_owner_of(dir, &owner);
+            // By descriptor, never following a link: the directory's owner
+            // could swap the path for a symlink to make root chown elsewhere.
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
+                .open(dir)
+                .with_context(|| format!("cannot open {}", dir.display()))?;
+            give_to_owner_of(&opened, &owner);
         }
         let used: u64 = spool_files(dir)?
             .iter()
@@ -231,9 +238,11 @@ impl SpoolFile {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
         // Names sort by time; the sequence number keeps two spools of one
         // process (or a reused pid) within a second apart.
-        let (path, file) = (0u32..)
+        // Made under a name no drainer looks at, locked, then renamed: a
+        // drainer can never take (and delete) a file before its writer holds it.
+        let (temp, file) = (0u32..)
             .map(|n| {
-                let path = dir.join(format!("spool-{stamp}-{}-{n}.log", std::process::id()));
+                let path = dir.join(format!(".new-spool-{stamp}-{}-{n}", std::process::id()));
                 let opened = std::fs::OpenOptions::new()
                     .append(true)
                     .create_new(true)
@@ -243,11 +252,15 @@ impl SpoolFile {
             })
             .find(|(_, r)| !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists))
             .expect("an unused name");
-        let file = file.with_context(|| format!("cannot create {}", path.display()))?;
+        let file = file.with_context(|| format!("cannot create {}", temp.display()))?;
         // Whoever counts later runs as the database directory's owner.
-        give_to_owner_of(&path, &owner);
+        give_to_owner_of(&file, &owner);
         let file = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))?;
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", temp.display()))?;
+        let name = temp.file_name().expect("a file name").to_string_lossy();
+        let path = dir.join(format!("{}.log", &name[".new-".len()..]));
+        std::fs::rename(&temp, &path)
+            .with_context(|| format!("cannot rename {} to {}", temp.display(), path.display()))?;
         Ok(SpoolFile {
             path,
             file,
@@ -268,9 +281,9 @@ impl SpoolFile {
 
 /// As root, hands a spool path to the owner of the database directory (the
 /// logger's user), so the logger that drains it can read and delete it.
-fn give_to_owner_of(path: &Path, owner: &std::fs::Metadata) {
+fn give_to_owner_of(file: &File, owner: &std::fs::Metadata) {
     if crate::privs::is_root() {
-        let _ = std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()));
+        let _ = std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()));
     }
 }
 
@@ -330,6 +343,15 @@ pub fn drain(settings: &Settings) -> Result<DrainStats> {
                 continue;
             }
         };
+        // Another drainer may have counted and deleted it while we waited
+        // for the lock: then this is a dead inode, not the file at `path`.
+        let same = std::fs::metadata(&path).is_ok_and(|m| {
+            file.metadata()
+                .is_ok_and(|f| f.ino() == m.ino() && f.nlink() > 0)
+        });
+        if !same {
+            continue;
+        }
         let name = path
             .file_name()
             .expect("a file")

@@ -121,6 +121,10 @@ fn a_spool_is_counted_only_after_the_old_logger_stops_writing_it() {
     wait_until("the new logger counts its lines", || {
         total(&site.report(), "downloads") == 3
     });
+    // Apache's SIGTERM at the graceful restart: the old logger keeps reading.
+    old.signal(nix::sys::signal::Signal::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(old.is_running(), "the spooling logger ended on SIGTERM");
     old.write(downloads(6, 2).as_bytes());
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(
