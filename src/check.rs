@@ -46,6 +46,14 @@ pub fn run(args: &PipeArgs) -> i32 {
         }
     }
     check_database(&settings.db, &mut problems);
+    let spool_dir = spool::dir_for(&settings.db);
+    if spool_dir.is_dir() && !writable(&spool_dir) {
+        problems.push(format!(
+            "the spool {} is not writable: its lines could not be counted and deleted \
+             (chown it to the user dlcount runs as)",
+            spool_dir.display()
+        ));
+    }
     check_root(&settings, &mut problems);
     let spooled = spool::spool_files(&spool::dir_for(&settings.db)).unwrap_or_default();
     if !problems.is_empty() {
@@ -68,8 +76,13 @@ pub fn run(args: &PipeArgs) -> i32 {
     }
     // The verdict last: the installer shows the last line.
     println!(
-        "dlcount-pipe check: ok (as {checked_as}): database {}, root {}, format {:?}, counting {}",
+        "dlcount-pipe check: ok (as {checked_as}): database {}{}, root {}, format {:?}, counting {}",
         settings.db.display(),
+        if settings.db.exists() {
+            ""
+        } else {
+            " (new: the logger creates it)"
+        },
         settings.root.display(),
         settings.format.source(),
         settings.exts.join(" ")
@@ -114,6 +127,19 @@ fn check_database(db: &Path, problems: &mut Vec<String>) {
             }
             if let Err(e) = crate::store::Store::open_read(db) {
                 problems.push(crate::pipe::describe(&e));
+            }
+            // A root-owned -wal/-shm (a `report` run as root while no logger
+            // ran) locks the logger out as surely as the database itself.
+            for suffix in ["-wal", "-shm"] {
+                let mut side = db.as_os_str().to_owned();
+                side.push(suffix);
+                let side = Path::new(&side);
+                if side.exists() && !writable(side) {
+                    problems.push(format!(
+                        "{} is not writable (chown it to the user dlcount runs as)",
+                        side.display()
+                    ));
+                }
             }
         }
         Ok(false) => {}

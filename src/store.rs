@@ -466,11 +466,17 @@ impl Store {
         let mut days: HashMap<i32, DayState> = HashMap::default();
         for batch in batches {
             for h in batch.hits() {
-                // The fields every line of the day in this batch has.
+                // The pipe's own format decides (one damaged line must not
+                // weaken a whole day); an import takes the fields every line
+                // of the day in this batch has, so none of its lines is left out.
+                let bits = match origin {
+                    Origin::Live => batch.format_identity,
+                    Origin::Import { .. } => h.identity,
+                };
                 days.entry(h.day)
-                    .and_modify(|d| d.identity &= i64::from(h.identity))
+                    .and_modify(|d| d.identity &= i64::from(bits))
                     .or_insert(DayState {
-                        identity: i64::from(h.identity),
+                        identity: i64::from(bits),
                         closed: false,
                     });
             }

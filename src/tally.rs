@@ -94,6 +94,8 @@ pub struct Batch {
     keys: Vec<(i64, i64)>,
     /// Which secret made `keys` (see [`KeyHasher::id`]).
     keyed_with: u64,
+    /// Which identity fields the format that read these lines logs.
+    pub format_identity: u8,
     pub stats: LineStats,
 }
 
@@ -202,6 +204,7 @@ impl LineProcessor {
     /// Handles one line (without its newline); `line_no` is 1-based within its source.
     pub fn process_line(&mut self, line: &[u8], line_no: u64, batch: &mut Batch) {
         batch.stats.lines += 1;
+        batch.format_identity = self.format.identity();
         let mut rec = match self.format.parse(line, &mut self.days) {
             Ok(rec) => rec,
             Err(reason) => return reject(batch, line_no, reason),

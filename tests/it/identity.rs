@@ -169,3 +169,27 @@ fn a_log_without_the_fields_that_identify_the_days_lines_is_refused_by_name() {
         assert_eq!(site.report(), expected, "{extra:?}");
     }
 }
+
+#[test]
+fn one_short_line_in_the_pipe_does_not_weaken_the_days_identity() {
+    // The day's first live line ends after the byte count (a `common`-shaped
+    // line in a `combined` log): the day is still identified with Referer and
+    // User-Agent, so the rotation-split pair below stays two requests.
+    let short =
+        "192.0.2.9 - - [20/Nov/2026:09:00:00 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 1000\n";
+    let site = Site::new();
+    assert_eq!(
+        site.pipe_all(format!("{short}{FROM_PAGE}").as_bytes(), &[])
+            .0,
+        0
+    );
+    let (o, n) = (
+        write(&site, "access.log.1", FROM_PAGE),
+        write(&site, "access.log", NO_REFERER),
+    );
+    assert_eq!(site.import(&[&o, &n]).0, 0);
+    assert_eq!(
+        site.report(),
+        json!({"/isos/a.iso": {"2026-11": month(2, 3, 3000)}})
+    );
+}
