@@ -17,7 +17,7 @@ pub const DEFAULT_DB: &str = "/var/lib/dlcount/dlcount.sqlite";
 pub const DEFAULT_ROOT: &str = "/var/www/file-server";
 pub const DEFAULT_FORMAT: &str = "combined";
 pub const DEFAULT_RETENTION_DAYS: u32 = 35;
-/// About 25 MiB of held lines; hours of a busy download server's ISO traffic.
+/// About 50 MiB of held lines (each with its Referer and User-Agent); hours of a busy download server's ISO traffic.
 pub const DEFAULT_MAX_PENDING: usize = 200_000;
 /// Pages re-rendered at most once a minute while counts change: a render of
 /// a big site (200 images, 10 years × 200 files) takes about 18 ms, so this

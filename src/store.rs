@@ -522,11 +522,27 @@ impl Store {
                 let set = day.identity as u8;
                 let missing = if schema1 { 0 } else { set & !h.identity };
                 if missing != 0 && origin != Origin::Live {
-                    // This source lacks a field that identifies the day's
-                    // lines: it cannot tell which of them were counted.
-                    stats.unmatched_lines += 1;
-                    stats.unmatched_fields |= missing;
-                    continue;
+                    // This line lacks a field that identifies the day's lines.
+                    // The very same short line seen before (by the pipe, which
+                    // hashes what is absent as empty) is found as such; any
+                    // other cannot tell whether its request was counted.
+                    let visitor = self.hasher.visitor(
+                        &mut self.scratch,
+                        batch.client(h),
+                        batch.path(h),
+                        h.day,
+                    );
+                    let line =
+                        self.hasher
+                            .line(&mut self.scratch, visitor, &batch.line_fields(h), set);
+                    let known = tx
+                        .prepare_cached("SELECT 1 FROM seen_lines WHERE day = ?1 AND hash = ?2")?
+                        .exists(params![h.day, line])?;
+                    if !known {
+                        stats.unmatched_lines += 1;
+                        stats.unmatched_fields |= missing;
+                        continue;
+                    }
                 }
                 let path = batch.path(h);
                 let file_id = match self.file_ids.get(path) {
