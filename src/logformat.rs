@@ -389,9 +389,14 @@ impl LogFormat {
             .walk(line, rec, &mut no_days, rec.resume, self.last_needed)
             .is_err()
         {
-            rec.identity &= !self.trailing_identity(rec.resume.0);
-            rec.referer = b"";
-            rec.user_agent = b"";
+            let absent = self.trailing_identity(rec.resume.0);
+            rec.identity &= !absent;
+            if absent & identity::REFERER != 0 {
+                rec.referer = b"";
+            }
+            if absent & identity::USER_AGENT != 0 {
+                rec.user_agent = b"";
+            }
         }
     }
 

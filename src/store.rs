@@ -521,45 +521,7 @@ impl Store {
                 let schema1 = day.identity == SCHEMA1_IDENTITY;
                 let set = day.identity as u8;
                 let missing = if schema1 { 0 } else { set & !h.identity };
-                if missing != 0 && origin != Origin::Live {
-                    // This line lacks a field that identifies the day's lines.
-                    // The very same short line seen before (by the pipe, which
-                    // hashes what is absent as empty) is found as such; any
-                    // other cannot tell whether its request was counted.
-                    let visitor = self.hasher.visitor(
-                        &mut self.scratch,
-                        batch.client(h),
-                        batch.path(h),
-                        h.day,
-                    );
-                    let line =
-                        self.hasher
-                            .line(&mut self.scratch, visitor, &batch.line_fields(h), set);
-                    let known = tx
-                        .prepare_cached("SELECT 1 FROM seen_lines WHERE day = ?1 AND hash = ?2")?
-                        .exists(params![h.day, line])?;
-                    if !known {
-                        stats.unmatched_lines += 1;
-                        stats.unmatched_fields |= missing;
-                        continue;
-                    }
-                }
                 let path = batch.path(h);
-                let file_id = match self.file_ids.get(path) {
-                    Some(&id) => id,
-                    None => {
-                        let key = path_key(path);
-                        tx.prepare_cached(
-                            "INSERT INTO files(path) VALUES(?1) ON CONFLICT(path) DO NOTHING",
-                        )?
-                        .execute([&key])?;
-                        let id: i64 = tx
-                            .prepare_cached("SELECT id FROM files WHERE path = ?1")?
-                            .query_row([&key], |r| r.get(0))?;
-                        self.file_ids.insert(path.to_vec(), id);
-                        id
-                    }
-                };
                 let (visitor, line) = match batch.keys(i, self.hasher.id()) {
                     Some(k) if !schema1 && set == h.identity => k,
                     precomputed => {
@@ -577,6 +539,35 @@ impl Store {
                             self.hasher.line(&mut self.scratch, visitor, &fields, set)
                         };
                         (visitor, line)
+                    }
+                };
+                if missing != 0 && origin != Origin::Live {
+                    // This line lacks a field that identifies the day's lines.
+                    // The very same short line seen before (by the pipe, which
+                    // hashes what is absent as empty) is found as such; any
+                    // other cannot tell whether its request was counted.
+                    let known = tx
+                        .prepare_cached("SELECT 1 FROM seen_lines WHERE day = ?1 AND hash = ?2")?
+                        .exists(params![h.day, line])?;
+                    if !known {
+                        stats.unmatched_lines += 1;
+                        stats.unmatched_fields |= missing;
+                        continue;
+                    }
+                }
+                let file_id = match self.file_ids.get(path) {
+                    Some(&id) => id,
+                    None => {
+                        let key = path_key(path);
+                        tx.prepare_cached(
+                            "INSERT INTO files(path) VALUES(?1) ON CONFLICT(path) DO NOTHING",
+                        )?
+                        .execute([&key])?;
+                        let id: i64 = tx
+                            .prepare_cached("SELECT id FROM files WHERE path = ?1")?
+                            .query_row([&key], |r| r.get(0))?;
+                        self.file_ids.insert(path.to_vec(), id);
+                        id
                     }
                 };
                 let bytes = h.bytes as i64;

@@ -204,7 +204,6 @@ impl LineProcessor {
     /// Handles one line (without its newline); `line_no` is 1-based within its source.
     pub fn process_line(&mut self, line: &[u8], line_no: u64, batch: &mut Batch) {
         batch.stats.lines += 1;
-        batch.format_identity = self.format.identity();
         let mut rec = match self.format.parse(line, &mut self.days) {
             Ok(rec) => rec,
             Err(reason) => return reject(batch, line_no, reason),
@@ -218,6 +217,7 @@ impl LineProcessor {
         ) {
             Ok(method) => {
                 self.format.parse_identity(line, &mut rec);
+                batch.format_identity = self.format.identity();
                 batch.stats.candidates += 1;
                 let client = batch.push_bytes(rec.client);
                 let path = batch.push_bytes(&self.path_buf);
