@@ -8,7 +8,6 @@
 //! [`Reject`] — data to count, not an error.
 
 use memchr::memmem;
-use std::fmt;
 
 /// The three nicknames Apache ships, as Debian defines them.
 pub const NICKNAMES: &[(&str, &str)] = &[
@@ -55,15 +54,15 @@ enum Token {
 }
 
 /// Error compiling a format string (user input, so the message names the problem).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct FormatError(pub String);
 
-impl fmt::Display for FormatError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for FormatError {}
+/// The largest byte count one line may log: 16 TiB, the largest file ext4
+/// can hold (and far beyond any ISO image). A larger figure is forged or
+/// corrupt; accepting it would let one line overflow the sums kept per file
+/// and day (and SQLite's integers), so it is rejected with its reason.
+pub const MAX_LINE_BYTES: u64 = 1 << 44;
 
 /// Why a line could not be parsed. Each reason is counted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +74,8 @@ pub enum Reject {
     BadTime,
     BadStatus,
     BadBytes,
+    /// A byte count no real file can reach (over [`MAX_LINE_BYTES`]).
+    AbsurdBytes,
     TooLong,
 }
 
@@ -87,6 +88,7 @@ impl Reject {
             Reject::BadTime => "unreadable %t timestamp",
             Reject::BadStatus => "unreadable status",
             Reject::BadBytes => "unreadable byte count",
+            Reject::AbsurdBytes => "byte count beyond any real file (over 16 TiB)",
             Reject::TooLong => "line longer than the line limit",
         }
     }
@@ -580,7 +582,11 @@ impl LogFormat {
                 rec.bytes = if value == b"-" {
                     0
                 } else {
-                    parse_u64(value).ok_or(Reject::BadBytes)?
+                    let n = parse_u64(value).ok_or(Reject::BadBytes)?;
+                    if n > MAX_LINE_BYTES {
+                        return Err(Reject::AbsurdBytes);
+                    }
+                    n
                 }
             }
             _ => {}
@@ -742,13 +748,12 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
             continue;
         }
         // Modifiers: status conditions (`!200,304`) and `<`/`>` (original/final).
+        // `<` (the original request's status) is Apache's default for `%s`.
         let mut final_status = false;
-        let mut first_status = false;
         while let Some(&m) = b.get(i) {
             match m {
-                b'!' | b',' | b'0'..=b'9' => {}
+                b'!' | b',' | b'0'..=b'9' | b'<' => {}
                 b'>' => final_status = true,
-                b'<' => first_status = true,
                 _ => break,
             }
             i += 1;
@@ -791,10 +796,7 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
             ("U", _) => Field::UrlPath,
             ("q", _) => Field::Query,
             ("s", _) if final_status => Field::FinalStatus,
-            ("s", _) => {
-                let _ = first_status;
-                Field::FirstStatus
-            }
+            ("s", _) => Field::FirstStatus,
             ("O", _) => Field::BytesSent,
             ("b", _) => Field::BytesClf,
             ("B", _) => Field::Bytes,
@@ -1012,6 +1014,26 @@ mod tests {
             ),
             Err(Reject::BadBytes)
         );
+        // 16 TiB is the most a line may log; one byte more (or 2^63, which
+        // would turn negative in SQLite) is rejected with its own reason.
+        let with_bytes = |n: &str| {
+            format!("1.2.3.4 - - [22/Nov/2026:02:35:41 +0100] \"GET /a.iso HTTP/1.1\" 200 {n} \"-\" \"-\"")
+        };
+        assert_eq!(
+            parse(&f, with_bytes("17592186044416").as_bytes()).map(|r| r.bytes),
+            Ok(MAX_LINE_BYTES)
+        );
+        for absurd in [
+            "17592186044417",
+            "9223372036854775808",
+            "9999999999999999999",
+        ] {
+            assert_eq!(
+                parse(&f, with_bytes(absurd).as_bytes()).map(|r| r.bytes),
+                Err(Reject::AbsurdBytes),
+                "{absurd}"
+            );
+        }
         assert_eq!(
             parse(
                 &f,
