@@ -146,11 +146,6 @@ impl Batch {
         &self.arena[r.start as usize..r.end as usize]
     }
 
-    /// Bytes of memory the batch holds (for the pending-queue bound).
-    pub fn footprint(&self) -> usize {
-        self.arena.capacity() + self.hits.capacity() * std::mem::size_of::<Hit>()
-    }
-
     /// Gives up the counted hits (the database cannot take them), keeping the accounting.
     pub fn drop_hits(&mut self) {
         self.stats.dropped += self.hits.len() as u64;
