@@ -98,11 +98,40 @@ fn unusable_database_path_is_named() {
     assert!(err.contains("no database at"), "{err}");
 }
 
+/// The subcommands and long options `--help` lists, as whole words (a plain
+/// `contains("import")` would be satisfied by `import-json`).
+fn help_words(help: &str) -> (Vec<String>, Vec<String>) {
+    let mut commands = Vec::new();
+    let mut options = Vec::new();
+    let mut in_commands = false;
+    for line in help.lines() {
+        if !line.starts_with(' ') {
+            in_commands = line.starts_with("Commands:");
+            continue;
+        }
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if in_commands && line.starts_with("  ") && !line.starts_with("   ") {
+            commands.push(first.to_string());
+        }
+        for word in line.split([' ', ',', '[', ']']) {
+            if let Some(rest) = word.strip_prefix("--") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                options.push(format!("--{name}"));
+            }
+        }
+    }
+    (commands, options)
+}
+
 #[test]
 fn help_documents_every_option() {
     let out = Command::new(bin()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
+    let (commands, options) = help_words(&help);
     for opt in [
         "--db",
         "--root",
@@ -114,9 +143,28 @@ fn help_documents_every_option() {
         "--refresh",
         "--max-pending",
     ] {
-        assert!(help.contains(opt), "--help lacks {opt}");
+        assert!(options.iter().any(|o| o == opt), "--help lacks {opt}");
     }
-    for cmd in ["import", "import-json", "report", "render", "templates"] {
-        assert!(help.contains(cmd), "--help lacks {cmd}");
+    for cmd in [
+        "import",
+        "import-json",
+        "report",
+        "render",
+        "templates",
+        "check",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == cmd),
+            "--help lacks {cmd}: {commands:?}"
+        );
     }
+}
+
+#[test]
+fn help_words_are_whole_words() {
+    let (commands, options) = help_words(
+        "Commands:\n  import-json  Migrate\n               import continued\nOptions:\n      --db-path <P>  x\n",
+    );
+    assert_eq!(commands, ["import-json"]);
+    assert_eq!(options, ["--db-path"]);
 }

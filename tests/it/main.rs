@@ -48,17 +48,42 @@ impl Site {
         }
     }
 
-    /// `report --json --detail`, parsed; `{}` when nothing was counted yet.
+    /// `report --json --detail`, parsed. A failing `report` fails the test:
+    /// turning it into `{}` would let "nothing counted" pass when nothing ran.
     pub fn report(&self) -> Value {
+        self.try_report().unwrap_or_else(|| {
+            panic!(
+                "report: no database at {} (nothing ran?)",
+                self.db.display()
+            )
+        })
+    }
+
+    /// For polling while a logger starts: `None` only while the database
+    /// does not exist yet or has no schema yet; any other failure panics.
+    pub fn try_report(&self) -> Option<Value> {
         let out = Command::new(bin())
             .args(["report", "--json", "--detail", "--db"])
             .arg(&self.db)
             .output()
             .unwrap();
-        if !out.status.success() {
-            return Value::Object(Default::default());
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && (err.contains("no database at") || err.contains("(no schema)"))
+        {
+            return None;
         }
-        serde_json::from_slice(&out.stdout).unwrap()
+        assert!(
+            out.status.success(),
+            "report on {} failed ({}): {err}",
+            self.db.display(),
+            out.status,
+        );
+        Some(serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// Sum of one figure, for polling (see [`Site::try_report`]): `None` before the database exists.
+    pub fn try_total(&self, figure: &str) -> Option<u64> {
+        self.try_report().map(|r| total(&r, figure))
     }
 
     /// Pipe mode with `lines` on stdin, to EOF; returns (exit code, stderr).
