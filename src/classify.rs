@@ -136,8 +136,8 @@ pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
     }
 }
 
-/// Undoes Apache's log escaping: `\"`, `\\`, `\xhh` (and the C-style `\n`,
-/// `\t`, … some modules write). Unknown escapes are kept verbatim.
+/// Undoes Apache's and nginx's log escaping: `\"`, `\\`, `\xhh`, the C-style
+/// `\b \n \t \v \f \r` and nginx's JSON `\u00XX`. Unknown escapes are kept verbatim.
 pub fn unescape_log(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
@@ -176,6 +176,30 @@ pub fn unescape_log(s: &[u8]) -> Vec<u8> {
                     out.push(b'\r');
                     i += 2;
                     continue;
+                }
+                // Apache writes \b and \v too; nginx's escape=json writes \b,
+                // \f and \u00XX for the other control bytes.
+                b'b' => {
+                    out.push(0x08);
+                    i += 2;
+                    continue;
+                }
+                b'v' => {
+                    out.push(0x0b);
+                    i += 2;
+                    continue;
+                }
+                b'f' => {
+                    out.push(0x0c);
+                    i += 2;
+                    continue;
+                }
+                b'u' if s.get(i + 2..i + 4) == Some(b"00") => {
+                    if let (Some(h), Some(l)) = (hex(s.get(i + 4)), hex(s.get(i + 5))) {
+                        out.push(h << 4 | l);
+                        i += 6;
+                        continue;
+                    }
                 }
                 _ => {}
             }
@@ -312,6 +336,11 @@ mod tests {
     fn unescape_handles_apache_escapes() {
         assert_eq!(unescape_log(br#"a\"b\\c\x41\x4"#), b"a\"b\\cA\\x4".to_vec());
         assert_eq!(unescape_log(b"\\"), b"\\".to_vec());
+        // Apache's \b \v, nginx json's \f and \u00XX; a \u that is not \u00XX stays.
+        assert_eq!(
+            unescape_log(br"\b\v\f\u0009\u00zz\u0100"),
+            b"\x08\x0b\x0c\t\\u00zz\\u0100".to_vec()
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@
 
 use memchr::memmem;
 
+mod nginx;
+pub use nginx::Escape;
+
 /// The three nicknames Apache ships, as Debian defines them.
 pub const NICKNAMES: &[(&str, &str)] = &[
     ("common", "%h %l %u %t \"%r\" %>s %O"),
@@ -20,6 +23,7 @@ pub const NICKNAMES: &[(&str, &str)] = &[
         "vhost_combined",
         "%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"",
     ),
+    ("nginx_combined", nginx::COMBINED),
 ];
 
 /// A format directive the parser understands. Fields we do not need are
@@ -36,11 +40,21 @@ enum Field {
     Query,       // %q
     FinalStatus, // %>s
     FirstStatus, // %s, %<s
-    BytesSent,   // %O
-    BytesClf,    // %b
-    Bytes,       // %B
-    Referer,     // %{Referer}i
-    UserAgent,   // %{User-Agent}i
+    /// nginx `$time_local` without brackets: `22/Nov/2026:02:35:41 +0100`, 26 bytes.
+    TimeLocal,
+    /// nginx `$time_iso8601`: `2026-11-22T02:35:41+01:00`, 25 bytes.
+    TimeIso,
+    /// nginx `$msec`: the request's end, seconds since the epoch with milliseconds.
+    Msec,
+    /// nginx `$request_time`: seconds (with milliseconds) the request took.
+    RequestTime,
+    /// nginx `$request_uri`: the target as the client sent it (percent-encoded, query included).
+    RequestUri,
+    BytesSent, // %O
+    BytesClf,  // %b
+    Bytes,     // %B
+    Referer,   // %{Referer}i
+    UserAgent, // %{User-Agent}i
     /// Any other known directive: located, never read.
     Opaque(String),
     /// `%{…}i`, `%{…}o`, `%u` and friends: free text that may contain spaces.
@@ -156,6 +170,12 @@ pub struct Record<'a> {
     /// Which [`identity`] fields this line has: the format's, less any the
     /// line ends before (a `common` line read with `combined`).
     pub identity: u8,
+    /// nginx `$msec` (the request's end) in milliseconds since the epoch.
+    end_ms: Option<i64>,
+    /// nginx `$request_time` in milliseconds.
+    took_ms: Option<i64>,
+    /// UTC offset written in the line's time (`+0100`, `+01:00`), in seconds.
+    offset_secs: Option<i32>,
     /// (token, byte) where [`LogFormat::parse_identity`] goes on.
     resume: (usize, usize),
 }
@@ -176,6 +196,16 @@ pub struct LogFormat {
     status: Field,
     bytes: Option<Field>,
     from_request_line: bool,
+    /// Where the target comes from when there is no `%r`: `%U`/`$uri`, or `$request_uri`.
+    target_field: Field,
+    target_form: TargetForm,
+    /// nginx: the format has `$msec` and `$request_time`, so the day is the
+    /// one the request started on (as Apache's `%t`), not the one it ended.
+    day_from_start: bool,
+    /// nginx: neither `$time_local` nor `$time_iso8601`; `$msec` alone gives the day.
+    day_from_msec: bool,
+    /// How values are escaped (Apache's and nginx's default escaping agree).
+    escape: Escape,
     /// Prebuilt substring searchers for multi-byte literals, by token index.
     finders: Vec<Option<memmem::Finder<'static>>>,
     /// For a field followed by a literal and `%t`: a searcher for that literal plus `[`.
@@ -197,15 +227,19 @@ impl LogFormat {
             .find(|(n, _)| *n == spec)
             .map(|(_, f)| f.to_string())
             .unwrap_or_else(|| spec.to_string());
-        let mut raw = tokenize(&source)?;
-        // `%U%q` is the usual way to log path and query: one target, the
-        // query is dropped by normalisation anyway.
+        let (mut raw, escape) = if nginx::looks_like(&source) {
+            nginx::tokenize(&source)?
+        } else {
+            (tokenize(&source)?, Escape::Default)
+        };
+        // `%U%q` (nginx: `$uri$is_args$args`) is the usual way to log path
+        // and query: one target, the query is dropped by normalisation anyway.
         raw.dedup_by(|b, a| {
             matches!(
                 (&*a, &*b),
                 (
                     Token::Field {
-                        field: Field::UrlPath,
+                        field: Field::UrlPath | Field::RequestUri,
                         ..
                     },
                     Token::Field {
@@ -254,18 +288,33 @@ impl LogFormat {
                     "log format {source:?} has no client address (%a or %h)"
                 ))
             })?;
-        if !has(&Field::Time) {
+        let has_clock = has(&Field::Time) || has(&Field::TimeLocal) || has(&Field::TimeIso);
+        if !has_clock && !has(&Field::Msec) {
             return Err(FormatError(format!(
-                "log format {source:?} has no %t: the day of a request cannot be told"
+                "log format {source:?} has no %t (nginx: $time_local, $time_iso8601 or $msec): \
+                 the day of a request cannot be told"
             )));
         }
+        let day_from_start = has(&Field::Msec) && has(&Field::RequestTime);
+        let day_from_msec = !has_clock;
         let from_request_line = has(&Field::RequestLine);
-        let has_path = from_request_line || (has(&Field::Method) && has(&Field::UrlPath));
+        let target_field = if has(&Field::UrlPath) {
+            Field::UrlPath
+        } else {
+            Field::RequestUri
+        };
+        let has_path = from_request_line || (has(&Field::Method) && has(&target_field));
         if !has_path {
             return Err(FormatError(format!(
-                "log format {source:?} needs %r, or %m and %U, to know the requested file"
+                "log format {source:?} needs %r, or %m and %U (nginx: $request, or \
+                 $request_method and $uri or $request_uri), to know the requested file"
             )));
         }
+        let target_form = if from_request_line || target_field == Field::RequestUri {
+            TargetForm::RequestLine
+        } else {
+            TargetForm::UrlPath
+        };
         let status = [Field::FinalStatus, Field::FirstStatus]
             .into_iter()
             .find(|f| has(f))
@@ -275,11 +324,15 @@ impl LogFormat {
             .find(|f| has(f));
         let essential = |f: &Field| {
             *f == client
-                || *f == Field::Time
+                || matches!(
+                    f,
+                    Field::Time | Field::TimeLocal | Field::TimeIso | Field::Msec
+                )
+                || (day_from_start && *f == Field::RequestTime)
                 || *f == status
                 || Some(f) == bytes.as_ref()
                 || (from_request_line && *f == Field::RequestLine)
-                || (!from_request_line && (*f == Field::Method || *f == Field::UrlPath))
+                || (!from_request_line && (*f == Field::Method || *f == target_field))
         };
         let needed = |f: &Field| essential(f) || matches!(f, Field::Referer | Field::UserAgent);
         let last_position = |pred: &dyn Fn(&Field) -> bool| {
@@ -334,6 +387,11 @@ impl LogFormat {
             status,
             bytes,
             from_request_line,
+            target_field,
+            target_form,
+            day_from_start,
+            day_from_msec,
+            escape,
         })
     }
 
@@ -359,21 +417,52 @@ impl LogFormat {
             day: 0,
             method: b"",
             target: b"",
-            target_form: if self.from_request_line {
-                TargetForm::RequestLine
-            } else {
-                TargetForm::UrlPath
-            },
+            target_form: self.target_form,
             status: 0,
             bytes: 0,
             request_line: b"",
             referer: b"",
             user_agent: b"",
             identity: self.identity,
+            end_ms: None,
+            took_ms: None,
+            offset_secs: None,
             resume: (0, 0),
         };
         rec.resume = self.walk(line, &mut rec, days, (0, 0), self.last_essential)?;
+        if self.day_from_start || self.day_from_msec {
+            self.day_from_clock(&mut rec)?;
+        }
         Ok(rec)
+    }
+
+    /// nginx: the day from `$msec` (less `$request_time`: the day the request
+    /// started, as Apache's `%t` tells it), in the line's own UTC offset, or
+    /// in this machine's local time when the format writes no offset.
+    fn day_from_clock(&self, rec: &mut Record<'_>) -> Result<(), Reject> {
+        let end = rec.end_ms.ok_or(Reject::BadTime)?;
+        let start_ms = if self.day_from_start {
+            end.checked_sub(rec.took_ms.ok_or(Reject::BadTime)?)
+                .ok_or(Reject::BadTime)?
+        } else {
+            end
+        };
+        let secs = start_ms.div_euclid(1000);
+        let offset = match rec.offset_secs {
+            Some(o) => i64::from(o),
+            None => {
+                use chrono::TimeZone;
+                let utc = chrono::DateTime::from_timestamp(secs, 0).ok_or(Reject::BadTime)?;
+                let local = chrono::Local.from_utc_datetime(&utc.naive_utc());
+                i64::from(chrono::Offset::fix(local.offset()).local_minus_utc())
+            }
+        };
+        let local_days = (secs + offset).div_euclid(86_400);
+        rec.day = i32::try_from(local_days + UNIX_EPOCH_DAY)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or(Reject::BadTime)?;
+        Ok(())
     }
 
     /// Reads the identity fields behind the fields counting needs (Referer,
@@ -476,6 +565,26 @@ impl LogFormat {
                 .map(|j| pos + j + 1)
                 .ok_or(Reject::BadTime);
         }
+        // nginx's times are fixed-width (and `$time_local` holds a space).
+        let fixed = match field {
+            Field::TimeLocal => Some(26),
+            Field::TimeIso => Some(25),
+            _ => None,
+        };
+        if let Some(n) = fixed {
+            return if line.len() >= pos + n {
+                Ok(pos + n)
+            } else {
+                Err(Reject::BadTime)
+            };
+        }
+        if quoted && self.escape == Escape::None {
+            // nginx's `escape=none` writes quotes inside values as they are:
+            // the next quote is the best guess, and a backslash is no escape.
+            return memchr::memchr(b'"', &line[pos..])
+                .map(|j| pos + j)
+                .ok_or(Reject::UnterminatedQuote);
+        }
         if quoted {
             // Apache escapes `"` and `\` inside quoted fields, so the first
             // unescaped quote ends the field.
@@ -540,6 +649,10 @@ impl LogFormat {
                 Token::Field {
                     field: Field::Time, ..
                 } => memmem::find_iter(b"[01/Jan/2000:00:00:00 +0000]", sep).count(),
+                Token::Field {
+                    field: Field::TimeLocal,
+                    ..
+                } => memmem::find_iter(b"01/Jan/2000:00:00:00 +0000", sep).count(),
                 _ => 0,
             })
             .sum()
@@ -554,10 +667,35 @@ impl LogFormat {
     ) -> Result<(), Reject> {
         match field {
             f if *f == self.client => rec.client = value,
-            Field::Time => {
-                let inner = &value[1..value.len() - 1];
+            Field::Time | Field::TimeLocal => {
+                let inner = if *field == Field::Time {
+                    &value[1..value.len() - 1]
+                } else {
+                    value
+                };
                 rec.day = parse_day(inner, days)?;
+                if self.day_from_start {
+                    let zone = inner.get(21..26).and_then(parse_offset);
+                    rec.offset_secs = Some(zone.ok_or(Reject::BadTime)?);
+                }
                 rec.time = inner;
+            }
+            Field::TimeIso => {
+                let (day, offset) = parse_iso_time(value).ok_or(Reject::BadTime)?;
+                if rec.time.is_empty() {
+                    rec.day = day;
+                    rec.time = value;
+                }
+                rec.offset_secs.get_or_insert(offset);
+            }
+            Field::Msec => {
+                rec.end_ms = Some(parse_millis(value).ok_or(Reject::BadTime)?);
+                if rec.time.is_empty() {
+                    rec.time = value;
+                }
+            }
+            Field::RequestTime => {
+                rec.took_ms = Some(parse_millis(value).ok_or(Reject::BadTime)?);
             }
             Field::RequestLine => {
                 let (m, t) = split_request_line(value);
@@ -568,7 +706,7 @@ impl LogFormat {
             Field::Referer => rec.referer = value,
             Field::UserAgent => rec.user_agent = value,
             Field::Method if !self.from_request_line => rec.method = value,
-            Field::UrlPath if !self.from_request_line => rec.target = value,
+            f if !self.from_request_line && *f == self.target_field => rec.target = value,
             f if *f == self.status => {
                 rec.status = if value == b"-" {
                     0
@@ -614,6 +752,68 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
         n = n * 10 + u64::from(b - b'0');
     }
     Some(n)
+}
+
+/// Day number of 1970-01-01 on the scale of [`Record::day`].
+const UNIX_EPOCH_DAY: i64 = 719_163;
+
+/// `+0100` / `-0530` (or `+01:00`) → seconds east of UTC.
+fn parse_offset(z: &[u8]) -> Option<i32> {
+    let (sign, rest) = match z.split_first()? {
+        (b'+', r) => (1, r),
+        (b'-', r) => (-1, r),
+        _ => return None,
+    };
+    let (hh, mm) = match rest {
+        [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => ([*h1, *h2], [*m1, *m2]),
+        _ => return None,
+    };
+    let h = parse_u64(&hh)? as i32;
+    let m = parse_u64(&mm)? as i32;
+    (h < 24 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
+/// `2026-11-22T02:35:41+01:00` → (day of the date as written, offset).
+fn parse_iso_time(t: &[u8]) -> Option<(i32, i32)> {
+    if t.len() != 25 || t[4] != b'-' || t[7] != b'-' || t[10] != b'T' || t[13] != b':' {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(
+        parse_u64(&t[0..4])? as i32,
+        parse_u64(&t[5..7])? as u32,
+        parse_u64(&t[8..10])? as u32,
+    )?;
+    let hms_ok = [11, 12, 14, 15, 17, 18]
+        .iter()
+        .all(|&i| t[i].is_ascii_digit());
+    if !hms_ok || t[16] != b':' {
+        return None;
+    }
+    Some((
+        chrono::Datelike::num_days_from_ce(&date),
+        parse_offset(&t[19..])?,
+    ))
+}
+
+/// nginx's `1764752400.123` or `0.123` (seconds, milliseconds after the dot) → milliseconds.
+fn parse_millis(v: &[u8]) -> Option<i64> {
+    let (secs, frac) = match memchr::memchr(b'.', v) {
+        Some(dot) => (&v[..dot], &v[dot + 1..]),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || secs.len() > 15 {
+        return None;
+    }
+    let mut ms = i64::try_from(parse_u64(secs)?).ok()? * 1000;
+    let mut scale = 100;
+    for &c in frac {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        ms += i64::from(c - b'0') * scale;
+        scale /= 10;
+    }
+    Some(ms)
 }
 
 /// Splits `%r` into method and target the way Apache's request-line parser
@@ -840,6 +1040,89 @@ mod tests {
     }
 
     const COMBINED_LINE: &[u8] = br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "GET /isos/a.iso HTTP/1.1" 206 1048576 "https://example.org/" "Wget/1.21.3""#;
+
+    #[test]
+    fn nginx_combined_nickname_reads_like_apache_combined() {
+        let f = LogFormat::compile("nginx_combined").unwrap();
+        let line = br#"203.0.113.7 - - [22/Nov/2026:02:35:41 +0100] "GET /isos/a.iso HTTP/1.1" 206 1048576 "https://example.org/" "Wget/1.21.3""#;
+        let mut r = parse(&f, line).unwrap();
+        f.parse_identity(line, &mut r);
+        assert_eq!(r.client, b"203.0.113.7");
+        assert_eq!(r.time, b"22/Nov/2026:02:35:41 +0100");
+        assert_eq!(r.day, day(2026, 11, 22));
+        assert_eq!((r.method, r.target), (&b"GET"[..], &b"/isos/a.iso"[..]));
+        assert_eq!((r.status, r.bytes), (206, 1048576));
+        assert_eq!(r.referer, b"https://example.org/");
+        assert_eq!(r.user_agent, b"Wget/1.21.3");
+        assert_eq!(f.identity(), identity::ALL);
+    }
+
+    /// `$time_local` is the request's end; with `$msec` and `$request_time`
+    /// the day is the one it started on, in the line's own offset.
+    #[test]
+    fn nginx_day_is_the_start_day_with_msec_and_request_time() {
+        let f = LogFormat::compile(
+            "$remote_addr [$time_local] \"$request\" $status $bytes_sent $msec $request_time",
+        )
+        .unwrap();
+        // Ended 00:10:00 on 1 Dec (+0100) after 20 minutes: started 23:50 on 30 Nov.
+        let long = b"198.51.100.4 [01/Dec/2026:00:10:00 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 5000 1796080200.000 1200.000";
+        assert_eq!(parse(&f, long).unwrap().day, day(2026, 11, 30));
+        // Ended 00:00:30 after 30.001 s: started 23:59:59.999 — still 30 Nov.
+        let edge = b"198.51.100.4 [01/Dec/2026:00:00:30 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 5000 1796079630.000 30.001";
+        assert_eq!(parse(&f, edge).unwrap().day, day(2026, 11, 30));
+        // After exactly 30 s it started at midnight: 1 Dec.
+        let midnight = b"198.51.100.4 [01/Dec/2026:00:00:30 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 5000 1796079630.000 30.000";
+        assert_eq!(parse(&f, midnight).unwrap().day, day(2026, 12, 1));
+        // Without $msec/$request_time the day is the one written: the end.
+        let plain = LogFormat::compile("$remote_addr [$time_local] \"$request\" $status").unwrap();
+        assert_eq!(
+            parse(
+                &plain,
+                b"198.51.100.4 [01/Dec/2026:00:10:00 +0100] \"GET /a.iso HTTP/1.1\" 200"
+            )
+            .unwrap()
+            .day,
+            day(2026, 12, 1)
+        );
+        let bad = b"198.51.100.4 [01/Dec/2026:00:10:00 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 5000 17960x0200.000 1.0";
+        assert_eq!(parse(&f, bad), Err(Reject::BadTime));
+    }
+
+    #[test]
+    fn nginx_iso_time_method_uri_args_and_json_escapes() {
+        let f = LogFormat::compile(
+            "escape=json $remote_addr $time_iso8601 $request_method $uri$is_args$args $status $body_bytes_sent \"$http_user_agent\" $request_time",
+        )
+        .unwrap();
+        let line = br#"2001:db8::9 2026-11-22T23:59:58-05:00 GET /isos/a\u0009b.iso?x=1 200 77 "Mozilla/5.0 \"quoted\"" 0.004"#;
+        let mut r = parse(&f, line).unwrap();
+        f.parse_identity(line, &mut r);
+        assert_eq!(r.client, b"2001:db8::9");
+        assert_eq!(r.day, day(2026, 11, 22));
+        assert_eq!(r.time, b"2026-11-22T23:59:58-05:00");
+        assert_eq!(r.target_form, TargetForm::UrlPath);
+        assert_eq!(r.target, br"/isos/a\u0009b.iso?x=1");
+        assert_eq!((r.status, r.bytes), (200, 77));
+        assert_eq!(r.user_agent, br#"Mozilla/5.0 \"quoted\""#);
+        // $request_uri is the raw target: percent-decoded like %r's.
+        let f =
+            LogFormat::compile("$remote_addr [$time_local] $request_method $request_uri $status")
+                .unwrap();
+        let r = parse(
+            &f,
+            b"192.0.2.1 [22/Nov/2026:10:00:00 +0000] GET /isos/%61.iso?x 200",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.target, r.target_form),
+            (&b"/isos/%61.iso?x"[..], TargetForm::RequestLine)
+        );
+        assert!(LogFormat::compile("$remote_addr $status")
+            .unwrap_err()
+            .to_string()
+            .contains("$time_local"));
+    }
 
     #[test]
     fn combined_nickname() {
