@@ -13,6 +13,7 @@
 //! ([`spool`] keeps the pipe's lines while the configuration is unusable and
 //! feeds them to the same path later); [`check`] validates a configuration.
 
+pub mod agent;
 pub mod app;
 pub mod check;
 pub mod classify;
