@@ -1,0 +1,192 @@
+//! What a client address tells before it is hashed away: its country (from
+//! a MaxMind DB file given with `--geoip`) and its network for the coverage
+//! map (the IPv4 /10, DeleGate's 1,024 networks; IPv6 apart).
+//!
+//! Invariant: these are the only facts taken from a raw address besides its
+//! keyed hash, and both are coarse by construction — an ISO country code and
+//! one of 1,024 networks of four million addresses each — so neither can
+//! single out a client. Anything that is not an address (a host name logged
+//! by `HostnameLookups On`, junk) is `unknown`, never guessed.
+//!
+//! Why the `maxminddb` crate: it is the maintained Rust reader of the MaxMind
+//! DB format that both GeoLite2-Country and the CC-BY DB-IP Lite country
+//! database use, with no C library. Its API changes between minor releases,
+//! so Cargo.toml pins the version.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// A country as far as the database knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Country {
+    /// ISO 3166-1 alpha-2, upper case (`DE`).
+    Code([u8; 2]),
+    Unknown,
+}
+
+impl Country {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Only ASCII letters are stored (see `from_code`).
+            Country::Code(c) => std::str::from_utf8(c).unwrap_or("unknown"),
+            Country::Unknown => "unknown",
+        }
+    }
+
+    fn from_code(code: &str) -> Country {
+        match code.as_bytes() {
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Country::Code([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+            }
+            _ => Country::Unknown,
+        }
+    }
+}
+
+/// A country database that cannot be used, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("cannot read the country database {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is not a MaxMind DB (.mmdb) file ({reason}); use GeoLite2-Country.mmdb or \
+         DB-IP's dbip-country-lite .mmdb — Debian's geoip-database is the legacy .dat format",
+        path.display()
+    )]
+    NotMmdb { path: PathBuf, reason: String },
+}
+
+/// An open country database.
+pub struct GeoDb {
+    reader: maxminddb::Reader<Vec<u8>>,
+}
+
+impl GeoDb {
+    pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        let bytes = std::fs::read(path).map_err(|source| GeoError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        let reader = maxminddb::Reader::from_source(bytes).map_err(|e| GeoError::NotMmdb {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(GeoDb { reader })
+    }
+
+    /// The country of a client address as logged (`%h`/`%a`, `$remote_addr`).
+    pub fn country(&self, client: &[u8]) -> Country {
+        let Some(ip) = parse_ip(client) else {
+            return Country::Unknown;
+        };
+        let path = [
+            maxminddb::PathElement::Key("country"),
+            maxminddb::PathElement::Key("iso_code"),
+        ];
+        match self
+            .reader
+            .lookup(ip)
+            .and_then(|found| found.decode_path::<&str>(&path))
+        {
+            Ok(Some(code)) => Country::from_code(code),
+            // Not in the database, or an entry without a country (an
+            // anonymous proxy, a continent-only block): unknown.
+            _ => Country::Unknown,
+        }
+    }
+}
+
+/// The network a client counts under on the coverage map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Network {
+    /// The IPv4 /10: the top ten bits, 0..=1023.
+    V4Slash10(u16),
+    /// Any IPv6 address (counted apart: a /10 of IPv6 means nothing).
+    V6,
+    /// Not an address.
+    Unknown,
+}
+
+/// How many IPv4 /10 networks there are.
+pub const V4_NETWORKS: u16 = 1024;
+
+pub fn network(client: &[u8]) -> Network {
+    match parse_ip(client) {
+        Some(IpAddr::V4(v4)) => Network::V4Slash10((u32::from(v4) >> 22) as u16),
+        Some(IpAddr::V6(_)) => Network::V6,
+        None => Network::Unknown,
+    }
+}
+
+/// An address as logged; an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
+/// what a dual-stack socket logs) is its IPv4 address.
+fn parse_ip(client: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(client).ok()?;
+    let ip: IpAddr = text.parse().ok()?;
+    Some(ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_db() -> GeoDb {
+        // Built by scripts/make-test-mmdb.py (not real data).
+        GeoDb::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/countries.mmdb"))
+            .unwrap()
+    }
+
+    #[test]
+    fn countries_of_ipv4_and_ipv6_addresses() {
+        let db = test_db();
+        for (client, want) in [
+            ("192.0.2.7", "DE"),
+            ("198.51.100.200", "FR"),
+            ("203.0.113.1", "JP"),
+            ("203.0.113.200", "unknown"),
+            ("::ffff:192.0.2.9", "DE"),
+            ("2001:db8::7", "NL"),
+            ("2001:db8:8000::1", "BR"),
+            ("2001:db9::1", "unknown"),
+            ("10.0.0.1", "unknown"),
+            ("crawler.example.org", "unknown"),
+            ("-", "unknown"),
+            ("", "unknown"),
+        ] {
+            assert_eq!(db.country(client.as_bytes()).as_str(), want, "{client}");
+        }
+    }
+
+    #[test]
+    fn a_legacy_or_missing_database_says_what_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let dat = dir.path().join("GeoIP.dat");
+        std::fs::write(&dat, b"legacy GeoIP .dat content, no metadata marker").unwrap();
+        let e = GeoDb::open(&dat).err().unwrap().to_string();
+        assert!(e.contains("is not a MaxMind DB (.mmdb) file"), "{e}");
+        assert!(e.contains("legacy .dat format"), "{e}");
+        let e = GeoDb::open(&dir.path().join("none.mmdb"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("cannot read the country database"), "{e}");
+    }
+
+    #[test]
+    fn networks_are_ipv4_slash_10_and_ipv6_apart() {
+        assert_eq!(network(b"0.0.0.1"), Network::V4Slash10(0));
+        assert_eq!(network(b"0.63.255.255"), Network::V4Slash10(0));
+        assert_eq!(network(b"0.64.0.0"), Network::V4Slash10(1));
+        assert_eq!(network(b"192.0.2.1"), Network::V4Slash10(768));
+        assert_eq!(
+            network(b"255.255.255.255"),
+            Network::V4Slash10(V4_NETWORKS - 1)
+        );
+        assert_eq!(network(b"::ffff:192.0.2.1"), Network::V4Slash10(768));
+        assert_eq!(network(b"2001:db8::1"), Network::V6);
+        assert_eq!(network(b"host.example"), Network::Unknown);
+    }
+}
