@@ -19,6 +19,7 @@ pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod coverage;
 pub mod geo;
 pub mod import;
 pub mod keys;
