@@ -73,7 +73,7 @@ impl ByteRanges {
 
     /// Reads [`ByteRanges::to_bytes`]'s form; `None` if it is not one.
     pub fn from_bytes(b: &[u8]) -> Option<ByteRanges> {
-        if b.len() % 16 != 0 {
+        if !b.len().is_multiple_of(16) {
             return None;
         }
         let mut r = ByteRanges::new();
@@ -184,7 +184,7 @@ mod tests {
             }
             for i in 0..k {
                 permute(k - 1, a, out);
-                let j = if k % 2 == 0 { i } else { 0 };
+                let j = if k.is_multiple_of(2) { i } else { 0 };
                 a.swap(j, k - 1);
             }
         }
