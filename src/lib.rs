@@ -27,6 +27,7 @@ pub mod logformat;
 pub mod pages;
 pub mod pipe;
 pub mod privs;
+pub mod referer;
 pub mod render;
 pub mod report;
 pub mod spool;
