@@ -64,7 +64,7 @@ pub fn referer_host(referer: &[u8], own_hosts: &[String]) -> RefererHost {
     let host = String::from_utf8_lossy(host)
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    if own_hosts.iter().any(|own| *own == host) {
+    if own_hosts.contains(&host) {
         RefererHost::ThisSite
     } else {
         RefererHost::Host(host)
