@@ -32,4 +32,5 @@ pub mod render;
 pub mod report;
 pub mod spool;
 pub mod store;
+pub mod syslog;
 pub mod tally;
