@@ -20,6 +20,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod coverage;
+pub mod follow;
 pub mod geo;
 pub mod import;
 pub mod keys;
