@@ -136,6 +136,9 @@ impl Fix {
     fn advice(&self) -> String {
         if self.as_logger {
             "(chown it to the user dlcount runs as)".to_string()
+        } else if privs::is_root() {
+            // Still root: the configured user could not be taken (said above).
+            "(checked as root: fix `user` first)".to_string()
         } else {
             format!(
                 "(as {}, not the logger's user: run as root (or as the logger's user))",

@@ -71,8 +71,8 @@ pub fn dir_for(db: &Path) -> PathBuf {
 
 /// The database a logger with an unusable configuration was meant to use,
 /// as far as can be told: `--db` on the command line, else `db` in the
-/// `--config` file (read leniently, as the file may be what is broken), else
-/// the default.
+/// config file (`--config` or the default one, read leniently, as the file
+/// may be what is broken), else the default.
 pub fn intended_db(args: &[OsString]) -> PathBuf {
     if let Some(db) = value_of(args, "--db") {
         return PathBuf::from(db);
@@ -691,6 +691,13 @@ mod tests {
         );
         std::fs::write(&cfg, "root = \"/var/www\"\n").unwrap();
         assert_eq!(intended_db(&with_config), PathBuf::from(DEFAULT_DB));
+        // The user to spool as comes the same ways.
+        assert_eq!(intended_user(&with_config), None);
+        std::fs::write(&cfg, "user = \"dlcount\"\nformat = [broken\n").unwrap();
+        assert_eq!(intended_user(&with_config), Some("dlcount".to_string()));
+        let mut with_user = with_config.clone();
+        with_user.extend(args(&["x", "--user=www-data"]).into_iter().skip(1));
+        assert_eq!(intended_user(&with_user), Some("www-data".to_string()));
         assert_eq!(
             dir_for(Path::new("/var/lib/dlcount/dlcount.sqlite")),
             PathBuf::from("/var/lib/dlcount/spool")
@@ -782,5 +789,58 @@ mod tests {
         assert_eq!(store.spool_offset(name).unwrap(), 0);
         let rows = store.monthly().unwrap();
         assert_eq!((rows[0].downloads, rows[0].requests), (3, 3));
+    }
+
+    #[test]
+    fn a_drain_told_to_stop_ends_at_a_committed_line_and_the_next_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("d.sqlite");
+        let settings = Settings::resolve(
+            &crate::cli::DbArgs {
+                db: Some(db.clone()),
+                config: None,
+            },
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let n = DRAIN_LINES as usize + 1000;
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "10.0.{}.{} - - [20/Nov/2026:10:00:00 +0100] \"GET /a.iso HTTP/1.1\" 200 5 \"-\" \"-\"\n",
+                i >> 8,
+                i & 255
+            ));
+            if i == 10 {
+                // Too long for any line: rejected, never held whole.
+                text.push_str(&"x".repeat(crate::tally::MAX_LINE + 1));
+                text.push('\n');
+            }
+        }
+        let spool = dir_for(&db);
+        std::fs::create_dir(&spool).unwrap();
+        let name = "spool-20261120-100000-1-0.log";
+        std::fs::write(spool.join(name), &text).unwrap();
+        // Time is up right after the first transaction.
+        let asked = std::cell::Cell::new(0);
+        let first = drain(&settings, &|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        })
+        .unwrap();
+        assert_eq!((first.files, first.stopped), (0, 1));
+        assert!(first.lines >= DRAIN_LINES, "{first:?}");
+        let offset = Store::open(&db).unwrap().spool_offset(name).unwrap() as usize;
+        assert_eq!(&text[offset - 1..offset], "\n");
+        assert_eq!(text[..offset].matches('\n').count() as u64, first.lines);
+        let rest = drain(&settings, &|| false).unwrap();
+        assert_eq!((rest.files, rest.stopped), (1, 0));
+        assert_eq!(first.lines + rest.lines, n as u64 + 1);
+        assert_eq!(first.counted_lines + rest.counted_lines, n as u64);
+        assert!(spool_files(&spool).unwrap().is_empty());
+        let rows = Store::open(&db).unwrap().monthly().unwrap();
+        assert_eq!(rows[0].downloads, n as u64);
     }
 }
