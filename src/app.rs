@@ -8,14 +8,24 @@
 //! full pipe, which would take the whole site down. Lines read meanwhile go
 //! to the spool (see [`crate::spool`]) and are counted by the next logger
 //! that starts with a valid configuration.
+//!
+//! Invariant: started as root, we leave root before reading a line or
+//! touching a file the logger's user owns — as the configured user; if that
+//! user cannot be used, as [`privs::fallback`] (never root writing through a
+//! path someone else controls). Only a logger with no user configured at all
+//! stays root (with a warning), as it always did. Every subcommand but
+//! `templates` likewise becomes the logger's user when run as root (the
+//! default config file names it when `--config` is not given), so the
+//! database and pages it creates stay the logger's.
 
 use crate::cli::{Cli, Command};
-use crate::config::{Extra, Settings};
+use crate::config::{db_dir, Extra, Settings, Uses};
 use crate::{check, import, pages, pipe, privs, report, spool};
 use anyhow::Result;
 use clap::Parser;
 use std::ffi::OsString;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 
 /// Runs the program; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -31,6 +41,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
                 refuse_and_spool(
                     first.trim_start_matches("error: "),
                     &spool::intended_db(&args),
+                    spool::intended_user(&args),
                 );
             } else {
                 let _ = e.print();
@@ -45,7 +56,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("dlcount-pipe: error: {e:#}");
+            eprintln!("dlcount: error: {e:#}");
             2
         }
     }
@@ -58,29 +69,58 @@ fn stdin_is_pipe() -> bool {
 }
 
 /// A pipe-mode configuration error: one line for Apache's error log, then
-/// the pipe read to its end into the spool beside `db` (see the module header).
-fn refuse_and_spool(problem: &str, db: &std::path::Path) {
-    if stdin_is_pipe() {
-        // Apache's SIGTERM (every graceful restart) must not end us: the
-        // lines of requests still in flight follow it, up to EOF.
-        // SAFETY: ignoring a signal installs no handler code; nothing else
-        // has touched SIGTERM's disposition in this process.
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGTERM,
-                nix::sys::signal::SigHandler::SigIgn,
-            );
-        }
-        let mut stdin = std::io::stdin().lock();
-        spool::spool_input(
-            &spool::dir_for(db),
-            problem,
-            &mut stdin,
-            &mut std::io::stderr(),
-        );
-    } else {
-        eprintln!("dlcount-pipe: error: {problem}");
+/// the pipe read to its end into the spool beside `db` (see the module
+/// header), as `user` if it can be used, never as root where someone else
+/// owns the database directory.
+fn refuse_and_spool(problem: &str, db: &Path, user: Option<String>) {
+    if !stdin_is_pipe() {
+        eprintln!("dlcount: error: {problem}");
+        return;
     }
+    // Apache's SIGTERM (every graceful restart) must not end us: the
+    // lines of requests still in flight follow it, up to EOF.
+    // SAFETY: ignoring a signal installs no handler code; nothing else
+    // has touched SIGTERM's disposition in this process.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+    let mut problem = problem.to_string();
+    let mut spool_dir = Ok(spool::dir_for(db));
+    if privs::is_root() {
+        match leave_root_to_spool(db, user.as_deref()) {
+            Ok(Some(who)) => problem.push_str(&format!("; running as {who}, not root")),
+            Ok(None) => {}
+            Err(e) => spool_dir = Err(format!("cannot leave root: {e:#}")),
+        }
+    }
+    let mut stdin = std::io::stdin().lock();
+    spool::spool_input(
+        spool_dir.as_deref().map_err(String::as_str),
+        &problem,
+        &mut stdin,
+        &mut std::io::stderr(),
+    );
+}
+
+/// As root, before spooling: becomes `user` if it can be used; else, when a
+/// user was configured or someone else owns the database directory,
+/// [`privs::fallback`]. Stays root only with no user configured and a
+/// database directory of root's own (`Ok(None)`). Returns who we became.
+fn leave_root_to_spool(db: &Path, user: Option<&str>) -> Result<Option<String>> {
+    if let Some(user) = user {
+        if privs::drop_to(user).is_ok() {
+            return Ok(Some(privs::current()));
+        }
+    }
+    let dir = db_dir(db);
+    let root_owned = std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0);
+    if user.is_none() && root_owned {
+        return Ok(None);
+    }
+    privs::drop_to_fallback(dir).map(Some)
 }
 
 fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
@@ -89,30 +129,29 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
         refresh: args.refresh,
         max_pending: args.max_pending,
     };
-    let settings =
-        match Settings::resolve(&args.db, &args.parse, &args.site, &extra).and_then(|s| {
-            match &s.user {
-                Some(user) if privs::is_root() => privs::drop_to(user)?,
-                Some(user) => {
-                    // Checked so a typo still fails, but only root can switch.
-                    privs::lookup(user)?;
-                }
-                None => {}
-            }
-            s.check_db_path()?;
-            Ok(s)
-        }) {
-            Ok(s) => s,
-            Err(e) => {
-                let db = args
-                    .db
-                    .db
-                    .clone()
-                    .unwrap_or_else(|| spool::intended_db(raw_args));
-                refuse_and_spool(&format!("{e:#}"), &db);
-                return Ok(2);
-            }
-        };
+    let settings = match Settings::resolve(&args.db, &args.parse, &args.site, &extra) {
+        Ok(s) => s,
+        Err(e) => {
+            let db = args
+                .db
+                .db
+                .clone()
+                .unwrap_or_else(|| spool::intended_db(raw_args));
+            let user = args.user.clone().or_else(|| spool::intended_user(raw_args));
+            refuse_and_spool(&format!("{e:#}"), &db, user);
+            return Ok(2);
+        }
+    };
+    let switched = match &settings.user {
+        Some(user) if privs::is_root() => privs::drop_to(user),
+        // Checked so a typo still fails, but only root can switch.
+        Some(user) => privs::lookup(user).map(|_| ()),
+        None => Ok(()),
+    };
+    if let Err(e) = switched.and_then(|()| settings.check_db_path()) {
+        refuse_and_spool(&format!("{e:#}"), &settings.db, settings.user.clone());
+        return Ok(2);
+    }
     if settings.user.is_none() && privs::is_root() {
         eprintln!("dlcount: warning: running as root; give --user (e.g. --user dlcount) to drop privileges");
     }
@@ -126,7 +165,7 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
         None
     };
     // Lines an earlier logger kept while the configuration was unusable.
-    spool::spawn_drainer(
+    let drainer = spool::spawn_drainer(
         settings.clone(),
         match &service {
             Some(s) => s.counts_changed_notifier(),
@@ -137,6 +176,9 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
         &settings,
         service.as_ref().map(|s| s as &dyn pipe::PageTrigger),
     );
+    if let Some(left) = drainer.and_then(|d| d.finish(spool::DRAIN_AT_EXIT)) {
+        eprintln!("{left}");
+    }
     drop(service);
     Ok(code)
 }
@@ -144,8 +186,13 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
 fn run_command(cmd: Command) -> Result<i32> {
     match cmd {
         Command::Import(a) => {
-            let settings =
-                Settings::resolve(&a.db, &a.parse, &Default::default(), &Extra::default())?;
+            let settings = Settings::resolve_for(
+                Uses::IMPORT,
+                &a.db,
+                &a.parse,
+                &Default::default(),
+                &Extra::default(),
+            )?;
             settings.check_db_path()?;
             // As root with a configured user, open the logs first (they are
             // often root:adm), then become that user so the database stays its own.
@@ -161,9 +208,8 @@ fn run_command(cmd: Command) -> Result<i32> {
                     }
                 })
                 .collect();
-            if let Some(user) = &switch {
-                privs::drop_to(user)?;
-            }
+            become_configured_user(&settings)?;
+            writable_database(&settings)?;
             if a.detach {
                 detach(a.log.as_deref().expect("clap requires --log with --detach"))?;
             }
@@ -177,6 +223,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             let text = std::fs::read_to_string(&a.file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
             become_configured_user(&settings)?;
+            writable_database(&settings)?;
             let (entries, changed) = import::import_json(&settings.db, &a.file, &text, &a.prefix)?;
             eprintln!(
                 "import-json: {entries} file-months read from {}, {changed} added or raised (legacy figures; \
@@ -187,6 +234,8 @@ fn run_command(cmd: Command) -> Result<i32> {
         }
         Command::Report(a) => {
             let settings = db_settings(&a.db)?;
+            // Reading makes -wal/-shm files: root's would lock the logger out.
+            become_configured_user(&settings)?;
             let rows = crate::store::Store::open_read(&settings.db)?.monthly()?;
             if a.json {
                 print!("{}", report::to_json(&rows, a.detail));
@@ -200,7 +249,8 @@ fn run_command(cmd: Command) -> Result<i32> {
                 ext: a.ext.clone(),
                 ..Default::default()
             };
-            let settings = Settings::resolve(&a.db, &parse, &a.site, &Extra::default())?;
+            let settings =
+                Settings::resolve_for(Uses::RENDER, &a.db, &parse, &a.site, &Extra::default())?;
             if !settings.root.is_dir() {
                 anyhow::bail!("--root {} is not a directory", settings.root.display());
             }
@@ -217,6 +267,7 @@ fn run_command(cmd: Command) -> Result<i32> {
         }
         Command::Check(a) => Ok(check::run(&a)),
         Command::Templates(a) => {
+            // Written for the admin, into a directory of theirs: no switch.
             let written = crate::render::dump_templates(&a.dump)?;
             for p in written {
                 println!("{}", p.display());
@@ -228,7 +279,8 @@ fn run_command(cmd: Command) -> Result<i32> {
 
 /// Settings for the commands that only need the database (and the config's `user`).
 fn db_settings(db: &crate::cli::DbArgs) -> Result<Settings> {
-    Settings::resolve(
+    Settings::resolve_for(
+        Uses::DB,
         db,
         &Default::default(),
         &Default::default(),
@@ -237,12 +289,22 @@ fn db_settings(db: &crate::cli::DbArgs) -> Result<Settings> {
 }
 
 /// Run as root with a `user` in the settings (the config file the installer
-/// writes), a one-off command writes as that user, like the logger does:
-/// files it creates (the database, the pages) must stay writable for the logger.
+/// writes, read by default), a one-off command writes as that user, like the
+/// logger does: files it creates (the database, the pages) must stay
+/// writable for the logger.
 fn become_configured_user(settings: &Settings) -> Result<()> {
     match &settings.user {
         Some(user) if privs::is_root() => privs::drop_to(user),
         _ => Ok(()),
+    }
+}
+
+/// Before a command writes the database: one line saying who cannot write
+/// what, instead of SQLite's "Error code 14".
+fn writable_database(settings: &Settings) -> Result<()> {
+    match crate::check::db_write_problems(&settings.db, settings.user.as_deref()).first() {
+        Some(p) => anyhow::bail!("{p}"),
+        None => Ok(()),
     }
 }
 

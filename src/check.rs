@@ -7,13 +7,19 @@
 //! options, resolves them the same way, switches to the configured user as
 //! the logger does (when run as root), and then tries what the logger will
 //! need: the database and its directory writable, the download root and its
-//! `.stats` writable, the templates renderable. Each problem is one line on
-//! stderr; the exit code is 0 only when there is none.
+//! `.stats` writable, the existing pages replaceable by that user, the
+//! templates renderable. Each problem is one line on stderr; the exit code is
+//! 0 only when there is none.
+//!
+//! Invariant: every verdict says whom it was checked as. Run by someone who
+//! is not the logger's user, a permission problem says so and asks for a
+//! run as root (or as the logger's user) rather than advising a `chown`.
 
 use crate::cli::PipeArgs;
-use crate::config::{Extra, Settings};
+use crate::config::{db_dir, Extra, Settings};
 use crate::{pages, privs, spool};
-use nix::unistd::{access, AccessFlags};
+use nix::unistd::{access, geteuid, AccessFlags};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Runs the checks; returns the exit code (0 all well, 1 problems found).
@@ -31,31 +37,38 @@ pub fn run(args: &PipeArgs) -> i32 {
             return 1;
         }
     };
-    let mut checked_as = "the current user".to_string();
     if let Some(user) = &settings.user {
         match privs::lookup(user) {
             Err(e) => problems.push(format!("{e:#}")),
-            Ok(_) if privs::is_root() => match privs::drop_to(user) {
-                Ok(()) => checked_as = format!("user {user}"),
-                Err(e) => problems.push(format!("{e:#}")),
-            },
-            Ok(_) => {
-                checked_as =
-                    "the current user (run check as root to check as the logger's user)".to_string()
+            Ok(_) if privs::is_root() => {
+                if let Err(e) = privs::drop_to(user) {
+                    problems.push(format!("{e:#}"));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    let fix = Fix::new(settings.user.as_deref());
+    if let Err(e) = crate::config::check_db_path(&settings.db) {
+        problems.push(format!("{e:#}"));
+    } else {
+        problems.extend(db_write_problems(&settings.db, settings.user.as_deref()));
+        if settings.db.exists() {
+            if let Err(e) = crate::store::Store::open_read(&settings.db) {
+                problems.push(crate::pipe::describe(&e));
             }
         }
     }
-    check_database(&settings.db, &mut problems);
     let spool_dir = spool::dir_for(&settings.db);
     if spool_dir.is_dir() && !writable(&spool_dir) {
         problems.push(format!(
-            "the spool {} is not writable: its lines could not be counted and deleted \
-             (chown it to the user dlcount runs as)",
-            spool_dir.display()
+            "the spool {} is not writable: its lines could not be counted and deleted {}",
+            spool_dir.display(),
+            fix.advice()
         ));
     }
-    check_root(&settings, &mut problems);
-    let spooled = spool::spool_files(&spool::dir_for(&settings.db)).unwrap_or_default();
+    check_root(&settings, &fix, &mut problems);
+    let spooled = spool::spool_files(&spool_dir).unwrap_or_default();
     if !problems.is_empty() {
         report(&problems);
         return 1;
@@ -67,16 +80,22 @@ pub fn run(args: &PipeArgs) -> i32 {
             .map(|m| m.len())
             .sum();
         println!(
-            "dlcount-pipe check: {} spool file(s) ({} KiB) in {} wait to be counted: the logger \
+            "dlcount: check: {} spool file(s) ({} KiB) in {} wait to be counted: the logger \
              counts them when Apache next starts it (apache2ctl graceful)",
             spooled.len(),
             bytes.div_ceil(1024),
-            spool::dir_for(&settings.db).display()
+            spool_dir.display()
         );
     }
     // The verdict last: the installer shows the last line.
     println!(
-        "dlcount-pipe check: ok (as {checked_as}): database {}{}, root {}, format {:?}, counting {}",
+        "dlcount: check: ok (as {}{}): database {}{}, root {}, format {:?}, counting {}",
+        privs::current(),
+        if fix.as_logger {
+            ""
+        } else {
+            ", not the logger's user: run as root (or as the logger's user) to check as the logger"
+        },
         settings.db.display(),
         if settings.db.exists() {
             ""
@@ -92,7 +111,40 @@ pub fn run(args: &PipeArgs) -> i32 {
 
 fn report(problems: &[String]) {
     for p in problems {
-        eprintln!("dlcount-pipe: check: {p}");
+        eprintln!("dlcount: check: {p}");
+    }
+}
+
+/// What to advise for a permission problem: a `chown` when we check as the
+/// logger's user, else a run as root (or as the logger's user).
+struct Fix {
+    as_logger: bool,
+}
+
+impl Fix {
+    /// With `user` configured we are the logger only as that user; with none,
+    /// the logger is root (Apache starts it so).
+    fn new(user: Option<&str>) -> Fix {
+        Fix {
+            as_logger: match user {
+                Some(u) => privs::is_current(u),
+                None => privs::is_root(),
+            },
+        }
+    }
+
+    fn advice(&self) -> String {
+        if self.as_logger {
+            "(chown it to the user dlcount runs as)".to_string()
+        } else if privs::is_root() {
+            // Still root: the configured user could not be taken (said above).
+            "(checked as root: fix `user` first)".to_string()
+        } else {
+            format!(
+                "(as {}, not the logger's user: run as root (or as the logger's user))",
+                privs::current()
+            )
+        }
     }
 }
 
@@ -100,54 +152,61 @@ fn writable(path: &Path) -> bool {
     access(path, AccessFlags::W_OK).is_ok()
 }
 
-fn check_database(db: &Path, problems: &mut Vec<String>) {
-    if let Err(e) = crate::config::check_db_path(db) {
-        problems.push(format!("{e:#}"));
-        return;
-    }
-    let dir = match db.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+/// Why we (checking as [`privs::current`]) cannot write the database at
+/// `db` and the files SQLite keeps beside it, one line each; empty when we can.
+pub fn db_write_problems(db: &Path, user: Option<&str>) -> Vec<String> {
+    let fix = Fix::new(user);
+    let mut problems = Vec::new();
+    let dir = db_dir(db);
     // WAL mode writes db-wal and db-shm beside the database.
     if !writable(dir) {
         problems.push(format!(
-            "--db {}: directory {} is not writable (chown it to the user dlcount runs as)",
+            "--db {}: directory {} is not writable {}",
             db.display(),
-            dir.display()
+            dir.display(),
+            fix.advice()
         ));
     }
     match db.try_exists() {
         Ok(true) => {
-            if !writable(db) {
-                problems.push(format!(
-                    "--db {} is not writable (chown it to the user dlcount runs as)",
-                    db.display()
-                ));
-            }
-            if let Err(e) = crate::store::Store::open_read(db) {
-                problems.push(crate::pipe::describe(&e));
-            }
             // A root-owned -wal/-shm (a `report` run as root while no logger
             // ran) locks the logger out as surely as the database itself.
-            for suffix in ["-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm"] {
                 let mut side = db.as_os_str().to_owned();
                 side.push(suffix);
                 let side = Path::new(&side);
                 if side.exists() && !writable(side) {
                     problems.push(format!(
-                        "{} is not writable (chown it to the user dlcount runs as)",
-                        side.display()
+                        "{}{} is not writable {}",
+                        if suffix.is_empty() { "--db " } else { "" },
+                        side.display(),
+                        fix.advice()
                     ));
                 }
             }
         }
         Ok(false) => {}
-        Err(e) => problems.push(format!("--db {}: {e}", db.display())),
+        Err(e) => problems.push(format!("--db {}: {e} {}", db.display(), fix.advice())),
     }
+    problems
 }
 
-fn check_root(settings: &Settings, problems: &mut Vec<String>) {
+/// Whether we could replace `file` by renaming a new file over it in `dir`:
+/// `dir` writable, and in a sticky directory (the installer makes the root
+/// one) the file or the directory ours.
+fn replaceable(dir: &Path, file: &Path) -> bool {
+    let Ok(d) = std::fs::metadata(dir) else {
+        return false;
+    };
+    let sticky = d.permissions().mode() & 0o1000 != 0;
+    let me = geteuid().as_raw();
+    writable(dir)
+        && (!sticky
+            || d.uid() == me
+            || std::fs::symlink_metadata(file).is_ok_and(|f| f.uid() == me))
+}
+
+fn check_root(settings: &Settings, fix: &Fix, problems: &mut Vec<String>) {
     let root = &settings.root;
     if !root.is_dir() {
         problems.push(format!(
@@ -159,16 +218,36 @@ fn check_root(settings: &Settings, problems: &mut Vec<String>) {
     // Pages are written as a temporary file in the same directory, then renamed.
     if !writable(root) {
         problems.push(format!(
-            "--root {} is not writable: ROOT/index.html cannot be replaced (see the README's Install)",
-            root.display()
+            "--root {} is not writable: ROOT/index.html cannot be replaced (see the README's Install) {}",
+            root.display(),
+            fix.advice()
         ));
     }
     let stats = root.join(crate::render::STATS_DIR);
     if stats.exists() && !writable(&stats) {
         problems.push(format!(
-            "{} is not writable: the statistics page cannot be replaced",
-            stats.display()
+            "{} is not writable: the statistics page cannot be replaced {}",
+            stats.display(),
+            fix.advice()
         ));
+    }
+    // A page left by someone else (a `render` run as root) in the sticky
+    // root cannot be replaced: the public page would silently stop updating.
+    for (dir, page) in [
+        (root.clone(), root.join("index.html")),
+        (stats.clone(), stats.join("index.html")),
+        (stats.clone(), stats.join("counts.json")),
+    ] {
+        if writable(&dir) && page.exists() && !replaceable(&dir, &page) {
+            let owner = std::fs::symlink_metadata(&page).map_or(0, |m| m.uid());
+            problems.push(format!(
+                "{} belongs to uid {owner} and {} is sticky: it cannot be replaced as {} {}",
+                page.display(),
+                dir.display(),
+                privs::current(),
+                fix.advice()
+            ));
+        }
     }
     // The templates: a trial render into a scratch root shows any error with
     // its template and line, as the logger would hit it.

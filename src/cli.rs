@@ -47,7 +47,7 @@ pub struct DbArgs {
     /// SQLite database [default: /var/lib/dlcount/dlcount.sqlite]
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// TOML file with the same settings (keys as the long options, e.g. db, root, format, ext, user); options given here win
+    /// TOML file with the same settings (keys as the long options, e.g. db, root, format, ext, user); options given here win [default: /etc/dlcount/dlcount.toml when it exists, or $DLCOUNT_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -60,7 +60,7 @@ pub struct ParseArgs {
     /// Counted file extension; repeat for several [default: .iso]
     #[arg(long = "ext", value_name = "EXT")]
     pub ext: Vec<String>,
-    /// Days of per-client keys kept before a day is closed for good [default: 35]
+    /// Days of per-client keys kept before a day is closed for good, 2 to 3650 [default: 35]
     #[arg(long, value_name = "DAYS")]
     pub retention_days: Option<u32>,
 }
@@ -82,12 +82,15 @@ pub struct SiteArgs {
     /// Link back to the site's home page
     #[arg(long, value_name = "URL")]
     pub home_url: Option<String>,
-    /// Show each ISO's download count on the public page
-    #[arg(long)]
+    /// Show each ISO's download count on the public page (overrides the config file)
+    #[arg(long, overrides_with = "no_public_counts")]
     pub public_counts: bool,
-    /// List a file only once it has not been written to for SECONDS (uploads in progress stay hidden); 0 lists at once [default: 60]
+    /// Do not show download counts on the public page (overrides the config file)
+    #[arg(long, overrides_with = "public_counts")]
+    pub no_public_counts: bool,
+    /// List a file only once it has not been written to for SECONDS (or give a unit: 30s, 2m, 1h; at most 24h) (uploads in progress stay hidden); 0 lists at once [default: 60]
     #[arg(long, value_name = "SECONDS")]
-    pub settle: Option<u64>,
+    pub settle: Option<Seconds>,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -101,44 +104,74 @@ pub struct PipeArgs {
     /// When started as root, switch to this user (and group) before reading any input
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
-    /// Re-render the pages when counts changed, at most once per MINUTES (or give a unit: 30s, 2m, 1h); 0 turns it off [default: 1]
+    /// Re-render the pages when counts changed, at most once per MINUTES (or give a unit: 30s, 2m, 1h; 1s to 24h); 0 turns it off [default: 1]
     #[arg(long, value_name = "MINUTES")]
-    pub refresh: Option<Interval>,
-    /// Counted lines held in memory while the database cannot be written [default: 200000]
+    pub refresh: Option<Minutes>,
+    /// Counted lines held in memory while the database cannot be written, 1000 to 2000000 [default: 200000]
     #[arg(long, value_name = "LINES")]
     pub max_pending: Option<usize>,
 }
 
-/// A time interval as typed: a bare number is minutes (`5`), or a number
-/// with a unit `s`, `m` or `h` (`30s`, `2m`, `1h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interval(pub Duration);
+impl SiteArgs {
+    /// `--public-counts` / `--no-public-counts`, the last given; `None` when neither.
+    pub fn public_counts(&self) -> Option<bool> {
+        match (self.public_counts, self.no_public_counts) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
 
-impl std::str::FromStr for Interval {
+/// The one duration syntax of every option and config key: a number with a
+/// unit `s`, `m` or `h` (`30s`, `2m`, `1h`), or a bare number in the option's
+/// own unit (minutes for `--refresh`, seconds for `--settle`, as their names say).
+pub fn parse_duration(text: &str, bare_unit_secs: u64) -> Result<Duration, String> {
+    let text = text.trim();
+    let bare = if bare_unit_secs == 60 {
+        "minutes"
+    } else {
+        "seconds"
+    };
+    let bad = || format!("{text:?}: give {bare}, or a number with s, m or h (30s, 2m, 1h)");
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let seconds_per_unit = match unit.trim() {
+        "" => bare_unit_secs,
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    n.checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A duration whose bare number means minutes (`--refresh 5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minutes(pub Duration);
+
+impl std::str::FromStr for Minutes {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<Interval, String> {
-        let text = text.trim();
-        let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-            Some(i) => text.split_at(i),
-            None => (text, "m"),
-        };
-        let seconds_per_unit = match unit.trim() {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            _ => {
-                return Err(format!(
-                    "{text:?}: give minutes, or a number with s, m or h (30s, 2m, 1h)"
-                ))
-            }
-        };
-        let n: u64 = number.parse().map_err(|_| {
-            format!("{text:?}: give minutes, or a number with s, m or h (30s, 2m, 1h)")
-        })?;
-        n.checked_mul(seconds_per_unit)
-            .map(|s| Interval(Duration::from_secs(s)))
-            .ok_or_else(|| format!("{text:?} is too long"))
+    fn from_str(text: &str) -> Result<Minutes, String> {
+        parse_duration(text, 60).map(Minutes)
+    }
+}
+
+/// A duration whose bare number means seconds (`--settle 60`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Seconds, String> {
+        parse_duration(text, 1).map(Seconds)
     }
 }
 
@@ -206,20 +239,23 @@ pub struct TemplatesArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::Interval;
-    use std::time::Duration;
+    use super::{Minutes, Seconds};
 
     #[test]
-    fn an_interval_is_minutes_unless_a_unit_is_given() {
-        let secs = |t: &str| t.parse::<Interval>().map(|i| i.0.as_secs());
-        assert_eq!(secs("5"), Ok(300));
-        assert_eq!(secs("30s"), Ok(30));
-        assert_eq!(secs("2m"), Ok(120));
-        assert_eq!(secs("1h"), Ok(3600));
-        assert_eq!(secs("0"), Ok(0));
-        for bad in ["", "m", "5x", "-1", "1.5"] {
-            assert!(secs(bad).is_err(), "{bad:?}");
+    fn durations_take_units_everywhere_and_bare_numbers_in_the_options_unit() {
+        let mins = |t: &str| t.parse::<Minutes>().map(|i| i.0.as_secs());
+        let secs = |t: &str| t.parse::<Seconds>().map(|i| i.0.as_secs());
+        assert_eq!(mins("5"), Ok(300));
+        assert_eq!(secs("5"), Ok(5));
+        for (text, n) in [("30s", 30), ("2m", 120), ("1m", 60), ("1h", 3600), ("0", 0)] {
+            assert_eq!((mins(text), secs(text)), (Ok(n), Ok(n)), "{text}");
         }
-        assert_eq!(Interval(Duration::from_secs(1)), "1s".parse().unwrap());
+        for bad in ["", "m", "5x", "-1", "1.5"] {
+            assert!(mins(bad).is_err() && secs(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            secs("5x"),
+            Err("\"5x\": give seconds, or a number with s, m or h (30s, 2m, 1h)".to_string())
+        );
     }
 }

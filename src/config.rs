@@ -1,29 +1,43 @@
-//! Validated settings: defaults, then the `--config` TOML file, then the
-//! command line (which wins).
+//! Validated settings: defaults, then the config file, then the command line
+//! (which wins).
 //!
 //! Invariant: a [`Settings`] value is usable as it is — the log format is
-//! compiled, extensions are normalised and the database path can be created —
-//! so every problem a user can make in the Apache line or the config file is
-//! reported once, here, as a one-line message naming the problem.
+//! compiled, extensions are normalised, every number is within its bounds
+//! and the database path can be created — so every problem a user can make
+//! in the Apache line or the config file is reported once, here, as a
+//! one-line message naming the problem. Each command validates only what it
+//! uses ([`Uses`]): a bad `format` breaks the logger and `import`, never
+//! `report`; what a command does not use keeps its default.
 
-use crate::cli::{DbArgs, Interval, ParseArgs, SiteArgs};
+use crate::cli::{parse_duration, DbArgs, Minutes, ParseArgs, Seconds, SiteArgs};
 use crate::logformat::LogFormat;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_DB: &str = "/var/lib/dlcount/dlcount.sqlite";
 pub const DEFAULT_ROOT: &str = "/var/www/file-server";
 pub const DEFAULT_FORMAT: &str = "combined";
+/// The config file read when `--config` is not given (and it exists), so
+/// that a command run as root finds the logger's `user`; `$DLCOUNT_CONFIG`
+/// names another.
+pub const DEFAULT_CONFIG: &str = "/etc/dlcount/dlcount.toml";
 pub const DEFAULT_RETENTION_DAYS: u32 = 35;
+/// Lines arrive up to a day late, so a day needs two; ten years is beyond any use.
+pub const RETENTION_DAYS: RangeInclusive<u32> = 2..=3650;
 /// About 50 MiB of held lines (each with its Referer and User-Agent); hours of a busy download server's ISO traffic.
 pub const DEFAULT_MAX_PENDING: usize = 200_000;
+/// Held lines cost about 300 bytes each: 2,000,000 is about 600 MiB.
+pub const MAX_PENDING: RangeInclusive<usize> = 1000..=2_000_000;
 /// Pages re-rendered at most once a minute while counts change: a render of
 /// a big site (200 images, 10 years × 200 files) takes about 18 ms, so this
 /// costs under 0.05 % of a core, and the statistics are never more than a
 /// minute behind `report`.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+/// `--refresh` and `--settle` above a day mean a typo (seconds for minutes).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// The `--config` file. Keys are the long option names with `_` for `-`.
 #[derive(Debug, Default, Deserialize)]
@@ -40,26 +54,27 @@ pub struct FileConfig {
     pub logo_url: Option<String>,
     pub home_url: Option<String>,
     pub public_counts: Option<bool>,
-    pub refresh: Option<IntervalValue>,
-    pub settle: Option<u64>,
+    pub refresh: Option<DurationValue>,
+    pub settle: Option<DurationValue>,
     pub max_pending: Option<usize>,
 }
 
-/// `refresh = 5` (minutes) or `refresh = "30s"`.
+/// A duration in the file: a number in the key's own unit (`refresh = 5`
+/// minutes, `settle = 60` seconds) or text with a unit (`"30s"`, `"1m"`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum IntervalValue {
-    Minutes(u64),
+pub enum DurationValue {
+    Number(u64),
     Text(String),
 }
 
-impl IntervalValue {
-    fn resolve(&self) -> Result<Interval> {
+impl DurationValue {
+    fn resolve(&self, key: &str, bare_unit_secs: u64) -> Result<Duration> {
         match self {
-            IntervalValue::Minutes(m) => m.to_string().parse(),
-            IntervalValue::Text(t) => t.parse(),
+            DurationValue::Number(n) => parse_duration(&n.to_string(), bare_unit_secs),
+            DurationValue::Text(t) => parse_duration(t, bare_unit_secs),
         }
-        .map_err(|e| anyhow::anyhow!("config file: refresh {e}"))
+        .map_err(|e| anyhow::anyhow!("config file: {key} {e}"))
     }
 }
 
@@ -69,6 +84,17 @@ impl IntervalValue {
 pub enum Exts {
     One(String),
     Many(Vec<String>),
+}
+
+/// The config file a command reads: `--config`, else the default one when it exists.
+pub fn config_path(db: &DbArgs) -> Option<PathBuf> {
+    if let Some(p) = &db.config {
+        return Some(p.clone());
+    }
+    let default = std::env::var_os("DLCOUNT_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_CONFIG.into());
+    default.is_file().then_some(default)
 }
 
 impl FileConfig {
@@ -115,105 +141,208 @@ pub struct Settings {
 #[derive(Debug, Default, Clone)]
 pub struct Extra {
     pub user: Option<String>,
-    pub refresh: Option<Interval>,
+    pub refresh: Option<Minutes>,
     pub max_pending: Option<usize>,
 }
 
+/// Which settings a command uses, and so validates; the others keep their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses {
+    /// The log format, extensions and retention (reading lines).
+    pub lines: bool,
+    /// The root, templates and page options (rendering), and the extensions.
+    pub site: bool,
+    /// `refresh` and `max_pending` (the running logger).
+    pub live: bool,
+}
+
+impl Uses {
+    /// `report`, `import-json`: the database (and `user`) only.
+    pub const DB: Uses = Uses {
+        lines: false,
+        site: false,
+        live: false,
+    };
+    pub const IMPORT: Uses = Uses {
+        lines: true,
+        site: false,
+        live: false,
+    };
+    pub const RENDER: Uses = Uses {
+        lines: false,
+        site: true,
+        live: false,
+    };
+    /// The logger and `check`.
+    pub const ALL: Uses = Uses {
+        lines: true,
+        site: true,
+        live: true,
+    };
+}
+
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    value: T,
+    range: &RangeInclusive<T>,
+    name: &str,
+    unit: &str,
+) -> Result<T> {
+    if !range.contains(&value) {
+        bail!(
+            "{name} {value} is out of range: give {} to {}{unit}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(value)
+}
+
+fn interval_within(value: Duration, name: &str, zero: &str) -> Result<Duration> {
+    if value > MAX_INTERVAL {
+        bail!(
+            "{name} {} s is out of range: give {zero} to 24h",
+            value.as_secs()
+        );
+    }
+    Ok(value)
+}
+
 impl Settings {
+    /// The settings of the logger (and `check`): everything validated.
     pub fn resolve(
         db: &DbArgs,
         parse: &ParseArgs,
         site: &SiteArgs,
         extra: &Extra,
     ) -> Result<Settings> {
-        let file = FileConfig::load(db.config.as_deref())?;
+        Settings::resolve_for(Uses::ALL, db, parse, site, extra)
+    }
+
+    /// The settings of a command that uses only `uses`.
+    pub fn resolve_for(
+        uses: Uses,
+        db: &DbArgs,
+        parse: &ParseArgs,
+        site: &SiteArgs,
+        extra: &Extra,
+    ) -> Result<Settings> {
+        let file = FileConfig::load(config_path(db).as_deref())?;
         let db_path = db
             .db
             .clone()
             .or(file.db)
             .unwrap_or_else(|| DEFAULT_DB.into());
-        let root = site
-            .root
-            .clone()
-            .or(file.root)
-            .unwrap_or_else(|| DEFAULT_ROOT.into());
-        let format_src = parse
-            .format
-            .clone()
-            .or(file.format)
-            .unwrap_or_else(|| DEFAULT_FORMAT.into());
-        let format = LogFormat::compile(&format_src)?;
-        let exts: Vec<String> = if !parse.ext.is_empty() {
-            parse.ext.clone()
-        } else {
-            match file.ext {
-                Some(Exts::One(e)) => vec![e],
-                Some(Exts::Many(v)) => v,
-                None => vec![".iso".into()],
-            }
-        };
-        let exts: Vec<String> = exts
-            .iter()
-            .map(|e| {
-                let e = e.trim().to_ascii_lowercase();
-                if e.is_empty() || e == "." || e.contains('/') {
-                    bail!("bad --ext {e:?}: give a file extension such as .iso");
-                }
-                Ok(if e.starts_with('.') {
-                    e
-                } else {
-                    format!(".{e}")
-                })
-            })
-            .collect::<Result<_>>()?;
-        if exts.is_empty() {
-            bail!("no counted extension: give at least one --ext");
-        }
-        let retention_days = parse
-            .retention_days
-            .or(file.retention_days)
-            .unwrap_or(DEFAULT_RETENTION_DAYS);
-        if retention_days < 2 {
-            bail!("--retention-days {retention_days} is too short: lines arrive up to a day late");
-        }
-        let refresh = match (extra.refresh, &file.refresh) {
-            (Some(i), _) => i,
-            (None, Some(v)) => v.resolve()?,
-            (None, None) => Interval(DEFAULT_REFRESH),
-        };
-        let settle = site
-            .settle
-            .or(file.settle)
-            .map_or(crate::render::DEFAULT_SETTLE, Duration::from_secs);
-        let max_pending = extra
-            .max_pending
-            .or(file.max_pending)
-            .unwrap_or(DEFAULT_MAX_PENDING);
-        Ok(Settings {
+        let mut s = Settings {
             db: db_path,
-            root,
-            format,
-            exts,
-            retention_days,
+            root: DEFAULT_ROOT.into(),
+            format: LogFormat::compile(DEFAULT_FORMAT)?,
+            exts: vec![".iso".into()],
+            retention_days: DEFAULT_RETENTION_DAYS,
             user: extra.user.clone().or(file.user),
-            templates: site.templates.clone().or(file.templates),
-            site_title: site
-                .site_title
+            templates: None,
+            site_title: "Downloads".into(),
+            logo_url: None,
+            home_url: None,
+            public_counts: false,
+            refresh: Some(DEFAULT_REFRESH),
+            settle: crate::render::DEFAULT_SETTLE,
+            max_pending: DEFAULT_MAX_PENDING,
+        };
+        if uses.lines || uses.site {
+            let exts: Vec<String> = if !parse.ext.is_empty() {
+                parse.ext.clone()
+            } else {
+                match file.ext {
+                    Some(Exts::One(e)) => vec![e],
+                    Some(Exts::Many(v)) => v,
+                    None => vec![".iso".into()],
+                }
+            };
+            s.exts = exts
+                .iter()
+                .map(|e| {
+                    let e = e.trim().to_ascii_lowercase();
+                    if e.is_empty() || e == "." || e.contains('/') {
+                        bail!("bad --ext {e:?}: give a file extension such as .iso");
+                    }
+                    Ok(if e.starts_with('.') {
+                        e
+                    } else {
+                        format!(".{e}")
+                    })
+                })
+                .collect::<Result<_>>()?;
+            if s.exts.is_empty() {
+                bail!("no counted extension: give at least one --ext");
+            }
+        }
+        if uses.lines {
+            if let Some(f) = parse.format.clone().or(file.format) {
+                s.format = LogFormat::compile(&f)?;
+            }
+            s.retention_days = within(
+                parse
+                    .retention_days
+                    .or(file.retention_days)
+                    .unwrap_or(DEFAULT_RETENTION_DAYS),
+                &RETENTION_DAYS,
+                "--retention-days",
+                " days (lines arrive up to a day late)",
+            )?;
+        }
+        if uses.site {
+            s.root = site
+                .root
                 .clone()
-                .or(file.site_title)
-                .unwrap_or_else(|| "Downloads".into()),
-            logo_url: site.logo_url.clone().or(file.logo_url),
-            home_url: site.home_url.clone().or(file.home_url),
-            public_counts: site.public_counts || file.public_counts.unwrap_or(false),
-            refresh: Some(refresh.0).filter(|d| !d.is_zero()),
-            settle,
-            max_pending: max_pending.max(1000),
-        })
+                .or(file.root)
+                .unwrap_or_else(|| DEFAULT_ROOT.into());
+            s.templates = site.templates.clone().or(file.templates);
+            if let Some(t) = site.site_title.clone().or(file.site_title) {
+                s.site_title = t;
+            }
+            s.logo_url = site.logo_url.clone().or(file.logo_url);
+            s.home_url = site.home_url.clone().or(file.home_url);
+            s.public_counts = site.public_counts().or(file.public_counts).unwrap_or(false);
+            let settle = match (site.settle, &file.settle) {
+                (Some(Seconds(d)), _) => d,
+                (None, Some(v)) => v.resolve("settle", 1)?,
+                (None, None) => crate::render::DEFAULT_SETTLE,
+            };
+            s.settle = interval_within(settle, "--settle", "0")?;
+        }
+        if uses.live {
+            let refresh = match (extra.refresh, &file.refresh) {
+                (Some(Minutes(d)), _) => d,
+                (None, Some(v)) => v.resolve("refresh", 60)?,
+                (None, None) => DEFAULT_REFRESH,
+            };
+            let refresh = interval_within(refresh, "--refresh", "0 (off) or 1s")?;
+            s.refresh = Some(refresh).filter(|d| !d.is_zero());
+            s.max_pending = within(
+                extra
+                    .max_pending
+                    .or(file.max_pending)
+                    .unwrap_or(DEFAULT_MAX_PENDING),
+                &MAX_PENDING,
+                "--max-pending",
+                " lines",
+            )?;
+        }
+        Ok(s)
     }
 
     /// Checks that the database can live at `db`: not a directory, parent exists.
     pub fn check_db_path(&self) -> Result<()> {
         check_db_path(&self.db)
+    }
+}
+
+/// The directory holding the database (and its `-wal`, `-shm` and `spool/`):
+/// the one place this is worked out.
+pub fn db_dir(db: &Path) -> &Path {
+    match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -224,10 +353,7 @@ pub fn check_db_path(db: &Path) -> Result<()> {
             db.display()
         );
     }
-    let parent = match db.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = db_dir(db);
     if !parent.is_dir() {
         bail!(
             "--db {}: directory {} does not exist (create it, owned by the user dlcount runs as)",
@@ -351,5 +477,120 @@ mod tests {
                 .settle,
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn settle_and_refresh_share_one_duration_syntax() {
+        let s = resolve_file("settle = \"1m\"\nrefresh = \"2m\"\n", &Extra::default()).unwrap();
+        assert_eq!(
+            (s.settle, s.refresh),
+            (Duration::from_secs(60), Some(Duration::from_secs(120)))
+        );
+        let s = resolve_file("settle = \"90s\"\nrefresh = \"1h\"\n", &Extra::default()).unwrap();
+        assert_eq!(
+            (s.settle, s.refresh),
+            (Duration::from_secs(90), Some(Duration::from_secs(3600)))
+        );
+        let e = resolve_file("settle = \"1x\"", &Extra::default()).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "config file: settle \"1x\": give seconds, or a number with s, m or h (30s, 2m, 1h)"
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_one_line_naming_the_bounds() {
+        let err = |toml: &str| format!("{:#}", resolve_file(toml, &Extra::default()).unwrap_err());
+        assert_eq!(
+            err("retention_days = 4294967295"),
+            "--retention-days 4294967295 is out of range: give 2 to 3650 days (lines arrive up to a day late)"
+        );
+        assert_eq!(
+            err("retention_days = 1"),
+            "--retention-days 1 is out of range: give 2 to 3650 days (lines arrive up to a day late)"
+        );
+        assert_eq!(
+            err("max_pending = 10"),
+            "--max-pending 10 is out of range: give 1000 to 2000000 lines"
+        );
+        assert_eq!(
+            err("max_pending = 18446744073709551615"),
+            "--max-pending 18446744073709551615 is out of range: give 1000 to 2000000 lines"
+        );
+        assert_eq!(
+            err("refresh = \"25h\""),
+            "--refresh 90000 s is out of range: give 0 (off) or 1s to 24h"
+        );
+        assert_eq!(
+            err("settle = 86401"),
+            "--settle 86401 s is out of range: give 0 to 24h"
+        );
+        for ok in [
+            "retention_days = 3650",
+            "max_pending = 2000000",
+            "settle = \"24h\"",
+        ] {
+            assert!(resolve_file(ok, &Extra::default()).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn each_command_validates_only_what_it_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "db = \"/x/d.sqlite\"\nformat = \"%h %Q\"\nsettle = \"1x\"\nmax_pending = 1\n",
+        )
+        .unwrap();
+        let db = DbArgs {
+            db: None,
+            config: Some(cfg),
+        };
+        let resolve = |uses| {
+            Settings::resolve_for(
+                uses,
+                &db,
+                &ParseArgs::default(),
+                &SiteArgs::default(),
+                &Extra::default(),
+            )
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(resolve(Uses::DB).unwrap().db, PathBuf::from("/x/d.sqlite"));
+        assert!(resolve(Uses::IMPORT)
+            .unwrap_err()
+            .contains("unknown format directive %Q"));
+        assert!(resolve(Uses::RENDER).unwrap_err().contains("settle \"1x\""));
+        assert!(resolve(Uses::ALL).is_err());
+    }
+
+    #[test]
+    fn public_counts_on_the_command_line_overrides_the_file_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        let counts = |toml: &str, args: &[&str]| {
+            std::fs::write(&cfg, toml).unwrap();
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
+                ["dlcount-pipe", "--config", cfg.to_str().unwrap()]
+                    .iter()
+                    .chain(args),
+            )
+            .unwrap();
+            Settings::resolve(
+                &cli.pipe.db,
+                &cli.pipe.parse,
+                &cli.pipe.site,
+                &Extra::default(),
+            )
+            .unwrap()
+            .public_counts
+        };
+        assert!(counts("public_counts = true", &[]));
+        assert!(!counts("public_counts = true", &["--no-public-counts"]));
+        assert!(counts("public_counts = false", &["--public-counts"]));
+        assert!(!counts("", &[]));
+        assert!(counts("", &["--no-public-counts", "--public-counts"]));
+        assert!(!counts("", &["--public-counts", "--no-public-counts"]));
     }
 }

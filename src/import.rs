@@ -174,7 +174,7 @@ pub fn run(
         bar.finish_and_clear();
         if let Err(e) = result {
             let msg = format!("{e:#}");
-            multi.suspend(|| eprintln!("dlcount-pipe: import: {name}: {msg}"));
+            multi.suspend(|| eprintln!("dlcount: import: {name}: {msg}"));
             summary.failed.push((path.clone(), msg));
         }
     }

@@ -4,11 +4,20 @@
 //! supplementary groups, then the gid, then the uid — in that order, because
 //! after `setuid` we could no longer change groups — and then verify that
 //! nothing of root is left (including that `setuid(0)` now fails).
+//!
+//! When the configured user cannot be used (no such user, a typo), a logger
+//! still must not stay root while it spools Apache's lines into a directory
+//! someone else owns: [`fallback`] names a safe unprivileged identity — the
+//! owner of the database directory when that is not root (whoever could
+//! plant a link there gains nothing from our writing as them), else
+//! `nobody:nogroup`.
 
 use anyhow::{bail, Context, Result};
 use nix::unistd::{
     getegid, geteuid, getgid, getgroups, getuid, setgid, setgroups, setuid, Gid, Group, Uid, User,
 };
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 pub fn is_root() -> bool {
     geteuid().is_root()
@@ -35,6 +44,28 @@ pub fn lookup(spec: &str) -> Result<(Uid, Gid)> {
     Ok((u.uid, gid))
 }
 
+/// Whether we already run as the user (and group) `spec` names.
+pub fn is_current(spec: &str) -> bool {
+    lookup(spec).is_ok_and(|(uid, _)| geteuid() == uid)
+}
+
+/// Who we run as, for messages: `user dlcount (uid 998)`.
+pub fn current() -> String {
+    describe(geteuid(), getegid())
+}
+
+fn describe(uid: Uid, gid: Gid) -> String {
+    let user = User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    let group = Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name);
+    format!("{user}:{group} (uid {uid}, gid {gid})")
+}
+
 /// Switches to `spec` for good (as root). Without root, succeeds only if we already are that user.
 pub fn drop_to(spec: &str) -> Result<()> {
     let (uid, gid) = lookup(spec)?;
@@ -47,6 +78,11 @@ pub fn drop_to(spec: &str) -> Result<()> {
             getuid()
         );
     }
+    drop_to_ids(uid, gid).with_context(|| format!("--user {spec}"))
+}
+
+/// Switches to `uid`/`gid` for good and verifies that nothing of root is left.
+pub fn drop_to_ids(uid: Uid, gid: Gid) -> Result<()> {
     setgroups(&[]).context("cannot drop supplementary groups")?;
     setgid(gid).with_context(|| format!("cannot set group id {gid}"))?;
     setuid(uid).with_context(|| format!("cannot set user id {uid}"))?;
@@ -58,7 +94,44 @@ pub fn drop_to(spec: &str) -> Result<()> {
         && groups.iter().all(|&g| g == gid)
         && (uid.is_root() || setuid(Uid::from_raw(0)).is_err());
     if !clean {
-        bail!("--user {spec}: privileges were not fully dropped; refusing to continue");
+        bail!("privileges were not fully dropped; refusing to continue");
     }
     Ok(())
+}
+
+/// The identity a root process takes when the configured user cannot be
+/// used: the owner of `dir` (the database directory) unless that is root,
+/// else `nobody:nogroup`; never root. The group is the owner's own (never
+/// gid 0), else `nogroup`.
+pub fn fallback(dir: &Path) -> (Uid, Gid) {
+    let nogroup = Group::from_name("nogroup")
+        .ok()
+        .flatten()
+        .or_else(|| Group::from_name("nobody").ok().flatten())
+        .map_or(Gid::from_raw(65534), |g| g.gid);
+    let nobody = User::from_name("nobody")
+        .ok()
+        .flatten()
+        .map_or(Uid::from_raw(65534), |u| u.uid);
+    match std::fs::metadata(dir) {
+        Ok(m) if m.uid() != 0 => {
+            let uid = Uid::from_raw(m.uid());
+            let gid = User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.gid)
+                .filter(|g| g.as_raw() != 0)
+                .unwrap_or(nogroup);
+            (uid, gid)
+        }
+        _ => (nobody, nogroup),
+    }
+}
+
+/// As root: becomes [`fallback`] of `dir`; returns who we are now, for the
+/// error log line.
+pub fn drop_to_fallback(dir: &Path) -> Result<String> {
+    let (uid, gid) = fallback(dir);
+    drop_to_ids(uid, gid)?;
+    Ok(describe(uid, gid))
 }

@@ -7,27 +7,44 @@
 //! was meant to use (or would most likely have used), up to [`SPOOL_LIMIT`]
 //! bytes for the whole directory; past that, lines are discarded and counted,
 //! and the error log says so. A logger that does start drains every spool
-//! file it can lock, through the same counting path, as live lines: they were
-//! Apache's pipe, which no other logger saw.
+//! file it can lock, through the same counting path and line splitter
+//! ([`LineSplitter`], so a line is never held beyond [`crate::tally::MAX_LINE`]),
+//! as live lines: they were Apache's pipe, which no other logger saw. At EOF
+//! it finishes the drain (or stops at a committed offset) within
+//! [`DRAIN_AT_EXIT`] before it exits, and says what it left.
 //!
-//! Invariants: a spool file is written under an exclusive `flock`, so it is
-//! never drained while a logger still appends to it; each drained batch and
-//! the file offset it reached are committed in one transaction, so a drain
-//! that is killed and started again never counts a line twice; a file is
-//! deleted only once every line of it is committed.
+//! Spool files hold raw lines, client addresses included — the one place
+//! they reach the disk — so they are `0600` in a `0700` directory and live
+//! only until counted.
+//!
+//! Invariants: the spool directory is only ever used through a descriptor
+//! opened without following a link, and only when it is a real directory
+//! owned by the user we run as (or root) and writable by no one else; its
+//! files are created exclusively and opened without following links — so
+//! whoever owns the database directory cannot plant a link that makes the
+//! logger write, read or delete elsewhere. A spool file is written under an
+//! exclusive `flock`, so it is never drained while a logger still appends to
+//! it; each drained batch and the file offset it reached (the end of a whole
+//! line) are committed in one transaction, so a drain that is killed and
+//! started again never counts a line twice; a file is deleted only once
+//! every line of it is committed.
 
 use crate::classify::Classifier;
-use crate::config::{Settings, DEFAULT_DB};
+use crate::config::{db_dir, Settings, DEFAULT_DB};
 use crate::store::{Origin, Store};
-use crate::tally::{Batch, LineProcessor};
-use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{geteuid, unlinkat, UnlinkatFlags};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The most the spool directory holds, all files together: about five
 /// million access lines, a day or more of a busy download server.
@@ -40,55 +57,72 @@ const DRAIN_LINES: u64 = 65_536;
 /// (an old logger still appending to one after a graceful restart).
 const DRAIN_RETRY: Duration = Duration::from_secs(5);
 
+/// At EOF, how long a logger goes on draining the spool before it exits
+/// (it stops at a committed offset; the next logger goes on from there).
+pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(30);
+
+/// Bytes read from a spool file at a time.
+const DRAIN_CHUNK: usize = 256 * 1024;
+
 /// The spool directory of a database: `spool/` beside it.
 pub fn dir_for(db: &Path) -> PathBuf {
-    match db.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.join("spool"),
-        _ => PathBuf::from("spool"),
-    }
+    db_dir(db).join("spool")
 }
 
 /// The database a logger with an unusable configuration was meant to use,
 /// as far as can be told: `--db` on the command line, else `db` in the
-/// `--config` file (read leniently, as the file may be what is broken), else
-/// the default.
+/// config file (`--config` or the default one, read leniently, as the file
+/// may be what is broken), else the default.
 pub fn intended_db(args: &[OsString]) -> PathBuf {
-    let value_of = |name: &str| -> Option<PathBuf> {
-        let eq = format!("{name}=");
-        let mut it = args.iter().skip(1);
-        while let Some(a) = it.next() {
-            let a = a.to_string_lossy();
-            if a == name {
-                return it.next().map(PathBuf::from);
-            }
-            if let Some(v) = a.strip_prefix(&eq) {
-                return Some(PathBuf::from(v));
-            }
-        }
-        None
-    };
-    if let Some(db) = value_of("--db") {
-        return db;
+    if let Some(db) = value_of(args, "--db") {
+        return PathBuf::from(db);
     }
-    value_of("--config")
-        .and_then(|c| std::fs::read_to_string(c).ok())
-        .and_then(|text| db_in_config_text(&text))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DB))
+    config_text(args)
+        .and_then(|text| key_in_config_text(&text, "db"))
+        .map_or_else(|| PathBuf::from(DEFAULT_DB), PathBuf::from)
 }
 
-/// `db = "…"` of a config file that may not parse as a whole.
-fn db_in_config_text(text: &str) -> Option<PathBuf> {
+/// The user a logger with an unusable configuration was meant to run as,
+/// found as [`intended_db`] finds the database.
+pub fn intended_user(args: &[OsString]) -> Option<String> {
+    value_of(args, "--user")
+        .map(|u| u.to_string_lossy().into_owned())
+        .or_else(|| config_text(args).and_then(|text| key_in_config_text(&text, "user")))
+}
+
+fn value_of(args: &[OsString], name: &str) -> Option<OsString> {
+    let eq = format!("{name}=");
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy();
+        if text == name {
+            return it.next().cloned();
+        }
+        if let Some(v) = text.strip_prefix(&eq) {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+/// The config file's text: `--config`, else the default one.
+fn config_text(args: &[OsString]) -> Option<String> {
+    let db = crate::cli::DbArgs {
+        db: None,
+        config: value_of(args, "--config").map(PathBuf::from),
+    };
+    std::fs::read_to_string(crate::config::config_path(&db)?).ok()
+}
+
+/// `key = "…"` of a config file that may not parse as a whole.
+fn key_in_config_text(text: &str, key: &str) -> Option<String> {
     if let Ok(table) = text.parse::<toml::Table>() {
-        return table.get("db")?.as_str().map(PathBuf::from);
+        return table.get(key)?.as_str().map(str::to_string);
     }
     text.lines().find_map(|l| {
-        let rest = l
-            .trim()
-            .strip_prefix("db")?
-            .trim_start()
-            .strip_prefix('=')?;
+        let rest = l.trim().strip_prefix(key)?.trim_start().strip_prefix('=')?;
         let v = rest.trim().strip_prefix('"')?;
-        Some(PathBuf::from(&v[..v.find('"')?]))
+        Some(v[..v.find('"')?].to_string())
     })
 }
 
@@ -101,27 +135,33 @@ pub struct SpoolOutcome {
 }
 
 /// Reads `input` to its end, keeping it in a new spool file in `dir` while
-/// there is room. Never stops reading: whatever cannot be kept is counted
-/// and discarded. The configuration `problem` and where the lines go make
-/// one line in `log` (Apache's error log); trouble later adds one more.
+/// there is room (`Err`: why there is no spool to write). Never stops
+/// reading: whatever cannot be kept is counted and discarded. The
+/// configuration `problem` and where the lines go make one line in `log`
+/// (Apache's error log); trouble later adds one more.
 pub fn spool_input(
-    dir: &Path,
+    dir: Result<&Path, &str>,
     problem: &str,
     input: &mut dyn Read,
     log: &mut dyn Write,
 ) -> SpoolOutcome {
     let recover = "recover them later with `dlcount-pipe import` of Apache's access.log";
     let mut out = SpoolOutcome::default();
-    let mut writer = match SpoolFile::create(dir) {
-        Ok(w) => {
+    let created = dir.map_err(|e| anyhow::anyhow!("{e}")).and_then(|d| {
+        SpoolFile::create(d)
+            .map(|w| (d, w))
+            .map_err(|e| e.context(format!("cannot spool to {}", d.display())))
+    });
+    let mut writer = match created {
+        Ok((d, w)) => {
             let _ = writeln!(
                 log,
-                "dlcount-pipe: error: {problem}; not counting until the configuration is fixed \
+                "dlcount: error: {problem}; not counting until the configuration is fixed \
                  (`dlcount-pipe check` names every problem): lines are kept in {} (at most {} MiB \
                  in {}) and counted when dlcount-pipe starts with a valid configuration",
                 w.path.display(),
                 SPOOL_LIMIT >> 20,
-                dir.display()
+                d.display()
             );
             out.file = Some(w.path.clone());
             Some(w)
@@ -129,10 +169,10 @@ pub fn spool_input(
         Err(e) => {
             let _ = writeln!(
                 log,
-                "dlcount-pipe: error: {problem}; not counting until the configuration is fixed \
-                 (`dlcount-pipe check` names every problem); cannot spool to {} ({e:#}): lines \
-                 are read and discarded, {recover}",
-                dir.display()
+                "dlcount: error: {problem}; not counting until the configuration is fixed \
+                 (`dlcount-pipe check` names every problem); {}: lines are read and discarded, \
+                 {recover}",
+                crate::pipe::describe(&e)
             );
             None
         }
@@ -160,7 +200,7 @@ pub fn spool_input(
                 Err(e) => {
                     let _ = writeln!(
                         log,
-                        "dlcount-pipe: cannot write the spool {} ({e}): further lines are \
+                        "dlcount: cannot write the spool {} ({e}): further lines are \
                          discarded; {recover}",
                         w.path.display()
                     );
@@ -180,8 +220,8 @@ pub fn spool_input(
         out.discarded_lines += lines - kept;
         let _ = writeln!(
             log,
-            "dlcount-pipe: the spool {} is full ({} MiB): further lines are discarded; {recover}",
-            dir.display(),
+            "dlcount: the spool {} is full ({} MiB): further lines are discarded; {recover}",
+            w.path.parent().unwrap_or(Path::new(".")).display(),
             SPOOL_LIMIT >> 20
         );
         writer = None;
@@ -196,11 +236,105 @@ pub fn spool_input(
     if out.discarded_lines > 0 {
         let _ = writeln!(
             log,
-            "dlcount-pipe: input closed: {} line(s) spooled, {} discarded",
+            "dlcount: input closed: {} line(s) spooled, {} discarded",
             out.spooled_lines, out.discarded_lines
         );
     }
     out
+}
+
+/// A verified spool directory, used only through its descriptor.
+struct SpoolDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl SpoolDir {
+    /// Opens `dir` (creating it `0700` with `create`) without following a
+    /// link, and refuses it unless it is a directory owned by us or root and
+    /// writable by nobody else. `Ok(None)`: it does not exist.
+    fn open(dir: &Path, create: bool) -> Result<Option<SpoolDir>> {
+        let parent_path = dir.parent().unwrap_or(Path::new("."));
+        let name = dir.file_name().unwrap_or(dir.as_os_str());
+        let parent = openat(
+            nix::fcntl::AT_FDCWD,
+            parent_path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("{} is not usable", parent_path.display()))?;
+        if create {
+            match mkdirat(&parent, name, Mode::S_IRWXU) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", dir.display()))
+                }
+            }
+        }
+        let fd = match openat(
+            &parent,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
+                bail!(
+                    "{} is not a directory (a symbolic link?): refused",
+                    dir.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
+        };
+        let st = fstat(&fd).with_context(|| format!("cannot stat {}", dir.display()))?;
+        let me = geteuid().as_raw();
+        if st.st_uid != me && st.st_uid != 0 {
+            bail!(
+                "{} belongs to uid {}, not to uid {me} (the user dlcount runs as) or root: refused",
+                dir.display(),
+                st.st_uid
+            );
+        }
+        if st.st_mode & 0o022 != 0 {
+            bail!(
+                "{} is writable by others (mode {:o}): refused",
+                dir.display(),
+                st.st_mode & 0o7777
+            );
+        }
+        Ok(Some(SpoolDir {
+            path: dir.to_path_buf(),
+            fd,
+        }))
+    }
+
+    /// A regular file of the directory, opened without following a link.
+    fn open_file(&self, name: &str, flags: OFlag, mode: Mode) -> nix::Result<File> {
+        let fd = openat(
+            &self.fd,
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            mode,
+        )?;
+        if SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            return Err(nix::errno::Errno::EINVAL);
+        }
+        Ok(File::from(fd))
+    }
+
+    /// The spool files, oldest first.
+    fn files(&self) -> Result<Vec<String>> {
+        Ok(spool_files(&self.path)?
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+            .collect())
+    }
+
+    fn size_of(&self, name: &str) -> u64 {
+        fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_or(0, |st| st.st_size as u64)
+    }
 }
 
 /// A spool file being written, locked for as long as it is open.
@@ -213,28 +347,9 @@ struct SpoolFile {
 
 impl SpoolFile {
     fn create(dir: &Path) -> Result<SpoolFile> {
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        let owner = std::fs::metadata(parent)
-            .with_context(|| format!("{} is not usable", parent.display()))?;
-        if !dir.is_dir() {
-            std::fs::DirBuilder::new()
-                .mode(0o750)
-                .create(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            // By descriptor, never following a link: the directory's owner
-            // could swap the path for a symlink to make root chown elsewhere.
-            let opened = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
-                .open(dir)
-                .with_context(|| format!("cannot open {}", dir.display()))?;
-            give_to_owner_of(&opened, &owner);
-        }
-        let used: u64 = spool_files(dir)?
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
+        let dir =
+            SpoolDir::open(dir, true)?.with_context(|| format!("{} vanished", dir.display()))?;
+        let used: u64 = dir.files()?.iter().map(|n| dir.size_of(n)).sum();
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
         // Names sort by time; the sequence number keeps two spools of one
         // process (or a reused pid) within a second apart.
@@ -242,27 +357,25 @@ impl SpoolFile {
         // drainer can never take (and delete) a file before its writer holds it.
         let (temp, file) = (0u32..)
             .map(|n| {
-                let path = dir.join(format!(".new-spool-{stamp}-{}-{n}", std::process::id()));
-                let opened = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create_new(true)
-                    .mode(0o640)
-                    .open(&path);
-                (path, opened)
+                let name = format!(".new-spool-{stamp}-{}-{n}", std::process::id());
+                let opened = dir.open_file(
+                    &name,
+                    OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_EXCL,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                );
+                (name, opened)
             })
-            .find(|(_, r)| !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists))
+            .find(|(_, r)| !matches!(r, Err(nix::errno::Errno::EEXIST)))
             .expect("an unused name");
-        let file = file.with_context(|| format!("cannot create {}", temp.display()))?;
-        // Whoever counts later runs as the database directory's owner.
-        give_to_owner_of(&file, &owner);
+        let file = file.with_context(|| format!("cannot create {}/{temp}", dir.path.display()))?;
         let file = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", temp.display()))?;
-        let name = temp.file_name().expect("a file name").to_string_lossy();
-        let path = dir.join(format!("{}.log", &name[".new-".len()..]));
-        std::fs::rename(&temp, &path)
-            .with_context(|| format!("cannot rename {} to {}", temp.display(), path.display()))?;
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}/{temp}: {e}", dir.path.display()))?;
+        let name = &temp[".new-".len()..];
+        let name = format!("{name}.log");
+        renameat(&dir.fd, temp.as_str(), &dir.fd, name.as_str())
+            .with_context(|| format!("cannot rename {}/{temp} to {name}", dir.path.display()))?;
         Ok(SpoolFile {
-            path,
+            path: dir.path.join(name),
             file,
             room: SPOOL_LIMIT.saturating_sub(used),
         })
@@ -276,14 +389,6 @@ impl SpoolFile {
         self.file.write_all(bytes)?;
         self.room = self.room.saturating_sub(bytes.len() as u64);
         Ok(())
-    }
-}
-
-/// As root, hands a spool path to the owner of the database directory (the
-/// logger's user), so the logger that drains it can read and delete it.
-fn give_to_owner_of(file: &File, owner: &std::fs::Metadata) {
-    if crate::privs::is_root() {
-        let _ = std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()));
     }
 }
 
@@ -315,14 +420,19 @@ pub struct DrainStats {
     pub counted_lines: u64,
     /// Files still being written by another logger (tried again later).
     pub busy: u64,
+    /// Files left at a committed offset because `stop` said so.
+    pub stopped: u64,
 }
 
 /// Counts every spool file of the settings' database that no logger is
-/// writing any more, then deletes it.
-pub fn drain(settings: &Settings) -> Result<DrainStats> {
-    let dir = dir_for(&settings.db);
+/// writing any more, then deletes it. Between transactions, `stop()` ends
+/// the drain at the offset just committed.
+pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats> {
     let mut stats = DrainStats::default();
-    let files = spool_files(&dir)?;
+    let Some(dir) = SpoolDir::open(&dir_for(&settings.db), false)? else {
+        return Ok(stats);
+    };
+    let files = dir.files()?;
     if files.is_empty() {
         return Ok(stats);
     }
@@ -330,12 +440,27 @@ pub fn drain(settings: &Settings) -> Result<DrainStats> {
     // Offsets of files deleted by a drain that was stopped before it could
     // forget them: a later file of the same name must start at 0.
     for name in store.spool_names()? {
-        if !dir.join(&name).exists() {
+        if fstatat(
+            &dir.fd,
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_err()
+        {
             store.forget_spool(&name)?;
         }
     }
-    for path in files {
-        let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    for (i, name) in files.iter().enumerate() {
+        if stop() {
+            stats.stopped += (files.len() - i) as u64;
+            break;
+        }
+        let path = dir.path.join(name);
+        let file = match dir.open_file(name, OFlag::O_RDONLY, Mode::empty()) {
+            Ok(f) => f,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
         let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(f) => f,
             Err(_) => {
@@ -345,107 +470,189 @@ pub fn drain(settings: &Settings) -> Result<DrainStats> {
         };
         // Another drainer may have counted and deleted it while we waited
         // for the lock: then this is a dead inode, not the file at `path`.
-        let same = std::fs::metadata(&path).is_ok_and(|m| {
-            file.metadata()
-                .is_ok_and(|f| f.ino() == m.ino() && f.nlink() > 0)
+        let same = fstatat(
+            &dir.fd,
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|m| {
+            file.metadata().is_ok_and(|f| {
+                use std::os::unix::fs::MetadataExt;
+                f.ino() == m.st_ino && f.nlink() > 0
+            })
         });
         if !same {
             continue;
         }
-        let name = path
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .into_owned();
-        let done = store.spool_offset(&name)?;
+        let done = store.spool_offset(name)?;
         file.seek(SeekFrom::Start(done))?;
         let mut processor =
             LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
-        let mut reader = BufReader::with_capacity(256 * 1024, &*file);
-        let mut offset = done;
-        let mut line = Vec::new();
+        let mut splitter = LineSplitter::new();
+        let mut buf = vec![0u8; DRAIN_CHUNK];
+        // Bytes read so far, and the end of the last whole line among them.
+        let (mut read, mut boundary) = (done, done);
         let mut batch = Batch::new();
-        let mut line_no = 0;
+        let mut finished = false;
         loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n > 0 {
-                line_no += 1;
-                offset += n as u64;
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                if text.len() > crate::tally::MAX_LINE {
-                    processor.too_long(line_no, &mut batch);
-                } else {
-                    processor.process_line(text, line_no, &mut batch);
+            let n = match file.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            };
+            let mut piece = |p: Piece<'_>| match p {
+                Piece::Line(text, no) => processor.process_line(text, no, &mut batch),
+                Piece::TooLong(no) => processor.too_long(no, &mut batch),
+            };
+            if n == 0 {
+                splitter.finish(&mut piece);
+                boundary = read;
+                finished = true;
+            } else {
+                let chunk = &buf[..n];
+                splitter.feed(chunk, &mut piece);
+                if let Some(i) = memchr::memrchr(b'\n', chunk) {
+                    boundary = read + i as u64 + 1;
                 }
+                read += n as u64;
             }
-            if n == 0 || batch.stats.lines >= DRAIN_LINES {
+            if finished || batch.stats.lines >= DRAIN_LINES {
                 stats.lines += batch.stats.lines;
                 let applied = store.apply_spooled(
                     std::slice::from_ref(&batch),
                     Origin::Live,
-                    &name,
-                    offset,
+                    name,
+                    boundary,
                 )?;
                 stats.counted_lines += applied.counted_lines;
                 batch = Batch::new();
+                if !finished && stop() {
+                    break;
+                }
             }
-            if n == 0 {
+            if finished {
                 break;
             }
         }
-        std::fs::remove_file(&path)
+        if !finished {
+            stats.stopped += (files.len() - i) as u64;
+            break;
+        }
+        unlinkat(&dir.fd, name.as_str(), UnlinkatFlags::NoRemoveDir)
             .with_context(|| format!("cannot remove {} after counting it", path.display()))?;
-        store.forget_spool(&name)?;
+        store.forget_spool(name)?;
         stats.files += 1;
     }
     Ok(stats)
 }
 
+/// A running logger's spool drain (see [`spawn_drainer`]).
+pub struct Drainer {
+    /// Set at EOF: the drain ends by then, and tries busy files no more.
+    deadline: Arc<Mutex<Option<Instant>>>,
+    wake: mpsc::Sender<()>,
+    done: mpsc::Receiver<Result<(), String>>,
+    dir: PathBuf,
+}
+
+impl Drainer {
+    /// At EOF: lets the drain finish (or stop at a committed offset) within
+    /// `limit`; returns what it left undone, as one line for the error log.
+    pub fn finish(self, limit: Duration) -> Option<String> {
+        *self.deadline.lock().expect("deadline lock") = Some(Instant::now() + limit);
+        let _ = self.wake.send(());
+        // One transaction past the deadline (a busy database waits 10 s).
+        let outcome = match self.done.recv_timeout(limit + Duration::from_secs(15)) {
+            Ok(r) => r,
+            Err(_) => Err("the database did not answer in time".to_string()),
+        };
+        let left = spool_files(&self.dir).map_or(0, |f| f.len());
+        match outcome {
+            Ok(()) if left == 0 => None,
+            Ok(()) => Some(format!(
+                "dlcount: exiting with {left} spool file(s) in {} not counted yet (still written                  by another logger, or past the {} s allowed at exit): the next logger counts them",
+                self.dir.display(),
+                limit.as_secs()
+            )),
+            Err(why) => Some(format!(
+                "dlcount: exiting with {left} spool file(s) in {} not counted yet ({why}): the                  next logger counts them",
+                self.dir.display()
+            )),
+        }
+    }
+}
+
 /// In a running logger: drains the spool on a thread of its own (with its
 /// own database connection, like an import), retrying files another logger
 /// still writes, and calls `counted` after lines were counted. Ends when the
-/// spool is empty; messages go to stderr (Apache's error log).
-pub fn spawn_drainer(settings: Settings, counted: Box<dyn Fn() + Send>) {
-    if spool_files(&dir_for(&settings.db)).map_or(true, |f| f.is_empty()) {
-        return;
+/// spool is empty, or once [`Drainer::finish`] was called and its time is up;
+/// messages go to stderr (Apache's error log). `None`: nothing to drain.
+pub fn spawn_drainer(settings: Settings, counted: Box<dyn Fn() + Send>) -> Option<Drainer> {
+    let dir = dir_for(&settings.db);
+    if spool_files(&dir).map_or(true, |f| f.is_empty()) {
+        return None;
     }
+    let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let (wake, woken) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel();
+    let shared = deadline.clone();
     let spawned = std::thread::Builder::new()
         .name("spool".into())
         .spawn(move || {
+            let at_exit = || *shared.lock().expect("deadline lock");
+            let stop = || at_exit().is_some_and(|d| Instant::now() >= d);
             let mut last_error: Option<String> = None;
-            loop {
-            match drain(&settings) {
-                Ok(s) => {
-                    if s.files > 0 {
-                        eprintln!(
-                            "dlcount: counted {} spooled line(s) from {} spool file(s): {} new",
-                            s.lines, s.files, s.counted_lines
-                        );
-                        counted();
+            let result = loop {
+                let outcome = drain(&settings, &stop);
+                match &outcome {
+                    Ok(s) => {
+                        if s.files > 0 || s.lines > 0 {
+                            eprintln!(
+                                "dlcount: counted {} spooled line(s) from {} spool file(s): {} new",
+                                s.lines, s.files, s.counted_lines
+                            );
+                            counted();
+                        }
+                        if s.busy == 0 && s.stopped == 0 {
+                            break Ok(());
+                        }
                     }
-                    if s.busy == 0 {
-                        return;
+                    Err(e) => {
+                        // Said once per kind of trouble, retried quietly.
+                        let why = crate::pipe::describe(e);
+                        if last_error.as_deref() != Some(why.as_str()) {
+                            eprintln!(
+                                "dlcount: cannot count the spool in {} yet: {why}; trying again every {} s",
+                                dir_for(&settings.db).display(),
+                                DRAIN_RETRY.as_secs()
+                            );
+                            last_error = Some(why);
+                        }
                     }
                 }
-                Err(e) => {
-                    // Said once per kind of trouble, retried quietly.
-                    let why = crate::pipe::describe(&e);
-                    if last_error.as_deref() != Some(why.as_str()) {
-                        eprintln!(
-                            "dlcount: cannot count the spool in {} yet: {why}; trying again every {} s",
-                            dir_for(&settings.db).display(),
-                            DRAIN_RETRY.as_secs()
-                        );
-                        last_error = Some(why);
-                    }
+                // After EOF one more pass is all: a busy file's writer may
+                // live for hours, and the error is said already.
+                if at_exit().is_some() {
+                    break match outcome {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(crate::pipe::describe(&e)),
+                    };
                 }
-            }
-            std::thread::sleep(DRAIN_RETRY);
-            }
+                let _ = woken.recv_timeout(DRAIN_RETRY);
+            };
+            let _ = done_tx.send(result);
         });
-    if let Err(e) = spawned {
-        eprintln!("dlcount: cannot start the spool thread: {e}");
+    match spawned {
+        Ok(_) => Some(Drainer {
+            deadline,
+            wake,
+            done,
+            dir,
+        }),
+        Err(e) => {
+            eprintln!("dlcount: cannot start the spool thread: {e}");
+            None
+        }
     }
 }
 
@@ -484,6 +691,13 @@ mod tests {
         );
         std::fs::write(&cfg, "root = \"/var/www\"\n").unwrap();
         assert_eq!(intended_db(&with_config), PathBuf::from(DEFAULT_DB));
+        // The user to spool as comes the same ways.
+        assert_eq!(intended_user(&with_config), None);
+        std::fs::write(&cfg, "user = \"dlcount\"\nformat = [broken\n").unwrap();
+        assert_eq!(intended_user(&with_config), Some("dlcount".to_string()));
+        let mut with_user = with_config.clone();
+        with_user.extend(args(&["x", "--user=www-data"]).into_iter().skip(1));
+        assert_eq!(intended_user(&with_user), Some("www-data".to_string()));
         assert_eq!(
             dir_for(Path::new("/var/lib/dlcount/dlcount.sqlite")),
             PathBuf::from("/var/lib/dlcount/spool")
@@ -496,7 +710,7 @@ mod tests {
         let spool = dir.path().join("spool");
         let input = b"line one\nline two\n".repeat(3);
         let mut log = Vec::new();
-        let out = spool_input(&spool, "bad", &mut &input[..], &mut log);
+        let out = spool_input(Ok(&spool), "bad", &mut &input[..], &mut log);
         assert_eq!((out.spooled_lines, out.discarded_lines), (6, 0));
         let file = out.file.unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), input);
@@ -504,7 +718,7 @@ mod tests {
         let log = String::from_utf8(log).unwrap();
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(
-            log.starts_with("dlcount-pipe: error: bad; not counting"),
+            log.starts_with("dlcount: error: bad; not counting"),
             "{log}"
         );
         assert!(
@@ -520,7 +734,7 @@ mod tests {
             .set_len(SPOOL_LIMIT - used - 12)
             .unwrap();
         let mut log = Vec::new();
-        let out = spool_input(&spool, "bad", &mut &input[..], &mut log);
+        let out = spool_input(Ok(&spool), "bad", &mut &input[..], &mut log);
         // 12 bytes of room: "line one\n" (9) fits, "line two\n" does not.
         assert_eq!((out.spooled_lines, out.discarded_lines), (1, 5));
         assert_eq!(std::fs::read(out.file.unwrap()).unwrap(), b"line one\n");
@@ -568,12 +782,65 @@ mod tests {
                 .apply_spooled(&[b], Origin::Live, name, line(1).len() as u64)
                 .unwrap();
         }
-        let stats = drain(&settings).unwrap();
+        let stats = drain(&settings, &|| false).unwrap();
         assert_eq!((stats.files, stats.lines, stats.counted_lines), (1, 2, 2));
         assert!(spool_files(&spool).unwrap().is_empty());
         let store = Store::open(&db).unwrap();
         assert_eq!(store.spool_offset(name).unwrap(), 0);
         let rows = store.monthly().unwrap();
         assert_eq!((rows[0].downloads, rows[0].requests), (3, 3));
+    }
+
+    #[test]
+    fn a_drain_told_to_stop_ends_at_a_committed_line_and_the_next_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("d.sqlite");
+        let settings = Settings::resolve(
+            &crate::cli::DbArgs {
+                db: Some(db.clone()),
+                config: None,
+            },
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let n = DRAIN_LINES as usize + 1000;
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "10.0.{}.{} - - [20/Nov/2026:10:00:00 +0100] \"GET /a.iso HTTP/1.1\" 200 5 \"-\" \"-\"\n",
+                i >> 8,
+                i & 255
+            ));
+            if i == 10 {
+                // Too long for any line: rejected, never held whole.
+                text.push_str(&"x".repeat(crate::tally::MAX_LINE + 1));
+                text.push('\n');
+            }
+        }
+        let spool = dir_for(&db);
+        std::fs::create_dir(&spool).unwrap();
+        let name = "spool-20261120-100000-1-0.log";
+        std::fs::write(spool.join(name), &text).unwrap();
+        // Time is up right after the first transaction.
+        let asked = std::cell::Cell::new(0);
+        let first = drain(&settings, &|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        })
+        .unwrap();
+        assert_eq!((first.files, first.stopped), (0, 1));
+        assert!(first.lines >= DRAIN_LINES, "{first:?}");
+        let offset = Store::open(&db).unwrap().spool_offset(name).unwrap() as usize;
+        assert_eq!(&text[offset - 1..offset], "\n");
+        assert_eq!(text[..offset].matches('\n').count() as u64, first.lines);
+        let rest = drain(&settings, &|| false).unwrap();
+        assert_eq!((rest.files, rest.stopped), (1, 0));
+        assert_eq!(first.lines + rest.lines, n as u64 + 1);
+        assert_eq!(first.counted_lines + rest.counted_lines, n as u64);
+        assert!(spool_files(&spool).unwrap().is_empty());
+        let rows = Store::open(&db).unwrap().monthly().unwrap();
+        assert_eq!(rows[0].downloads, n as u64);
     }
 }

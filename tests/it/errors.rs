@@ -38,7 +38,7 @@ fn unknown_option_is_one_clear_error_and_the_lines_are_kept() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.starts_with(
-            "dlcount-pipe: error: unexpected argument '--no-such-option' found; not counting \
+            "dlcount: error: unexpected argument '--no-such-option' found; not counting \
              until the configuration is fixed (`dlcount-pipe check` names every problem): lines \
              are kept in "
         ) && err.contains(&format!("(at most 1024 MiB in {})", spool.display())),
@@ -167,4 +167,148 @@ fn help_words_are_whole_words() {
     );
     assert_eq!(commands, ["import-json"]);
     assert_eq!(options, ["--db-path"]);
+}
+
+#[test]
+fn an_option_out_of_range_is_one_line_naming_its_bounds_and_check_refuses_it() {
+    let site = Site::new();
+    let db = site.db.to_str().unwrap();
+    let (code, err) = run(&["--db", db, "--retention-days", "4294967295"], b"");
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "dlcount: error: --retention-days 4294967295 is out of range: give 2 to 3650 days \
+             (lines arrive up to a day late); not counting"
+        ),
+        "{err}"
+    );
+    let root = site.root.to_str().unwrap();
+    for (args, message) in [
+        (
+            ["--retention-days", "4294967295"],
+            "--retention-days 4294967295 is out of range: give 2 to 3650 days (lines arrive up to a day late)",
+        ),
+        (
+            ["--max-pending", "5"],
+            "--max-pending 5 is out of range: give 1000 to 2000000 lines",
+        ),
+        (
+            ["--refresh", "2000"],
+            "--refresh 120000 s is out of range: give 0 (off) or 1s to 24h",
+        ),
+        (
+            ["--settle", "25h"],
+            "--settle 90000 s is out of range: give 0 to 24h",
+        ),
+    ] {
+        let out = Command::new(bin())
+            .args(["check", "--db", db, "--root", root])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("dlcount: check: {message}\n")
+        );
+    }
+    let help = Command::new(bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap().replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for bounds in ["2 to 3650", "1000 to 2000000", "1s to 24h", "at most 24h"] {
+        assert!(help.contains(bounds), "--help lacks {bounds}: {help}");
+    }
+}
+
+#[test]
+fn report_ignores_settings_it_does_not_use_and_errors_have_one_prefix() {
+    let site = Site::new();
+    let (code, err) = site.pipe_all(
+        super::line("192.0.2.1", 10, 1, "/a.iso", 200, 5).as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let cfg = site.dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "db = \"{}\"\nformat = \"%h %Q\"\nsettle = \"1x\"\n",
+            site.db.display()
+        ),
+    )
+    .unwrap();
+    let report = Command::new(bin())
+        .args(["report", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&report.stdout).unwrap(),
+        serde_json::json!({"/a.iso": {"2026-11": 1}})
+    );
+    // The commands that do use them name the problem, under the one prefix.
+    let import = Command::new(bin())
+        .args(["import", "--config"])
+        .arg(&cfg)
+        .arg("-")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&import.stderr),
+        "dlcount: error: log format \"%h %Q\": unknown format directive %Q\n"
+    );
+    let render = Command::new(bin())
+        .args(["render", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&render.stderr),
+        "dlcount: error: config file: settle \"1x\": give seconds, or a number with s, m or h (30s, 2m, 1h)\n"
+    );
+}
+
+#[test]
+fn settle_takes_the_duration_syntax_of_refresh_and_public_counts_can_be_turned_off() {
+    let site = Site::new();
+    let cfg = site.dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "db = \"{}\"\nroot = \"{}\"\nsettle = \"1m\"\nrefresh = \"2m\"\npublic_counts = true\n",
+            site.db.display(),
+            site.root.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--no-public-counts", "--settle", "30s", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["render", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

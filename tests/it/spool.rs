@@ -70,7 +70,7 @@ fn a_config_typo_is_named_by_check_and_its_lines_are_counted_once_it_is_fixed() 
     assert_eq!((code, out.as_str()), (1, ""));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("dlcount-pipe: check: config file ")
+        err.starts_with("dlcount: check: config file ")
             && err.contains("(line 3): unknown field `fromat`"),
         "{err}"
     );
@@ -81,10 +81,10 @@ fn a_config_typo_is_named_by_check_and_its_lines_are_counted_once_it_is_fixed() 
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
-        lines[0].starts_with("dlcount-pipe check: 1 spool file(s)"),
+        lines[0].starts_with("dlcount: check: 1 spool file(s)"),
         "{out}"
     );
-    assert!(lines[1].starts_with("dlcount-pipe check: ok"), "{out}");
+    assert!(lines[1].starts_with("dlcount: check: ok"), "{out}");
 
     // The next logger counts the spool and its own lines, each once.
     let mut fixed = pipe_with_config(&cfg);
@@ -186,4 +186,93 @@ fn check_names_each_problem_of_a_parsable_config_on_a_line_of_its_own() {
         err.contains("the page templates do not render") && err.contains("public.html"),
         "{err}"
     );
+}
+
+#[test]
+fn spool_files_are_private_and_drained_before_the_logger_exits() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let n = 100_000;
+    let mut broken = site.spawn_pipe(&["--format", "%h %Z"]);
+    broken.write(downloads_on(n).as_bytes());
+    assert_eq!(broken.finish().0, 2);
+    let spool = site.dir.path().join("spool");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&spool), 0o700);
+    let files: Vec<PathBuf> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(mode(&files[0]), 0o600);
+    // A valid logger whose input ends at once still counts the whole spool first.
+    let (code, err) = site.pipe_all(b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(spool_files(&site), 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "counted {n} spooled line(s) from 1 spool file(s): {n} new"
+        )),
+        "{err}"
+    );
+    assert_eq!(total(&site.report(), "downloads"), n as u64);
+}
+
+/// `n` downloads by distinct clients on one day.
+fn downloads_on(n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            line(
+                &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                20,
+                i % 3600,
+                "/isos/a.iso",
+                200,
+                1000,
+            )
+        })
+        .collect()
+}
+
+/// Peak resident memory of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_huge_spooled_line_is_rejected_without_being_held_in_memory() {
+    let site = Site::new();
+    let spool = site.dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(spool.join("spool-20261120-100000-1-0.log")).unwrap(),
+        );
+        f.write_all(downloads(1, 2).as_bytes()).unwrap();
+        let block = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            f.write_all(&block).unwrap();
+        }
+        f.write_all(b"\n").unwrap();
+        f.write_all(downloads(3, 1).as_bytes()).unwrap();
+    }
+    let mut p = site.spawn_pipe(&[]);
+    wait_until("the spool counted", || spool_files(&site) == 0);
+    wait_until("its lines reported", || {
+        p.stderr()
+            .contains("counted 4 spooled line(s) from 1 spool file(s): 3 new")
+    });
+    let peak = peak_rss_kib(p.child.id());
+    p.write(b"");
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(total(&site.report(), "downloads"), 3);
+    // The line is 256 MiB; the whole logger stays far below.
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
 }
