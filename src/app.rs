@@ -216,6 +216,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Check(a) => Ok(check::run(&a)),
+        Command::Generate(a) => crate::generate::run(&a),
         Command::Templates(a) => {
             let written = crate::render::dump_templates(&a.dump)?;
             for p in written {

@@ -18,6 +18,7 @@ pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod generate;
 pub mod import;
 pub mod keys;
 pub mod logformat;
