@@ -85,6 +85,18 @@ stats_closed() {
         done
     done
 }
+stats_closed_web() { # the same through the system Apache (port 80)
+    local who path code
+    for who in 127.0.0.1 10.9.9.9 127.0.0.3; do
+        for path in /.stats/ /.stats/counts.json /.stats/index.html; do
+            code=$(web_status "$who" "$path")
+            if [ "$code" = 200 ]; then
+                diag "$path answers 200 to $who"
+                return 1
+            fi
+        done
+    done
+}
 apt_quiet() { DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0 "$@" 2>&1; }
 
 TZ=$(pa_noon_tz)
@@ -253,9 +265,71 @@ check "purge: no generated page left" test ! -e "$ROOT/index.html" -a ! -e "$ROO
 check_eq "purge: root given back" "$(stat -c '%U %G %A' "$ROOT" | cut -c1-20)" "root root drwxr-xr-x"
 pa_graceful
 check "after purge, /.stats/ is 200 for nobody" stats_closed
-
 pa_stop
 trap - EXIT
+
+# ------------------------- scripts/install.sh --deb, with the system's Apache
+# The admin's one command from the README, on a stock Debian (000-default
+# the only site) and with no Rust toolchain on PATH: the package instead of
+# a build, the root, the site, the statistics' allow-list; then --uninstall
+# --purge gives everything back.
+sites_enabled() { (cd /etc/apache2/sites-enabled && ls) | tr '\n' ' '; }
+mods_enabled() { (cd /etc/apache2/mods-enabled && ls) | tr '\n' ' '; }
+markers() { find /var/lib/apache2 -mindepth 3 -maxdepth 3 -type f 2>/dev/null | sort | tr '\n' ' '; }
+web_status() { # web_status SOURCE URL-PATH: through the system Apache on port 80
+    curl -sS --max-time 30 --interface "$1" -o /dev/null -w '%{http_code}' "http://localhost$2" || true
+}
+ip addr add 10.9.9.9/32 dev lo
+check_eq "D: stock Debian: 000-default is the only site" "$(sites_enabled)" "000-default.conf "
+SITES_BEFORE=$(sites_enabled)
+MODS_BEFORE=$(mods_enabled)
+MARKERS_BEFORE=$(markers)
+rm -f /var/log/apache2/access.log*
+apache2ctl start 2>&1 | sed 's/^/# /'
+NOCARGO=/usr/sbin:/usr/bin:/sbin:/bin
+rc=0
+out=$(env PATH=$NOCARGO "$REPO/scripts/install.sh" --deb "$DEB" --root "$ROOT" --site --allow 10.0.0.0/8 2>&1) || rc=$?
+show "$out"
+check_eq "D: install.sh --deb: exit 0" "$rc" 0
+check_eq "D: ... ends with the URL" "$(printf '%s\n' "$out" | tail -n 1 | grep -o 'http://[^ ]*$' || true)" "http://localhost/"
+check "D: ... installed the package, built nothing" grep -qxF "dlcount-install: installing the package $DEB" <<<"$out"
+check_eq "D: ... no import summary of nothing (0 lines)" "$(grep -c -e 'read 1 file' -e ' 0 lines' <<<"$out" || true)" 0
+check_eq "D: dpkg: installed" "$(dpkg-query -W -f '${Status}' dlcount 2>/dev/null)" "install ok installed"
+check "D: no binary in /usr/local/bin" test ! -e /usr/local/bin/dlcount-pipe
+check "D: the package's conf got the root" grep -q "<Directory \"$ROOT\">" "$CONF"
+check "D: ... and the --allow network" grep -q '^ *Require ip 10.0.0.0/8$' "$CONF"
+check "D: ... and still runs /usr/bin/dlcount-pipe" \
+    grep -qxF 'GlobalLog "|/usr/bin/dlcount-pipe --config /etc/dlcount/dlcount.toml" dlcount' "$CONF"
+check "D: ... adapted in place, no dlcount.conf.new" test ! -e "$CONF.new"
+check_eq "D: dlcount.toml root" "$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["root"])' "$TOML")" "$ROOT"
+check_eq "D: the ISO is served" "$(web_status 127.0.0.1 "/isos/$ISO")" 200
+for _ in $(seq 1 100); do [ "$(report)" = "$want" ] && break; sleep 0.1; done
+check_eq "D: the download is counted" "$(report)" "$want"
+for _ in $(seq 1 50); do [ -s "$ROOT/.stats/index.html" ] && break; sleep 0.1; done
+check_eq "D: /.stats/ from the --allow network" "$(web_status 10.9.9.9 /.stats/)" 200
+check_eq "D: /.stats/ from elsewhere refused" "$(web_status 127.0.0.3 /.stats/)" 403
+rc=0
+conf_sum=$(sha256sum "$CONF" "$TOML")
+out=$(env PATH=$NOCARGO "$REPO/scripts/install.sh" --root "$ROOT" --site --allow 10.0.0.0/8 2>&1) || rc=$?
+check_eq "D: again without --deb: exit 0" "$rc" 0
+check "D: ... it uses the installed package" grep -qxF "dlcount-install: using the installed package dlcount (/usr/bin/dlcount-pipe)" <<<"$out"
+check_eq "D: ... conf and toml unchanged" "$(sha256sum "$CONF" "$TOML")" "$conf_sum"
+uid=$(id -u dlcount)
+rc=0
+out=$(env PATH=$NOCARGO "$REPO/scripts/install.sh" --uninstall --purge 2>&1) || rc=$?
+show "$out"
+check_eq "D: --uninstall --purge: exit 0" "$rc" 0
+check "D: after it, /.stats/ is 200 for nobody" stats_closed_web
+check_eq "D: the package is purged" "$(dpkg-query -W -f '${Status}' dlcount 2>/dev/null || true)" ""
+check "D: binary, conf, toml, counts gone" test ! -e /usr/bin/dlcount-pipe -a ! -e "$CONF" -a ! -e /etc/dlcount -a ! -e /var/lib/dlcount
+check "D: user removed" absent_user dlcount
+check_eq "D: no crontab noise" "$(grep -ci crontab <<<"$out" || true)" 0
+check_eq "D: sites as before" "$(sites_enabled)" "$SITES_BEFORE"
+check_eq "D: modules as before" "$(mods_enabled)" "$MODS_BEFORE"
+check_eq "D: Apache's state markers as before" "$(markers)" "$MARKERS_BEFORE"
+check_eq "D: no file of dlcount's left in the root" "$(find "$ROOT" -uid "$uid" | wc -l)" 0
+check_eq "D: root given back" "$(stat -c '%U %G %A' "$ROOT" | cut -c1-20)" "root root drwxr-xr-x"
+apache2ctl stop >/dev/null 2>&1 || true
 if [ "$SKIP" -gt 0 ]; then
     printf '%d passed, %d failed, %d skipped\n' "$PASS" "$FAIL" "$SKIP"
 else
