@@ -3,8 +3,11 @@
 # its contents are right, `apt-get install ./dlcount_*.deb` installs it for
 # real, a2enconf (through apache2-maintscript-helper) enables its conf, an
 # Apache that includes conf-enabled/ as Debian's does counts a download and
-# guards the statistics, and `apt-get remove` / `apt-get purge` leave nothing
-# private exposed and nothing of dlcount's behind.
+# guards the statistics, an upgrade keeps everything, and `apt-get remove` /
+# `apt-get purge` leave nothing private exposed and nothing of dlcount's
+# behind. Then (D) the README's `scripts/install.sh --deb FILE`, with no
+# cargo on PATH, against the sandbox's own system Apache, and its
+# `--uninstall --purge`.
 #
 # Like install_e2e.sh, everything happens in a throwaway sandbox of Linux
 # namespaces (unshare): copy-on-write overlays over /etc, /usr, /var/lib,
@@ -226,6 +229,18 @@ print(json.dumps(json.load(sys.stdin), separators=(",", ":")))' 2>&1; }
 want="{\"/isos/$ISO\":{\"$MONTH\":1}}"
 for _ in $(seq 1 100); do [ "$(report)" = "$want" ] && break; sleep 0.1; done
 check_eq "the download is counted" "$(report)" "$want"
+
+# An upgrade (here the same version again): prerm/postinst of an upgrade
+# leave the statistics, the enabled conf, the admin's edits and the counts.
+printf '# edited by the admin\n' >>"$TOML"
+rc=0
+out=$(apt_quiet -o Dpkg::Options::=--force-confold install --reinstall "$DEB") || rc=$?
+check_eq "reinstall (upgrade path) exits 0" "$rc" 0
+[ "$rc" = 0 ] || show "$out"
+check "reinstall: ROOT/.stats kept" test -s "$ROOT/.stats/index.html"
+check "reinstall: conf still enabled" test -L /etc/apache2/conf-enabled/dlcount.conf
+check_eq "reinstall: the admin's dlcount.toml kept" "$(tail -n 1 "$TOML")" "# edited by the admin"
+check_eq "reinstall: counts kept" "$(report)" "$want"
 
 # ----------------------------------------------------------------- remove
 rc=0
