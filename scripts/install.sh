@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Install (or remove) dlcount on a Debian/Ubuntu Apache 2.4 server. Run as root.
 #
-#   scripts/install.sh [--binary PATH] [--root DIR] [--site [--server-name NAME]]
+#   scripts/install.sh [--deb FILE | --binary PATH] [--root DIR] [--site [--server-name NAME]]
 #                      [--site-title TEXT] [--allow CIDR]... [--import-logs]
 #                      [--force-conf] [--dry-run]
 #   scripts/install.sh --uninstall [--purge] [--dry-run]
 #
 # Install, idempotent (run it again after an upgrade, with the same flags):
-#  1. takes --binary PATH, or builds with `cargo build --release` here (after
+#  1. the program. With --deb FILE (a dlcount_*.deb, see scripts/build-deb.sh),
+#     or without --binary when the package dlcount is installed already: the
+#     package (apt-get install FILE), no toolchain needed; its binary is
+#     /usr/bin/dlcount-pipe and the steps below adapt the package's
+#     conffiles while dpkg still has them unmodified. Otherwise it takes
+#     --binary PATH, or builds with `cargo build --release` here (after
 #     checking that cargo is at least Cargo.toml's rust-version), checks
 #     that it runs, and installs it as /usr/local/bin/dlcount-pipe atomically
 #     (temporary file in the same directory, then rename): Apache execs it on
@@ -47,7 +52,10 @@
 # missing binary), then removes the conf, the site and the binary. It keeps
 # the counts (/var/lib/dlcount), /etc/dlcount, the public ROOT/index.html and
 # the user; --purge removes those too, puts back the index.html that was there
-# before dlcount (if any), and gives the download root back.
+# before dlcount (if any), and gives the download root back. With the package
+# installed, `apt-get remove dlcount` takes the place of removing the conf and
+# the binary (its prerm disables the conf), and --purge ends with
+# `apt-get purge dlcount`.
 #
 # --dry-run prints every command that would change the system, changes nothing.
 #
@@ -92,6 +100,8 @@ BIN_DEST=/usr/local/bin/dlcount-pipe
 ETC_DIR=/etc/dlcount
 TOML=$ETC_DIR/dlcount.toml
 CHANGES=$ETC_DIR/apache-changes
+MARKERS=$ETC_DIR/apache-markers
+A2_STATE=/var/lib/apache2
 STATE_DIR=/var/lib/dlcount
 CONF_NAME=dlcount
 CONF_DEST=/etc/apache2/conf-available/$CONF_NAME.conf
@@ -104,6 +114,7 @@ USER_NAME=dlcount
 DEFAULT_ROOT=/var/www/file-server
 
 binary=""
+deb=""
 root=""
 site_title=""
 allow=()
@@ -115,13 +126,14 @@ force_conf=0
 site=0
 server_name=""
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 say() { printf 'dlcount-install: %s\n' "$*"; }
 die() { printf 'dlcount-install: error: %s\n' "$*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
     case $1 in
         --binary) binary=${2:?--binary needs a path}; shift 2 ;;
+        --deb) deb=${2:?--deb needs a dlcount_*.deb file}; shift 2 ;;
         --root) root=${2:?--root needs a directory}; shift 2 ;;
         --site) site=1; shift ;;
         --server-name) server_name=${2:?--server-name needs a host name}; shift 2 ;;
@@ -148,6 +160,12 @@ run() {
 }
 
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge only goes with --uninstall"
+[ -z "$deb" ] || [ -z "$binary" ] || die "--deb and --binary exclude each other"
+[ -z "$deb" ] || [ "$uninstall" = 0 ] || die "--deb only goes with an install"
+if [ -n "$deb" ]; then
+    [ -f "$deb" ] || die "no such package file: $deb"
+    deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
+fi
 [ -z "$server_name" ] || [ "$site" = 1 ] || die "--server-name only goes with --site"
 case $server_name in
     *[!A-Za-z0-9.-]*) die "--server-name takes a host name (letters, digits, dots, dashes), not: $server_name" ;;
@@ -184,6 +202,28 @@ toml_string() {
     local s=${1//\\/\\\\}
     printf '"%s"' "${s//\"/\\\"}"
 }
+
+# The Debian package (scripts/build-deb.sh). package_state prints dpkg's
+# status of dlcount: "install ok installed", "deinstall ok config-files"
+# (removed, conffiles kept), or nothing.
+package_state() { dpkg-query -W -f '${Status}' dlcount 2>/dev/null || true; }
+# pristine_conffile PATH: PATH is a conffile of the package that nobody has
+# edited (its md5sum is the one dpkg recorded), so it may be adapted here
+# without a .new beside it.
+pristine_conffile() {
+    local want
+    want=$(dpkg-query -W -f '${Conffiles}\n' dlcount 2>/dev/null | awk -v f="$1" '$1 == f { print $2 }')
+    [ -n "$want" ] && [ -f "$1" ] && [ "$(md5sum <"$1" | cut -d' ' -f1)" = "$want" ]
+}
+package=0
+if [ -n "$deb" ]; then
+    package=1
+elif [ -z "$binary" ] && [ "$uninstall" = 0 ] && [ "$(package_state)" = "install ok installed" ]; then
+    package=1
+elif [ "$uninstall" = 1 ] && [ -n "$(package_state)" ]; then
+    package=1
+fi
+[ "$package" = 0 ] || BIN_DEST=/usr/bin/dlcount-pipe
 
 apache_running() {
     if [ -d /run/systemd/system ]; then
@@ -236,6 +276,62 @@ unrecord() {
         cat "$TMPD/changes" >"$CHANGES"
     fi
 }
+# Apache's a2enmod & co. leave state markers, files named NAME in
+# /var/lib/apache2/{module,conf,site}/{enabled,disabled}_by_{admin,maint}/
+# (what Debian's package scripts read to respect an admin's choice); each
+# call deletes every marker named NAME and writes its own. The first time
+# this script runs one for NAME, the markers NAME had are noted in
+# /etc/dlcount/apache-markers ("name NAME", then "had PATH" per marker), and
+# --purge puts exactly those back, so no "disabled_by_admin" of the
+# installer's outlives it.
+note_markers() {
+    local name=$1 m
+    [ -f "$MARKERS" ] && grep -qxF "name $name" "$MARKERS" && return 0
+    {
+        printf 'name %s\n' "$name"
+        find "$A2_STATE" -mindepth 3 -maxdepth 3 -type f -name "$name" 2>/dev/null | sort | while IFS= read -r m; do
+            printf 'had %s\n' "$m"
+        done
+    } >"$TMPD/markers"
+    if [ "$dry_run" = 1 ]; then
+        sed "s|^|+ note in $MARKERS: |" "$TMPD/markers"
+    else
+        install -d -m 0755 "$ETC_DIR"
+        cat "$TMPD/markers" >>"$MARKERS"
+    fi
+}
+# run_a2 COMMAND NAME: a2enmod, a2dissite, ... -q NAME, its markers noted first.
+run_a2() {
+    note_markers "$2"
+    run "$1" -q "$2"
+}
+# restore_markers: the markers of every NAME this script touched, as they
+# were before its first a2* call for it.
+restore_markers() {
+    local kind arg m
+    [ -f "$MARKERS" ] || return 0
+    while read -r kind arg; do
+        case $kind in
+            name)
+                while IFS= read -r m; do
+                    run rm -f "$m"
+                done < <(find "$A2_STATE" -mindepth 3 -maxdepth 3 -type f -name "$arg" 2>/dev/null)
+                ;;
+        esac
+    done <"$MARKERS"
+    while read -r kind arg; do
+        # The package's conf keeps the state its maintainer scripts give it
+        # (apt-get purge clears it); a2ensite dlcount, for the site of the
+        # same name, had deleted it: markers are per name, not per kind.
+        if [ "$package" = 1 ] && [ "${arg#"$A2_STATE"/conf/*/}" = "$CONF_NAME" ]; then
+            continue
+        fi
+        case $kind in
+            had) run install -d -m 0755 "${arg%/*}"; run touch "$arg" ;;
+        esac
+    done <"$MARKERS"
+}
+
 # a2 VERB NAME: a2enmod/a2enconf/a2ensite NAME (VERB enmod, enconf, ensite)
 # or a2dissite NAME (VERB dissite), only if needed, and the record of it:
 # a change is recorded only when this script made it. What this run changed
@@ -248,7 +344,7 @@ a2() {
         en*) ! enabled "$kind" "$name" || return 0 ;;
         dis*) enabled "$kind" "$name" || return 0 ;;
     esac
-    run "a2$verb" -q "$name"
+    run_a2 "a2$verb" "$name"
     record "$verb $name"
     run_changes+=("$verb $name")
 }
@@ -260,12 +356,12 @@ undo() {
         verb=${!i%% *}
         name=${!i#* }
         case $verb in
-            enmod) if enabled mod "$name"; then run a2dismod -q "$name"; fi ;;
-            enconf) if enabled conf "$name"; then run a2disconf -q "$name"; fi ;;
-            ensite) if enabled site "$name"; then run a2dissite -q "$name"; fi ;;
+            enmod) if enabled mod "$name"; then run_a2 a2dismod "$name"; fi ;;
+            enconf) if enabled conf "$name"; then run_a2 a2disconf "$name"; fi ;;
+            ensite) if enabled site "$name"; then run_a2 a2dissite "$name"; fi ;;
             dissite)
                 if ! enabled site "$name" && [ -e "/etc/apache2/sites-available/$name.conf" ]; then
-                    run a2ensite -q "$name"
+                    run_a2 a2ensite "$name"
                 fi
                 ;;
         esac
@@ -326,13 +422,18 @@ if [ "$uninstall" = 1 ]; then
     # 2. Apache as it was before the install: what this script enabled
     #    goes, what it disabled comes back (see the header). Modules first
     #    kept if someone else's configuration now needs them.
+    #    With the package, its prerm disables the conf (and reloads Apache)
+    #    before dpkg removes the binary.
+    if [ "$package" = 1 ] && [ "$(package_state)" = "install ok installed" ]; then
+        run env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q dlcount
+    fi
     conf_was_on=0
     enabled conf "$CONF_NAME" && conf_was_on=1
     site_was_on=0
     enabled site "$SITE_NAME" && site_was_on=1
     # Those two are ours whatever the record says.
-    if [ "$conf_was_on" = 1 ]; then run a2disconf -q "$CONF_NAME"; fi
-    if [ "$site_was_on" = 1 ]; then run a2dissite -q "$SITE_NAME"; fi
+    if [ "$conf_was_on" = 1 ]; then run_a2 a2disconf "$CONF_NAME"; fi
+    if [ "$site_was_on" = 1 ]; then run_a2 a2dissite "$SITE_NAME"; fi
     mods_undone=()
     if [ -f "$CHANGES" ]; then
         mapfile -t mods_undone < <(sed -n 's/^enmod //p' "$CHANGES")
@@ -346,7 +447,7 @@ if [ "$uninstall" = 1 ]; then
         # Something of the admin's may use a module we enabled (Header in a
         # site of theirs): keep the modules, then test again.
         for m in "${mods_undone[@]}"; do
-            enabled mod "$m" || run a2enmod -q "$m"
+            enabled mod "$m" || run_a2 a2enmod "$m"
             say "kept module $m enabled: apache2ctl configtest fails without it"
         done
         if apache2ctl configtest >/dev/null 2>&1; then
@@ -358,8 +459,10 @@ if [ "$uninstall" = 1 ]; then
     # The old loggers exit on their own once Apache closes their pipes.
     # (.dlcount-pipe.new.PID: the temporary copy of an install that was
     # interrupted before its rename.)
+    # (The package's conffile stays until purge, as dpkg keeps it.)
     for f in "$CONF_DEST" "$CONF_DEST.new" "$CONF_DEST.bak" "$SITE_DEST" "$BIN_DEST" \
         "$(dirname "$BIN_DEST")"/.dlcount-pipe.new.*; do
+        [ "$package" = 0 ] || [ "$f" != "$CONF_DEST" ] || continue
         if [ -e "$f" ]; then run rm -f "$f"; fi
     done
     if [ "$purge" = 1 ]; then
@@ -381,15 +484,25 @@ if [ "$uninstall" = 1 ]; then
                 run chmod g-w,-t "$root"
             fi
         fi
+        restore_markers
+        # The package's postrm removes the counts, the conffiles and the user.
+        if [ "$package" = 1 ]; then
+            run env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q dlcount
+        fi
         if [ -d "$STATE_DIR" ]; then run rm -rf "$STATE_DIR"; fi
         if [ -d "$ETC_DIR" ]; then run rm -rf "$ETC_DIR"; fi
         if getent passwd "$USER_NAME" >/dev/null; then
-            if command -v deluser >/dev/null 2>&1; then
+            # deluser first removes the user's crontab, and where cron is not
+            # installed warns that it cannot; dlcount never had one, so then
+            # userdel (deluser's own last step) does it without the noise.
+            if command -v deluser >/dev/null 2>&1 && command -v crontab >/dev/null 2>&1; then
                 run deluser --quiet --system "$USER_NAME"
             else
                 run userdel "$USER_NAME"
             fi
         fi
+        # userdel removes the user's own group (USERGROUPS_ENAB); not always.
+        if getent group "$USER_NAME" >/dev/null; then run groupdel "$USER_NAME"; fi
         say "dlcount removed, counts and pages purged"
     else
         say "dlcount removed, and $root/.stats with it; kept $STATE_DIR (the counts), $ETC_DIR and $root/index.html (--purge removes them)"
@@ -402,7 +515,10 @@ fi
 # existing dlcount.toml is never rewritten, so a different --root would make
 # Apache and the logger disagree: refuse.
 existing_root=""
-[ -f "$TOML" ] && existing_root=$(toml_root)
+# The package's own dlcount.toml, unedited, is an example, not a choice.
+if [ -f "$TOML" ] && ! { [ "$package" = 1 ] && pristine_conffile "$TOML"; }; then
+    existing_root=$(toml_root)
+fi
 if [ -n "$root" ]; then
     case $root in /*) ;; *) die "--root must be an absolute path" ;; esac
     root=${root%/}
@@ -422,7 +538,7 @@ done
 
 # Preflight, before anything changes.
 # The toolchain, when this script is to build.
-if [ -z "$binary" ]; then
+if [ -z "$binary" ] && [ "$package" = 0 ]; then
     problem=$(toolchain_problem "$REPO") || die "$problem, or build elsewhere and pass --binary PATH"
 fi
 # The download root's group.
@@ -454,27 +570,42 @@ if [ "$site" = 1 ] && [ -z "$server_name" ]; then
     fi
 fi
 
-# 1. The binary.
-if [ -z "$binary" ]; then
-    say "building (cargo build --release)"
-    run cargo build --release --manifest-path "$REPO/Cargo.toml"
-    binary=$REPO/target/release/dlcount-pipe
-fi
-if [ "$dry_run" = 0 ] || [ -e "$binary" ]; then
-    [ -x "$binary" ] || die "not an executable: $binary"
-    # A binary for the wrong architecture or with missing libraries must fail
-    # here, not in Apache's error log on every respawn.
-    "$binary" --help >/dev/null 2>&1 || die "$binary --help failed: is it a dlcount-pipe for this machine?"
-fi
-if [ -e "$BIN_DEST" ] && cmp -s "$binary" "$BIN_DEST"; then
-    say "$BIN_DEST is up to date"
+# 1. The binary: the package's, or built, or given.
+if [ "$package" = 1 ]; then
+    if [ -n "$deb" ]; then
+        say "installing the package $deb"
+        # confold: on an upgrade, the conffiles this script adapted stay (the
+        # conf is compared with this version's below, as without the package).
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$deb"
+    else
+        say "using the installed package dlcount ($BIN_DEST)"
+    fi
+    if [ "$dry_run" = 0 ]; then
+        "$BIN_DEST" --help >/dev/null 2>&1 || die "$BIN_DEST --help failed after installing the package"
+    fi
 else
-    # Same directory, so the final mv is a rename(2): Apache sees either the
-    # old or the new file, never none and never half of one.
-    tmp_bin=$(dirname "$BIN_DEST")/.dlcount-pipe.new.$$
-    run install -m 0755 -o root -g root "$binary" "$tmp_bin"
-    run mv -f "$tmp_bin" "$BIN_DEST"
-    say "installed $BIN_DEST"
+    if [ -z "$binary" ]; then
+        say "building (cargo build --release)"
+        run cargo build --release --manifest-path "$REPO/Cargo.toml"
+        binary=$REPO/target/release/dlcount-pipe
+    fi
+    if [ "$dry_run" = 0 ] || [ -e "$binary" ]; then
+        [ -x "$binary" ] || die "not an executable: $binary"
+        # A binary for the wrong architecture or with missing libraries must fail
+        # here, not in Apache's error log on every respawn.
+        "$binary" --help >/dev/null 2>&1 || die "$binary --help failed: is it a dlcount-pipe for this machine?"
+    fi
+    if [ -e "$BIN_DEST" ] && cmp -s "$binary" "$BIN_DEST"; then
+        say "$BIN_DEST is up to date"
+    else
+        # Same directory, so the final mv is a rename(2): Apache sees either the
+        # old or the new file, never none and never half of one.
+        tmp_bin=$(dirname "$BIN_DEST")/.dlcount-pipe.new.$$
+        run install -m 0755 -o root -g root "$binary" "$tmp_bin"
+        run mv -f "$tmp_bin" "$BIN_DEST"
+        say "installed $BIN_DEST"
+    fi
 fi
 
 # 2. The user and its state directory. No home, no shell: it only owns files.
@@ -491,9 +622,10 @@ fi
 # else's business.
 run install -d -o "$USER_NAME" -g "$USER_NAME" -m 0750 "$STATE_DIR"
 
-# 3. The logger's configuration, only if absent (it is yours to edit).
+# 3. The logger's configuration, only if absent (it is yours to edit), or
+#    the package's example, as long as nobody has edited it.
 run install -d -o root -g root -m 0755 "$ETC_DIR"
-if [ -f "$TOML" ]; then
+if [ -f "$TOML" ] && ! { [ "$package" = 1 ] && pristine_conffile "$TOML"; }; then
     say "$TOML exists, kept as it is"
     [ -z "$site_title" ] || say "note: --site-title ignored, edit site_title in $TOML"
 else
@@ -555,8 +687,12 @@ if [ ! -e "$(toml_db)" ]; then
         empty=$(mktemp -d "$STATE_DIR/init.XXXXXX")
         : >"$empty/empty.log"
         chown -R "$USER_NAME:$USER_NAME" "$empty"
-        runuser -u "$USER_NAME" -- "$BIN_DEST" import --config "$TOML" "$empty/empty.log" >/dev/null \
-            || { rm -rf "$empty"; die "could not create the database $(toml_db) as $USER_NAME (see above)"; }
+        # Its summary ("0 lines") says nothing about the logs: shown only if it fails.
+        if ! out=$(runuser -u "$USER_NAME" -- "$BIN_DEST" import --config "$TOML" "$empty/empty.log" 2>&1); then
+            printf '%s\n' "$out" >&2
+            rm -rf "$empty"
+            die "could not create the database $(toml_db) as $USER_NAME (see above)"
+        fi
         rm -rf "$empty"
         say "created the database $(toml_db)"
     fi
@@ -568,8 +704,8 @@ run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
     # The shipped conf with this site's root and admin networks filled in.
     allow_line=""
     [ "${#allow[@]}" -eq 0 ] || allow_line="        Require ip ${allow[*]}"
-    ALLOW_LINE=$allow_line awk -v root="$root" '
-        { gsub("/var/www/file-server", root) }
+    ALLOW_LINE=$allow_line awk -v root="$root" -v bin="$BIN_DEST" '
+        { gsub("/var/www/file-server", root); gsub("/usr/local/bin/dlcount-pipe", bin) }
         { print }
         /\(install\.sh --allow CIDR adds them here\)\./ && ENVIRON["ALLOW_LINE"] != "" { print ENVIRON["ALLOW_LINE"] }
     ' "$REPO/apache-conf/dlcount.conf"
@@ -578,6 +714,9 @@ if [ ! -e "$CONF_DEST" ]; then
     run install -o root -g root -m 0644 "$TMPD/dlcount.conf" "$CONF_DEST"
 elif cmp -s "$TMPD/dlcount.conf" "$CONF_DEST"; then
     say "$CONF_DEST is up to date"
+elif [ "$package" = 1 ] && pristine_conffile "$CONF_DEST"; then
+    run install -o root -g root -m 0644 "$TMPD/dlcount.conf" "$CONF_DEST"
+    say "adapted the package's $CONF_DEST (root, --allow)"
 elif [ "$force_conf" = 1 ]; then
     run cp -p "$CONF_DEST" "$CONF_DEST.bak"
     run install -o root -g root -m 0644 "$TMPD/dlcount.conf" "$CONF_DEST"

@@ -9,7 +9,9 @@
 # 3. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
 # 4. runs the end-to-end test behind a private Apache with real clients,
 # 5. runs the install script's sandboxed test,
-# 6. runs the test of the toolchain check (scripts/toolchain.sh).
+# 6. runs the test of the toolchain check (scripts/toolchain.sh),
+# 7. builds the Debian package and installs, removes and purges it in a
+#    sandbox (last: it is the slowest to set up and disturbs nothing).
 # Every suite prints its own "N passed, M failed"; the script ends with the
 # overall line and fails if any suite failed.
 set -uo pipefail
@@ -61,6 +63,7 @@ run_suite "browser test" tests/browser/screenshot.sh
 run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
 run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe
 run_suite "toolchain check test" tests/e2e/toolchain_check.sh
+run_suite "Debian package test" tests/e2e/package_e2e.sh target/release/dlcount-pipe
 
 echo
 echo "suites: $suites_passed passed, $suites_failed failed"

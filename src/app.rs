@@ -266,6 +266,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Check(a) => Ok(check::run(&a)),
+        Command::Generate(a) => crate::generate::run(&a),
         Command::Templates(a) => {
             // Written for the admin, into a directory of theirs: no switch.
             let written = crate::render::dump_templates(&a.dump)?;

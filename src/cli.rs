@@ -40,6 +40,9 @@ pub enum Command {
     Templates(TemplatesArgs),
     /// Check a configuration as the logger would use it (same options; run after editing the config)
     Check(PipeArgs),
+    /// Man pages and shell completions from this very command line (for packagers)
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 #[derive(Debug, Args, Default, Clone)]

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod coverage;
 pub mod follow;
+pub mod generate;
 pub mod geo;
 pub mod import;
 pub mod keys;

@@ -97,6 +97,8 @@ snapshot() { # the installer's whole footprint, for "changed nothing" checks
 logger_pids() { pa_pids_with "/usr/local/bin/dlcount-pipe --config /etc/dlcount/dlcount.toml"; }
 apache_pid() { cat /run/apache2/apache2.pid 2>/dev/null || true; }
 generations() { grep -c 'resuming normal operations' /var/log/apache2/error.log 2>/dev/null || true; }
+# Apache's state markers (a2enmod & co.): /var/lib/apache2/KIND/STATE/NAME.
+markers() { find /var/lib/apache2 -mindepth 3 -maxdepth 3 -type f 2>/dev/null | sort | tr '\n' ' '; }
 mods_enabled() { (cd /etc/apache2/mods-enabled && ls) | tr '\n' ' '; }
 sites_enabled() { (cd /etc/apache2/sites-enabled && ls) | tr '\n' ' '; }
 last_line() { printf '%s\n' "$1" | tail -n 1; }
@@ -133,6 +135,7 @@ NO_CHECK="${BIN_SRC##*/} has no check subcommand yet"
 DEBIAN_INDEX=$(sha256sum </var/www/html/index.html)
 check_eq "stock Debian: 000-default is the only site" "$(sites_enabled)" "000-default.conf "
 MODS_BEFORE=$(mods_enabled)
+MARKERS_BEFORE=$(markers)
 check "stock Debian: headers is not enabled" absent_from headers <(printf '%s\n' "$MODS_BEFORE")
 rm -f /var/log/apache2/access.log*
 
@@ -152,6 +155,8 @@ rc=0
 out=$("$INSTALL" --binary "$BIN" --root "$R" --allow 10.0.0.0/8 2>&1) || rc=$?
 show "$out"
 check_eq "A: without --site on stock Debian: exit 3 (installed, not served)" "$rc" 3
+check "A: it created the database" grep -qxF "dlcount-install: created the database /var/lib/dlcount/dlcount.sqlite" <<<"$out"
+check_eq "A: ... without an import summary of nothing (0 lines)" "$(grep -c -e 'read 1 file' -e ' 0 lines' <<<"$out" || true)" 0
 check "A: it says Apache does not serve the root, and what does" \
     grep -qF "Apache does not serve $R at http://localhost/ (it is served by 000-default.conf, DocumentRoot /var/www/html)." <<<"$out"
 check "A: ... and exactly what to run" grep -q 'To serve it, run this again with --site' <<<"$out"
@@ -206,8 +211,12 @@ check_eq "A: uninstall: the stock page is back at /" "$(body_of / | sha256sum)" 
 check "A: uninstall: the record is emptied" test ! -s /etc/dlcount/apache-changes
 dlcount_uid=$(id -u dlcount)
 rc=0
-"$INSTALL" --uninstall --purge >/dev/null 2>&1 || rc=$?
+out=$("$INSTALL" --uninstall --purge 2>&1) || rc=$?
+show "$out"
 check_eq "A: purge exits 0" "$rc" 0
+check_eq "A: purge: no deluser/crontab noise" "$(grep -ci crontab <<<"$out" || true)" 0
+check_eq "A: purge: Apache's a2enmod/a2dissite state markers as before" "$(markers)" "$MARKERS_BEFORE"
+check "A: purge: group dlcount removed" test -z "$(getent group dlcount || true)"
 check_eq "A: purge: no file of dlcount's left in the root" "$(find "$R" -uid "$dlcount_uid" | wc -l)" 0
 check "A: purge: no generated index.html left" test ! -e "$R/index.html"
 check_eq "A: purge: modules as before" "$(mods_enabled)" "$MODS_BEFORE"
@@ -340,7 +349,7 @@ check "B: the failure names configtest" grep -q 'configtest failed' <<<"$out"
 check "B: dlcount conf disabled again" test ! -e /etc/apache2/conf-enabled/dlcount.conf
 sleep 1
 check_eq "B: configtest failure: Apache not reloaded" "$(generations)" "$gen"
-a2disconf -q zz-broken >/dev/null
+a2disconf -q -p zz-broken >/dev/null  # -p: no marker of the test's own left
 rm -f /etc/apache2/conf-available/zz-broken.conf
 gen=$(generations)
 rc=0
@@ -392,8 +401,11 @@ fi
 # Purge: everything goes, the root is given back with its own index.html.
 dlcount_uid=$(id -u dlcount)
 rc=0
-"$INSTALL" --uninstall --purge >/dev/null 2>&1 || rc=$?
+out=$("$INSTALL" --uninstall --purge 2>&1) || rc=$?
+show "$out"
 check_eq "B: purge exits 0" "$rc" 0
+check_eq "B: purge: no deluser/crontab noise" "$(grep -ci crontab <<<"$out" || true)" 0
+check_eq "B: purge: Apache's state markers as before" "$(markers)" "$MARKERS_BEFORE"
 check "B: state, config and stats removed" test ! -e /var/lib/dlcount -a ! -e /etc/dlcount -a ! -e "$ROOT/.stats"
 check "B: user removed" absent_user dlcount
 check_eq "B: purge: no file of dlcount's left in the root" "$(find "$ROOT" -uid "$dlcount_uid" | wc -l)" 0
@@ -413,6 +425,7 @@ a2enmod -q headers >/dev/null
 apache2ctl graceful
 sleep 1
 MODS_ADMIN=$(mods_enabled)
+MARKERS_ADMIN=$(markers)
 check_eq "C: the shop answers" "$(body_of / shop.test)" "the shop"
 R=/var/www/file-server
 mkdir -p "$R/isos"
@@ -444,6 +457,7 @@ rc=0
 "$INSTALL" --uninstall --purge >/dev/null 2>&1 || rc=$?
 check_eq "C: purge exits 0" "$rc" 0
 check_eq "C: purge: the admin's modules stay (headers too)" "$(mods_enabled)" "$MODS_ADMIN"
+check_eq "C: purge: the state markers as the admin left them" "$(markers)" "$MARKERS_ADMIN"
 check_eq "C: purge: the sites as they were" "$(sites_enabled)" "000-default.conf shop.conf "
 check_eq "C: purge: the shop still answers" "$(body_of / shop.test)" "the shop"
 check "C: purge: no generated page left" test ! -e "$R/index.html" -a ! -e "$R/.stats"
