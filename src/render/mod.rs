@@ -22,8 +22,8 @@ mod scan;
 mod view;
 mod watch;
 
-pub use natsort::natural_cmp;
-pub use watch::{Backend as WatchBackend, TreeWatcher};
+pub use format::human_size;
+pub use watch::TreeWatcher;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local};
