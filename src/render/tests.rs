@@ -7,7 +7,7 @@ use chrono::TimeZone;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -366,6 +366,49 @@ fn files_are_world_readable_and_no_temp_files_remain() {
     assert!(leftovers.is_empty());
 }
 
+/// Folders `d…d` (200 bytes each) nested below `dir` until the deepest one's
+/// path is longer than PATH_MAX (4096), made through directory descriptors as
+/// no call taking a path reaches that deep; `deep.iso` at the bottom. Returns
+/// the deepest folder.
+fn deep_tree(dir: &Path) -> PathBuf {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let name = "d".repeat(200);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+    let mut fd = open(dir, flags, Mode::empty()).unwrap();
+    let mut path = dir.to_path_buf();
+    while path.as_os_str().len() <= 4096 {
+        mkdirat(&fd, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, name.as_str(), flags, Mode::empty()).unwrap();
+        path.push(&name);
+    }
+    let iso = openat(
+        &fd,
+        "deep.iso",
+        OFlag::O_WRONLY | OFlag::O_CREAT,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    File::from(iso).write_all(b"x").unwrap();
+    path
+}
+
+#[test]
+fn a_path_longer_than_path_max_is_skipped_by_the_scan() {
+    let (root, _outside) = fixture();
+    let deepest = deep_tree(&root.path().join("isos"));
+    assert!(deepest.as_os_str().len() > 4096);
+    // One level down is still a folder Apache can serve from.
+    let shallow = root.path().join("isos").join("d".repeat(200));
+    file(&shallow.join("shallow-1.0.iso"), 5, local_noon(2026, 4, 25));
+    let summary = render_all(&settings(root.path()), &stats(), now()).unwrap();
+    assert_eq!(summary.isos, 9);
+    let html = read(&root.path().join("index.html"));
+    assert!(html.contains("shallow-1.0.iso"));
+    assert!(html.contains("linuxvillage-24.04-amd64.iso"));
+    assert!(!html.contains("deep.iso"));
+}
+
 #[test]
 fn override_dir_replaces_only_the_templates_it_holds() {
     let (root, _outside) = fixture();
@@ -517,6 +560,27 @@ fn watcher_coalesces_bursts_and_ignores_our_own_writes() {
     drop(w);
     fs::write(root.path().join("isos/after-drop.iso"), "x").unwrap();
     settle(1500);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_path_longer_than_path_max_leaves_the_rest_watched_by_inotify() {
+    let (root, _outside) = fixture();
+    let deepest = deep_tree(&root.path().join("isos"));
+    assert!(deepest.as_os_str().len() > 4096);
+    let (calls, cb) = counter();
+    let w = TreeWatcher::spawn(root.path(), vec![".iso".into()], cb).unwrap();
+    assert!(!w.is_polling());
+    fs::write(root.path().join("odd/new.iso"), "x").unwrap();
+    settle(2200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Inside the deep chain, where the path is still short enough: watched too.
+    fs::write(
+        root.path().join("isos").join("d".repeat(200)).join("a.iso"),
+        "x",
+    )
+    .unwrap();
+    settle(2200);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

@@ -1,6 +1,7 @@
 //! Pages in pipe mode: rendered at start, when a line of a new day arrives,
 //! when the ISO tree changes with no log line at all, within the refresh
-//! interval when counts change, and listing an upload only once it settled.
+//! interval when counts change, and listing an upload only once it settled;
+//! a path too long to watch leaves the rest watched and the error log short.
 
 use super::{line, wait_until, Site};
 use std::io::Write;
@@ -160,6 +161,63 @@ fn an_iso_is_listed_only_once_its_upload_has_settled() {
     assert!(read(&index).contains(&exact), "{exact}");
     let (code, err) = p.finish();
     assert_eq!(code, 0, "{err}");
+}
+
+/// Folders `d…d` (200 bytes each) nested below `dir` until the deepest one's
+/// path is longer than PATH_MAX (4096), made through directory descriptors as
+/// no call taking a path reaches that deep.
+fn deep_tree(dir: &Path) {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let name = "d".repeat(200);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+    let mut fd = open(dir, flags, Mode::empty()).unwrap();
+    let mut len = dir.as_os_str().len();
+    while len <= 4096 {
+        mkdirat(&fd, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, name.as_str(), flags, Mode::empty()).unwrap();
+        len += 1 + name.len();
+    }
+}
+
+#[test]
+fn a_path_longer_than_path_max_leaves_the_rest_watched_and_the_log_short() {
+    let site = Site::new();
+    std::fs::create_dir(site.root.join("isos")).unwrap();
+    uploaded_earlier(&site.root.join("isos/first-1.0.iso"), b"x");
+    deep_tree(&site.root.join("isos"));
+    let p = site.spawn_pipe(&[]);
+    let index = site.root.join("index.html");
+    wait_until("the watcher skipped the deep folder", || {
+        p.stderr().contains("dlcount: not watching ")
+    });
+    wait_until("pages rendered at start", || {
+        read(&index).contains("first-1.0.iso")
+    });
+    uploaded_earlier(&site.root.join("isos/second-2.0.iso"), b"yy");
+    wait_until("the new ISO is listed", || {
+        read(&index).contains("second-2.0.iso")
+    });
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("polling"), "{err}");
+    for line in err.lines() {
+        assert!(
+            line.chars().count() <= 200,
+            "{} chars: {line}",
+            line.chars().count()
+        );
+    }
+    let skipped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("dlcount: not watching "))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{err}");
+    assert!(
+        skipped[0].contains("dddd…dddd")
+            && skipped[0].contains("(File name too long (os error 36))"),
+        "{err}"
+    );
 }
 
 #[test]
