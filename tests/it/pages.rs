@@ -1,7 +1,8 @@
 //! Pages in pipe mode: rendered at start, when a line of a new day arrives,
 //! when the ISO tree changes with no log line at all, within the refresh
 //! interval when counts change, and listing an upload only once it settled;
-//! a path too long to watch leaves the rest watched and the error log short.
+//! never written through a symlinked `.stats`; a path too long to watch
+//! leaves the rest watched and the error log short.
 
 use super::{line, wait_until, Site};
 use std::io::Write;
@@ -161,6 +162,36 @@ fn an_iso_is_listed_only_once_its_upload_has_settled() {
     assert!(read(&index).contains(&exact), "{exact}");
     let (code, err) = p.finish();
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn render_never_writes_the_statistics_through_a_symlinked_stats_folder() {
+    let site = Site::new();
+    uploaded_earlier(&site.root.join("first-1.0.iso"), b"x");
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), site.root.join(".stats")).unwrap();
+    let out = std::process::Command::new(super::bin())
+        .args(["render", "--db"])
+        .arg(&site.db)
+        .arg("--root")
+        .arg(&site.root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.lines().next(),
+        Some(
+            format!(
+                "dlcount: {}/.stats is a symbolic link; not writing the statistics through it",
+                site.root.display()
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(read(&site.root.join("index.html")).contains("first-1.0.iso"));
 }
 
 /// Folders `d…d` (200 bytes each) nested below `dir` until the deepest one's
