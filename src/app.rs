@@ -256,10 +256,17 @@ fn run_command(cmd: Command) -> Result<i32> {
             }
             become_configured_user(&settings)?;
             let s = pages::render_now(&settings)?;
+            let stats_page = settings.root.join(".stats/index.html");
+            let also = match &s.stats_refused {
+                None => format!(" and {}", stats_page.display()),
+                Some(why) => {
+                    eprintln!("dlcount: {why}");
+                    String::new()
+                }
+            };
             eprintln!(
-                "rendered {} and {} ({} ISO files) in {} ms",
+                "rendered {}{also} ({} ISO files) in {} ms",
                 settings.root.join("index.html").display(),
-                settings.root.join(".stats/index.html").display(),
                 s.isos,
                 s.elapsed.as_millis()
             );

@@ -187,6 +187,7 @@ impl Drop for PageService {
 fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
     let (lock, cv) = state;
     let mut last_error: Option<String> = None;
+    let mut last_refused: Option<String> = None;
     let mut schedule = Schedule {
         refresh: settings.refresh,
         last_render: None,
@@ -231,9 +232,16 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
         }
         schedule.rendered(started, result.as_ref().ok());
         match result {
-            Ok(_) => {
+            Ok(summary) => {
                 if last_error.take().is_some() {
                     eprintln!("dlcount: pages rendered again ({reason:?})");
+                }
+                // Said when it starts and when it changes, not at every render.
+                if summary.stats_refused != last_refused {
+                    if let Some(why) = &summary.stats_refused {
+                        eprintln!("dlcount: {why}");
+                    }
+                    last_refused = summary.stats_refused;
                 }
             }
             Err(e) => {
@@ -304,6 +312,7 @@ mod tests {
             unsettled: 1,
             next_settle: Some(Duration::from_secs(42)),
             elapsed: Duration::from_millis(18),
+            stats_refused: None,
         };
         s.rendered(t0, Some(&summary));
         let settled = t0 + Duration::from_secs(42) + Duration::from_millis(200);

@@ -5,6 +5,7 @@
 //! bytewise, months ascending), so existing consumers keep working; the
 //! statistics page writes these very bytes as `.stats/counts.json`.
 
+use crate::render::human_size;
 use crate::store::MonthRow;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -32,21 +33,6 @@ pub fn to_json(rows: &[MonthRow], detail: bool) -> String {
     let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
     s.push('\n');
     s
-}
-
-/// Binary-unit size with one decimal (`3.2 GiB`).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
 }
 
 /// The readable month × file table: newest month first, a total per month,
@@ -89,7 +75,7 @@ pub fn to_table(rows: &[MonthRow]) -> String {
                 r.path,
                 r.downloads,
                 r.requests,
-                human_bytes(r.bytes)
+                human_size(r.bytes)
             );
             d += r.downloads;
             q += r.requests;
@@ -100,7 +86,7 @@ pub fn to_table(rows: &[MonthRow]) -> String {
             "{:<8}  {:<width$}  {d:>10}  {q:>10}  {:>11}",
             "",
             "(month total)",
-            human_bytes(b)
+            human_size(b)
         );
     }
     let mut files: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
@@ -120,7 +106,7 @@ pub fn to_table(rows: &[MonthRow]) -> String {
             out,
             "{:<8}  {path:<width$}  {dl:>10}  {rq:>10}  {:>11}",
             "",
-            human_bytes(by)
+            human_size(by)
         );
         d += dl;
         q += rq;
@@ -131,7 +117,7 @@ pub fn to_table(rows: &[MonthRow]) -> String {
         "{:<8}  {:<width$}  {d:>10}  {q:>10}  {:>11}",
         "",
         "(grand total)",
-        human_bytes(b)
+        human_size(b)
     );
     out
 }
@@ -182,7 +168,15 @@ mod tests {
             lines.last().unwrap().contains("         3           4"),
             "{t}"
         );
-        assert_eq!(human_bytes(2048), "2.0 KiB");
         assert_eq!(to_table(&[]), "No downloads counted yet.\n");
+    }
+
+    #[test]
+    fn sizes_are_rounded_as_on_the_pages() {
+        // 1,048,575 B is 1023.999 KiB: one decimal makes it 1.0 MiB, as the pages show it.
+        let t = to_table(&[row("/a.iso", "2026-11", 1, 1, 1_048_575)]);
+        let month_row = t.lines().nth(1).unwrap();
+        assert!(month_row.ends_with("    1.0 MiB"), "{t}");
+        assert!(!t.contains("KiB"), "{t}");
     }
 }

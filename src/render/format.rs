@@ -31,20 +31,26 @@ pub fn href_for(rel: &[u8]) -> String {
     out
 }
 
-/// Binary units with one decimal (`1.5 GiB`); plain bytes below 1 KiB.
+/// Binary units with one decimal (`1.5 GiB`); plain bytes below 1 KiB. The
+/// one size format of the pages and of `report`. Exact integer arithmetic,
+/// rounded half up to one decimal, in the largest unit that keeps the value
+/// below 1024.0 once rounded: 1,048,575 B is `1.0 MiB`, not `1024.0 KiB`.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64 / 1024.0;
+    let mut tenths = 0;
     let mut unit = 0;
-    // Move up a unit when one decimal would round to 1024.0.
-    while value >= 1023.95 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
+    for (i, _) in UNITS.iter().enumerate() {
+        let divisor = 1u128 << (10 * (i + 1));
+        tenths = (u128::from(bytes) * 10 + divisor / 2) / divisor;
+        unit = i;
+        if tenths < 10_240 {
+            break;
+        }
     }
-    format!("{value:.1} {}", UNITS[unit])
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 /// `1234567` → `1,234,567`.
@@ -131,7 +137,13 @@ mod tests {
         assert_eq!(human_size(1023), "1023 B");
         assert_eq!(human_size(1024), "1.0 KiB");
         assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(1024 * 1024 - 1), "1.0 MiB");
+        // 1.25 KiB exactly: half up.
+        assert_eq!(human_size(1280), "1.3 KiB");
+        // 1023.94 KiB stays in KiB; 1023.95 KiB would print as 1024.0 KiB.
+        assert_eq!(human_size(1_048_514), "1023.9 KiB");
+        assert_eq!(human_size(1_048_525), "1.0 MiB");
+        assert_eq!(human_size(1_048_575), "1.0 MiB");
+        assert_eq!(human_size(1_048_576), "1.0 MiB");
         assert_eq!(human_size(4_700_000_000), "4.4 GiB");
         assert_eq!(human_size(u64::MAX), "16.0 EiB");
     }

@@ -5,9 +5,11 @@
 //! Invariants: both pages are rendered to strings before anything is written,
 //! so a template error leaves the previous pages in place; every file is
 //! replaced atomically (temp file in the same folder, then rename, mode 0644),
-//! so Apache never serves half a page; every string from file names or logs is
-//! HTML-escaped by the template engine (autoescape for `.html`, nothing from
-//! data is marked safe).
+//! so Apache never serves half a page; nothing is ever written through a
+//! symbolic link (see `write`: a `.stats` that is a link is refused, the
+//! public page is still written, and the summary says why the statistics were
+//! not); every string from file names or logs is HTML-escaped by the template
+//! engine (autoescape for `.html`, nothing from data is marked safe).
 //!
 //! Templates are minijinja files embedded from `templates/`; a `--templates
 //! DIR` override is consulted first by the loader, file by file, so an
@@ -21,17 +23,16 @@ mod natsort;
 mod scan;
 mod view;
 mod watch;
+mod write;
 
-pub use natsort::natural_cmp;
-pub use watch::{Backend as WatchBackend, TreeWatcher};
+pub use format::human_size;
+pub use watch::TreeWatcher;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local};
 use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,7 @@ pub struct StatsSnapshot {
 }
 
 /// What one [`render_all`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderSummary {
     /// Images listed on the public page.
     pub isos: usize,
@@ -109,6 +110,9 @@ pub struct RenderSummary {
     /// When the first of them may be listed (from the render's `now`): render again then.
     pub next_settle: Option<Duration>,
     pub elapsed: Duration,
+    /// Why the statistics page and `counts.json` were not written (one line,
+    /// without the `dlcount: ` prefix); the public page was.
+    pub stats_refused: Option<String>,
 }
 
 /// The default templates, embedded at build time. `base.html` is the shared
@@ -123,12 +127,11 @@ const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
 /// Name of the hidden folder under ROOT for the statistics.
 pub const STATS_DIR: &str = ".stats";
 
-/// Prefix of our temp files: hidden, so neither the scan nor the watcher sees them.
-const TEMP_PREFIX: &str = ".dlcount-";
-
 /// Renders `ROOT/index.html`, `ROOT/.stats/index.html` and
 /// `ROOT/.stats/counts.json`, each replaced atomically. On a template error
-/// nothing is written and the error names the template and line.
+/// nothing is written and the error names the template and line. A
+/// `ROOT/.stats` that is a symbolic link or not a directory gets nothing: the
+/// public page is written and [`RenderSummary::stats_refused`] says why.
 pub fn render_all(
     settings: &PageSettings,
     stats: &StatsSnapshot,
@@ -149,17 +152,35 @@ pub fn render_all(
     let public_html = render(&env, "public.html", Value::from(Serde(&public_view)))?;
     let stats_html = render(&env, "stats.html", Value::from(Serde(&stats_view)))?;
 
-    let stats_dir = settings.root.join(STATS_DIR);
-    ensure_dir(&stats_dir)?;
-    write_atomic(&stats_dir.join("counts.json"), stats.counts_json.as_bytes())?;
-    write_atomic(&stats_dir.join("index.html"), stats_html.as_bytes())?;
-    write_atomic(&settings.root.join("index.html"), public_html.as_bytes())?;
+    let root = write::Dir::open(&settings.root)?;
+    let stats_refused = match root.subdir(STATS_DIR)? {
+        Ok(stats_dir) => {
+            stats_dir.write_atomic("counts.json", stats.counts_json.as_bytes())?;
+            stats_dir.write_atomic("index.html", stats_html.as_bytes())?;
+            None
+        }
+        Err(why) => {
+            let at = settings.root.join(STATS_DIR);
+            Some(match why {
+                write::Refused::Symlink => format!(
+                    "{} is a symbolic link; not writing the statistics through it",
+                    at.display()
+                ),
+                write::Refused::NotADirectory => format!(
+                    "{} is not a directory; not writing the statistics there",
+                    at.display()
+                ),
+            })
+        }
+    };
+    root.write_atomic("index.html", public_html.as_bytes())?;
     Ok(RenderSummary {
         isos: summary_counts.0,
         files: summary_counts.1,
         unsettled: found.unsettled,
         next_settle: found.next_settle,
         elapsed: start.elapsed(),
+        stats_refused,
     })
 }
 
@@ -177,7 +198,7 @@ pub fn dump_templates(dir: &Path) -> Result<Vec<PathBuf>> {
         match fs::read(&path) {
             Ok(existing) if existing == text.as_bytes() => {}
             Ok(_) => differing.push(path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => to_write.push((path, text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => to_write.push((name, path, text)),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
@@ -187,9 +208,10 @@ pub fn dump_templates(dir: &Path) -> Result<Vec<PathBuf>> {
             differing.join(", ")
         );
     }
+    let target = write::Dir::open(dir)?;
     let mut written = Vec::new();
-    for (path, text) in to_write {
-        write_atomic(&path, text.as_bytes())?;
+    for (name, path, text) in to_write {
+        target.write_atomic(name, text.as_bytes())?;
         written.push(path);
     }
     Ok(written)
@@ -278,40 +300,6 @@ fn template_error(rendering: &str, e: &minijinja::Error) -> anyhow::Error {
         msg.push_str(&format!(", while rendering {rendering}"));
     }
     anyhow::anyhow!(msg)
-}
-
-/// Creates the statistics folder with mode 0755 if it is missing.
-fn ensure_dir(dir: &Path) -> Result<()> {
-    match fs::create_dir(dir) {
-        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("cannot set permissions on {}", dir.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
-    }
-}
-
-/// Replaces `path` atomically with `data`, mode 0644. No fsync: the pages are
-/// derived data re-rendered at every start, and the rename alone already
-/// guarantees readers see the old or the new file, never a mix.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
-    tmp.write_all(data)
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("cannot set permissions on {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 //! sidecars, hostile names and symlinks, plus the ignored helpers: the render
 //! benchmark and the fixture writer used by `tests/browser/screenshot.sh`.
 
+use super::write::TEMP_PREFIX;
 use super::*;
 use chrono::TimeZone;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -366,6 +367,148 @@ fn files_are_world_readable_and_no_temp_files_remain() {
     assert!(leftovers.is_empty());
 }
 
+/// Every entry below `dir` with its bytes (a link: its target), to show a
+/// render left a folder outside ROOT exactly as it was.
+fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            out.push((e.path(), Vec::new()));
+            out.extend(tree_bytes(&e.path()));
+        } else if ft.is_symlink() {
+            let target = fs::read_link(e.path()).unwrap();
+            out.push((e.path(), target.as_os_str().as_bytes().to_vec()));
+        } else {
+            out.push((e.path(), fs::read(e.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_symlink(p: &Path) -> bool {
+    fs::symlink_metadata(p).unwrap().file_type().is_symlink()
+}
+
+#[test]
+fn a_symlinked_stats_folder_is_never_written_through() {
+    let (root, outside) = fixture();
+    let target = outside.path().join("stats-target");
+    fs::create_dir(&target).unwrap();
+    let stats_link = root.path().join(".stats");
+    symlink(&target, &stats_link).unwrap();
+    let before = tree_bytes(outside.path());
+    let summary = render_all(&settings(root.path()), &stats(), now()).unwrap();
+    assert_eq!(tree_bytes(outside.path()), before);
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+    assert_eq!(
+        summary.stats_refused.as_deref(),
+        Some(
+            format!(
+                "{}/.stats is a symbolic link; not writing the statistics through it",
+                root.path().display()
+            )
+            .as_str()
+        )
+    );
+    assert!(is_symlink(&stats_link));
+    // The public page is rendered all the same.
+    assert_eq!(summary.isos, 8);
+    assert!(read(&root.path().join("index.html")).contains("linuxvillage-24.04-amd64.iso"));
+
+    // A link to nowhere is not followed into creating its target either.
+    fs::remove_file(&stats_link).unwrap();
+    symlink(outside.path().join("made-by-render"), &stats_link).unwrap();
+    let summary = render_all(&settings(root.path()), &stats(), now()).unwrap();
+    assert!(summary.stats_refused.is_some());
+    assert_eq!(tree_bytes(outside.path()), before);
+}
+
+#[test]
+fn a_stats_entry_that_is_not_a_folder_is_left_alone() {
+    let (root, _outside) = fixture();
+    fs::write(root.path().join(".stats"), "the admin's file").unwrap();
+    let summary = render_all(&settings(root.path()), &stats(), now()).unwrap();
+    assert_eq!(
+        summary.stats_refused,
+        Some(format!(
+            "{}/.stats is not a directory; not writing the statistics there",
+            root.path().display()
+        ))
+    );
+    assert_eq!(read(&root.path().join(".stats")), "the admin's file");
+    assert!(read(&root.path().join("index.html")).contains("linuxvillage-24.04-amd64.iso"));
+}
+
+/// A page name that is a link is replaced as a link by the rename: the page
+/// is written, the link's target outside ROOT is never opened.
+#[test]
+fn symlinked_pages_are_replaced_never_written_through() {
+    let (root, outside) = fixture();
+    let (r, o) = (root.path(), outside.path());
+    fs::create_dir(r.join(".stats")).unwrap();
+    let pages = ["index.html", ".stats/index.html", ".stats/counts.json"];
+    for (i, page) in pages.iter().enumerate() {
+        let victim = o.join(format!("victim-{i}"));
+        fs::write(&victim, format!("untouched {i}")).unwrap();
+        symlink(&victim, r.join(page)).unwrap();
+    }
+    let before = tree_bytes(o);
+    let summary = render_all(&settings(r), &stats(), now()).unwrap();
+    assert_eq!(summary.stats_refused, None);
+    assert_eq!(tree_bytes(o), before);
+    for page in pages {
+        assert!(!is_symlink(&r.join(page)), "{page}");
+    }
+    assert_eq!(read(&r.join(".stats/counts.json")), COUNTS_JSON);
+    assert!(read(&r.join("index.html")).contains("linuxvillage-24.04-amd64.iso"));
+    assert!(read(&r.join(".stats/index.html")).contains("linuxvillage-24.10-amd64.iso"));
+}
+
+/// Folders `d…d` (200 bytes each) nested below `dir` until the deepest one's
+/// path is longer than PATH_MAX (4096), made through directory descriptors as
+/// no call taking a path reaches that deep; `deep.iso` at the bottom. Returns
+/// the deepest folder.
+fn deep_tree(dir: &Path) -> PathBuf {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let name = "d".repeat(200);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+    let mut fd = open(dir, flags, Mode::empty()).unwrap();
+    let mut path = dir.to_path_buf();
+    while path.as_os_str().len() <= 4096 {
+        mkdirat(&fd, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, name.as_str(), flags, Mode::empty()).unwrap();
+        path.push(&name);
+    }
+    let iso = openat(
+        &fd,
+        "deep.iso",
+        OFlag::O_WRONLY | OFlag::O_CREAT,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    File::from(iso).write_all(b"x").unwrap();
+    path
+}
+
+#[test]
+fn a_path_longer_than_path_max_is_skipped_by_the_scan() {
+    let (root, _outside) = fixture();
+    let deepest = deep_tree(&root.path().join("isos"));
+    assert!(deepest.as_os_str().len() > 4096);
+    // One level down is still a folder Apache can serve from.
+    let shallow = root.path().join("isos").join("d".repeat(200));
+    file(&shallow.join("shallow-1.0.iso"), 5, local_noon(2026, 4, 25));
+    let summary = render_all(&settings(root.path()), &stats(), now()).unwrap();
+    assert_eq!(summary.isos, 9);
+    let html = read(&root.path().join("index.html"));
+    assert!(html.contains("shallow-1.0.iso"));
+    assert!(html.contains("linuxvillage-24.04-amd64.iso"));
+    assert!(!html.contains("deep.iso"));
+}
+
 #[test]
 fn override_dir_replaces_only_the_templates_it_holds() {
     let (root, _outside) = fixture();
@@ -517,6 +660,27 @@ fn watcher_coalesces_bursts_and_ignores_our_own_writes() {
     drop(w);
     fs::write(root.path().join("isos/after-drop.iso"), "x").unwrap();
     settle(1500);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_path_longer_than_path_max_leaves_the_rest_watched_by_inotify() {
+    let (root, _outside) = fixture();
+    let deepest = deep_tree(&root.path().join("isos"));
+    assert!(deepest.as_os_str().len() > 4096);
+    let (calls, cb) = counter();
+    let w = TreeWatcher::spawn(root.path(), vec![".iso".into()], cb).unwrap();
+    assert!(!w.is_polling());
+    fs::write(root.path().join("odd/new.iso"), "x").unwrap();
+    settle(2200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Inside the deep chain, where the path is still short enough: watched too.
+    fs::write(
+        root.path().join("isos").join("d".repeat(200)).join("a.iso"),
+        "x",
+    )
+    .unwrap();
+    settle(2200);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

@@ -17,8 +17,13 @@
 //! the page (create, delete, rename, finished write, attributes), and watch
 //! only folders that are not hidden.
 //!
-//! With inotify unavailable (no support, watch limit reached) it falls back to
-//! polling a fingerprint every few seconds. Dropping the handle stops it.
+//! A folder that cannot be watched by itself (a path longer than PATH_MAX,
+//! no permission, gone meanwhile) is skipped with one short line in the error
+//! log and the rest stays watched; Apache cannot serve such a path either.
+//! Only when inotify as a whole is unusable (no support, watch limit reached)
+//! does it fall back to polling a fingerprint every few seconds. Error lines
+//! name paths shortened in the middle, so none is longer than about 200
+//! characters. Dropping the handle stops it.
 
 use super::scan::{is_sidecar_name, is_sums_name};
 use crate::classify::Classifier;
@@ -94,8 +99,9 @@ impl TreeWatcher {
                 Ok(w) => Some(w),
                 Err(e) => {
                     eprintln!(
-                        "dlcount: cannot watch {} with inotify ({e:#}); polling it every {}s instead",
-                        root.display(),
+                        "dlcount: cannot watch {} with inotify ({}); polling it every {}s instead",
+                        short_path(&root),
+                        short_text(&format!("{e:#}")),
                         POLL_INTERVAL.as_secs()
                     );
                     None
@@ -173,19 +179,62 @@ fn watch_mask() -> WatchMask {
         | WatchMask::ONLYDIR
 }
 
+/// Folders one walk left unwatched: how many, and the first with its reason.
+#[derive(Debug, Default)]
+struct Skipped {
+    count: usize,
+    first: Option<(PathBuf, std::io::Error)>,
+}
+
+impl Skipped {
+    /// The one error-log line for them, or `None` if every folder is watched.
+    fn line(&self) -> Option<String> {
+        let (path, err) = self.first.as_ref()?;
+        let more = match self.count {
+            0 | 1 => String::new(),
+            n => format!(" and {} more folders", n - 1),
+        };
+        Some(format!(
+            "dlcount: not watching {} ({}){more}; changes there show at the next render",
+            short_path(path),
+            short_text(&err.to_string())
+        ))
+    }
+}
+
+/// Errors of `inotify_add_watch` that concern inotify as a whole rather than
+/// one folder: the watch limit, memory, a broken instance.
+fn inotify_unusable(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENOSPC | Errno::ENOMEM | Errno::EBADF | Errno::EINVAL)
+    )
+}
+
 /// Adds watches on `dir` and every non-hidden folder below it (symlinks are
-/// not followed, so there are no loops and nothing outside ROOT).
+/// not followed, so there are no loops and nothing outside ROOT). A folder
+/// that cannot be watched by itself is skipped with what lies below it; an
+/// error is returned only if `dir` itself or inotify as a whole fails.
 fn watch_tree(
     inotify: &mut Inotify,
     dir: &Path,
     wds: &mut HashMap<WatchDescriptor, PathBuf>,
-) -> Result<()> {
+) -> Result<Skipped> {
+    let mut skipped = Skipped::default();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let wd = inotify
-            .watches()
-            .add(&d, watch_mask())
-            .with_context(|| format!("cannot watch {}", d.display()))?;
+        let wd = match inotify.watches().add(&d, watch_mask()) {
+            Ok(wd) => wd,
+            Err(e) if d != dir && !inotify_unusable(&e) => {
+                skipped.count += 1;
+                skipped.first.get_or_insert((d, e));
+                continue;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot watch {}", short_path(&d)));
+            }
+        };
         wds.insert(wd, d.clone());
         if let Ok(rd) = fs::read_dir(&d) {
             for e in rd.flatten() {
@@ -196,7 +245,30 @@ fn watch_tree(
             }
         }
     }
-    Ok(())
+    Ok(skipped)
+}
+
+/// Most characters of a path or message in an error-log line.
+const SHORT: usize = 80;
+
+/// `path` for an error-log line: at most [`SHORT`] characters, the middle
+/// replaced by `…` when longer (the start and the name at the end are what
+/// identify it).
+fn short_path(path: &Path) -> String {
+    short_text(&path.to_string_lossy())
+}
+
+fn short_text(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= SHORT {
+        return s.to_owned();
+    }
+    let head = (SHORT - 1) / 2;
+    let tail = SHORT - 1 - head;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(n - tail));
+    out
 }
 
 fn start_inotify(root: &Path, filter: Filter, tx: mpsc::Sender<Msg>) -> Result<InotifyThread> {
@@ -204,7 +276,9 @@ fn start_inotify(root: &Path, filter: Filter, tx: mpsc::Sender<Msg>) -> Result<I
     use std::os::fd::AsFd;
     let mut inotify = Inotify::init().context("inotify_init")?;
     let mut wds = HashMap::new();
-    watch_tree(&mut inotify, root, &mut wds)?;
+    if let Some(line) = watch_tree(&mut inotify, root, &mut wds)?.line() {
+        eprintln!("{line}");
+    }
     let (stop_rx, stop) = std::os::unix::net::UnixStream::pair()
         .context("cannot create the watcher's stop socket")?;
     let thread = std::thread::Builder::new()
@@ -259,7 +333,26 @@ fn start_inotify(root: &Path, filter: Filter, tx: mpsc::Sender<Msg>) -> Result<I
                 for d in new_dirs {
                     if filter.path_relevant(&d, EventMask::CREATE | EventMask::ISDIR) {
                         // Files may have landed before the watch: a render covers them.
-                        let _ = watch_tree(&mut inotify, &d, &mut wds);
+                        match watch_tree(&mut inotify, &d, &mut wds) {
+                            Ok(skipped) => {
+                                if let Some(line) = skipped.line() {
+                                    eprintln!("{line}");
+                                }
+                            }
+                            // A folder gone again needs no watch; anything
+                            // else (the watch limit) is said, once per folder.
+                            Err(e) => {
+                                let gone = e
+                                    .downcast_ref::<std::io::Error>()
+                                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                                if !gone {
+                                    eprintln!(
+                                        "dlcount: {}; changes there show at the next render",
+                                        short_text(&format!("{e:#}"))
+                                    );
+                                }
+                            }
+                        }
                     }
                 }
                 if changed && tx.send(Msg::Changed).is_err() {
@@ -427,5 +520,31 @@ impl Poller {
         }
         self.dirs.retain(|d, _| seen.contains(d));
         h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_folder_is_one_short_line() {
+        let long = PathBuf::from(format!("/srv/isos/{}/deep.d", "d".repeat(6000)));
+        let skipped = Skipped {
+            count: 3,
+            first: Some((long, std::io::Error::from_raw_os_error(36))),
+        };
+        let line = skipped.line().unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "dlcount: not watching /srv/isos/{}…{}/deep.d (File name too long (os error 36)) \
+                 and 2 more folders; changes there show at the next render",
+                "d".repeat(29),
+                "d".repeat(33)
+            )
+        );
+        assert!(line.chars().count() <= 200, "{}", line.chars().count());
+        assert_eq!(Skipped::default().line(), None);
     }
 }

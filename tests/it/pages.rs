@@ -1,6 +1,8 @@
 //! Pages in pipe mode: rendered at start, when a line of a new day arrives,
 //! when the ISO tree changes with no log line at all, within the refresh
-//! interval when counts change, and listing an upload only once it settled.
+//! interval when counts change, and listing an upload only once it settled;
+//! never written through a symlinked `.stats`; a path too long to watch
+//! leaves the rest watched and the error log short.
 
 use super::{line, wait_until, Site};
 use std::io::Write;
@@ -160,6 +162,93 @@ fn an_iso_is_listed_only_once_its_upload_has_settled() {
     assert!(read(&index).contains(&exact), "{exact}");
     let (code, err) = p.finish();
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn render_never_writes_the_statistics_through_a_symlinked_stats_folder() {
+    let site = Site::new();
+    uploaded_earlier(&site.root.join("first-1.0.iso"), b"x");
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), site.root.join(".stats")).unwrap();
+    let out = std::process::Command::new(super::bin())
+        .args(["render", "--db"])
+        .arg(&site.db)
+        .arg("--root")
+        .arg(&site.root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.lines().next(),
+        Some(
+            format!(
+                "dlcount: {}/.stats is a symbolic link; not writing the statistics through it",
+                site.root.display()
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(read(&site.root.join("index.html")).contains("first-1.0.iso"));
+}
+
+/// Folders `d…d` (200 bytes each) nested below `dir` until the deepest one's
+/// path is longer than PATH_MAX (4096), made through directory descriptors as
+/// no call taking a path reaches that deep.
+fn deep_tree(dir: &Path) {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let name = "d".repeat(200);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+    let mut fd = open(dir, flags, Mode::empty()).unwrap();
+    let mut len = dir.as_os_str().len();
+    while len <= 4096 {
+        mkdirat(&fd, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, name.as_str(), flags, Mode::empty()).unwrap();
+        len += 1 + name.len();
+    }
+}
+
+#[test]
+fn a_path_longer_than_path_max_leaves_the_rest_watched_and_the_log_short() {
+    let site = Site::new();
+    std::fs::create_dir(site.root.join("isos")).unwrap();
+    uploaded_earlier(&site.root.join("isos/first-1.0.iso"), b"x");
+    deep_tree(&site.root.join("isos"));
+    let p = site.spawn_pipe(&[]);
+    let index = site.root.join("index.html");
+    wait_until("the watcher skipped the deep folder", || {
+        p.stderr().contains("dlcount: not watching ")
+    });
+    wait_until("pages rendered at start", || {
+        read(&index).contains("first-1.0.iso")
+    });
+    uploaded_earlier(&site.root.join("isos/second-2.0.iso"), b"yy");
+    wait_until("the new ISO is listed", || {
+        read(&index).contains("second-2.0.iso")
+    });
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("polling"), "{err}");
+    for line in err.lines() {
+        assert!(
+            line.chars().count() <= 200,
+            "{} chars: {line}",
+            line.chars().count()
+        );
+    }
+    let skipped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("dlcount: not watching "))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{err}");
+    assert!(
+        skipped[0].contains("dddd…dddd")
+            && skipped[0].contains("(File name too long (os error 36))"),
+        "{err}"
+    );
 }
 
 #[test]
