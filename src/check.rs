@@ -224,7 +224,21 @@ fn check_root(settings: &Settings, fix: &Fix, problems: &mut Vec<String>) {
         ));
     }
     let stats = root.join(crate::render::STATS_DIR);
-    if stats.exists() && !writable(&stats) {
+    // The logger never writes through a link or into a non-folder (see
+    // render::write): say so now rather than as a refusal in the error log.
+    match std::fs::symlink_metadata(&stats) {
+        Ok(m) if m.file_type().is_symlink() => problems.push(format!(
+            "{} is a symbolic link: the statistics are never written through it; \
+             make it a real folder (or remove it: the logger creates it)",
+            stats.display()
+        )),
+        Ok(m) if !m.is_dir() => problems.push(format!(
+            "{} is not a directory: the statistics cannot be written there; remove it",
+            stats.display()
+        )),
+        _ => {}
+    }
+    if stats.is_dir() && !stats.is_symlink() && !writable(&stats) {
         problems.push(format!(
             "{} is not writable: the statistics page cannot be replaced {}",
             stats.display(),

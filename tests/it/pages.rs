@@ -192,6 +192,23 @@ fn render_never_writes_the_statistics_through_a_symlinked_stats_folder() {
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert!(read(&site.root.join("index.html")).contains("first-1.0.iso"));
+    // `check` names it before the logger meets it.
+    let out = std::process::Command::new(super::bin())
+        .args(["check", "--db"])
+        .arg(&site.db)
+        .arg("--root")
+        .arg(&site.root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}/.stats is a symbolic link: the statistics are never written through it",
+            site.root.display()
+        )),
+        "{err}"
+    );
 }
 
 /// Folders `d…d` (200 bytes each) nested below `dir` until the deepest one's
