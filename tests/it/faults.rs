@@ -174,6 +174,8 @@ fn fill(path: &Path) {
 
 /// Issue 12, item 7: on an 8 MiB filesystem the disk fills while the logger
 /// runs; once 5 MB are freed, every held line fits when committed in pieces.
+/// (120,000 held lines, about 4 MB of database: the old code, retrying them
+/// as one transaction, saved none; 1 MB is left free at the end.)
 #[test]
 fn a_small_full_disk_saves_every_held_line_once_space_is_freed() {
     let base = Site::new();
@@ -205,7 +207,7 @@ fn a_small_full_disk_saves_every_held_line_once_space_is_freed() {
     // 5 MB to free later; the rest of the disk full.
     std::fs::write(mnt.join("freed-later"), vec![0u8; 5_000_000]).unwrap();
     fill(&mnt.join("filler"));
-    p.write(iso_lines(1..150_001, 20_000, "/b.iso").as_bytes());
+    p.write(iso_lines(1..120_001, 20_000, "/b.iso").as_bytes());
     wait_until("the full disk is reported", || {
         p.stderr().contains("disk is full")
     });
@@ -214,6 +216,6 @@ fn a_small_full_disk_saves_every_held_line_once_space_is_freed() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         site.report(),
-        json!({"/a.iso": figures(30_000, 30_000), "/b.iso": figures(20_000, 150_001)})
+        json!({"/a.iso": figures(30_000, 30_000), "/b.iso": figures(20_000, 120_001)})
     );
 }
