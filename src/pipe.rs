@@ -742,12 +742,25 @@ impl<'a> Owner<'a> {
         let path = &self.settings.db;
         let opened = {
             let _busy = self.flow.busy();
-            Store::open(path).and_then(|s| {
-                let id = file_id(path).map_err(|e| {
-                    anyhow::anyhow!("cannot look at the database {}: {e}", path.display())
-                })?;
-                Ok((s, id))
-            })
+            // The file opened is the one at the path before and after the
+            // open (if it existed before); else it changed meanwhile: again.
+            let mut tries = 0;
+            loop {
+                let before = file_id(path).ok();
+                let opened = Store::open(path).and_then(|s| {
+                    let id = file_id(path).map_err(|e| {
+                        anyhow::anyhow!("cannot look at the database {}: {e}", path.display())
+                    })?;
+                    Ok((s, id))
+                });
+                match opened {
+                    Ok((s, id)) if before.is_some_and(|b| b != id) && tries < 3 => {
+                        s.close_detached();
+                        tries += 1;
+                    }
+                    other => break other,
+                }
+            }
         };
         match opened {
             Ok((s, id)) => {
