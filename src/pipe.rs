@@ -27,6 +27,8 @@
 //! reading and holds up to the bound; once the database has failed, batches
 //! past the bound lose their counted lines (counted and reported; `import`
 //! of the access log recovers them). Apache is never blocked by an outage.
+//! (The bound reached before the first failure — 200,000 lines within
+//! SQLite's 10 s busy timeout, a flood — makes the reader wait, not drop.)
 //!
 //! Invariants of the owner:
 //! - **Only what is in the database at the path counts.** It remembers the
