@@ -11,19 +11,39 @@
 //!   restart interrupted reads, so a flag checked by the reader would never be
 //!   seen while Apache is idle);
 //! - the **database owner** (the calling thread) commits what it has received
-//!   in one transaction at most every 100 ms (group commit: a line read is
-//!   committed well within a second, and a busy site costs a few transactions
-//!   a second), at once on SIGTERM, and keeps what it could not write in a
-//!   bounded queue, retrying.
+//!   at most every 100 ms (group commit: a line read is committed well within
+//!   a second, and a busy site costs a few transactions a second), at once on
+//!   SIGTERM, in transactions of at most [`FLUSH_HITS`] counted lines, and
+//!   keeps what it could not write in a bounded queue, retrying.
 //!
 //! The queue bound (`--max-pending` counted lines, in the channel and held
-//! by the owner together) is enforced by the reader. While the database is
-//! failing, batches past the bound lose their counted lines (counted and
-//! reported; `import` of the access log recovers them) — Apache is never
-//! blocked by an outage. While the database is healthy and only slower than
-//! the input (a flood far beyond any real download server, such as `cat`
-//! of a big log), the reader waits for room instead, so memory stays flat
-//! and nothing is lost.
+//! by the owner together) is enforced by the reader. The reader stops
+//! reading only while the database is known to be healthy (no failure, no
+//! call of the owner's running longer than [`STUCK`]) and merely slower than
+//! the input (a flood far beyond any real download server, such as `cat` of
+//! a big log): it waits for room under [`HEALTHY_IN_FLIGHT`], so memory
+//! stays flat and nothing is lost. Otherwise — locked by another writer (a
+//! commit inside SQLite's busy timeout), read-only, disk full — it keeps
+//! reading and holds up to the bound; once the database has failed, batches
+//! past the bound lose their counted lines (counted and reported; `import`
+//! of the access log recovers them). Apache is never blocked by an outage.
+//! (The bound reached before the first failure — 200,000 lines within
+//! SQLite's 10 s busy timeout, a flood — makes the reader wait, not drop.)
+//!
+//! Invariants of the owner:
+//! - **Only what is in the database at the path counts.** It remembers the
+//!   (device, inode) of the file it opened and looks at the path after every
+//!   commit and twice a second: if the file was deleted or replaced, it says
+//!   so once, lets go of the old file (leaving the `-wal`/`-shm` names to
+//!   the new one), and counts the lines committed since its last look again
+//!   into the database now at the path (a new one if none). Lines are
+//!   acknowledged (the exit summary, the `--max-pending` room) only once
+//!   seen there.
+//! - **Everything that fits is saved.** When the disk is full, a piece that
+//!   does not fit is halved (down to one line) and tried again at once, the
+//!   WAL is checkpointed and truncated around each piece, and pieces grow
+//!   back as they fit, so a backlog is saved as far as space allows rather
+//!   than retried whole forever.
 //!
 //! Apache sends SIGTERM on every graceful restart and then keeps writing the
 //! lines of requests still in flight until it closes the pipe, so SIGTERM
@@ -35,7 +55,8 @@ use crate::config::Settings;
 use crate::store::{ApplyStats, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +98,22 @@ const NAP_BELOW: usize = 16 * 1024;
 const PIPE_BYTES: i32 = 1024 * 1024;
 /// Housekeeping cadence (date change, purge, checkpoint).
 const TICK: Duration = Duration::from_secs(1);
+/// A database call running longer than this (a commit waiting for another
+/// writer's lock) means the database is not known to be healthy: the reader
+/// stops waiting for room and holds up to `--max-pending` lines instead.
+/// Commits of a healthy database take a fraction of it (at most
+/// [`FLUSH_HITS`] lines each).
+const STUCK: Duration = Duration::from_millis(250);
+/// Space a transaction of counted lines takes at most in the WAL and the
+/// database together: a few pages for any piece (`days`, `daily`, the
+/// counters, B-tree splits)…
+const PIECE_BYTES: u64 = 64 * 1024;
+/// …and about two pages a line (its `seen_lines` and `visitors` leaves sit
+/// anywhere in their tables), counted twice: in the WAL, then in the database.
+const LINE_BYTES: u64 = 16 * 1024;
+/// How often, at least, the owner makes sure the database path still names
+/// the file it writes (it also looks after every commit).
+const LOOK: Duration = Duration::from_millis(500);
 
 /// Why the pages should be rendered again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,19 +135,53 @@ pub trait PageTrigger {
 }
 
 /// Shared between the reader and the owner: how many counted lines are on
-/// their way to the database, and whether it is failing.
+/// their way to the database, and whether it is healthy.
 struct Flow {
+    /// Admitted and not yet known to be in the database at its path.
     in_flight: AtomicUsize,
     failing: AtomicBool,
+    /// When the owner's current database call began (milliseconds since
+    /// `epoch`, plus one); 0 while none runs.
+    busy_since: AtomicU64,
+    epoch: Instant,
     /// While the database is healthy: room for bursts, small enough to keep memory flat.
     healthy_limit: usize,
-    /// While it is failing: `--max-pending`.
+    /// Otherwise: `--max-pending`.
     limit: usize,
     /// The reader hands a batch over at this many counted lines, well under both limits.
     handover_hits: usize,
 }
 
+/// Clears [`Flow::busy_since`] when the database call it marks returns.
+struct Busy<'a>(&'a Flow);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy_since.store(0, Ordering::Release);
+    }
+}
+
 impl Flow {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Marks a database call of the owner's until the guard drops.
+    fn busy(&self) -> Busy<'_> {
+        self.busy_since.store(self.millis(), Ordering::Release);
+        Busy(self)
+    }
+
+    /// Known to be healthy: not failing, and no call stuck (in SQLite's busy
+    /// timeout behind another writer's lock, on a hung disk) for [`STUCK`].
+    fn healthy(&self) -> bool {
+        if self.failing.load(Ordering::Acquire) {
+            return false;
+        }
+        let since = self.busy_since.load(Ordering::Acquire);
+        since == 0 || self.millis().saturating_sub(since) < STUCK.as_millis() as u64
+    }
+
     /// Called by the reader before sending a batch; see the module header.
     fn admit(&self, batch: &mut Batch) {
         let hits = batch.hits().len();
@@ -119,21 +190,22 @@ impl Flow {
         }
         loop {
             let cur = self.in_flight.load(Ordering::Acquire);
-            let failing = self.failing.load(Ordering::Acquire);
-            let fits = if failing {
-                cur + hits <= self.limit
-            } else {
+            let fits = if self.healthy() {
                 // An empty queue takes any batch, so a big one cannot wait forever.
                 cur == 0 || cur + hits <= self.healthy_limit
+            } else {
+                cur + hits <= self.limit
             };
             if fits {
                 self.in_flight.fetch_add(hits, Ordering::AcqRel);
                 return;
             }
-            if failing {
+            if self.failing.load(Ordering::Acquire) {
                 batch.drop_hits();
                 return;
             }
+            // Healthy and flooded, or --max-pending reached by a database
+            // that has not failed yet (still inside its busy timeout).
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -158,6 +230,8 @@ pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),
         failing: AtomicBool::new(false),
+        busy_since: AtomicU64::new(0),
+        epoch: Instant::now(),
         healthy_limit: HEALTHY_IN_FLIGHT.min(settings.max_pending),
         limit: settings.max_pending,
         handover_hits: HANDOVER_HITS.min(settings.max_pending / 4).max(1),
@@ -350,6 +424,77 @@ impl Throttle {
     }
 }
 
+/// A file's identity: (device, inode).
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// `db` with `suffix` appended: SQLite's `-wal` and `-shm` files.
+fn beside(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// What the database path names, against the file the owner writes.
+enum AtPath {
+    Same,
+    /// Nothing: the file was deleted.
+    Gone,
+    /// Another file.
+    Other,
+    /// Cannot tell (the directory cannot be searched, …).
+    Unknown(std::io::Error),
+}
+
+/// Whether a failed commit ran out of space: a smaller piece may still fit.
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::DiskFull)
+    })
+}
+
+/// How many leading batches make a piece of at most `cap` counted lines (at least one batch).
+fn piece_len(batches: &[Batch], cap: usize) -> usize {
+    let mut hits = 0;
+    let mut n = 0;
+    for b in batches {
+        hits += b.hits().len();
+        if n > 0 && hits > cap {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// How many counted lines a piece may hold on a full disk: what the space
+/// left can take, at [`PIECE_BYTES`] plus [`LINE_BYTES`] a line.
+fn fitting_hits(db: &Path) -> usize {
+    let dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(st) => {
+            let free = st.blocks_available().saturating_mul(st.fragment_size());
+            usize::try_from(free.saturating_sub(PIECE_BYTES) / LINE_BYTES)
+                .unwrap_or(usize::MAX)
+                .max(1)
+        }
+        Err(_) => usize::MAX,
+    }
+}
+
+fn hits_of(batches: &[Batch]) -> usize {
+    batches.iter().map(|b| b.hits().len()).sum()
+}
+
 /// The database owner's state.
 struct Owner<'a> {
     settings: &'a Settings,
@@ -357,8 +502,24 @@ struct Owner<'a> {
     hasher_slot: Arc<std::sync::OnceLock<crate::keys::KeyHasher>>,
     pages: Option<&'a dyn PageTrigger>,
     store: Option<Store>,
+    /// The database file the lines go into (kept while the store is closed
+    /// after an error), and its `-wal`/`-shm` files when last seen at the path.
+    db_file: Option<FileId>,
+    side_files: [Option<FileId>; 2],
+    last_look: Instant,
     pending: Vec<Batch>,
     pending_hits: usize,
+    /// Committed, but not yet seen to be in the database at the path (the
+    /// path is looked at right after each commit): counted again into the
+    /// new database if the file turns out deleted or replaced.
+    unverified: Vec<Batch>,
+    unverified_hits: usize,
+    unverified_stats: ApplyStats,
+    /// Counted lines per transaction: [`FLUSH_HITS`], halved (down to one)
+    /// when the disk cannot take a piece, doubled after each that fits.
+    piece_hits: usize,
+    /// A commit ran out of space: truncate the WAL before each piece until the backlog is saved.
+    disk_was_full: bool,
     /// When the oldest uncommitted line arrived.
     first_pending: Option<Instant>,
     dropped_lines: u64,
@@ -367,6 +528,7 @@ struct Owner<'a> {
     backoff: Duration,
     db_trouble: Throttle,
     drop_trouble: Throttle,
+    /// What is counted in the database now at the path (since the start, or since it was replaced).
     totals: ApplyStats,
     lines: u64,
     rejected: u64,
@@ -389,8 +551,16 @@ impl<'a> Owner<'a> {
             hasher_slot,
             pages,
             store: None,
+            db_file: None,
+            side_files: [None, None],
+            last_look: Instant::now(),
             pending: Vec::new(),
             pending_hits: 0,
+            unverified: Vec::new(),
+            unverified_hits: 0,
+            unverified_stats: ApplyStats::default(),
+            piece_hits: FLUSH_HITS,
+            disk_was_full: false,
             first_pending: None,
             dropped_lines: 0,
             failing_since: None,
@@ -407,9 +577,15 @@ impl<'a> Owner<'a> {
         }
     }
 
+    /// Nothing left to save.
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.unverified.is_empty()
+    }
+
     fn run(&mut self, rx: Receiver<Msg>) -> i32 {
         self.ensure_store();
         if let Some(store) = self.store.as_mut() {
+            let _busy = self.flow.busy();
             purge(store, self.settings, self.today);
         }
         if let Some(p) = self.pages {
@@ -421,7 +597,8 @@ impl<'a> Owner<'a> {
             let wait = match self.commit_due() {
                 Some(due) => due.saturating_duration_since(Instant::now()).min(TICK),
                 None => TICK,
-            };
+            }
+            .min(LOOK);
             let mut interrupted = false;
             let mut commit_now = false;
             let first = if eof_at.is_some() {
@@ -463,19 +640,20 @@ impl<'a> Owner<'a> {
             let due = commit_now
                 || eof_at.is_some()
                 || self.pending_hits >= FLUSH_HITS
+                || !self.unverified.is_empty()
                 || self.commit_due().is_some_and(|d| now >= d);
-            if !self.pending.is_empty() && due && now >= self.next_retry {
+            if !self.idle() && due && now >= self.next_retry {
                 self.flush();
             }
             self.housekeeping();
             if interrupted {
-                if !self.pending.is_empty() {
+                if !self.idle() {
                     self.flush();
                 }
                 return self.finish("interrupted (SIGINT)");
             }
             if let Some(at) = eof_at {
-                if self.pending.is_empty() {
+                if self.idle() {
                     return self.finish(if terminating {
                         "end of input after SIGTERM"
                     } else {
@@ -483,7 +661,7 @@ impl<'a> Owner<'a> {
                     });
                 }
                 if at.elapsed() >= EOF_RETRY {
-                    let lost: usize = self.pending_hits;
+                    let lost = self.pending_hits + self.unverified_hits;
                     let dropped = if self.dropped_lines > 0 {
                         format!(
                             " (and {} dropped earlier over --max-pending)",
@@ -563,8 +741,38 @@ impl<'a> Owner<'a> {
         if self.store.is_some() {
             return true;
         }
-        match Store::open(&self.settings.db) {
-            Ok(s) => {
+        let path = &self.settings.db;
+        let opened = {
+            let _busy = self.flow.busy();
+            // The file opened is the one at the path before and after the
+            // open (if it existed before); else it changed meanwhile: again.
+            let mut tries = 0;
+            loop {
+                let before = file_id(path).ok();
+                let opened = Store::open(path).and_then(|s| {
+                    let id = file_id(path).map_err(|e| {
+                        anyhow::anyhow!("cannot look at the database {}: {e}", path.display())
+                    })?;
+                    Ok((s, id))
+                });
+                match opened {
+                    Ok((s, id)) if before.is_some_and(|b| b != id) && tries < 3 => {
+                        s.close_detached();
+                        tries += 1;
+                    }
+                    other => break other,
+                }
+            }
+        };
+        match opened {
+            Ok((s, id)) => {
+                if self.db_file.is_some_and(|old| old != id) {
+                    // Replaced while closed after an error: nothing of ours to count again.
+                    self.announce_replaced("deleted or replaced");
+                    self.totals = ApplyStats::default();
+                }
+                self.db_file = Some(id);
+                self.last_look = Instant::now();
                 // From now on the reader hashes (the store re-hashes anything
                 // keyed with another secret, e.g. a replaced database file).
                 let _ = self.hasher_slot.set(s.hasher());
@@ -584,62 +792,230 @@ impl<'a> Owner<'a> {
         self.db_trouble.say(&format!(
             "cannot write the database ({what}); still reading Apache's lines, {} counted lines held in memory \
              (failing for {}s, retrying)",
-            self.pending_hits,
+            self.pending_hits + self.unverified_hits,
             since.elapsed().as_secs()
         ));
         self.next_retry = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
     }
 
+    /// Commits the pending batches in pieces of at most `piece_hits` counted
+    /// lines, making sure after each that it went into the database at the path.
     fn flush(&mut self) {
-        if !self.ensure_store() {
-            return;
-        }
-        let store = self.store.as_mut().expect("store just opened");
-        match store.apply(&self.pending, Origin::Live) {
-            Ok(stats) => {
-                self.pending.clear();
-                self.first_pending = None;
-                self.flow
-                    .in_flight
-                    .fetch_sub(self.pending_hits, Ordering::AcqRel);
-                self.flow.failing.store(false, Ordering::Release);
-                self.pending_hits = 0;
-                if stats.counted_lines > 0 {
-                    if let Some(p) = self.pages {
-                        p.trigger(RenderReason::CountsChanged);
-                    }
+        loop {
+            if !self.unverified.is_empty() && !self.settle() {
+                return;
+            }
+            if self.pending.is_empty() {
+                break;
+            }
+            if !self.ensure_store() {
+                return;
+            }
+            let piece = if self.disk_was_full {
+                self.piece_hits.min(fitting_hits(&self.settings.db))
+            } else {
+                self.piece_hits
+            };
+            if self.pending[0].hits().len() > piece {
+                let tail = self.pending[0].split_off(piece);
+                self.pending.insert(1, tail);
+            }
+            let n = piece_len(&self.pending, piece);
+            let flow = Arc::clone(&self.flow);
+            let store = self.store.as_mut().expect("store just opened");
+            let _busy = flow.busy();
+            // While the disk is full, the WAL is checkpointed and cut to zero
+            // bytes around each piece: a piece that does not fit then leaves
+            // only its own frames, which the next checkpoint drops without
+            // growing the database, and the database grows only by what fits.
+            if self.disk_was_full {
+                if let Err(e) = store.checkpoint_truncate() {
+                    self.trouble(&describe(&e));
+                    return;
                 }
-                if let Some(d) = stats.max_day {
-                    if d > self.max_day {
-                        self.max_day = d;
-                        if let Some(p) = self.pages {
-                            p.trigger(RenderReason::NewDay);
+            }
+            let result = store.apply(&self.pending[..n], Origin::Live);
+            let checkpointed = !self.disk_was_full || store.checkpoint_truncate().is_ok();
+            drop(_busy);
+            let hits = hits_of(&self.pending[..n]);
+            match result {
+                Ok(stats) => {
+                    self.unverified.extend(self.pending.drain(..n));
+                    self.pending_hits -= hits;
+                    self.unverified_hits += hits;
+                    self.unverified_stats.merge(&stats);
+                    self.piece_hits = if checkpointed {
+                        (piece * 2).min(FLUSH_HITS)
+                    } else {
+                        // Saved, but too big to move out of the WAL yet.
+                        (piece / 2).max(1)
+                    };
+                }
+                Err(e) => {
+                    // Reopen next time: a replaced or re-permissioned file needs a new handle.
+                    self.close_store();
+                    if disk_full(&e) {
+                        self.disk_was_full = true;
+                        if hits > 1 {
+                            // Half of it may fit: try at once.
+                            self.piece_hits = hits / 2;
+                            continue;
                         }
                     }
+                    self.trouble(&describe(&e));
+                    return;
                 }
-                self.totals.merge(&stats);
-                if let Some(since) = self.failing_since.take() {
-                    eprintln!(
-                        "dlcount: database writable again after {}s; all held lines are saved",
-                        since.elapsed().as_secs()
-                    );
-                }
-                self.backoff = Duration::from_millis(250);
             }
-            Err(e) => {
-                // Reopen next time: a replaced or re-permissioned file needs a new handle.
-                self.store = None;
-                self.trouble(&describe(&e));
+        }
+        // Healthy again only with the backlog saved: the reader must not
+        // wait for room while pieces of it are still being committed.
+        self.flow.failing.store(false, Ordering::Release);
+        self.first_pending = None;
+        self.disk_was_full = false;
+        self.backoff = Duration::from_millis(250);
+        if let Some(since) = self.failing_since.take() {
+            eprintln!(
+                "dlcount: database writable again after {}s; all held lines are saved",
+                since.elapsed().as_secs()
+            );
+        }
+    }
+
+    /// What the database path names now.
+    fn at_path(&self) -> AtPath {
+        match file_id(&self.settings.db) {
+            Ok(id) if Some(id) == self.db_file => AtPath::Same,
+            Ok(_) => AtPath::Other,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AtPath::Gone,
+            Err(e) => AtPath::Unknown(e),
+        }
+    }
+
+    /// Looks whether the database path still names the file written to:
+    /// then the lines committed since the last look are counted for good;
+    /// if not, they go again into the database at the path. False when it
+    /// cannot be told yet (they are held until it can).
+    fn settle(&mut self) -> bool {
+        self.last_look = Instant::now();
+        match self.at_path() {
+            AtPath::Same => {
+                let db = &self.settings.db;
+                self.side_files = ["-wal", "-shm"].map(|s| file_id(&beside(db, s)).ok());
+                self.release();
+                true
+            }
+            AtPath::Gone => {
+                self.detach("deleted");
+                true
+            }
+            AtPath::Other => {
+                self.detach("replaced by another file");
+                true
+            }
+            AtPath::Unknown(e) => {
+                if !self.unverified.is_empty() {
+                    self.trouble(&format!(
+                        "cannot tell whether {} is still the database written to: {e}",
+                        self.settings.db.display()
+                    ));
+                }
+                false
             }
         }
     }
 
+    /// The committed lines are in the database at the path.
+    fn release(&mut self) {
+        if self.unverified.is_empty() {
+            return;
+        }
+        self.unverified.clear();
+        self.flow
+            .in_flight
+            .fetch_sub(self.unverified_hits, Ordering::AcqRel);
+        self.unverified_hits = 0;
+        let stats = std::mem::take(&mut self.unverified_stats);
+        if stats.counted_lines > 0 {
+            if let Some(p) = self.pages {
+                p.trigger(RenderReason::CountsChanged);
+            }
+        }
+        if let Some(d) = stats.max_day {
+            if d > self.max_day {
+                self.max_day = d;
+                if let Some(p) = self.pages {
+                    p.trigger(RenderReason::NewDay);
+                }
+            }
+        }
+        self.totals.merge(&stats);
+    }
+
+    /// One line in the error log: what happened, and what it cost.
+    fn announce_replaced(&self, what: &str) {
+        eprintln!(
+            "dlcount: the database {} was {what} while in use; counting into the database at that path \
+             from now on ({} counted lines stay in the old file; the last {} are counted again)",
+            self.settings.db.display(),
+            self.totals.counted_lines,
+            self.unverified_hits
+        );
+    }
+
+    /// The path no longer names the file written to: says so, lets go of
+    /// that file, and puts the lines committed since the last look back in
+    /// front of the pending ones, for the database at the path.
+    fn detach(&mut self, what: &str) {
+        self.announce_replaced(what);
+        // The old file's -wal/-shm still at the path would be read as the new file's.
+        let db = &self.settings.db;
+        for (suffix, id) in ["-wal", "-shm"].iter().zip(self.side_files) {
+            let p = beside(db, suffix);
+            if id.is_some() && file_id(&p).ok() == id {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+        if let Some(store) = self.store.take() {
+            store.close_detached();
+        }
+        self.db_file = None;
+        self.side_files = [None, None];
+        self.totals = ApplyStats::default();
+        self.unverified_stats = ApplyStats::default();
+        let mut again = std::mem::take(&mut self.unverified);
+        again.append(&mut self.pending);
+        self.pending = again;
+        self.pending_hits += self.unverified_hits;
+        self.unverified_hits = 0;
+        if !self.pending.is_empty() {
+            self.first_pending.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Closes the store after an error; a file no longer at the path is let go of as such.
+    fn close_store(&mut self) {
+        match self.at_path() {
+            AtPath::Gone => self.detach("deleted"),
+            AtPath::Other => self.detach("replaced by another file"),
+            _ => self.store = None,
+        }
+    }
+
     fn housekeeping(&mut self) {
+        if self.store.is_some() && self.last_look.elapsed() >= LOOK {
+            // A deleted or replaced database is noticed within a second even
+            // while no line arrives.
+            self.settle();
+            if self.store.is_none() {
+                self.ensure_store();
+            }
+        }
         let today = chrono::Local::now().date_naive();
         if today != self.today {
             self.today = today;
             if let Some(store) = self.store.as_mut() {
+                let _busy = self.flow.busy();
                 purge(store, self.settings, today);
             }
             if let Some(p) = self.pages {
@@ -649,6 +1025,7 @@ impl<'a> Owner<'a> {
         if self.last_checkpoint.elapsed() >= Duration::from_secs(60) {
             self.last_checkpoint = Instant::now();
             if let Some(store) = self.store.as_ref() {
+                let _busy = self.flow.busy();
                 let _ = store.checkpoint();
             }
         }
@@ -681,5 +1058,52 @@ mod tests {
             super::describe(&e),
             "cannot open database /x: database is locked"
         );
+    }
+
+    #[test]
+    fn a_batch_split_into_pieces_keeps_every_hit_with_its_fields_and_keys() {
+        use crate::classify::Classifier;
+        use crate::keys::KeyHasher;
+        use crate::logformat::LogFormat;
+        use crate::tally::{Batch, LineProcessor};
+        let hasher = KeyHasher::new([7; 32]);
+        let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+        let _ = slot.set(hasher.clone());
+        let mut p = LineProcessor::new(
+            LogFormat::compile("combined").unwrap(),
+            Classifier::new(&[".iso"]),
+        )
+        .with_hasher(slot);
+        let mut b = Batch::new();
+        for i in 0..5u64 {
+            let line = format!(
+                r#"192.0.2.{i} - - [05/Nov/2026:10:00:0{i} +0100] "GET /{i}.iso HTTP/1.1" 200 {i} "https://r.example/{i}" "UA {i}""#
+            );
+            p.process_line(line.as_bytes(), i + 1, &mut b);
+        }
+        let keys: Vec<_> = (0..5).map(|i| b.keys(i, hasher.id()).unwrap()).collect();
+        let tail = b.split_off(2);
+        assert_eq!((b.hits().len(), tail.hits().len()), (2, 3));
+        assert_eq!((b.stats.lines, tail.stats.lines), (5, 0));
+        for (batch, first) in [(&b, 0), (&tail, 2)] {
+            for (j, h) in batch.hits().iter().enumerate() {
+                let i = first + j;
+                assert_eq!(batch.client(h), format!("192.0.2.{i}").as_bytes());
+                assert_eq!(batch.path(h), format!("/{i}.iso").as_bytes());
+                assert_eq!(
+                    batch.time(h),
+                    format!("05/Nov/2026:10:00:0{i} +0100").as_bytes()
+                );
+                let f = batch.line_fields(h);
+                assert_eq!(f.request_line, format!("GET /{i}.iso HTTP/1.1").as_bytes());
+                assert_eq!(f.referer, format!("https://r.example/{i}").as_bytes());
+                assert_eq!(f.user_agent, format!("UA {i}").as_bytes());
+                assert_eq!(batch.keys(j, hasher.id()), Some(keys[i]));
+            }
+        }
+        let batches = [b, tail];
+        assert_eq!(super::piece_len(&batches, 2), 1);
+        assert_eq!(super::piece_len(&batches, 1), 1);
+        assert_eq!(super::piece_len(&batches, 5), 2);
     }
 }

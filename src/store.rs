@@ -885,6 +885,24 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
+
+    /// Copies the whole WAL into the database and truncates it to zero bytes
+    /// (when no reader holds it), giving its space back on a full disk.
+    pub fn checkpoint_truncate(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Closes a database whose file is no longer at its path (deleted or
+    /// replaced) without touching the `-wal`/`-shm` names: SQLite's last
+    /// connection deletes them by name, and they may be another database's now.
+    pub fn close_detached(self) {
+        let _ = self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        );
+    }
 }
 
 fn check_version(version: i64, path: &Path) -> Result<()> {

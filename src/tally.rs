@@ -158,6 +158,35 @@ impl Batch {
         self.hits.is_empty() && self.stats.lines == 0
     }
 
+    /// Moves hits `at..` (with their keys and bytes) into a new batch of the
+    /// same format; the line accounting stays here. The pipe commits a batch
+    /// in smaller pieces when a full disk cannot take it whole.
+    pub fn split_off(&mut self, at: usize) -> Batch {
+        let mut tail = Batch {
+            keyed_with: self.keyed_with,
+            format_identity: self.format_identity,
+            ..Batch::default()
+        };
+        if self.keys.len() == self.hits.len() && at < self.keys.len() {
+            tail.keys = self.keys.split_off(at);
+        }
+        for mut h in self.hits.split_off(at.min(self.hits.len())) {
+            for r in [
+                &mut h.client,
+                &mut h.path,
+                &mut h.time,
+                &mut h.request_line,
+                &mut h.referer,
+                &mut h.user_agent,
+            ] {
+                let bytes = &self.arena[r.start as usize..r.end as usize];
+                *r = tail.push_bytes(bytes);
+            }
+            tail.hits.push(h);
+        }
+        tail
+    }
+
     fn push_bytes(&mut self, b: &[u8]) -> Range<u32> {
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(b);

@@ -10,6 +10,7 @@ mod support;
 
 mod cases;
 mod errors;
+mod faults;
 mod generated;
 mod identity;
 mod import;
