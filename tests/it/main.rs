@@ -15,6 +15,7 @@ mod identity;
 mod import;
 mod pages;
 mod pipe;
+mod privacy;
 mod spool;
 
 use serde_json::Value;
