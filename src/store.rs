@@ -1264,4 +1264,162 @@ mod tests {
         let r = &store.monthly().unwrap()[0];
         assert_eq!((r.downloads, r.requests), (1, 3));
     }
+
+    const LINE: &str = r#"203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 1000 "-" "Mozilla/5.0""#;
+
+    fn one_i64(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A schema-2 database whose byte sums wrapped (as before schema 3): one
+    /// line of `LINE`'s day counted live, with its bytes turned REAL in
+    /// `daily` and `visitors`; a second file whose figures went negative.
+    fn damaged_schema2_database(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        let schema2 = SCHEMA.replace(
+            "CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);",
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+        );
+        conn.execute_batch(&schema2).unwrap();
+        let secret = [3u8; 32];
+        conn.execute(
+            "INSERT INTO meta(name, value) VALUES('secret', ?1)",
+            [&secret[..]],
+        )
+        .unwrap();
+        let b = batch_of(&[LINE]);
+        let h = &b.hits()[0];
+        let hasher = KeyHasher::new(secret);
+        let mut s = Scratch::default();
+        let visitor = hasher.visitor(&mut s, b.client(h), b.path(h), h.day);
+        let hash = hasher.line(&mut s, visitor, &b.line_fields(h), identity::ALL);
+        conn.execute_batch(&format!(
+            "INSERT INTO files(id, path) VALUES(1, '/isos/a.iso'), (2, '/isos/b.iso');
+             INSERT INTO days(day, touched, identity) VALUES({d}, 0, {all});
+             INSERT INTO seen_lines VALUES({d}, {hash}, 1, 0, 0, 0, -9223372036854775000, 0, 0);
+             INSERT INTO visitors VALUES({d}, {visitor}, 1, 1, 1.8446744073709552e19, 0);
+             INSERT INTO visitors VALUES({d}, 77, 2, 1, -5, 0);
+             INSERT INTO daily VALUES(1, {d}, 1, 1, 1.8446744073709552e19);
+             INSERT INTO daily VALUES(2, {d}, 1, 1, -9223372036854775000);
+             INSERT INTO counters VALUES('lines', 2);
+             PRAGMA user_version=2;",
+            d = h.day,
+            all = identity::ALL
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_schema3_upgrade_repairs_wrapped_byte_sums_and_rekeys_open_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("damaged.sqlite");
+        damaged_schema2_database(&db);
+        let mut store = Store::open(&db).unwrap();
+        assert_eq!(one_i64(&store, "PRAGMA user_version"), 3);
+        let rows = store.monthly().unwrap();
+        let figures: Vec<_> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.downloads, r.requests, r.bytes))
+            .collect();
+        let max = i64::MAX as u64;
+        assert_eq!(
+            figures,
+            vec![("/isos/a.iso", 1, 1, max), ("/isos/b.iso", 1, 1, max)]
+        );
+        for sql in [
+            "SELECT count(*) FROM daily WHERE typeof(bytes) <> 'integer' OR bytes <> 9223372036854775807",
+            "SELECT count(*) FROM visitors WHERE typeof(bytes) <> 'integer' OR bytes <> 9223372036854775807",
+            "SELECT count(*) FROM seen_lines WHERE live_bytes <> 9223372036854775807",
+            "SELECT count(*) FROM sqlite_master WHERE name = 'counters'",
+            "SELECT count(*) FROM meta WHERE name = 'vacuum'",
+        ] {
+            assert_eq!(one_i64(&store, sql), 0, "{sql}");
+        }
+        // The open day got a key, and its rows were re-keyed with it: the
+        // same line, imported, is known already.
+        assert_eq!(one_i64(&store, "SELECT count(*) FROM day_keys"), 1);
+        assert_eq!(
+            one_i64(&store, "SELECT count(*) FROM visitors WHERE key = 77"),
+            0
+        );
+        let run = store.new_source("import-run", "test").unwrap();
+        let file_source = store.new_source("import", "access.log").unwrap();
+        let stats = store
+            .apply(&[batch_of(&[LINE])], Origin::Import { file_source, run })
+            .unwrap();
+        assert_eq!((stats.counted_lines, stats.already_counted_lines), (0, 1));
+        assert_eq!((stats.new_downloads, stats.known_downloads), (0, 1));
+    }
+
+    #[test]
+    fn sums_saturate_in_sql_instead_of_turning_real() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "UPDATE daily SET bytes = 9223372036854775800, requests = 9223372036854775807;
+                 UPDATE visitors SET bytes = 9223372036854775800;",
+            )
+            .unwrap();
+        let second = LINE.replace("10:00:00", "10:00:01");
+        let stats = store.apply(&[batch_of(&[&second])], Origin::Live).unwrap();
+        assert_eq!(stats.counted_lines, 1);
+        for sql in [
+            "SELECT bytes FROM daily",
+            "SELECT requests FROM daily",
+            "SELECT bytes FROM visitors",
+        ] {
+            assert_eq!(one_i64(&store, sql), i64::MAX, "{sql}");
+        }
+        let r = &store.monthly().unwrap()[0];
+        assert_eq!((r.requests, r.bytes), (i64::MAX as u64, i64::MAX as u64));
+    }
+
+    #[test]
+    fn no_retention_wraps_round_to_close_a_recent_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        let day = stats.max_day.unwrap();
+        store
+            .conn
+            .execute("UPDATE days SET touched = 0", [])
+            .unwrap();
+        assert_eq!(store.purge(day + 1, u32::MAX).unwrap(), Vec::<i32>::new());
+        assert_eq!(store.purge(day + 1, 1).unwrap(), Vec::<i32>::new());
+        assert_eq!(store.purge(day + 2, 1).unwrap(), vec![day]);
+    }
+
+    #[test]
+    fn closing_a_day_deletes_its_key_even_without_visitors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        let day = stats.max_day.unwrap();
+        let other = LINE.replace("20/Nov", "21/Nov");
+        store.apply(&[batch_of(&[&other])], Origin::Live).unwrap();
+        assert_eq!(one_i64(&store, "SELECT count(*) FROM day_keys"), 2);
+        // The first day keeps no row, only its key.
+        store
+            .conn
+            .execute_batch(&format!(
+                "DELETE FROM visitors WHERE day = {day}; DELETE FROM seen_lines WHERE day = {day};
+                 UPDATE days SET touched = 0;"
+            ))
+            .unwrap();
+        assert_eq!(store.purge(day + 36, 35).unwrap(), vec![day]);
+        let left: Vec<i32> = store
+            .conn
+            .prepare("SELECT day FROM day_keys")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(left, vec![day + 1]);
+        let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        assert_eq!((stats.closed_day_lines, stats.counted_lines), (1, 0));
+    }
 }
