@@ -1422,4 +1422,90 @@ mod tests {
         let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
         assert_eq!((stats.closed_day_lines, stats.counted_lines), (1, 0));
     }
+
+    /// How many of `values` occur in the database files, as 8 bytes in
+    /// either byte order (tests/it/privacy.rs searches more encodings).
+    fn found_in_files(db: &Path, values: &[i64]) -> usize {
+        let wanted: std::collections::HashMap<[u8; 8], i64> = values
+            .iter()
+            .flat_map(|&v| [(v.to_le_bytes(), v), (v.to_be_bytes(), v)])
+            .collect();
+        let mut hits = std::collections::HashSet::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            if let Ok(bytes) = std::fs::read(&p) {
+                for w in bytes.windows(8) {
+                    if let Some(v) = wanted.get(<&[u8; 8]>::try_from(w).unwrap()) {
+                        hits.insert(*v);
+                    }
+                }
+            }
+        }
+        hits.len()
+    }
+
+    #[test]
+    fn the_schema3_upgrade_clears_what_earlier_purges_left_in_free_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("old.sqlite");
+        let value = |i: i64| first8_of(i);
+        let (closed, open): (Vec<i64>, Vec<i64>) = (0..6000).map(value).partition(|v| v % 3 != 0);
+        {
+            let conn = Connection::open(&db).unwrap();
+            let schema2 = SCHEMA.replace(
+                "CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);",
+                "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+            );
+            conn.execute_batch(&schema2).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA user_version=2;
+                 INSERT INTO meta(name, value) VALUES('secret', zeroblob(32));
+                 INSERT INTO days(day, touched, closed) VALUES(1, 0, 1), (2, 0, 1), (3, 0, 0);",
+            )
+            .unwrap();
+            for (i, v) in closed.iter().chain(&open).enumerate() {
+                let day = if open.contains(v) {
+                    3
+                } else {
+                    1 + i as i64 % 2
+                };
+                conn.execute(
+                    "INSERT INTO visitors VALUES(?1, ?2, 1, 1, 10, 0)",
+                    params![day, v],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO seen_lines VALUES(?1, ?2, 1, 0, 0, 0, 10, 0, 0)",
+                    params![day, v.wrapping_add(1)],
+                )
+                .unwrap();
+            }
+            // Schema 2's purge, without secure_delete.
+            conn.execute_batch(
+                "DELETE FROM visitors WHERE day < 3; DELETE FROM seen_lines WHERE day < 3;",
+            )
+            .unwrap();
+        }
+        let mut all: Vec<i64> = closed.iter().chain(&open).copied().collect();
+        all.extend(closed.iter().chain(&open).map(|v| v.wrapping_add(1)));
+        let before = found_in_files(&db, &all);
+        assert!(
+            before > closed.len(),
+            "{before}: the test must see leftovers"
+        );
+        let store = Store::open(&db).unwrap();
+        assert_eq!(
+            one_i64(&store, "SELECT count(*) FROM visitors"),
+            open.len() as i64
+        );
+        assert_eq!(found_in_files(&db, &all), 0, "while open");
+        drop(store);
+        assert_eq!(found_in_files(&db, &all), 0, "after closing");
+    }
+
+    fn first8_of(i: i64) -> i64 {
+        let h = blake3::hash(&i.to_le_bytes());
+        i64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap())
+    }
 }
