@@ -1,4 +1,5 @@
-//! Keyed hashing of client addresses: the only form in which they reach the disk.
+//! Keyed hashing of client addresses: the only form in which they reach the
+//! disk, and only after the store re-keys them per day (see below).
 //!
 //! A visitor key is BLAKE3 keyed with the database's 32-byte secret over
 //! (client, normalised path, day). A line's fingerprint — its **identity**,

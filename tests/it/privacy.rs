@@ -1,5 +1,7 @@
 //! What the database files keep of a closed day: nothing that the secret and
-//! the old log could match (store.rs, "No raw addresses on disk").
+//! the old log could match (store.rs, "No raw addresses on disk"); and the
+//! one documented limit of importing a log split into parts (README, "Rotated
+//! parts of one log").
 
 use super::{total, Site};
 use dlcount::classify::Classifier;
@@ -174,4 +176,30 @@ fn a_closed_day_leaves_no_key_or_hash_in_the_database_files() {
     let report = report.join(", ");
     eprintln!("found in raw bytes after the purge: {report}");
     assert_eq!(sum, 0, "found in raw bytes after the purge: {report}");
+}
+
+#[test]
+fn identical_lines_split_across_imported_files_count_as_the_most_one_file_holds() {
+    let same = "2001:db8::7 - - [20/Nov/2026:23:00:00 +0100] \"GET /isos/a.iso HTTP/1.1\" 206 4096 \"-\" \"aria2/1.37\"\n";
+    let whole = Site::new();
+    let both = whole.dir.path().join("access.log");
+    std::fs::write(&both, same.repeat(3)).unwrap();
+    assert_eq!(whole.import(&[&both]).0, 0);
+    let parts = Site::new();
+    let first = parts.dir.path().join("access.log.1");
+    let second = parts.dir.path().join("access.log");
+    std::fs::write(&first, same.repeat(2)).unwrap();
+    std::fs::write(&second, same).unwrap();
+    assert_eq!(parts.import(&[&first, &second]).0, 0);
+    let figures = |site: &Site| {
+        let r = site.report();
+        (
+            total(&r, "downloads"),
+            total(&r, "requests"),
+            total(&r, "bytes"),
+        )
+    };
+    assert_eq!(figures(&whole), (1, 3, 3 * 4096));
+    // The copy in the second file is taken for one the first file held.
+    assert_eq!(figures(&parts), (1, 2, 2 * 4096));
 }
