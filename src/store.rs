@@ -25,7 +25,8 @@
 //!   with its day's random 32-byte key (`day_keys`), created in the write
 //!   transaction that first sees the day. Closing a day deletes its rows and
 //!   its key in one transaction, with `secure_delete` zeroing the freed
-//!   cells and pages and a TRUNCATE checkpoint emptying the WAL; and since
+//!   cells and pages and a TRUNCATE checkpoint emptying the WAL (retried by
+//!   the next `checkpoint` while a reader holds it back); and since
 //!   the key is gone, no leftover copy (a backup, a disk block) can be
 //!   matched against the secret and the old logs any more. A closed day
 //!   keeps only its `days` row and its per-file `daily` figures.
