@@ -1,4 +1,5 @@
-//! Keyed hashing of client addresses: the only form in which they reach the disk.
+//! Keyed hashing of client addresses: the only form in which they reach the
+//! disk, and only after the store re-keys them per day (see below).
 //!
 //! A visitor key is BLAKE3 keyed with the database's 32-byte secret over
 //! (client, normalised path, day). A line's fingerprint — its **identity**,
@@ -9,6 +10,12 @@
 //! it: `%O` and `%b` log different numbers for the same request, and the
 //! store keeps bytes beside each fingerprint instead. Both hashes are
 //! truncated to 64 bits and compared only within one day.
+//!
+//! Those two hashes are **intermediates**: they never reach the disk. The
+//! store re-keys each of them with the [`DayKey`] of the line's day, a random
+//! 32-byte key kept only while the day is open and deleted when it closes, so
+//! what a closed day left behind (free pages, backups) no longer matches
+//! anything the secret and the old log can recompute.
 //!
 //! Invariant: the same secret gives the same keys on any thread, so the
 //! reading thread may hash (spreading the work over both cores) and the
@@ -126,6 +133,40 @@ impl KeyHasher {
     }
 }
 
+/// The random key of one open day (see the module header).
+#[derive(Clone, Copy)]
+pub struct DayKey([u8; 32]);
+
+impl std::fmt::Debug for DayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.write_str("DayKey")
+    }
+}
+
+impl DayKey {
+    pub fn new(key: [u8; 32]) -> DayKey {
+        DayKey(key)
+    }
+
+    /// The stored form of a visitor key.
+    pub fn visitor(&self, visitor: i64) -> i64 {
+        self.rekey(b'v', visitor)
+    }
+
+    /// The stored form of a line fingerprint.
+    pub fn line(&self, line: i64) -> i64 {
+        self.rekey(b'l', line)
+    }
+
+    fn rekey(&self, tag: u8, v: i64) -> i64 {
+        let mut buf = [0u8; 9];
+        buf[0] = tag;
+        buf[1..].copy_from_slice(&v.to_le_bytes());
+        first8(blake3::keyed_hash(&self.0, &buf))
+    }
+}
+
 fn method_byte(m: Method) -> u8 {
     match m {
         Method::Get => b'G',
@@ -150,6 +191,24 @@ mod tests {
         referer: b"-",
         user_agent: b"Wget/1.21.3",
     };
+
+    #[test]
+    fn day_keys_rekey_deterministically_and_apart() {
+        let k = DayKey::new([1; 32]);
+        assert_eq!(k.visitor(42), DayKey::new([1; 32]).visitor(42));
+        assert_ne!(k.visitor(42), 42);
+        assert_ne!(k.visitor(42), k.visitor(43));
+        // A visitor key and a line hash of the same value never coincide.
+        assert_ne!(k.visitor(42), k.line(42));
+        assert_ne!(k.visitor(42), DayKey::new([2; 32]).visitor(42));
+        let mut expected = [0u8; 9];
+        expected[0] = b'v';
+        expected[1..].copy_from_slice(&42i64.to_le_bytes());
+        assert_eq!(
+            k.visitor(42),
+            first8(blake3::keyed_hash(&[1; 32], &expected))
+        );
+    }
 
     #[test]
     fn visitor_keys_depend_on_every_part_and_on_the_secret() {

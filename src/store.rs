@@ -19,18 +19,31 @@
 //!   source that lacks a field of the day's set cannot be matched: an import
 //!   skips those lines and says why, never counting them twice. Days counted
 //!   by schema 1 keep its fingerprint (bytes included) until they close.
-//! - **No raw addresses on disk.** Visitor keys and line hashes are keyed
-//!   BLAKE3 hashes whose 32-byte secret is created with the database.
+//! - **No raw addresses on disk, nothing left of a closed day.** The reading
+//!   thread hashes a line with the database's secret (`keys`); those hashes
+//!   never reach the disk: every visitor key and line hash is stored re-keyed
+//!   with its day's random 32-byte key (`day_keys`), created in the write
+//!   transaction that first sees the day. Closing a day deletes its rows and
+//!   its key in one transaction, with `secure_delete` zeroing the freed
+//!   cells and pages and a TRUNCATE checkpoint emptying the WAL (retried by
+//!   the next `checkpoint` while a reader holds it back); and since
+//!   the key is gone, no leftover copy (a backup, a disk block) can be
+//!   matched against the secret and the old logs any more. A closed day
+//!   keeps only its `days` row and its per-file `daily` figures.
 //! - **Closed days are final.** Purging a day's keys (after the retention
-//!   window) marks it closed; lines for a closed day are skipped and counted.
+//!   window) marks it closed; lines for a closed day are skipped and counted
+//!   in the caller's summary.
+//! - **Sums never wrap.** Requests, bytes and downloads saturate at
+//!   `i64::MAX`, in Rust and in SQL (SQLite would turn an overflowing `+`
+//!   into a REAL that no reader accepts).
 //!
 //! Writes use `BEGIN IMMEDIATE` (a deferred transaction that reads and then
 //! writes fails at once with "database is locked" when another instance
 //! writes), WAL, `synchronous=NORMAL` and an explicit busy timeout.
 
 use crate::classify::path_key;
-use crate::keys::{KeyHasher, Scratch};
-use crate::tally::{Batch, LineStats};
+use crate::keys::{DayKey, KeyHasher, Scratch};
+use crate::tally::Batch;
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDate};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -40,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
 const SCHEMA1_IDENTITY: i64 = -1;
@@ -78,8 +91,38 @@ CREATE TABLE legacy (
 CREATE TABLE days (day INTEGER PRIMARY KEY, touched INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0,
     identity INTEGER NOT NULL DEFAULT -1);
 CREATE TABLE sources (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, started INTEGER NOT NULL);
-CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);
 ";
+
+/// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
+/// no figure is negative). `a` is a stored figure (never negative), `b` the
+/// change; SQLite would turn an overflowing `+` into a REAL.
+macro_rules! sat_add {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $b,
+            " > 9223372036854775807 - ",
+            $a,
+            " THEN 9223372036854775807",
+            " WHEN ",
+            $b,
+            " < 0 THEN max(",
+            $a,
+            " + ",
+            $b,
+            ", 0)",
+            " ELSE ",
+            $a,
+            " + ",
+            $b,
+            " END)"
+        )
+    };
+}
+
+/// What a damaged figure becomes in the schema-3 upgrade (see `repair_figures`).
+const SATURATED: i64 = i64::MAX;
 
 /// Where a batch comes from, which decides how identical lines combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +197,9 @@ pub struct Store {
     hasher: KeyHasher,
     file_ids: HashMap<Vec<u8>, i64>,
     scratch: Scratch,
+    /// A purge's TRUNCATE checkpoint could not finish (a reader was busy):
+    /// the next `checkpoint` tries again, so the WAL sheds the old pages.
+    scrub_pending: std::cell::Cell<bool>,
 }
 
 struct LineAgg {
@@ -198,13 +244,16 @@ impl SeenLine {
     fn seen(self, copies: i64, bytes: i64, origin: Origin) -> SeenLine {
         match origin {
             Origin::Live => SeenLine {
-                live: self.live + copies,
-                live_bytes: self.live_bytes + bytes,
+                live: self.live.saturating_add(copies),
+                live_bytes: self.live_bytes.saturating_add(bytes),
                 ..self
             },
             Origin::Import { file_source, .. } => {
                 let (n, nb) = if self.source == file_source {
-                    (self.source_n + copies, self.source_bytes + bytes)
+                    (
+                        self.source_n.saturating_add(copies),
+                        self.source_bytes.saturating_add(bytes),
+                    )
                 } else {
                     (copies, bytes)
                 };
@@ -232,6 +281,8 @@ struct DayState {
     /// `days.identity`: the identity set of the day's lines.
     identity: i64,
     closed: bool,
+    /// The day's key (`day_keys`); `None` only for a closed day.
+    key: Option<DayKey>,
 }
 
 #[derive(Default)]
@@ -263,15 +314,25 @@ impl Store {
         }
         // An 8 MB page cache bounds memory (peak RSS stays flat however big
         // the database grows); a larger one bought no speed in scripts/bench.sh.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8000;")?;
+        // secure_delete zeroes what deletes free, so a closed day's rows do
+        // not live on in free pages (see the module header).
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8000; PRAGMA secure_delete=ON;",
+        )?;
         let mut store = Store {
             conn,
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
             scratch: Scratch::default(),
+            scrub_pending: Default::default(),
         };
         store.init_schema()?;
+        if store.vacuum_pending()? {
+            // An upgrade left old keys in free pages. A failure here (another
+            // instance busy) leaves the mark; every purge retries and reports.
+            let _ = store.scrub();
+        }
         Ok(store)
     }
 
@@ -309,11 +370,8 @@ impl Store {
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
             scratch: Scratch::default(),
+            scrub_pending: Default::default(),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The hasher of this database's secret, for reading threads.
@@ -349,7 +407,8 @@ impl Store {
                 [chrono::Local::now().to_rfc3339()],
             )?;
             tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
-        } else if version == 1 {
+        }
+        if version == 1 {
             // Schema 1 hashed the bytes into a line's identity and knew no
             // Referer/User-Agent. Its days keep that fingerprint (identity
             // -1, the column default) so their logs still match; new days use
@@ -361,6 +420,9 @@ impl Store {
                  ALTER TABLE days ADD COLUMN identity INTEGER NOT NULL DEFAULT -1;
                  PRAGMA user_version=2;",
             )?;
+        }
+        if version == 1 || version == 2 {
+            upgrade_to_3(&tx)?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -454,15 +516,16 @@ impl Store {
         mark: Option<(&str, u64)>,
     ) -> Result<ApplyStats> {
         let mut stats = ApplyStats::default();
-        let mut line_stats = LineStats::default();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
 
         // 1. The days these lines fall on: closed ones are skipped, the
         //    others are touched (which keeps them from purging) and give the
-        //    identity set their lines are hashed with; a new day takes the
-        //    set of the first line that reaches it.
+        //    identity set their lines are hashed with and the key their
+        //    hashes are stored under; a new day takes the set of the first
+        //    line that reaches it, and a fresh key (race-free: this
+        //    transaction holds the write lock from its start).
         let mut days: HashMap<i32, DayState> = HashMap::default();
         for batch in batches {
             for h in batch.hits() {
@@ -478,6 +541,7 @@ impl Store {
                     .or_insert(DayState {
                         identity: i64::from(bits),
                         closed: false,
+                        key: None,
                     });
             }
         }
@@ -488,13 +552,17 @@ impl Store {
             let mut insert =
                 tx.prepare_cached("INSERT INTO days(day, touched, identity) VALUES(?1, ?2, ?3)")?;
             let mut touch = tx.prepare_cached("UPDATE days SET touched = ?2 WHERE day = ?1")?;
+            let mut select_key = tx.prepare_cached("SELECT key FROM day_keys WHERE day = ?1")?;
+            let mut insert_key =
+                tx.prepare_cached("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
             for (&day, state) in days.iter_mut() {
                 match select
                     .query_row([day], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?)))
                     .optional()?
                 {
                     Some((closed, identity)) => {
-                        *state = DayState { identity, closed };
+                        state.identity = identity;
+                        state.closed = closed;
                         if !closed {
                             touch.execute(params![day, now])?;
                         }
@@ -502,6 +570,20 @@ impl Store {
                     None => {
                         insert.execute(params![day, now, state.identity])?;
                     }
+                }
+                if !state.closed {
+                    let stored: Option<Vec<u8>> =
+                        select_key.query_row([day], |r| r.get(0)).optional()?;
+                    let raw = match stored {
+                        Some(k) => <[u8; 32]>::try_from(k.as_slice())
+                            .map_err(|_| anyhow::anyhow!("corrupt key of day {day}"))?,
+                        None => {
+                            let k = new_day_key()?;
+                            insert_key.execute(params![day, &k[..]])?;
+                            k
+                        }
+                    };
+                    state.key = Some(DayKey::new(raw));
                 }
             }
         }
@@ -511,13 +593,12 @@ impl Store {
         let mut lines: Vec<LineAgg> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::default();
         for batch in batches {
-            line_stats.merge(&batch.stats);
             for (i, h) in batch.hits().iter().enumerate() {
                 let day = days[&h.day];
-                if day.closed {
+                let Some(day_key) = day.key else {
                     stats.closed_day_lines += 1;
                     continue;
-                }
+                };
                 let schema1 = day.identity == SCHEMA1_IDENTITY;
                 let set = day.identity as u8;
                 let missing = if schema1 { 0 } else { set & !h.identity };
@@ -541,6 +622,8 @@ impl Store {
                         (visitor, line)
                     }
                 };
+                // From here on only the stored forms exist (module header).
+                let (visitor, line) = (day_key.visitor(visitor), day_key.line(line));
                 if missing != 0 && origin != Origin::Live {
                     // This line lacks a field that identifies the day's lines.
                     // The very same short line seen before (by the pipe, which
@@ -570,12 +653,12 @@ impl Store {
                         id
                     }
                 };
-                let bytes = h.bytes as i64;
+                let bytes = i64::try_from(h.bytes).unwrap_or(i64::MAX);
                 match index.entry((h.day, line)) {
                     std::collections::hash_map::Entry::Occupied(e) => {
                         let l = &mut lines[*e.get()];
                         l.copies += 1;
-                        l.bytes += bytes;
+                        l.bytes = l.bytes.saturating_add(bytes);
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(lines.len());
@@ -660,9 +743,9 @@ impl Store {
                     let delta = (after.copies().0 - before.copies().0).clamp(0, l.copies);
                     let delta_bytes = if l.schema1 {
                         // Schema-1 rows keep no bytes: every copy logged the same.
-                        delta * (l.bytes / l.copies)
+                        delta.saturating_mul(l.bytes / l.copies)
                     } else {
-                        after.copies().1 - before.copies().1
+                        after.copies().1.saturating_sub(before.copies().1)
                     };
                     (delta, delta_bytes)
                 };
@@ -679,8 +762,8 @@ impl Store {
                         ..Default::default()
                     }
                 });
-                v.requests += delta;
-                v.bytes += delta_bytes;
+                v.requests = v.requests.saturating_add(delta);
+                v.bytes = v.bytes.saturating_add(delta_bytes);
             }
         }
 
@@ -698,9 +781,13 @@ impl Store {
             )?;
             let mut select =
                 tx.prepare_cached("SELECT run FROM visitors WHERE day = ?1 AND key = ?2")?;
-            let mut update = tx.prepare_cached(
-                "UPDATE visitors SET requests = requests + ?3, bytes = bytes + ?4, run = ?5 WHERE day = ?1 AND key = ?2",
-            )?;
+            let mut update = tx.prepare_cached(concat!(
+                "UPDATE visitors SET requests = ",
+                sat_add!("requests", "?3"),
+                ", bytes = ",
+                sat_add!("bytes", "?4"),
+                ", run = ?5 WHERE day = ?1 AND key = ?2"
+            ))?;
             for key in &visitor_order {
                 let v = &visitors[key];
                 // Bytes can change alone: the live copies of a line replace
@@ -729,44 +816,28 @@ impl Store {
                 if changed {
                     let d = daily.entry((v.file_id, key.0)).or_default();
                     d.0 += i64::from(new_download);
-                    d.1 += v.requests;
-                    d.2 += v.bytes;
+                    d.1 = d.1.saturating_add(v.requests);
+                    d.2 = d.2.saturating_add(v.bytes);
                 }
             }
         }
 
         // 5. Per file and day figures.
         {
-            let mut st = tx.prepare_cached(
+            let mut st = tx.prepare_cached(concat!(
                 "INSERT INTO daily(file_id, day, downloads, requests, bytes) VALUES(?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(file_id, day) DO UPDATE SET
-                   downloads = downloads + excluded.downloads,
-                   requests = requests + excluded.requests,
-                   bytes = bytes + excluded.bytes",
-            )?;
+                 ON CONFLICT(file_id, day) DO UPDATE SET downloads = ",
+                sat_add!("downloads", "excluded.downloads"),
+                ", requests = ",
+                sat_add!("requests", "excluded.requests"),
+                ", bytes = ",
+                sat_add!("bytes", "excluded.bytes")
+            ))?;
             for ((file_id, day), (dl, rq, by)) in &daily {
                 st.execute(params![file_id, day, dl, rq, by])?;
             }
         }
 
-        // 6. Line accounting, for `report` and troubleshooting.
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO counters(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            )?;
-            let rejected = line_stats.rejected_total();
-            for (name, v) in [
-                ("lines", line_stats.lines),
-                ("rejected_lines", rejected),
-                ("counted_lines", stats.counted_lines),
-                ("already_counted_lines", stats.already_counted_lines),
-                ("closed_day_lines", stats.closed_day_lines),
-            ] {
-                if v > 0 {
-                    st.execute(params![name, v as i64])?;
-                }
-            }
-        }
         if let Some((spool_file, offset)) = mark {
             tx.execute(
                 "INSERT INTO meta(name, value) VALUES(?1, ?2)
@@ -778,10 +849,12 @@ impl Store {
         Ok(stats)
     }
 
-    /// Closes days older than the retention window: their keys are deleted
-    /// and later lines for them are skipped. Returns the closed days.
+    /// Closes days older than the retention window: their rows and their
+    /// key are deleted, the files scrubbed (see the module header), and
+    /// later lines for them are skipped. Returns the closed days.
     pub fn purge(&mut self, today: i32, retention_days: u32) -> Result<Vec<i32>> {
-        let cutoff = today - retention_days as i32;
+        // In i64, so no retention (up to u32::MAX days) can wrap round.
+        let cutoff = i64::from(today) - i64::from(retention_days);
         let now = chrono::Utc::now().timestamp();
         let days: Vec<i32> = {
             let mut st = self.conn.prepare(
@@ -796,10 +869,39 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM seen_lines WHERE day = ?1", [day])?;
             tx.execute("DELETE FROM visitors WHERE day = ?1", [day])?;
+            tx.execute("DELETE FROM day_keys WHERE day = ?1", [day])?;
             tx.execute("UPDATE days SET closed = 1 WHERE day = ?1", [day])?;
             tx.commit()?;
         }
+        if !days.is_empty() || self.vacuum_pending()? {
+            self.scrub()?;
+        }
         Ok(days)
+    }
+
+    /// Whether an upgrade asked for a VACUUM that has not happened yet.
+    fn vacuum_pending(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM meta WHERE name = 'vacuum'", [], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Clears what deletes left in the files: VACUUM if an upgrade asked for
+    /// it (pages freed before `secure_delete` was on), then a TRUNCATE
+    /// checkpoint so the WAL keeps no old page either.
+    fn scrub(&self) -> Result<()> {
+        if self.vacuum_pending()? {
+            self.conn.execute_batch("VACUUM")?;
+            self.conn
+                .execute("DELETE FROM meta WHERE name = 'vacuum'", [])?;
+        }
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        self.scrub_pending.set(busy != 0);
+        Ok(())
     }
 
     /// Adds months from the old script's counts.json (kept as the larger of old and new).
@@ -819,7 +921,7 @@ impl Store {
                 "INSERT INTO legacy(file_id, month, downloads) VALUES(?1, ?2, ?3)
                  ON CONFLICT(file_id, month) DO UPDATE SET downloads = excluded.downloads
                  WHERE excluded.downloads > downloads",
-                params![id, month, *n as i64],
+                params![id, month, i64::try_from(*n).unwrap_or(i64::MAX)],
             )?;
         }
         tx.commit()?;
@@ -840,9 +942,9 @@ impl Store {
             let e = acc
                 .entry((path.clone(), month.clone()))
                 .or_insert_with(|| MonthRow::empty(path, month));
-            e.downloads += r.get::<_, i64>(2)? as u64;
-            e.requests += r.get::<_, i64>(3)? as u64;
-            e.bytes += r.get::<_, i64>(4)? as u64;
+            e.downloads = e.downloads.saturating_add(figure(r.get_ref(2)?));
+            e.requests = e.requests.saturating_add(figure(r.get_ref(3)?));
+            e.bytes = e.bytes.saturating_add(figure(r.get_ref(4)?));
         }
         let mut st = self.conn.prepare(
             "SELECT f.path, l.month, l.downloads FROM legacy l JOIN files f ON f.id = l.file_id",
@@ -851,7 +953,7 @@ impl Store {
         while let Some(r) = rows.next()? {
             let path: String = r.get(0)?;
             let month: String = r.get(1)?;
-            let n = r.get::<_, i64>(2)? as u64;
+            let n = figure(r.get_ref(2)?);
             let e = acc
                 .entry((path.clone(), month.clone()))
                 .or_insert_with(|| MonthRow::empty(path, month));
@@ -860,27 +962,12 @@ impl Store {
         Ok(acc.into_values().collect())
     }
 
-    /// Cumulative line accounting (lines, rejected_lines, …).
-    pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
-        let mut st = self.conn.prepare("SELECT name, value FROM counters")?;
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Days closed so far, oldest first.
-    pub fn closed_days(&self) -> Result<Vec<i32>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT day FROM days WHERE closed = 1 ORDER BY day")?;
-        let rows = st.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Runs a passive WAL checkpoint so the WAL file does not grow without bound
-    /// while readers keep it busy.
+    /// while readers keep it busy; a TRUNCATE one while a purge's is pending.
     pub fn checkpoint(&self) -> Result<()> {
+        if self.scrub_pending.get() {
+            return self.scrub();
+        }
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
@@ -902,6 +989,139 @@ impl Store {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         );
+    }
+}
+
+/// Schema 3: per-day keys, figures that cannot wrap, no `counters` table.
+/// The rows of open days are re-keyed with a fresh key each (their stored
+/// values were the intermediates, see `keys`); closed days had none left and
+/// keep their `days` and `daily` rows. The old values still sit in free
+/// pages, so the upgrade marks the database for a VACUUM (`scrub`).
+fn upgrade_to_3(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);
+         DROP TABLE counters;",
+    )?;
+    repair_figures(tx)?;
+    // A closed day has no rows (the purge deletes them as it closes the day);
+    // whatever else lies outside the open days could never be matched again.
+    tx.execute_batch(
+        "DELETE FROM seen_lines WHERE day NOT IN (SELECT day FROM days WHERE closed = 0);
+         DELETE FROM visitors WHERE day NOT IN (SELECT day FROM days WHERE closed = 0);",
+    )?;
+    let open_days: Vec<i32> = tx
+        .prepare("SELECT day FROM days WHERE closed = 0")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for day in open_days {
+        let raw = new_day_key()?;
+        tx.execute(
+            "INSERT INTO day_keys(day, key) VALUES(?1, ?2)",
+            params![day, &raw[..]],
+        )?;
+        let key = DayKey::new(raw);
+        type LineRow = (i64, [i64; 7]);
+        let lines: Vec<LineRow> = tx
+            .prepare(
+                "SELECT hash, live, imported, source, source_n, live_bytes, imported_bytes,
+                    source_bytes FROM seen_lines WHERE day = ?1",
+            )?
+            .query_map([day], |r| {
+                let mut v = [0; 7];
+                for (i, x) in v.iter_mut().enumerate() {
+                    *x = r.get(i + 1)?;
+                }
+                Ok((r.get(0)?, v))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.execute("DELETE FROM seen_lines WHERE day = ?1", [day])?;
+        let mut insert = tx.prepare(
+            "INSERT INTO seen_lines(day, hash, live, imported, source, source_n, live_bytes,
+                imported_bytes, source_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for (hash, v) in lines {
+            insert.execute(params![
+                day,
+                key.line(hash),
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                v[6]
+            ])?;
+        }
+        type VisitorRow = (i64, [i64; 4]);
+        let visitors: Vec<VisitorRow> = tx
+            .prepare("SELECT key, file_id, requests, bytes, run FROM visitors WHERE day = ?1")?
+            .query_map([day], |r| {
+                Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.execute("DELETE FROM visitors WHERE day = ?1", [day])?;
+        let mut insert = tx.prepare(
+            "INSERT INTO visitors(day, key, file_id, requests, bytes, run)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (k, v) in visitors {
+            insert.execute(params![day, key.visitor(k), v[0], v[1], v[2], v[3]])?;
+        }
+    }
+    tx.execute_batch(
+        "INSERT INTO meta(name, value) VALUES('vacuum', 1) ON CONFLICT(name) DO NOTHING;
+         PRAGMA user_version=3;",
+    )?;
+    Ok(())
+}
+
+/// Makes the figures of a database damaged by wrapped sums readable again.
+/// Before schema 3 a byte count of 2^63 or more was stored negative, and a
+/// sum past `i64::MAX` became a REAL, which every reader refused. Such a
+/// figure's true value is lost; all that is known is that it claimed 2^63
+/// bytes or more, so it becomes `SATURATED` (`i64::MAX`), the value where the
+/// saturating sums now stop: "overflowed", not a made-up smaller count, and
+/// the downloads and requests beside it stay as counted.
+fn repair_figures(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    for (table, columns) in [
+        ("daily", &["downloads", "requests", "bytes"][..]),
+        ("visitors", &["requests", "bytes"][..]),
+        (
+            "seen_lines",
+            &[
+                "live",
+                "imported",
+                "source_n",
+                "live_bytes",
+                "imported_bytes",
+                "source_bytes",
+            ][..],
+        ),
+        ("legacy", &["downloads"][..]),
+    ] {
+        for c in columns {
+            tx.execute(
+                &format!("UPDATE {table} SET {c} = ?1 WHERE typeof({c}) <> 'integer' OR {c} < 0"),
+                [SATURATED],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn new_day_key() -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for a day key: {e}"))?;
+    Ok(key)
+}
+
+/// A stored figure as a count: a REAL or negative one (a database damaged
+/// before schema 3 and not yet upgraded, read by `report`) reads as
+/// `SATURATED`, as the upgrade will make it (see `repair_figures`).
+fn figure(v: rusqlite::types::ValueRef<'_>) -> u64 {
+    match v {
+        rusqlite::types::ValueRef::Integer(i) if i >= 0 => i as u64,
+        _ => SATURATED as u64,
     }
 }
 
@@ -1007,7 +1227,7 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         // Re-importing the rotated log of that day counts nothing twice…
         let run = store.new_source("import-run", "test").unwrap();
         let file_source = store.new_source("import", "access.log.1").unwrap();
@@ -1062,5 +1282,249 @@ mod tests {
         }
         let r = &store.monthly().unwrap()[0];
         assert_eq!((r.downloads, r.requests), (1, 3));
+    }
+
+    const LINE: &str = r#"203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 1000 "-" "Mozilla/5.0""#;
+
+    fn one_i64(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A schema-2 database whose byte sums wrapped (as before schema 3): one
+    /// line of `LINE`'s day counted live, with its bytes turned REAL in
+    /// `daily` and `visitors`; a second file whose figures went negative.
+    fn damaged_schema2_database(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        let schema2 = SCHEMA.replace(
+            "CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);",
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+        );
+        conn.execute_batch(&schema2).unwrap();
+        let secret = [3u8; 32];
+        conn.execute(
+            "INSERT INTO meta(name, value) VALUES('secret', ?1)",
+            [&secret[..]],
+        )
+        .unwrap();
+        let b = batch_of(&[LINE]);
+        let h = &b.hits()[0];
+        let hasher = KeyHasher::new(secret);
+        let mut s = Scratch::default();
+        let visitor = hasher.visitor(&mut s, b.client(h), b.path(h), h.day);
+        let hash = hasher.line(&mut s, visitor, &b.line_fields(h), identity::ALL);
+        conn.execute_batch(&format!(
+            "INSERT INTO files(id, path) VALUES(1, '/isos/a.iso'), (2, '/isos/b.iso');
+             INSERT INTO days(day, touched, identity) VALUES({d}, 0, {all});
+             INSERT INTO seen_lines VALUES({d}, {hash}, 1, 0, 0, 0, -9223372036854775000, 0, 0);
+             INSERT INTO visitors VALUES({d}, {visitor}, 1, 1, 1.8446744073709552e19, 0);
+             INSERT INTO visitors VALUES({d}, 77, 2, 1, -5, 0);
+             INSERT INTO daily VALUES(1, {d}, 1, 1, 1.8446744073709552e19);
+             INSERT INTO daily VALUES(2, {d}, 1, 1, -9223372036854775000);
+             INSERT INTO counters VALUES('lines', 2);
+             PRAGMA user_version=2;",
+            d = h.day,
+            all = identity::ALL
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_schema3_upgrade_repairs_wrapped_byte_sums_and_rekeys_open_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("damaged.sqlite");
+        damaged_schema2_database(&db);
+        let mut store = Store::open(&db).unwrap();
+        assert_eq!(one_i64(&store, "PRAGMA user_version"), 3);
+        let rows = store.monthly().unwrap();
+        let figures: Vec<_> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.downloads, r.requests, r.bytes))
+            .collect();
+        let max = i64::MAX as u64;
+        assert_eq!(
+            figures,
+            vec![("/isos/a.iso", 1, 1, max), ("/isos/b.iso", 1, 1, max)]
+        );
+        for sql in [
+            "SELECT count(*) FROM daily WHERE typeof(bytes) <> 'integer' OR bytes <> 9223372036854775807",
+            "SELECT count(*) FROM visitors WHERE typeof(bytes) <> 'integer' OR bytes <> 9223372036854775807",
+            "SELECT count(*) FROM seen_lines WHERE live_bytes <> 9223372036854775807",
+            "SELECT count(*) FROM sqlite_master WHERE name = 'counters'",
+            "SELECT count(*) FROM meta WHERE name = 'vacuum'",
+        ] {
+            assert_eq!(one_i64(&store, sql), 0, "{sql}");
+        }
+        // The open day got a key, and its rows were re-keyed with it: the
+        // same line, imported, is known already.
+        assert_eq!(one_i64(&store, "SELECT count(*) FROM day_keys"), 1);
+        assert_eq!(
+            one_i64(&store, "SELECT count(*) FROM visitors WHERE key = 77"),
+            0
+        );
+        let run = store.new_source("import-run", "test").unwrap();
+        let file_source = store.new_source("import", "access.log").unwrap();
+        let stats = store
+            .apply(&[batch_of(&[LINE])], Origin::Import { file_source, run })
+            .unwrap();
+        assert_eq!((stats.counted_lines, stats.already_counted_lines), (0, 1));
+        assert_eq!((stats.new_downloads, stats.known_downloads), (0, 1));
+    }
+
+    #[test]
+    fn sums_saturate_in_sql_instead_of_turning_real() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "UPDATE daily SET bytes = 9223372036854775800, requests = 9223372036854775807;
+                 UPDATE visitors SET bytes = 9223372036854775800;",
+            )
+            .unwrap();
+        let second = LINE.replace("10:00:00", "10:00:01");
+        let stats = store.apply(&[batch_of(&[&second])], Origin::Live).unwrap();
+        assert_eq!(stats.counted_lines, 1);
+        for sql in [
+            "SELECT bytes FROM daily",
+            "SELECT requests FROM daily",
+            "SELECT bytes FROM visitors",
+        ] {
+            assert_eq!(one_i64(&store, sql), i64::MAX, "{sql}");
+        }
+        let r = &store.monthly().unwrap()[0];
+        assert_eq!((r.requests, r.bytes), (i64::MAX as u64, i64::MAX as u64));
+    }
+
+    #[test]
+    fn no_retention_wraps_round_to_close_a_recent_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        let day = stats.max_day.unwrap();
+        store
+            .conn
+            .execute("UPDATE days SET touched = 0", [])
+            .unwrap();
+        assert_eq!(store.purge(day + 1, u32::MAX).unwrap(), Vec::<i32>::new());
+        assert_eq!(store.purge(day + 1, 1).unwrap(), Vec::<i32>::new());
+        assert_eq!(store.purge(day + 2, 1).unwrap(), vec![day]);
+    }
+
+    #[test]
+    fn closing_a_day_deletes_its_key_even_without_visitors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        let day = stats.max_day.unwrap();
+        let other = LINE.replace("20/Nov", "21/Nov");
+        store.apply(&[batch_of(&[&other])], Origin::Live).unwrap();
+        assert_eq!(one_i64(&store, "SELECT count(*) FROM day_keys"), 2);
+        // The first day keeps no row, only its key.
+        store
+            .conn
+            .execute_batch(&format!(
+                "DELETE FROM visitors WHERE day = {day}; DELETE FROM seen_lines WHERE day = {day};
+                 UPDATE days SET touched = 0;"
+            ))
+            .unwrap();
+        assert_eq!(store.purge(day + 36, 35).unwrap(), vec![day]);
+        let left: Vec<i32> = store
+            .conn
+            .prepare("SELECT day FROM day_keys")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(left, vec![day + 1]);
+        let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
+        assert_eq!((stats.closed_day_lines, stats.counted_lines), (1, 0));
+    }
+
+    /// How many of `values` occur in the database files, as 8 bytes in
+    /// either byte order (tests/it/privacy.rs searches more encodings).
+    fn found_in_files(db: &Path, values: &[i64]) -> usize {
+        let wanted: std::collections::HashMap<[u8; 8], i64> = values
+            .iter()
+            .flat_map(|&v| [(v.to_le_bytes(), v), (v.to_be_bytes(), v)])
+            .collect();
+        let mut hits = std::collections::HashSet::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            if let Ok(bytes) = std::fs::read(&p) {
+                for w in bytes.windows(8) {
+                    if let Some(v) = wanted.get(<&[u8; 8]>::try_from(w).unwrap()) {
+                        hits.insert(*v);
+                    }
+                }
+            }
+        }
+        hits.len()
+    }
+
+    #[test]
+    fn the_schema3_upgrade_clears_what_earlier_purges_left_in_free_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("old.sqlite");
+        let value = |i: i64| first8_of(i);
+        let (closed, open): (Vec<i64>, Vec<i64>) = (0..6000).map(value).partition(|v| v % 3 != 0);
+        {
+            let conn = Connection::open(&db).unwrap();
+            let schema2 = SCHEMA.replace(
+                "CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);",
+                "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+            );
+            conn.execute_batch(&schema2).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA user_version=2;
+                 INSERT INTO meta(name, value) VALUES('secret', zeroblob(32));
+                 INSERT INTO days(day, touched, closed) VALUES(1, 0, 1), (2, 0, 1), (3, 0, 0);",
+            )
+            .unwrap();
+            for (i, v) in closed.iter().chain(&open).enumerate() {
+                let day = if open.contains(v) {
+                    3
+                } else {
+                    1 + i as i64 % 2
+                };
+                conn.execute(
+                    "INSERT INTO visitors VALUES(?1, ?2, 1, 1, 10, 0)",
+                    params![day, v],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO seen_lines VALUES(?1, ?2, 1, 0, 0, 0, 10, 0, 0)",
+                    params![day, v.wrapping_add(1)],
+                )
+                .unwrap();
+            }
+            // Schema 2's purge, without secure_delete.
+            conn.execute_batch(
+                "DELETE FROM visitors WHERE day < 3; DELETE FROM seen_lines WHERE day < 3;",
+            )
+            .unwrap();
+        }
+        let mut all: Vec<i64> = closed.iter().chain(&open).copied().collect();
+        all.extend(closed.iter().chain(&open).map(|v| v.wrapping_add(1)));
+        let before = found_in_files(&db, &all);
+        assert!(
+            before > closed.len(),
+            "{before}: the test must see leftovers"
+        );
+        let store = Store::open(&db).unwrap();
+        assert_eq!(
+            one_i64(&store, "SELECT count(*) FROM visitors"),
+            open.len() as i64
+        );
+        assert_eq!(found_in_files(&db, &all), 0, "while open");
+        drop(store);
+        assert_eq!(found_in_files(&db, &all), 0, "after closing");
+    }
+
+    fn first8_of(i: i64) -> i64 {
+        let h = blake3::hash(&i.to_le_bytes());
+        i64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap())
     }
 }

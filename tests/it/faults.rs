@@ -4,7 +4,7 @@
 //! acknowledged that is not in the database at the path, and Apache's
 //! `write()` never waits on any of it.
 
-use super::{line, total, wait_until, Site};
+use super::{line, wait_until, Site};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};

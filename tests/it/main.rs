@@ -16,6 +16,7 @@ mod identity;
 mod import;
 mod pages;
 mod pipe;
+mod privacy;
 mod privs;
 mod spool;
 
