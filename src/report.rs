@@ -66,7 +66,7 @@ pub fn to_table(rows: &[MonthRow]) -> String {
                 .cmp(&a.downloads)
                 .then_with(|| a.path.cmp(&b.path))
         });
-        let (mut d, mut q, mut b) = (0, 0, 0);
+        let (mut d, mut q, mut b) = (0u64, 0u64, 0u64);
         for (i, r) in list.iter().enumerate() {
             let m = if i == 0 { month } else { "" };
             let _ = writeln!(
@@ -77,9 +77,9 @@ pub fn to_table(rows: &[MonthRow]) -> String {
                 r.requests,
                 human_size(r.bytes)
             );
-            d += r.downloads;
-            q += r.requests;
-            b += r.bytes;
+            d = d.saturating_add(r.downloads);
+            q = q.saturating_add(r.requests);
+            b = b.saturating_add(r.bytes);
         }
         let _ = writeln!(
             out,
@@ -92,15 +92,15 @@ pub fn to_table(rows: &[MonthRow]) -> String {
     let mut files: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for r in rows {
         let e = files.entry(&r.path).or_default();
-        e.0 += r.downloads;
-        e.1 += r.requests;
-        e.2 += r.bytes;
+        e.0 = e.0.saturating_add(r.downloads);
+        e.1 = e.1.saturating_add(r.requests);
+        e.2 = e.2.saturating_add(r.bytes);
     }
     out.push('\n');
     header(&mut out, "All time");
     let mut list: Vec<_> = files.into_iter().collect();
     list.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
-    let (mut d, mut q, mut b) = (0, 0, 0);
+    let (mut d, mut q, mut b) = (0u64, 0u64, 0u64);
     for (path, (dl, rq, by)) in list {
         let _ = writeln!(
             out,
@@ -108,9 +108,9 @@ pub fn to_table(rows: &[MonthRow]) -> String {
             "",
             human_size(by)
         );
-        d += dl;
-        q += rq;
-        b += by;
+        d = d.saturating_add(dl);
+        q = q.saturating_add(rq);
+        b = b.saturating_add(by);
     }
     let _ = writeln!(
         out,
@@ -178,5 +178,21 @@ mod tests {
         let month_row = t.lines().nth(1).unwrap();
         assert!(month_row.ends_with("    1.0 MiB"), "{t}");
         assert!(!t.contains("KiB"), "{t}");
+    }
+
+    /// A damaged database's figures read as i64::MAX (see `store`): totals
+    /// of several saturate instead of wrapping into a small number.
+    #[test]
+    fn totals_of_saturated_figures_do_not_wrap() {
+        let max = i64::MAX as u64;
+        let rows = vec![
+            row("/a.iso", "2026-10", 1, 1, max),
+            row("/a.iso", "2026-11", 1, 1, max),
+            row("/b.iso", "2026-11", 1, 1, max),
+        ];
+        let t = to_table(&rows);
+        let grand = t.lines().last().unwrap();
+        assert!(grand.ends_with("   16.0 EiB"), "{t}");
+        assert!(t.contains("(month total)"), "{t}");
     }
 }

@@ -181,7 +181,8 @@ pub fn public(
     let downloads: HashMap<&str, u64> = if settings.public_counts {
         let mut m = HashMap::new();
         for r in rows {
-            *m.entry(r.path.as_str()).or_insert(0) += r.downloads;
+            let e = m.entry(r.path.as_str()).or_insert(0u64);
+            *e = e.saturating_add(r.downloads);
         }
         m
     } else {
@@ -323,29 +324,32 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
         requests: 0,
         bytes: 0,
     };
+    // Saturating: a damaged database's figures read as i64::MAX (see store),
+    // and three of them must not wrap a total into a small number.
     for r in rows {
         let (mi, fi) = (month_idx[r.month.as_str()], file_idx[r.path.as_str()]);
-        cells[mi * keys.len() + fi] += r.downloads;
+        let cell = &mut cells[mi * keys.len() + fi];
+        *cell = cell.saturating_add(r.downloads);
         for t in [
             &mut month_views[mi].downloads,
             &mut files[fi].downloads,
             &mut totals.downloads,
         ] {
-            *t += r.downloads;
+            *t = t.saturating_add(r.downloads);
         }
         for t in [
             &mut month_views[mi].requests,
             &mut files[fi].requests,
             &mut totals.requests,
         ] {
-            *t += r.requests;
+            *t = t.saturating_add(r.requests);
         }
         for t in [
             &mut month_views[mi].bytes,
             &mut files[fi].bytes,
             &mut totals.bytes,
         ] {
-            *t += r.bytes;
+            *t = t.saturating_add(r.bytes);
         }
     }
     for (mi, mv) in month_views.iter_mut().enumerate() {
