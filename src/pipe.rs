@@ -19,16 +19,14 @@
 //! The queue bound (`--max-pending` counted lines, in the channel and held
 //! by the owner together) is enforced by the reader. The reader stops
 //! reading only while the database is known to be healthy (no failure, no
-//! call of the owner's running longer than [`STUCK`]) and merely slower than
-//! the input (a flood far beyond any real download server, such as `cat` of
-//! a big log): it waits for room under [`HEALTHY_IN_FLIGHT`], so memory
-//! stays flat and nothing is lost. Otherwise — locked by another writer (a
-//! commit inside SQLite's busy timeout), read-only, disk full — it keeps
-//! reading and holds up to the bound; once the database has failed, batches
-//! past the bound lose their counted lines (counted and reported; `import`
-//! of the access log recovers them). Apache is never blocked by an outage.
-//! (The bound reached before the first failure — 200,000 lines within
-//! SQLite's 10 s busy timeout, a flood — makes the reader wait, not drop.)
+//! connection waiting for another writer's lock, no call of the owner's
+//! running longer than [`STUCK`]) and merely slower than the input (a flood
+//! far beyond any real download server, such as `cat` of a big log): it
+//! waits for room under [`HEALTHY_IN_FLIGHT`], so memory stays flat and
+//! nothing is lost. Otherwise — locked by another writer, read-only, disk
+//! full — it keeps reading and holds up to the bound; batches past the bound
+//! lose their counted lines (counted and reported; `import` of the access
+//! log recovers them). Apache is never blocked by an outage.
 //!
 //! Invariants of the owner:
 //! - **Only what is in the database at the path counts.** It remembers the
@@ -98,12 +96,11 @@ const NAP_BELOW: usize = 16 * 1024;
 const PIPE_BYTES: i32 = 1024 * 1024;
 /// Housekeeping cadence (date change, purge, checkpoint).
 const TICK: Duration = Duration::from_secs(1);
-/// A database call running longer than this (a commit waiting for another
-/// writer's lock) means the database is not known to be healthy: the reader
-/// stops waiting for room and holds up to `--max-pending` lines instead.
-/// Commits of a healthy database take a fraction of it (at most
+/// A database call running longer than this without waiting for a lock (a
+/// hung disk) also means the database is not known to be healthy. Commits of
+/// a healthy database, even a flood's, take a fraction of it (at most
 /// [`FLUSH_HITS`] lines each).
-const STUCK: Duration = Duration::from_millis(250);
+const STUCK: Duration = Duration::from_secs(2);
 /// Space a transaction of counted lines takes at most in the WAL and the
 /// database together: a few pages for any piece (`days`, `daily`, the
 /// counters, B-tree splits)…
@@ -172,10 +169,10 @@ impl Flow {
         Busy(self)
     }
 
-    /// Known to be healthy: not failing, and no call stuck (in SQLite's busy
-    /// timeout behind another writer's lock, on a hung disk) for [`STUCK`].
+    /// Known to be healthy: not failing, not waiting for another writer's
+    /// lock (see `store::lock_wait`), and no call stuck for [`STUCK`].
     fn healthy(&self) -> bool {
-        if self.failing.load(Ordering::Acquire) {
+        if self.failing.load(Ordering::Acquire) || crate::store::lock_wait::waiting_for_lock() {
             return false;
         }
         let since = self.busy_since.load(Ordering::Acquire);
@@ -190,7 +187,8 @@ impl Flow {
         }
         loop {
             let cur = self.in_flight.load(Ordering::Acquire);
-            let fits = if self.healthy() {
+            let healthy = self.healthy();
+            let fits = if healthy {
                 // An empty queue takes any batch, so a big one cannot wait forever.
                 cur == 0 || cur + hits <= self.healthy_limit
             } else {
@@ -200,12 +198,14 @@ impl Flow {
                 self.in_flight.fetch_add(hits, Ordering::AcqRel);
                 return;
             }
-            if self.failing.load(Ordering::Acquire) {
+            if !healthy {
+                // Never wait on a database not known to be healthy: Apache
+                // would block on the full pipe. Past the bound the counted
+                // lines are dropped (counted, reported, recoverable by import).
                 batch.drop_hits();
                 return;
             }
-            // Healthy and flooded, or --max-pending reached by a database
-            // that has not failed yet (still inside its busy timeout).
+            // Healthy and merely slower than a flood: wait, memory stays flat.
             std::thread::sleep(Duration::from_millis(1));
         }
     }

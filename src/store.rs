@@ -50,7 +50,57 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+/// Waiting for another writer's lock, as a signal the pipe's reader can read.
+///
+/// SQLite's own busy timeout cannot tell anyone that it is waiting; a commit
+/// that is merely big (a flood of new downloads) and one stuck behind another
+/// process's write transaction look the same from outside. So every
+/// connection gets this busy handler instead: it sleeps and retries like the
+/// timeout (for [`BUSY_TIMEOUT`] at most) and, each time it is called, leaves
+/// a heartbeat that [`waiting_for_lock`] reads — true exactly while some
+/// connection of this process is blocked by a lock.
+pub mod lock_wait {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// How long a statement waits for a lock before it fails with "database is locked".
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The handler's sleep between tries.
+    const STEP: Duration = Duration::from_millis(10);
+    /// The heartbeat counts this long after the handler's last call.
+    const FRESH: Duration = Duration::from_millis(100);
+
+    /// Milliseconds (since the process's first look, plus one) of the last call; 0: never.
+    static LAST_CALL: AtomicU64 = AtomicU64::new(0);
+
+    fn now_ms() -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let start = START.get_or_init(Instant::now);
+        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn handler(tries: i32) -> bool {
+        LAST_CALL.store(now_ms(), Ordering::Release);
+        let waited = STEP.saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX));
+        if waited >= BUSY_TIMEOUT {
+            return false;
+        }
+        std::thread::sleep(STEP);
+        true
+    }
+
+    pub fn install(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+        conn.busy_handler(Some(handler))
+    }
+
+    /// Whether a connection of this process is waiting for a lock right now.
+    pub fn waiting_for_lock() -> bool {
+        let last = LAST_CALL.load(Ordering::Acquire);
+        last != 0 && now_ms().saturating_sub(last) <= FRESH.as_millis() as u64
+    }
+}
 
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 3;
@@ -295,14 +345,14 @@ struct VisitorAgg {
 impl Store {
     /// Opens (creating if needed) the database for writing.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("cannot open database {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        lock_wait::install(&mut conn)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .with_context(|| format!("cannot switch {} to WAL mode", path.display()))?;
@@ -351,12 +401,12 @@ impl Store {
                 path.display()
             ),
         }
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("cannot open database {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        lock_wait::install(&mut conn)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .with_context(|| format!("cannot read the database {}", path.display()))?;
