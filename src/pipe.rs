@@ -836,7 +836,9 @@ impl<'a> Owner<'a> {
                 }
             }
             let result = store.apply(&self.pending[..n], Origin::Live);
-            let checkpointed = !self.disk_was_full || store.checkpoint_truncate().is_ok();
+            // Only a WAL really cut back (no reader holding it) has given space back.
+            let checkpointed =
+                !self.disk_was_full || store.checkpoint_truncate().is_ok_and(|cut| cut);
             drop(_busy);
             let hits = hits_of(&self.pending[..n]);
             match result {

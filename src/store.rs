@@ -345,6 +345,7 @@ struct VisitorAgg {
 impl Store {
     /// Opens (creating if needed) the database for writing.
     pub fn open(path: &Path) -> Result<Store> {
+        remove_orphaned_side_files(path);
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -947,10 +948,8 @@ impl Store {
             self.conn
                 .execute("DELETE FROM meta WHERE name = 'vacuum'", [])?;
         }
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        self.scrub_pending.set(busy != 0);
+        let truncated = self.checkpoint_truncate()?;
+        self.scrub_pending.set(!truncated);
         Ok(())
     }
 
@@ -1023,12 +1022,14 @@ impl Store {
         Ok(())
     }
 
-    /// Copies the whole WAL into the database and truncates it to zero bytes
-    /// (when no reader holds it), giving its space back on a full disk.
-    pub fn checkpoint_truncate(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+    /// Copies the whole WAL into the database and truncates it to zero bytes,
+    /// giving its space back on a full disk; `Ok(false)` when a reader held
+    /// it back (nothing was truncated).
+    pub fn checkpoint_truncate(&self) -> Result<bool> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// Closes a database whose file is no longer at its path (deleted or
@@ -1172,6 +1173,23 @@ fn figure(v: rusqlite::types::ValueRef<'_>) -> u64 {
     match v {
         rusqlite::types::ValueRef::Integer(i) if i >= 0 => i as u64,
         _ => SATURATED as u64,
+    }
+}
+
+/// A `-wal`/`-shm` beside a database file that does not exist belongs to a
+/// deleted database (SQLite creates the database file first): a new database
+/// created at the path would take it for its own and replay the old file's
+/// pages into itself. Unlinking is safe for a logger still writing the
+/// deleted file: it keeps its open descriptors, and notices the deletion
+/// itself (see `pipe`), finding these fresh names no longer its own.
+fn remove_orphaned_side_files(path: &Path) {
+    if path.symlink_metadata().is_ok() {
+        return;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(side);
     }
 }
 
