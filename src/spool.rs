@@ -303,6 +303,12 @@ impl SpoolDir {
                 st.st_mode & 0o7777
             );
         }
+        // A spool directory an earlier version made (0750, files 0640) is
+        // made private now: the files hold raw addresses.
+        if st.st_mode & 0o077 != 0 && st.st_uid == me {
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700))
+                .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+        }
         Ok(Some(SpoolDir {
             path: dir.to_path_buf(),
             fd,
@@ -317,8 +323,13 @@ impl SpoolDir {
             flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             mode,
         )?;
-        if SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        let st = fstat(&fd)?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
             return Err(nix::errno::Errno::EINVAL);
+        }
+        // An earlier version's 0640 spool file is made private too.
+        if st.st_mode & 0o077 != 0 && st.st_uid == geteuid().as_raw() {
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600))?;
         }
         Ok(File::from(fd))
     }
@@ -570,12 +581,12 @@ impl Drainer {
         match outcome {
             Ok(()) if left == 0 => None,
             Ok(()) => Some(format!(
-                "dlcount: exiting with {left} spool file(s) in {} not counted yet (still written                  by another logger, or past the {} s allowed at exit): the next logger counts them",
+                "dlcount: exiting with {left} spool file(s) in {} not counted yet (still written by another logger, or past the {} s allowed at exit): the next logger counts them",
                 self.dir.display(),
                 limit.as_secs()
             )),
             Err(why) => Some(format!(
-                "dlcount: exiting with {left} spool file(s) in {} not counted yet ({why}): the                  next logger counts them",
+                "dlcount: exiting with {left} spool file(s) in {} not counted yet ({why}): the next logger counts them",
                 self.dir.display()
             )),
         }

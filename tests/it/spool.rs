@@ -218,6 +218,23 @@ fn spool_files_are_private_and_drained_before_the_logger_exits() {
     assert_eq!(total(&site.report(), "downloads"), n as u64);
 }
 
+/// An earlier version left the spool directory 0750 and its files 0640: the
+/// next logger that spools makes the directory private (and a drained file
+/// is private while it lasts).
+#[test]
+fn an_older_wider_spool_directory_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let spool = site.dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let mut broken = site.spawn_pipe(&["--format", "%h %Z"]);
+    broken.write(downloads_on(3).as_bytes());
+    assert_eq!(broken.finish().0, 2);
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
+}
+
 /// `n` downloads by distinct clients on one day.
 fn downloads_on(n: u32) -> String {
     (0..n)
