@@ -50,7 +50,7 @@ pub struct DbArgs {
     /// SQLite database [default: /var/lib/dlcount/dlcount.sqlite]
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// TOML file with the same settings (keys as the long options, e.g. db, root, format, ext, user); options given here win [default: /etc/dlcount/dlcount.toml when it exists, or $DLCOUNT_CONFIG]
+    /// TOML file with the same settings (keys as the long options, e.g. db, root, format, ext, user); options given here win [default: $DLCOUNT_CONFIG (empty: none), else /etc/dlcount/dlcount.toml when it exists]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

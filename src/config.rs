@@ -86,15 +86,20 @@ pub enum Exts {
     Many(Vec<String>),
 }
 
-/// The config file a command reads: `--config`, else the default one when it exists.
+/// The config file a command reads: `--config`, else `$DLCOUNT_CONFIG` (a
+/// file that must exist; empty: none), else the default one when it exists.
 pub fn config_path(db: &DbArgs) -> Option<PathBuf> {
     if let Some(p) = &db.config {
         return Some(p.clone());
     }
-    let default = std::env::var_os("DLCOUNT_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| DEFAULT_CONFIG.into());
-    default.is_file().then_some(default)
+    match std::env::var_os("DLCOUNT_CONFIG") {
+        Some(v) if v.is_empty() => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG);
+            default.is_file().then_some(default)
+        }
+    }
 }
 
 impl FileConfig {

@@ -2,12 +2,12 @@
 //! line naming the problem, a non-zero exit — and in pipe mode, Apache's
 //! pipe is still drained so the site never hangs on a misconfigured logger.
 
-use super::{bin, Site};
+use super::Site;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn run(args: &[&str], stdin: &[u8]) -> (i32, String) {
-    let mut child = Command::new(bin())
+    let mut child = super::cmd()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -128,7 +128,7 @@ fn help_words(help: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn help_documents_every_option() {
-    let out = Command::new(bin()).arg("--help").output().unwrap();
+    let out = super::cmd().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     let (commands, options) = help_words(&help);
@@ -202,7 +202,7 @@ fn an_option_out_of_range_is_one_line_naming_its_bounds_and_check_refuses_it() {
             "--settle 90000 s is out of range: give 0 to 24h",
         ),
     ] {
-        let out = Command::new(bin())
+        let out = super::cmd()
             .args(["check", "--db", db, "--root", root])
             .args(args)
             .output()
@@ -213,7 +213,7 @@ fn an_option_out_of_range_is_one_line_naming_its_bounds_and_check_refuses_it() {
             format!("dlcount: check: {message}\n")
         );
     }
-    let help = Command::new(bin()).arg("--help").output().unwrap();
+    let help = super::cmd().arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap().replace('\n', " ");
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     for bounds in ["2 to 3650", "1000 to 2000000", "1s to 24h", "at most 24h"] {
@@ -238,7 +238,7 @@ fn report_ignores_settings_it_does_not_use_and_errors_have_one_prefix() {
         ),
     )
     .unwrap();
-    let report = Command::new(bin())
+    let report = super::cmd()
         .args(["report", "--json", "--config"])
         .arg(&cfg)
         .output()
@@ -254,7 +254,7 @@ fn report_ignores_settings_it_does_not_use_and_errors_have_one_prefix() {
         serde_json::json!({"/a.iso": {"2026-11": 1}})
     );
     // The commands that do use them name the problem, under the one prefix.
-    let import = Command::new(bin())
+    let import = super::cmd()
         .args(["import", "--config"])
         .arg(&cfg)
         .arg("-")
@@ -265,7 +265,7 @@ fn report_ignores_settings_it_does_not_use_and_errors_have_one_prefix() {
         String::from_utf8_lossy(&import.stderr),
         "dlcount: error: log format \"%h %Q\": unknown format directive %Q\n"
     );
-    let render = Command::new(bin())
+    let render = super::cmd()
         .args(["render", "--config"])
         .arg(&cfg)
         .output()
@@ -289,7 +289,7 @@ fn settle_takes_the_duration_syntax_of_refresh_and_public_counts_can_be_turned_o
         ),
     )
     .unwrap();
-    let out = Command::new(bin())
+    let out = super::cmd()
         .args(["check", "--no-public-counts", "--settle", "30s", "--config"])
         .arg(&cfg)
         .output()
@@ -300,7 +300,7 @@ fn settle_takes_the_duration_syntax_of_refresh_and_public_counts_can_be_turned_o
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(bin())
+    let out = super::cmd()
         .args(["render", "--config"])
         .arg(&cfg)
         .output()
@@ -310,5 +310,23 @@ fn settle_takes_the_duration_syntax_of_refresh_and_public_counts_can_be_turned_o
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `$DLCOUNT_CONFIG` naming a file that is not there is an error, not a
+/// silent fall-back to no configuration (a typo there would go unnoticed).
+#[test]
+fn a_missing_dlcount_config_file_is_named() {
+    let site = Site::new();
+    let out = super::cmd()
+        .args(["report", "--db"])
+        .arg(&site.db)
+        .env("DLCOUNT_CONFIG", "/nonexistent/dlcount.toml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "dlcount: error: cannot read config file /nonexistent/dlcount.toml: No such file or directory (os error 2)\n"
     );
 }

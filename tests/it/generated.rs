@@ -5,7 +5,6 @@
 use super::Site;
 use crate::support::genlog::{generate, GenConfig, Mode};
 use std::io::Write;
-use std::process::Command;
 
 fn as_bytes(lines: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -17,7 +16,7 @@ fn as_bytes(lines: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn plain_report(site: &Site) -> serde_json::Value {
-    let out = Command::new(super::bin())
+    let out = super::cmd()
         .args(["report", "--json", "--db"])
         .arg(&site.db)
         .output()

@@ -190,7 +190,7 @@ fn import_json_then_overlapping_logs_double_count_nothing() {
         "counts.json",
         br#"{"linuxvillage-24.04-amd64.iso": {"2026-10": 120, "2026-11": 2}, "/isos/old.iso": {"2025-01": 7}}"#,
     );
-    let out = std::process::Command::new(super::bin())
+    let out = super::cmd()
         .args(["import-json", "--prefix", "/isos", "--db"])
         .arg(&site.db)
         .arg(&legacy)
@@ -217,7 +217,7 @@ fn import_json_then_overlapping_logs_double_count_nothing() {
     let f = write(&site, "access.log", logs.as_bytes());
     site.import(&[&f]);
     site.import(&[&f]);
-    let out = std::process::Command::new(super::bin())
+    let out = super::cmd()
         .args(["report", "--json", "--db"])
         .arg(&site.db)
         .output()
@@ -228,14 +228,14 @@ fn import_json_then_overlapping_logs_double_count_nothing() {
         json!({"/isos/linuxvillage-24.04-amd64.iso": {"2026-10": 120, "2026-11": 3}, "/isos/old.iso": {"2025-01": 7}})
     );
     // Re-running the migration is harmless.
-    let again = std::process::Command::new(super::bin())
+    let again = super::cmd()
         .args(["import-json", "--prefix", "/isos", "--db"])
         .arg(&site.db)
         .arg(&legacy)
         .output()
         .unwrap();
     assert!(again.status.success());
-    let out = std::process::Command::new(super::bin())
+    let out = super::cmd()
         .args(["report", "--json", "--db"])
         .arg(&site.db)
         .output()
@@ -258,7 +258,7 @@ fn as_root_with_a_configured_user_import_reads_root_only_logs_and_writes_as_that
     std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(site.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let config = write(&site, "dlcount.toml", b"user = \"nobody\"\n");
-    let out = std::process::Command::new(super::bin())
+    let out = super::cmd()
         .args(["import", "--quiet", "--config"])
         .arg(&config)
         .arg("--db")

@@ -31,6 +31,15 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dlcount-pipe")
 }
 
+/// The binary as a command that reads no config file unless a test gives
+/// one (`--config`, or `DLCOUNT_CONFIG` set again): a machine's own
+/// `/etc/dlcount/dlcount.toml` must not change what a test sees.
+pub fn cmd() -> Command {
+    let mut c = Command::new(bin());
+    c.env("DLCOUNT_CONFIG", "");
+    c
+}
+
 /// A scratch directory with a database path and a download root.
 pub struct Site {
     pub dir: tempfile::TempDir,
@@ -65,7 +74,7 @@ impl Site {
     /// For polling while a logger starts: `None` only while the database
     /// does not exist yet or has no schema yet; any other failure panics.
     pub fn try_report(&self) -> Option<Value> {
-        let out = Command::new(bin())
+        let out = cmd()
             .args(["report", "--json", "--detail", "--db"])
             .arg(&self.db)
             .output()
@@ -97,7 +106,7 @@ impl Site {
     }
 
     pub fn spawn_pipe(&self, extra: &[&str]) -> Pipe {
-        let mut cmd = Command::new(bin());
+        let mut cmd = cmd();
         cmd.arg("--db")
             .arg(&self.db)
             .arg("--root")
@@ -112,7 +121,7 @@ impl Site {
 
     /// `import` with extra options (`--format …`).
     pub fn import_with(&self, files: &[&Path], extra: &[&str]) -> (i32, String) {
-        let out = Command::new(bin())
+        let out = cmd()
             .arg("import")
             .arg("--db")
             .arg(&self.db)

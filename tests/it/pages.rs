@@ -170,7 +170,7 @@ fn render_never_writes_the_statistics_through_a_symlinked_stats_folder() {
     uploaded_earlier(&site.root.join("first-1.0.iso"), b"x");
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), site.root.join(".stats")).unwrap();
-    let out = std::process::Command::new(super::bin())
+    let out = super::cmd()
         .args(["render", "--db"])
         .arg(&site.db)
         .arg("--root")
@@ -193,7 +193,7 @@ fn render_never_writes_the_statistics_through_a_symlinked_stats_folder() {
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert!(read(&site.root.join("index.html")).contains("first-1.0.iso"));
     // `check` names it before the logger meets it.
-    let out = std::process::Command::new(super::bin())
+    let out = super::cmd()
         .args(["check", "--db"])
         .arg(&site.db)
         .arg("--root")
@@ -270,10 +270,7 @@ fn a_path_longer_than_path_max_leaves_the_rest_watched_and_the_log_short() {
 
 #[test]
 fn help_documents_refresh_and_settle() {
-    let out = std::process::Command::new(super::bin())
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = super::cmd().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for opt in ["--refresh <MINUTES>", "--settle <SECONDS>"] {
         assert!(help.contains(opt), "--help lacks {opt}:\n{help}");

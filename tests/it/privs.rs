@@ -5,12 +5,12 @@
 //!
 //! The tests that need root say so and return at once without it.
 
-use super::{bin, line, Site};
+use super::{line, Site};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// A uid no account has: the database directory's owner in these tests.
 const OWNER: u32 = 54_321;
@@ -34,9 +34,9 @@ fn chown(p: &Path, uid: u32) {
 
 /// Pipe mode with `input` on a pipe; returns (exit code, stderr).
 fn pipe(args: &[&str], input: &[u8]) -> (i32, String) {
-    let mut child = Command::new(bin())
+    let mut child = super::cmd()
         .args(args)
-        .env("DLCOUNT_CONFIG", "/nonexistent")
+        .env("DLCOUNT_CONFIG", "")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -164,7 +164,7 @@ fn render_as_root_without_config_writes_as_the_loggers_user_and_check_sees_root_
     }
     let (site, cfg) = nobody_site();
     // As the README lists it: no --config; the default config file names the user.
-    let out = Command::new(bin())
+    let out = super::cmd()
         .arg("render")
         .env("DLCOUNT_CONFIG", &cfg)
         .output()
@@ -184,7 +184,7 @@ fn render_as_root_without_config_writes_as_the_loggers_user_and_check_sees_root_
     let page = site.root.join("index.html");
     std::fs::remove_file(&page).unwrap();
     std::fs::write(&page, "old").unwrap();
-    let out = Command::new(bin())
+    let out = super::cmd()
         .args(["check", "--config"])
         .arg(&cfg)
         .output()
@@ -201,7 +201,7 @@ fn render_as_root_without_config_writes_as_the_loggers_user_and_check_sees_root_
         )
     );
     std::os::unix::fs::chown(&page, Some(NOBODY), None).unwrap();
-    let out = Command::new(bin())
+    let out = super::cmd()
         .args(["check", "--config"])
         .arg(&cfg)
         .output()
@@ -223,7 +223,7 @@ fn report_as_root_without_config_reads_the_default_one_as_the_loggers_user() {
     }
     let (site, cfg) = nobody_site();
     let db = site.dir.path().join("db/dl.sqlite");
-    let mut logger = Command::new(bin());
+    let mut logger = super::cmd();
     logger.arg("--config").arg(&cfg);
     let p = super::Pipe::spawn(logger);
     let (code, err) = {
@@ -232,7 +232,7 @@ fn report_as_root_without_config_reads_the_default_one_as_the_loggers_user() {
         p.finish()
     };
     assert_eq!(code, 0, "{err}");
-    let out = Command::new(bin())
+    let out = super::cmd()
         .args(["report", "--json"])
         .env("DLCOUNT_CONFIG", &cfg)
         .output()
@@ -269,9 +269,9 @@ fn check_and_import_by_an_ordinary_user_say_whom_they_ran_as() {
     chmod(&log, 0o644);
     let db = site.db.to_str().unwrap();
     let as_nobody = |args: &[&str]| {
-        let out = Command::new(bin())
+        let out = super::cmd()
             .args(args)
-            .env("DLCOUNT_CONFIG", "/nonexistent")
+            .env("DLCOUNT_CONFIG", "")
             .uid(NOBODY)
             .gid(NOBODY)
             .stdin(Stdio::null())

@@ -4,9 +4,8 @@
 //! only after the old logger (which may live on for hours after a graceful
 //! restart) has stopped writing it.
 
-use super::{bin, line, total, wait_until, Pipe, Site};
+use super::{line, total, wait_until, Pipe, Site};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn config(site: &Site, text: &str) -> PathBuf {
     let p = site.dir.path().join("dlcount.toml");
@@ -20,7 +19,7 @@ fn config(site: &Site, text: &str) -> PathBuf {
 }
 
 fn check(cfg: &Path) -> (i32, String, String) {
-    let out = Command::new(bin())
+    let out = super::cmd()
         .args(["check", "--config"])
         .arg(cfg)
         .output()
@@ -33,7 +32,7 @@ fn check(cfg: &Path) -> (i32, String, String) {
 }
 
 fn pipe_with_config(cfg: &Path) -> Pipe {
-    let mut cmd = Command::new(bin());
+    let mut cmd = super::cmd();
     cmd.arg("--config").arg(cfg);
     Pipe::spawn(cmd)
 }
