@@ -172,9 +172,8 @@ pub fn db_write_problems(db: &Path, user: Option<&str>) -> Vec<String> {
             // A root-owned -wal/-shm (a `report` run as root while no logger
             // ran) locks the logger out as surely as the database itself.
             for suffix in ["", "-wal", "-shm"] {
-                let mut side = db.as_os_str().to_owned();
-                side.push(suffix);
-                let side = Path::new(&side);
+                let side = crate::config::db_side_file(db, suffix);
+                let side = side.as_path();
                 if side.exists() && !writable(side) {
                     problems.push(format!(
                         "{}{} is not writable {}",

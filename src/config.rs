@@ -351,6 +351,13 @@ pub fn db_dir(db: &Path) -> &Path {
     }
 }
 
+/// `db` with `suffix` appended: SQLite's `-wal` and `-shm` files beside it.
+pub fn db_side_file(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 pub fn check_db_path(db: &Path) -> Result<()> {
     if db.is_dir() {
         bail!(

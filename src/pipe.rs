@@ -53,7 +53,7 @@ use crate::config::Settings;
 use crate::store::{ApplyStats, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -432,13 +432,6 @@ fn file_id(path: &Path) -> std::io::Result<FileId> {
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
-/// `db` with `suffix` appended: SQLite's `-wal` and `-shm` files.
-fn beside(db: &Path, suffix: &str) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
-}
-
 /// What the database path names, against the file the owner writes.
 enum AtPath {
     Same,
@@ -476,11 +469,7 @@ fn piece_len(batches: &[Batch], cap: usize) -> usize {
 /// How many counted lines a piece may hold on a full disk: what the space
 /// left can take, at [`PIECE_BYTES`] plus [`LINE_BYTES`] a line.
 fn fitting_hits(db: &Path) -> usize {
-    let dir = match db.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match nix::sys::statvfs::statvfs(dir) {
+    match nix::sys::statvfs::statvfs(crate::config::db_dir(db)) {
         Ok(st) => {
             let free = st.blocks_available().saturating_mul(st.fragment_size());
             usize::try_from(free.saturating_sub(PIECE_BYTES) / LINE_BYTES)
@@ -903,7 +892,8 @@ impl<'a> Owner<'a> {
         match self.at_path() {
             AtPath::Same => {
                 let db = &self.settings.db;
-                self.side_files = ["-wal", "-shm"].map(|s| file_id(&beside(db, s)).ok());
+                self.side_files =
+                    ["-wal", "-shm"].map(|s| file_id(&crate::config::db_side_file(db, s)).ok());
                 self.release();
                 true
             }
@@ -973,7 +963,7 @@ impl<'a> Owner<'a> {
         // The old file's -wal/-shm still at the path would be read as the new file's.
         let db = &self.settings.db;
         for (suffix, id) in ["-wal", "-shm"].iter().zip(self.side_files) {
-            let p = beside(db, suffix);
+            let p = crate::config::db_side_file(db, suffix);
             if id.is_some() && file_id(&p).ok() == id {
                 let _ = std::fs::remove_file(&p);
             }

@@ -5,6 +5,10 @@
 //! every Referer maps to exactly one of: direct (`-`, empty, or not a URL),
 //! this site (one of the site's own host names), or another host.
 
+// bstr: a logged Referer is bytes, not UTF-8; its byteset search and lossy
+// conversion say what the hand-written loops did.
+use bstr::ByteSlice;
+
 /// Where a request came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RefererHost {
@@ -32,10 +36,7 @@ pub fn referer_host(referer: &[u8], own_hosts: &[String]) -> RefererHost {
     let Some(rest) = strip_scheme(referer) else {
         return RefererHost::Direct;
     };
-    let authority_end = rest
-        .iter()
-        .position(|&b| matches!(b, b'/' | b'?' | b'#' | b'\\'))
-        .unwrap_or(rest.len());
+    let authority_end = rest.find_byteset(b"/?#\\").unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     // user:password@host — the user info is never kept.
     let host_port = match memchr::memrchr(b'@', authority) {
@@ -61,7 +62,8 @@ pub fn referer_host(referer: &[u8], own_hosts: &[String]) -> RefererHost {
     if !valid {
         return RefererHost::Direct;
     }
-    let host = String::from_utf8_lossy(host)
+    let host = host
+        .to_str_lossy()
         .trim_end_matches('.')
         .to_ascii_lowercase();
     if own_hosts.contains(&host) {

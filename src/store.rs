@@ -1187,9 +1187,7 @@ fn remove_orphaned_side_files(path: &Path) {
         return;
     }
     for suffix in ["-wal", "-shm"] {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(side);
+        let _ = std::fs::remove_file(crate::config::db_side_file(path, suffix));
     }
 }
 
