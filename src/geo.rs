@@ -1,5 +1,5 @@
 //! What a client address tells before it is hashed away: its country (from
-//! a MaxMind DB file given with `--geoip`) and its network for the coverage
+//! a MaxMind DB file, for the statistics' `--geoip` to come) and its network for the coverage
 //! map (the IPv4 /10, DeleGate's 1,024 networks; IPv6 apart).
 //!
 //! Invariant: these are the only facts taken from a raw address besides its

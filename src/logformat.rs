@@ -1,4 +1,5 @@
-//! Apache `LogFormat` strings compiled once into a byte-level line parser.
+//! Apache `LogFormat` strings (and nginx `log_format` strings, tokenised by
+//! [`nginx`] into the same fields) compiled once into a byte-level line parser.
 //!
 //! A format (a nickname such as `combined`, or any `LogFormat` string) becomes
 //! a list of literal and field tokens. Parsing a line walks that list over the

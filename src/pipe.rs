@@ -102,8 +102,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// [`FLUSH_HITS`] lines each).
 const STUCK: Duration = Duration::from_secs(2);
 /// Space a transaction of counted lines takes at most in the WAL and the
-/// database together: a few pages for any piece (`days`, `daily`, the
-/// counters, B-tree splits)…
+/// database together: a few pages for any piece (`days`, `daily`,
+/// `day_keys`, B-tree splits)…
 const PIECE_BYTES: u64 = 64 * 1024;
 /// …and about two pages a line (its `seen_lines` and `visitors` leaves sit
 /// anywhere in their tables), counted twice: in the WAL, then in the database.

@@ -44,7 +44,7 @@ pub fn lookup(spec: &str) -> Result<(Uid, Gid)> {
     Ok((u.uid, gid))
 }
 
-/// Whether we already run as the user (and group) `spec` names.
+/// Whether we already run as the user `spec` names (its uid; the group is not compared).
 pub fn is_current(spec: &str) -> bool {
     lookup(spec).is_ok_and(|(uid, _)| geteuid() == uid)
 }

@@ -3,9 +3,11 @@
 //! This is the one place where lines are split, parsed and classified, for the
 //! pipe and for imports alike. A [`Batch`] keeps only what counting needs of
 //! each counted line (client, normalised path, method, status, bytes and the
-//! identity fields: `%t`, `%r`, Referer, User-Agent) in one arena, so a batch costs two allocations however many lines
-//! it holds. The raw client address lives only in memory: the store hashes it
-//! before anything reaches the disk.
+//! identity fields: `%t`, `%r`, Referer, User-Agent) in one arena, so a
+//! batch costs two allocations however many lines it holds. The raw client
+//! address lives only in memory: it is hashed with the database's secret
+//! here (or by the store when the secret was not known yet), and the store
+//! keeps only that hash re-keyed with its day's key (see `store`, `keys`).
 
 use crate::classify::{Classifier, Ignored, Method};
 use crate::keys::{KeyHasher, LineFields, Scratch};
