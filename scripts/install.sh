@@ -87,8 +87,17 @@
 #    If ROOT already belongs to another group (an uploaders' group, say), the
 #    script stops rather than take it away; see the message it prints.
 #  - an existing ROOT/index.html not owned by dlcount is copied to
-#    /var/lib/dlcount/index.html.pre-dlcount and handed to dlcount, which
-#    replaces it at the first render.
+#    /var/lib/dlcount-install/index.html.pre-dlcount and handed to dlcount,
+#    which replaces it at the first render.
+#
+# Root never trusts a path the user dlcount can change: what this script
+# keeps for later is in /var/lib/dlcount-install (root's, 0700), never in
+# /var/lib/dlcount (dlcount's: any file there could become a link to write
+# through); in ROOT and ROOT/.stats, where dlcount may have put links in
+# place of its own files, links are removed, never followed or chowned, and
+# files root writes there get fresh names of root's (mktemp) first. The
+# temporary copies dlcount reads are in root-owned directories under
+# /var/lib that dlcount can enter but not change.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -103,6 +112,8 @@ CHANGES=$ETC_DIR/apache-changes
 MARKERS=$ETC_DIR/apache-markers
 A2_STATE=/var/lib/apache2
 STATE_DIR=/var/lib/dlcount
+SAVE_DIR=/var/lib/dlcount-install
+SAVED_INDEX=$SAVE_DIR/index.html.pre-dlcount
 CONF_NAME=dlcount
 CONF_DEST=/etc/apache2/conf-available/$CONF_NAME.conf
 SITE_NAME=dlcount
@@ -405,6 +416,56 @@ site_docroot() {
         "/etc/apache2/sites-available/$1.conf" 2>/dev/null | head -n 1
 }
 
+# take_over_saved_index: STATE_DIR/index.html.pre-dlcount (where 0.1.0
+# saved it, a directory of dlcount's) moves to SAVE_DIR only while it is
+# what this script left there: a plain file of someone other than dlcount,
+# with one name. It is read as data (O_NOFOLLOW, O_NONBLOCK: no link
+# followed, no FIFO waited on) and kept only if it is still that same file
+# afterwards; anything else is dropped with a warning. (The same function is
+# in scripts/debian/postinst.)
+take_over_saved_index() {
+    local old=$STATE_DIR/index.html.pre-dlcount before ftype owner nlink mode ids mtime tmp
+    [ -e "$old" ] || [ -L "$old" ] || return 0
+    if [ "$dry_run" = 1 ]; then
+        printf '+ take over %q as %q (a plain file only), rm -f %q\n' "$old" "$SAVED_INDEX" "$old"
+        return 0
+    fi
+    before=$(stat -c '%F|%U|%h|%d:%i|%a|%u:%g|%Y' -- "$old" 2>/dev/null || true)
+    IFS='|' read -r ftype owner nlink _ mode ids mtime <<<"$before"
+    case $ftype in "regular file" | "regular empty file") ;; *) before="" ;; esac
+    if [ "$owner" = "$USER_NAME" ] || [ "$nlink" != 1 ]; then before=""; fi
+    if [ -z "$before" ]; then
+        say "warning: $old is not the plain file this script saved there; dropped"
+    elif [ -e "$SAVED_INDEX" ] || [ -L "$SAVED_INDEX" ]; then
+        : # root's own copy is there already
+    else
+        install -d -o root -g root -m 0700 "$SAVE_DIR"
+        tmp=$(mktemp "$SAVED_INDEX.XXXXXX")
+        if dd if="$old" of="$tmp" iflag=nofollow,nonblock status=none 2>/dev/null \
+            && [ "$(stat -c '%F|%U|%h|%d:%i|%a|%u:%g|%Y' -- "$old" 2>/dev/null)" = "$before" ]; then
+            chown "$ids" "$tmp"
+            chmod "$mode" "$tmp"
+            touch -d "@$mtime" "$tmp"
+            mv -f -T "$tmp" "$SAVED_INDEX"
+        else
+            rm -f "$tmp"
+            say "warning: $old changed while it was read; dropped"
+        fi
+    fi
+    rm -f "$old"
+}
+# private_copy_dir: a new directory of root's under /var/lib for copies
+# dlcount must read (0711: it may open the files it owns in it, and can
+# neither rename the directory nor put anything in it).
+private_copy_dir() {
+    local d
+    d=$(mktemp -d "$STATE_DIR-$1.XXXXXX")
+    chmod 0711 "$d"
+    printf '%s\n' "$d"
+}
+
+take_over_saved_index
+
 # ------------------------------------------------------------------ uninstall
 if [ "$uninstall" = 1 ]; then
     root=$(toml_root)
@@ -414,7 +475,13 @@ if [ "$uninstall" = 1 ]; then
     #    create anything in the root, so a logger that is still finishing
     #    the lines of a long download cannot write them back.
     if [ -d "$root" ]; then
-        if [ -e "$root/.stats" ]; then run rm -rf "$root/.stats"; fi
+        # A link dlcount put in place of .stats goes as a link (rm never
+        # follows its operand).
+        if [ -L "$root/.stats" ]; then
+            run rm -f "$root/.stats"
+        elif [ -d "$root/.stats" ]; then
+            run rm -rf "$root/.stats"
+        fi
         if [ "$(stat -c %G "$root")" = "$USER_NAME" ] && [ -n "$(find "$root" -maxdepth 0 -perm -g+w)" ]; then
             run chmod g-w "$root"
         fi
@@ -467,16 +534,27 @@ if [ "$uninstall" = 1 ]; then
     done
     if [ "$purge" = 1 ]; then
         if [ -d "$root" ]; then
-            # The generated public page and any temporary page file a killed
-            # renderer left; the index.html that was there before comes back.
-            if [ -e "$root/index.html" ] && [ "$(stat -c %U "$root/index.html")" = "$USER_NAME" ]; then
+            # The generated public page, or a link dlcount put in its place
+            # (stat does not follow links), and any temporary page file a
+            # killed renderer left; the index.html that was there before
+            # comes back under a fresh name of root's (mktemp, in the sticky
+            # root: nobody else may rename or delete it), renamed into place.
+            if { [ -e "$root/index.html" ] || [ -L "$root/index.html" ]; } \
+                && [ "$(stat -c %U "$root/index.html")" = "$USER_NAME" ]; then
                 run rm -f "$root/index.html"
             fi
             while IFS= read -r -d '' f; do
                 run rm -f "$f"
             done < <(find "$root" -maxdepth 1 -name '.dlcount-*' -user "$USER_NAME" -print0 2>/dev/null)
-            if [ -e "$STATE_DIR/index.html.pre-dlcount" ] && [ ! -e "$root/index.html" ]; then
-                run cp -p "$STATE_DIR/index.html.pre-dlcount" "$root/index.html"
+            if [ -f "$SAVED_INDEX" ] && [ ! -L "$SAVED_INDEX" ] \
+                && [ ! -e "$root/index.html" ] && [ ! -L "$root/index.html" ]; then
+                if [ "$dry_run" = 1 ]; then
+                    printf '+ cp -p %q ROOT/.dlcount-restore.XXXXXX, mv -T it to %q\n' "$SAVED_INDEX" "$root/index.html"
+                else
+                    tmp=$(mktemp "$root/.dlcount-restore.XXXXXX")
+                    cp -p "$SAVED_INDEX" "$tmp" && mv -f -T "$tmp" "$root/index.html" \
+                        || { rm -f "$tmp"; die "could not put back $root/index.html from $SAVED_INDEX"; }
+                fi
                 say "put back the index.html that was in $root before dlcount"
             fi
             if [ "$(stat -c %G "$root")" = "$USER_NAME" ]; then
@@ -490,6 +568,11 @@ if [ "$uninstall" = 1 ]; then
             run env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q dlcount
         fi
         if [ -d "$STATE_DIR" ]; then run rm -rf "$STATE_DIR"; fi
+        if [ -d "$SAVE_DIR" ]; then run rm -rf "$SAVE_DIR"; fi
+        # Copies an interrupted run left (private_copy_dir).
+        for d in "$STATE_DIR"-init.* "$STATE_DIR"-import.*; do
+            if [ -d "$d" ] && [ ! -L "$d" ]; then run rm -rf "$d"; fi
+        done
         if [ -d "$ETC_DIR" ]; then run rm -rf "$ETC_DIR"; fi
         if getent passwd "$USER_NAME" >/dev/null; then
             # deluser first removes the user's crontab, and where cron is not
@@ -650,13 +733,25 @@ if [ ! -d "$root" ]; then
 fi
 run chgrp "$USER_NAME" "$root"
 run chmod g+w,+t,o-w "$root"
-run install -d -o "$USER_NAME" -g "$USER_NAME" -m 0755 "$root/.stats"
-if [ -f "$root/index.html" ] && [ "$(stat -c %U "$root/index.html")" != "$USER_NAME" ]; then
-    if [ ! -e "$STATE_DIR/index.html.pre-dlcount" ]; then
-        run cp -p "$root/index.html" "$STATE_DIR/index.html.pre-dlcount"
+# ROOT/.stats, dlcount's: a link there (dlcount's doing) goes; a missing one
+# is made by root (mkdir: no link followed; root's in the sticky root, so
+# nobody else can swap it) and then given away with chown -h. One dlcount
+# owns already is left to it: it could swap it for a link at any moment.
+if [ -L "$root/.stats" ]; then run rm -f "$root/.stats"; fi
+if [ ! -e "$root/.stats" ] && [ ! -L "$root/.stats" ]; then
+    run mkdir -m 0755 "$root/.stats"
+    run chown -h "$USER_NAME:$USER_NAME" "$root/.stats"
+elif [ -d "$root/.stats" ] && [ ! -L "$root/.stats" ] && [ "$(stat -c %U "$root/.stats")" != "$USER_NAME" ]; then
+    run chmod 0755 "$root/.stats"
+    run chown -h "$USER_NAME:$USER_NAME" "$root/.stats"
+fi
+if [ -f "$root/index.html" ] && [ ! -L "$root/index.html" ] && [ "$(stat -c %U "$root/index.html")" != "$USER_NAME" ]; then
+    if [ ! -e "$SAVED_INDEX" ]; then
+        run install -d -o root -g root -m 0700 "$SAVE_DIR"
+        run cp -p "$root/index.html" "$SAVED_INDEX"
     fi
-    run chown "$USER_NAME:$USER_NAME" "$root/index.html"
-    say "the old $root/index.html is saved as $STATE_DIR/index.html.pre-dlcount"
+    run chown -h "$USER_NAME:$USER_NAME" "$root/index.html"
+    say "the old $root/index.html is saved as $SAVED_INDEX"
 fi
 
 # The logger's own verdict on everything it will need (config file, format,
@@ -684,9 +779,8 @@ if [ ! -e "$(toml_db)" ]; then
     if [ "$dry_run" = 1 ]; then
         printf '+ runuser -u %s -- %s import --config %s EMPTY-FILE\n' "$USER_NAME" "$BIN_DEST" "$TOML"
     else
-        empty=$(mktemp -d "$STATE_DIR/init.XXXXXX")
-        : >"$empty/empty.log"
-        chown -R "$USER_NAME:$USER_NAME" "$empty"
+        empty=$(private_copy_dir init)
+        install -o "$USER_NAME" -g "$USER_NAME" -m 0600 /dev/null "$empty/empty.log"
         # Its summary ("0 lines") says nothing about the logs: shown only if it fails.
         if ! out=$(runuser -u "$USER_NAME" -- "$BIN_DEST" import --config "$TOML" "$empty/empty.log" 2>&1); then
             printf '%s\n' "$out" >&2
@@ -771,16 +865,16 @@ if [ "$import_logs" = 1 ]; then
         # The logs are root:adm 0640 and the import runs as dlcount, so that
         # the database is only ever written by dlcount (a root-owned -wal or
         # -shm file would lock the running logger out). Root copies them,
-        # names unchanged, into a private directory of dlcount's; a pipe
-        # would not do: /dev/stdin is a root-owned pipe the dlcount process
-        # may not open.
+        # names unchanged, as dlcount's own files in a directory of root's
+        # (private_copy_dir: in one of dlcount's, dlcount could swap it for
+        # a link while root copies into it); a pipe would not do:
+        # /dev/stdin is a root-owned pipe the dlcount process may not open.
         if [ "$dry_run" = 1 ]; then
-            import_dir=$STATE_DIR/import.XXXXXX
-            printf '+ mktemp -d %q\n' "$import_dir"
+            import_dir=$STATE_DIR-import.XXXXXX
+            printf '+ mktemp -d %q; chmod 0711 it\n' "$import_dir"
         else
-            import_dir=$(mktemp -d "$STATE_DIR/import.XXXXXX")
+            import_dir=$(private_copy_dir import)
         fi
-        run chown "$USER_NAME:$USER_NAME" "$import_dir"
         copies=()
         for f in "${logs[@]}"; do
             run install -o "$USER_NAME" -g "$USER_NAME" -m 0600 "$f" "$import_dir/${f##*/}"
@@ -831,10 +925,13 @@ if ! apache_running; then
     say "Apache is not running: start it (systemctl start apache2), then open $url"
     exit 3
 fi
-probe=dlcount-probe-$$-$RANDOM.txt
+# A fresh name of root's (mktemp: O_EXCL, so never a link dlcount planted
+# at a guessed name), which nobody else may rename in the sticky root.
+probe_path=$(mktemp --suffix=.txt "$root/dlcount-probe-XXXXXXXXXX")
+probe=${probe_path##*/}
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf '%s\n' "$token" >"$root/$probe"
-chmod 0644 "$root/$probe"
+printf '%s\n' "$token" >"$probe_path"
+chmod 0644 "$probe_path"
 served=no
 # A reload is graceful: give Apache a few seconds to take the new config.
 for _ in $(seq 1 20); do
@@ -844,7 +941,7 @@ for _ in $(seq 1 20); do
     fi
     sleep 0.5
 done
-rm -f "$root/$probe"
+rm -f "$probe_path"
 if [ "$served" = no ]; then
     what_to_do
     exit 3

@@ -282,7 +282,10 @@ check "B: conf has the --allow network" grep -q '^ *Require ip 10.0.0.0/8$' /etc
 check "B: conf has the root" grep -q "<Directory \"$ROOT\">" /etc/apache2/conf-available/dlcount.conf
 check_eq "B: root: group dlcount, g+w, sticky" "$(stat -c '%G %A' "$ROOT" | cut -c1-18)" "dlcount drwxrwxr-t"
 check_eq "B: root/.stats owned by dlcount" "$(stat -c '%U %a' "$ROOT/.stats")" "dlcount 755"
-check "B: old index.html kept aside" test -s /var/lib/dlcount/index.html.pre-dlcount
+check_eq "B: old index.html kept aside, in root's own directory" \
+    "$(stat -c '%U:%G %a' /var/lib/dlcount-install 2>&1) $(sha256sum </var/lib/dlcount-install/index.html.pre-dlcount 2>&1)" \
+    "root:root 700 $DEBIAN_INDEX"
+check "B: ... not in dlcount's /var/lib/dlcount" test ! -e /var/lib/dlcount/index.html.pre-dlcount
 
 # Apache was reloaded and execs the logger itself (direct exec: its parent is
 # Apache's parent process, no /bin/sh in between).
@@ -304,10 +307,25 @@ check_eq "B: /.stats/ from elsewhere refused" "$(status_of 127.0.0.3 /.stats/)" 
 check "B: public page rendered by dlcount lists the ISO" grep -q "$ISO" "$ROOT/index.html"
 
 # Idempotent: the same command again changes nothing it already did.
+# Meanwhile dlcount has put a link to a directory of root's in place of
+# its own ROOT/.stats: the install must not follow it (it used to chown
+# the target to dlcount).
+mkdir -m 0700 /etc/e2e-victim-dir
+runuser -u dlcount -- sh -c 'rm -rf "$1/.stats" && ln -s /etc/e2e-victim-dir "$1/.stats"' sh "$ROOT" || true
+check "B: (set-up) ROOT/.stats is a link of dlcount's" test -L "$ROOT/.stats"
 conf_sum=$(sha256sum /etc/apache2/conf-available/dlcount.conf /etc/dlcount/dlcount.toml)
 rc=0
 out=$("$INSTALL" --binary "$BIN" --root "$ROOT" --allow 10.0.0.0/8 2>&1) || rc=$?
 check_eq "B: second install exits 0" "$rc" 0
+check_eq "B: second install: dlcount's link in place of ROOT/.stats not followed" \
+    "$(stat -c '%U:%G %a' /etc/e2e-victim-dir)" "root:root 700"
+check_eq "B: ... ROOT/.stats is dlcount's directory again" \
+    "$(stat -c '%F %U %a' "$ROOT/.stats" 2>&1)" "directory dlcount 755"
+# (Should that fail, the link goes, so that what follows tests its own point.)
+if [ -L "$ROOT/.stats" ]; then
+    rm -f "$ROOT/.stats"
+    install -d -o dlcount -g dlcount -m 0755 "$ROOT/.stats"
+fi
 check "B: second install: binary up to date" grep -q 'dlcount-pipe is up to date' <<<"$out"
 check_eq "B: second install: conf and toml unchanged" \
     "$(sha256sum /etc/apache2/conf-available/dlcount.conf /etc/dlcount/dlcount.toml)" "$conf_sum"
@@ -362,7 +380,11 @@ check_eq "B: ... and reloads Apache once" "$(generations)" "$((gen + 1))"
 check_eq "B: /.stats/counts.json from localhost before uninstall" "$(status_of 127.0.0.1 /.stats/counts.json)" 200
 
 # Uninstall: conf off, Apache reloaded, binary and conf gone, counts kept,
-# and the private statistics reachable by nobody.
+# and the private statistics reachable by nobody. Before it, dlcount turns
+# its page into a dangling link into /etc/profile.d: purge must remove it,
+# not write the old index.html through it.
+runuser -u dlcount -- ln -sfn /etc/profile.d/e2e-evil.sh "$ROOT/index.html" || true
+check "B: (set-up) ROOT/index.html is a link of dlcount's" test -L "$ROOT/index.html"
 rc=0
 out=$("$INSTALL" --uninstall 2>&1) || rc=$?
 show "$out"
@@ -399,11 +421,22 @@ else
 fi
 
 # Purge: everything goes, the root is given back with its own index.html.
+# dlcount has written a page of its own where 0.1.0 kept the saved one:
+# it is not what comes back.
+runuser -u dlcount -- sh -c 'rm -f /var/lib/dlcount/index.html.pre-dlcount &&
+    printf "evil\n" >/var/lib/dlcount/index.html.pre-dlcount' || true
+check_eq "B: (set-up) dlcount's own /var/lib/dlcount/index.html.pre-dlcount" \
+    "$(stat -c %U /var/lib/dlcount/index.html.pre-dlcount 2>&1)" dlcount
 dlcount_uid=$(id -u dlcount)
 rc=0
 out=$("$INSTALL" --uninstall --purge 2>&1) || rc=$?
 show "$out"
 check_eq "B: purge exits 0" "$rc" 0
+check "B: purge: nothing written through dlcount's link ROOT/index.html" \
+    test ! -e /etc/profile.d/e2e-evil.sh -a ! -L /etc/profile.d/e2e-evil.sh
+check "B: purge: dlcount's /var/lib/dlcount/index.html.pre-dlcount is dropped, not taken over" \
+    grep -qxF "dlcount-install: warning: /var/lib/dlcount/index.html.pre-dlcount is not the plain file this script saved there; dropped" <<<"$out"
+check "B: purge: /var/lib/dlcount-install removed" test ! -e /var/lib/dlcount-install
 check_eq "B: purge: no deluser/crontab noise" "$(grep -ci crontab <<<"$out" || true)" 0
 check_eq "B: purge: Apache's state markers as before" "$(markers)" "$MARKERS_BEFORE"
 check "B: state, config and stats removed" test ! -e /var/lib/dlcount -a ! -e /etc/dlcount -a ! -e "$ROOT/.stats"
@@ -453,9 +486,16 @@ check_eq "C: the default site is untouched" "$(body_of / | sha256sum)" "$DEBIAN_
 check_eq "C: sites" "$(sites_enabled)" "000-default.conf dlcount.conf shop.conf "
 check_eq "C: /.stats/ of the named site from elsewhere refused" "$(status_of 127.0.0.3 /.stats/ downloads.test)" 403
 check_eq "C: headers was the admin's: not recorded" "$(tr '\n' ';' </etc/dlcount/apache-changes)" "enconf dlcount;ensite dlcount;"
+# dlcount links a file of root's where 0.1.0 kept the saved index.html:
+# purge must not publish it as the root's page.
+printf 'precious\n' >/etc/e2e-victim
+chmod 0644 /etc/e2e-victim
+runuser -u dlcount -- ln -sfn /etc/e2e-victim /var/lib/dlcount/index.html.pre-dlcount || true
+check "C: (set-up) the saved index.html is dlcount's link" test -L /var/lib/dlcount/index.html.pre-dlcount
 rc=0
 "$INSTALL" --uninstall --purge >/dev/null 2>&1 || rc=$?
 check_eq "C: purge exits 0" "$rc" 0
+check "C: purge: dlcount's link as the saved index.html not followed" test ! -e "$R/index.html" -a ! -L "$R/index.html"
 check_eq "C: purge: the admin's modules stay (headers too)" "$(mods_enabled)" "$MODS_ADMIN"
 check_eq "C: purge: the state markers as the admin left them" "$(markers)" "$MARKERS_ADMIN"
 check_eq "C: purge: the sites as they were" "$(sites_enabled)" "000-default.conf shop.conf "

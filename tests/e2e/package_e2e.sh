@@ -233,14 +233,37 @@ check_eq "the download is counted" "$(report)" "$want"
 # An upgrade (here the same version again): prerm/postinst of an upgrade
 # leave the statistics, the enabled conf, the admin's edits and the counts.
 printf '# edited by the admin\n' >>"$TOML"
+# 0.1.0 kept the index.html scripts/install.sh found in the root in
+# /var/lib/dlcount, which dlcount can write: the upgrade takes it over into
+# root's own /var/lib/dlcount-install (purge puts it back).
+BEFORE_PAGE='<p>before dlcount</p>'
+printf '%s\n' "$BEFORE_PAGE" >/var/lib/dlcount/index.html.pre-dlcount
+chmod 0644 /var/lib/dlcount/index.html.pre-dlcount
 rc=0
 out=$(apt_quiet -o Dpkg::Options::=--force-confold install --reinstall "$DEB") || rc=$?
 check_eq "reinstall (upgrade path) exits 0" "$rc" 0
 [ "$rc" = 0 ] || show "$out"
+check_eq "upgrade: 0.1.0's saved index.html taken over by root" \
+    "$(stat -c '%U:%G %a' /var/lib/dlcount-install/index.html.pre-dlcount 2>&1) $(cat /var/lib/dlcount-install/index.html.pre-dlcount 2>&1)" \
+    "root:root 644 $BEFORE_PAGE"
+check "upgrade: ... and gone from /var/lib/dlcount" test ! -e /var/lib/dlcount/index.html.pre-dlcount
+check_eq "upgrade: /var/lib/dlcount-install is root's alone" \
+    "$(stat -c '%U:%G %a' /var/lib/dlcount-install 2>&1)" "root:root 700"
 check "reinstall: ROOT/.stats kept" test -s "$ROOT/.stats/index.html"
 check "reinstall: conf still enabled" test -L /etc/apache2/conf-enabled/dlcount.conf
 check_eq "reinstall: the admin's dlcount.toml kept" "$(tail -n 1 "$TOML")" "# edited by the admin"
 check_eq "reinstall: counts kept" "$(report)" "$want"
+
+# The user dlcount owns /var/lib/dlcount and its own page in the root: it
+# can put links there. Root's maintainer scripts must write, read and
+# remove nothing through them. prerm used to write the root's path into
+# /var/lib/dlcount/package-root; dlcount's page becomes a dangling link
+# into /etc/profile.d.
+printf 'precious\n' >/etc/e2e-victim
+chmod 0600 /etc/e2e-victim
+runuser -u dlcount -- ln -sfn /etc/e2e-victim /var/lib/dlcount/package-root || true
+runuser -u dlcount -- ln -sfn /etc/profile.d/e2e-evil.sh "$ROOT/index.html" || true
+check "(set-up) dlcount's links are in place" test -L /var/lib/dlcount/package-root -a -L "$ROOT/index.html"
 
 # ----------------------------------------------------------------- remove
 rc=0
@@ -260,6 +283,20 @@ check "after remove and reload, /.stats/ is 200 for nobody" stats_closed
 check "the old logger exits" pa_wait_no_pids_with "dlcount-pipe --config $TOML" 15
 check "... without writing ROOT/.stats again" test ! -e "$ROOT/.stats"
 check_eq "Apache still serves the ISO" "$(status_of 127.0.0.1 "/isos/$ISO")" 200
+check_eq "remove: nothing written through dlcount's link /var/lib/dlcount/package-root" \
+    "$(stat -c '%U %a' /etc/e2e-victim) $(cat /etc/e2e-victim)" "root 600 precious"
+
+# Before purge dlcount names another root in /var/lib/dlcount/package-root
+# (a link of its own to a directory of root's) and leaves a page of its
+# own to be put back: purge used to take both.
+mkdir -p /etc/e2e-decoy/.stats
+printf 'precious\n' >/etc/e2e-decoy/.stats/keep
+runuser -u dlcount -- sh -c 'cd /var/lib/dlcount && rm -f package-root index.html.pre-dlcount &&
+    ln -s /etc/e2e-decoy decoy && printf "/var/lib/dlcount/decoy\n" >package-root &&
+    printf "evil\n" >index.html.pre-dlcount' || true
+check_eq "(set-up) dlcount names its own root and page" \
+    "$(stat -c %U /var/lib/dlcount/package-root /var/lib/dlcount/decoy /var/lib/dlcount/index.html.pre-dlcount 2>&1 | tr '\n' ' ')" \
+    "dlcount dlcount dlcount "
 
 # ------------------------------------------------------------------ purge
 rc=0
@@ -276,7 +313,15 @@ check "purge: conf-available/dlcount.conf removed" test ! -e "$CONF"
 check_eq "purge: no apache2 state marker left for dlcount" \
     "$(find /var/lib/apache2 -name dlcount | wc -l)" 0
 check_eq "purge: no file of dlcount's left in the root" "$(find "$ROOT" -uid "$uid" | wc -l)" 0
-check "purge: no generated page left" test ! -e "$ROOT/index.html" -a ! -e "$ROOT/.stats"
+check "purge: no generated page left" test ! -e "$ROOT/.stats"
+check_eq "purge: the index.html the root had before dlcount is back, root's" \
+    "$(stat -c '%F %U:%G %a' "$ROOT/index.html" 2>&1) $(cat "$ROOT/index.html" 2>&1)" \
+    "regular file root:root 644 $BEFORE_PAGE"
+check "purge: nothing written through the link dlcount put in place of its page" \
+    test ! -e /etc/profile.d/e2e-evil.sh -a ! -L /etc/profile.d/e2e-evil.sh
+check "purge: nothing removed in a root dlcount named in /var/lib/dlcount" test -f /etc/e2e-decoy/.stats/keep
+check "purge: ... nor written there" test ! -e /etc/e2e-decoy/index.html
+check "purge: /var/lib/dlcount-install removed" test ! -e /var/lib/dlcount-install
 check_eq "purge: root given back" "$(stat -c '%U %G %A' "$ROOT" | cut -c1-20)" "root root drwxr-xr-x"
 pa_graceful
 check "after purge, /.stats/ is 200 for nobody" stats_closed
@@ -344,6 +389,8 @@ check_eq "D: modules as before" "$(mods_enabled)" "$MODS_BEFORE"
 check_eq "D: Apache's state markers as before" "$(markers)" "$MARKERS_BEFORE"
 check_eq "D: no file of dlcount's left in the root" "$(find "$ROOT" -uid "$uid" | wc -l)" 0
 check_eq "D: root given back" "$(stat -c '%U %G %A' "$ROOT" | cut -c1-20)" "root root drwxr-xr-x"
+check_eq "D: ... with the index.html it had before" "$(cat "$ROOT/index.html" 2>&1)" "$BEFORE_PAGE"
+check "D: /var/lib/dlcount-install removed" test ! -e /var/lib/dlcount-install
 apache2ctl stop >/dev/null 2>&1 || true
 if [ "$SKIP" -gt 0 ]; then
     printf '%d passed, %d failed, %d skipped\n' "$PASS" "$FAIL" "$SKIP"
