@@ -35,6 +35,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/e2e/sandbox.sh
+. "$HERE/sandbox.sh"
 
 BIN_SRC=$(pa_binary "${1:-}")
 
@@ -43,42 +45,15 @@ if [ "${DLCOUNT_SANDBOX:-}" != inside ]; then
     [ "$(id -u)" -eq 0 ] || pa_die "needs root (namespaces and overlay mounts)"
     [ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
     pa_require_tools apache2:/usr/sbin/apache2 curl:curl python3:python3 iproute2:ip util-linux:unshare
-    SANDBOX=$(mktemp -d /tmp/dlcount-install-e2e.XXXXXX)
-    trap 'rm -rf "$SANDBOX"' EXIT
-    rc=0
-    DLCOUNT_SANDBOX=inside SANDBOX=$SANDBOX timeout 600 \
-        unshare --mount --net --pid --fork --mount-proc --propagation private \
-        bash "$HERE/install_e2e.sh" "$BIN_SRC" || rc=$?
-    exit "$rc"
 fi
+sandbox_enter "$HERE/install_e2e.sh" install-e2e "$BIN_SRC"
 
 # ------------------------------------------------------------ inside: PID 1
 # From here on this shell is PID 1 of the sandbox; nothing below can reach
 # the host's processes, network or files outside the overlays.
-for d in /etc /var/lib /var/www /var/log /usr/local/bin; do
-    mkdir -p "$SANDBOX/upper$d" "$SANDBOX/work$d"
-    mount -t overlay overlay -o "lowerdir=$d,upperdir=$SANDBOX/upper$d,workdir=$SANDBOX/work$d" "$d"
-done
-mount -t tmpfs tmpfs /run
-mkdir -p /run/lock
-ip link set lo up
+sandbox_overlay /etc /var/lib /var/www /var/log /usr/local/bin
 ip addr add 10.9.9.9/32 dev lo
 
-PASS=0
-FAIL=0
-SKIP=0
-ok() { PASS=$((PASS + 1)); printf 'ok - %s\n' "$1"; }
-not_ok() { FAIL=$((FAIL + 1)); printf 'not ok - %s\n' "$1"; }
-skip() { SKIP=$((SKIP + 1)); printf 'skip - %s # %s\n' "$1" "$2"; }
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-check_eq() {
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; printf "# got '%s', want '%s'\n" "$2" "$3"; fi
-}
-diag() { printf '# %s\n' "$@"; }
 absent_from() { ! grep -q "$1" "$2"; }
 absent_user() { ! getent passwd "$1" >/dev/null; }
 present_user() { getent passwd "$1" >/dev/null; }
@@ -117,7 +92,6 @@ stats_closed() {
         done
     done
 }
-show() { printf '%s\n' "$1" | sed 's/^/# | /'; }
 
 TZ=$(pa_noon_tz)
 export TZ
@@ -503,9 +477,4 @@ check_eq "C: purge: the shop still answers" "$(body_of / shop.test)" "the shop"
 check "C: purge: no generated page left" test ! -e "$R/index.html" -a ! -e "$R/.stats"
 
 apache2ctl stop >/dev/null 2>&1 || true
-if [ "$SKIP" -gt 0 ]; then
-    printf '%d passed, %d failed, %d skipped\n' "$PASS" "$FAIL" "$SKIP"
-else
-    printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-fi
-[ "$FAIL" -eq 0 ]
+results_summary

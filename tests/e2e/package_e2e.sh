@@ -26,6 +26,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/e2e/sandbox.sh
+. "$HERE/sandbox.sh"
 
 BIN_SRC=$(pa_binary "${1:-}")
 
@@ -35,40 +37,12 @@ if [ "${DLCOUNT_SANDBOX:-}" != inside ]; then
     [ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
     pa_require_tools apache2:/usr/sbin/apache2 curl:curl python3:python3 iproute2:ip util-linux:unshare \
         binutils:objdump
-    SANDBOX=$(mktemp -d /tmp/dlcount-package-e2e.XXXXXX)
-    trap 'rm -rf "$SANDBOX"' EXIT
-    rc=0
-    DLCOUNT_SANDBOX=inside SANDBOX=$SANDBOX timeout 600 \
-        unshare --mount --net --pid --fork --mount-proc --propagation private \
-        bash "$HERE/package_e2e.sh" "$BIN_SRC" || rc=$?
-    exit "$rc"
 fi
+sandbox_enter "$HERE/package_e2e.sh" package-e2e "$BIN_SRC"
 
 # ------------------------------------------------------------ inside: PID 1
-for d in /etc /usr /var/lib /var/cache /var/log /var/www; do
-    mkdir -p "$SANDBOX/upper$d" "$SANDBOX/work$d"
-    mount -t overlay overlay -o "lowerdir=$d,upperdir=$SANDBOX/upper$d,workdir=$SANDBOX/work$d" "$d"
-done
-mount -t tmpfs tmpfs /run
-mkdir -p /run/lock
-ip link set lo up
+sandbox_overlay /etc /usr /var/lib /var/cache /var/log /var/www
 
-PASS=0
-FAIL=0
-SKIP=0
-ok() { PASS=$((PASS + 1)); printf 'ok - %s\n' "$1"; }
-not_ok() { FAIL=$((FAIL + 1)); printf 'not ok - %s\n' "$1"; }
-skip() { SKIP=$((SKIP + 1)); printf 'skip - %s # %s\n' "$1" "$2"; }
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-check_eq() {
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; printf "# got '%s', want '%s'\n" "$2" "$3"; fi
-}
-diag() { printf '# %s\n' "$@"; }
-show() { printf '%s\n' "$1" | sed 's/^/# | /'; }
 absent_user() { ! getent passwd "$1" >/dev/null; }
 absent_group() { ! getent group "$1" >/dev/null; }
 status_of() { # status_of SOURCE URL-PATH
@@ -392,9 +366,4 @@ check_eq "D: root given back" "$(stat -c '%U %G %A' "$ROOT" | cut -c1-20)" "root
 check_eq "D: ... with the index.html it had before" "$(cat "$ROOT/index.html" 2>&1)" "$BEFORE_PAGE"
 check "D: /var/lib/dlcount-install removed" test ! -e /var/lib/dlcount-install
 apache2ctl stop >/dev/null 2>&1 || true
-if [ "$SKIP" -gt 0 ]; then
-    printf '%d passed, %d failed, %d skipped\n' "$PASS" "$FAIL" "$SKIP"
-else
-    printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-fi
-[ "$FAIL" -eq 0 ]
+results_summary

@@ -243,12 +243,7 @@ fn report_ignores_settings_it_does_not_use_and_errors_have_one_prefix() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(
-        report.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
+    super::assert_succeeded(&report);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&report.stdout).unwrap(),
         serde_json::json!({"/a.iso": {"2026-11": 1}})
@@ -294,23 +289,13 @@ fn settle_takes_the_duration_syntax_of_refresh_and_public_counts_can_be_turned_o
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_succeeded(&out);
     let out = super::cmd()
         .args(["render", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_succeeded(&out);
 }
 
 /// `$DLCOUNT_CONFIG` naming a file that is not there is an error, not a

@@ -215,6 +215,16 @@ impl Pipe {
     }
 }
 
+/// A finished command exited 0 (its stderr is the failure message).
+pub fn assert_succeeded(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Polls `cond` until it holds; panics with `what` after a minute (a hang, not slowness).
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);

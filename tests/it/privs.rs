@@ -206,12 +206,7 @@ fn render_as_root_without_config_writes_as_the_loggers_user_and_check_sees_root_
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout)
         .starts_with("dlcount: check: ok (as nobody:nogroup (uid 65534, gid 65534)): database "));
 }
