@@ -27,6 +27,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod coverage;
+pub mod dirfd;
 pub mod follow;
 pub mod generate;
 pub mod geo;

@@ -31,11 +31,12 @@
 
 use crate::classify::Classifier;
 use crate::config::{db_dir, Settings, DEFAULT_DB};
+use crate::dirfd::{open_subdir, Subdir};
 use crate::store::{Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
-use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
 use nix::unistd::{geteuid, unlinkat, UnlinkatFlags};
 use std::ffi::OsString;
 use std::fs::File;
@@ -263,29 +264,18 @@ impl SpoolDir {
             Mode::empty(),
         )
         .with_context(|| format!("{} is not usable", parent_path.display()))?;
-        if create {
-            match mkdirat(&parent, name, Mode::S_IRWXU) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create {}", dir.display()))
-                }
-            }
-        }
-        let fd = match openat(
-            &parent,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => return Ok(None),
-            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
-                bail!(
-                    "{} is not a directory (a symbolic link?): refused",
-                    dir.display()
-                )
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
+        let name = name
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", dir.display()))?;
+        let fd = match open_subdir(&parent, name, create.then_some(Mode::S_IRWXU))
+            .with_context(|| format!("cannot open or create {}", dir.display()))?
+        {
+            Subdir::Dir { fd, .. } => fd,
+            Subdir::Missing => return Ok(None),
+            Subdir::Symlink | Subdir::NotADirectory => bail!(
+                "{} is not a directory (a symbolic link?): refused",
+                dir.display()
+            ),
         };
         let st = fstat(&fd).with_context(|| format!("cannot stat {}", dir.display()))?;
         let me = geteuid().as_raw();

@@ -11,10 +11,11 @@
 //! link is therefore replaced as a link — the link goes, its target is never
 //! opened — which keeps the page current and touches nothing outside ROOT.
 
+use crate::dirfd::{open_subdir, Subdir};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::fs::File;
 use std::io::Write as _;
@@ -59,42 +60,15 @@ impl Dir {
     /// (`Ok(Err(_))`), never followed.
     pub fn subdir(&self, name: &str) -> Result<std::result::Result<Dir, Refused>> {
         let path = self.path.join(name);
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let mut created = false;
-        let fd = loop {
-            match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
-                Ok(fd) => break fd,
-                Err(Errno::ENOENT) if !created => {
-                    match mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o755)) {
-                        Ok(()) => created = true,
-                        // Made by someone else meanwhile: open what is there now.
-                        Err(Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(e)
-                                .with_context(|| format!("cannot create {}", path.display()))
-                        }
-                    }
-                }
-                Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                    let link = fstatat(self.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .is_ok_and(|st| {
-                            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
-                        });
-                    return Ok(Err(if link {
-                        Refused::Symlink
-                    } else {
-                        Refused::NotADirectory
-                    }));
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
-            }
-        };
-        if created {
-            // mkdirat's mode passed through the umask.
-            fchmod(fd.as_fd(), Mode::from_bits_truncate(0o755))
-                .with_context(|| format!("cannot set permissions on {}", path.display()))?;
-        }
-        Ok(Ok(Dir { fd, path }))
+        let found = open_subdir(self.fd.as_fd(), name, Some(Mode::from_bits_truncate(0o755)))
+            .with_context(|| format!("cannot open or create {}", path.display()))?;
+        Ok(match found {
+            Subdir::Dir { fd, .. } => Ok(Dir { fd, path }),
+            Subdir::Symlink => Err(Refused::Symlink),
+            Subdir::NotADirectory => Err(Refused::NotADirectory),
+            // Created, then gone before it could be opened.
+            Subdir::Missing => anyhow::bail!("{} vanished while being created", path.display()),
+        })
     }
 
     /// Replaces the entry `name` atomically with `data`, mode 0644. No fsync:
