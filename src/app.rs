@@ -19,7 +19,7 @@
 //! database and pages it creates stay the logger's.
 
 use crate::cli::{Cli, Command};
-use crate::config::{db_dir, Extra, Settings, Uses};
+use crate::config::{Extra, Settings, Uses};
 use crate::{check, import, pages, pipe, privs, report, spool};
 use anyhow::Result;
 use clap::Parser;
@@ -40,7 +40,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
                 let first = text.lines().next().unwrap_or_default();
                 refuse_and_spool(
                     first.trim_start_matches("error: "),
-                    &spool::intended_db(&args),
+                    &spool::intended_local_dir(&args),
                     spool::intended_user(&args),
                 );
             } else {
@@ -72,7 +72,7 @@ fn stdin_is_pipe() -> bool {
 /// the pipe read to its end into the spool beside `db` (see the module
 /// header), as `user` if it can be used, never as root where someone else
 /// owns the database directory.
-fn refuse_and_spool(problem: &str, db: &Path, user: Option<String>) {
+fn refuse_and_spool(problem: &str, local_dir: &Path, user: Option<String>) {
     if !stdin_is_pipe() {
         eprintln!("dlcount: error: {problem}");
         return;
@@ -88,9 +88,9 @@ fn refuse_and_spool(problem: &str, db: &Path, user: Option<String>) {
         );
     }
     let mut problem = problem.to_string();
-    let mut spool_dir = Ok(spool::dir_for(db));
+    let mut spool_dir = Ok(spool::dir_for(local_dir));
     if privs::is_root() {
-        match leave_root_to_spool(db, user.as_deref()) {
+        match leave_root_to_spool(local_dir, user.as_deref()) {
             Ok(Some(who)) => problem.push_str(&format!("; running as {who}, not root")),
             Ok(None) => {}
             Err(e) => spool_dir = Err(format!("cannot leave root: {e:#}")),
@@ -109,13 +109,12 @@ fn refuse_and_spool(problem: &str, db: &Path, user: Option<String>) {
 /// user was configured or someone else owns the database directory,
 /// [`privs::fallback`]. Stays root only with no user configured and a
 /// database directory of root's own (`Ok(None)`). Returns who we became.
-fn leave_root_to_spool(db: &Path, user: Option<&str>) -> Result<Option<String>> {
+fn leave_root_to_spool(dir: &Path, user: Option<&str>) -> Result<Option<String>> {
     if let Some(user) = user {
         if privs::drop_to(user).is_ok() {
             return Ok(Some(privs::current()));
         }
     }
-    let dir = db_dir(db);
     let root_owned = std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0);
     if user.is_none() && root_owned {
         return Ok(None);
@@ -132,13 +131,9 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
     let settings = match Settings::resolve(&args.db, &args.parse, &args.site, &extra) {
         Ok(s) => s,
         Err(e) => {
-            let db = args
-                .db
-                .db
-                .clone()
-                .unwrap_or_else(|| spool::intended_db(raw_args));
+            let local_dir = spool::intended_local_dir(raw_args);
             let user = args.user.clone().or_else(|| spool::intended_user(raw_args));
-            refuse_and_spool(&format!("{e:#}"), &db, user);
+            refuse_and_spool(&format!("{e:#}"), &local_dir, user);
             return Ok(2);
         }
     };
@@ -149,7 +144,11 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
         None => Ok(()),
     };
     if let Err(e) = switched.and_then(|()| settings.check_db_path()) {
-        refuse_and_spool(&format!("{e:#}"), &settings.db, settings.user.clone());
+        refuse_and_spool(
+            &format!("{e:#}"),
+            settings.db.local_dir(),
+            settings.user.clone(),
+        );
         return Ok(2);
     }
     if settings.user.is_none() && privs::is_root() {
@@ -310,7 +309,10 @@ fn become_configured_user(settings: &Settings) -> Result<()> {
 /// Before a command writes the database: one line saying who cannot write
 /// what, instead of SQLite's "Error code 14".
 fn writable_database(settings: &Settings) -> Result<()> {
-    match crate::check::db_write_problems(&settings.db, settings.user.as_deref()).first() {
+    let Some(db) = settings.db.sqlite() else {
+        return Ok(());
+    };
+    match crate::check::db_write_problems(db, settings.user.as_deref()).first() {
         Some(p) => anyhow::bail!("{p}"),
         None => Ok(()),
     }

@@ -49,17 +49,19 @@ pub fn run(args: &PipeArgs) -> i32 {
         }
     }
     let fix = Fix::new(settings.user.as_deref());
-    if let Err(e) = crate::config::check_db_path(&settings.db) {
+    if let Err(e) = settings.check_db_path() {
         problems.push(format!("{e:#}"));
     } else {
-        problems.extend(db_write_problems(&settings.db, settings.user.as_deref()));
+        if let Some(db) = settings.db.sqlite() {
+            problems.extend(db_write_problems(db, settings.user.as_deref()));
+        }
         if settings.db.exists() {
             if let Err(e) = crate::store::Store::open_read(&settings.db) {
                 problems.push(crate::pipe::describe(&e));
             }
         }
     }
-    let spool_dir = spool::dir_for(&settings.db);
+    let spool_dir = spool::dir_for(settings.db.local_dir());
     if spool_dir.is_dir() && !writable(&spool_dir) {
         problems.push(format!(
             "the spool {} is not writable: its lines could not be counted and deleted {}",

@@ -47,9 +47,15 @@ pub enum Command {
 
 #[derive(Debug, Args, Default, Clone)]
 pub struct DbArgs {
-    /// SQLite database [default: /var/lib/dlcount/dlcount.sqlite]
-    #[arg(long, value_name = "PATH")]
+    /// Database: an SQLite file, or postgres://USER@HOST:PORT/DBNAME for one shared PostgreSQL (add ?sslmode=require for TLS) [default: /var/lib/dlcount/dlcount.sqlite]
+    #[arg(long, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
+    /// CA certificate file that PostgreSQL's server certificate must chain to (for sslmode=require and up) [default: the system's roots]
+    #[arg(long, value_name = "FILE")]
+    pub pg_ca_file: Option<PathBuf>,
+    /// With PostgreSQL: the local directory for what must stay on this machine (the spool) [default: /var/lib/dlcount]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// TOML file with the same settings (keys as the long options, e.g. db, root, format, ext, user); options given here win [default: $DLCOUNT_CONFIG (empty: none), else /etc/dlcount/dlcount.toml when it exists]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

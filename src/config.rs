@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_DB: &str = "/var/lib/dlcount/dlcount.sqlite";
+/// Where a logger counting into PostgreSQL keeps what must stay local (the spool).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dlcount";
 pub const DEFAULT_ROOT: &str = "/var/www/file-server";
 pub const DEFAULT_FORMAT: &str = "combined";
 /// The config file read when `--config` is not given (and it exists), so
@@ -44,6 +46,8 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub db: Option<PathBuf>,
+    pub pg_ca_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub format: Option<String>,
     pub ext: Option<Exts>,
@@ -124,7 +128,7 @@ impl FileConfig {
 /// Everything any subcommand may need, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub db: PathBuf,
+    pub db: DbTarget,
     pub root: PathBuf,
     pub format: LogFormat,
     pub exts: Vec<String>,
@@ -232,13 +236,18 @@ impl Settings {
         extra: &Extra,
     ) -> Result<Settings> {
         let file = FileConfig::load(config_path(db).as_deref())?;
-        let db_path = db
+        let db_text = db
             .db
             .clone()
             .or(file.db)
             .unwrap_or_else(|| DEFAULT_DB.into());
+        let target = DbTarget::new(
+            &db_text,
+            db.pg_ca_file.clone().or(file.pg_ca_file),
+            db.state_dir.clone().or(file.state_dir),
+        )?;
         let mut s = Settings {
-            db: db_path,
+            db: target,
             root: DEFAULT_ROOT.into(),
             format: LogFormat::compile(DEFAULT_FORMAT)?,
             exts: vec![".iso".into()],
@@ -336,9 +345,131 @@ impl Settings {
         Ok(s)
     }
 
-    /// Checks that the database can live at `db`: not a directory, parent exists.
+    /// Checks that the database can live where `--db` says: for SQLite not
+    /// a directory, parent exists; for PostgreSQL the local state directory exists.
     pub fn check_db_path(&self) -> Result<()> {
-        check_db_path(&self.db)
+        match &self.db {
+            DbTarget::Sqlite(path) => check_db_path(path),
+            DbTarget::Postgres(pg) if !pg.state_dir.is_dir() => bail!(
+                "--state-dir {} does not exist (create it, owned by the user dlcount runs as)",
+                pg.state_dir.display()
+            ),
+            DbTarget::Postgres(_) => Ok(()),
+        }
+    }
+}
+
+/// Where the counts live, as `--db` names it: a path is an SQLite file (the
+/// embedded default), a `postgres://` or `postgresql://` URL a shared
+/// PostgreSQL database (see `store::postgres`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    Sqlite(PathBuf),
+    Postgres(PgTarget),
+}
+
+/// A PostgreSQL database and what this machine keeps beside it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    /// The connection URL as given (libpq's URL syntax; it may hold a password).
+    pub url: String,
+    /// CA certificate(s) to verify the server with (`--pg-ca-file`), for `sslmode=require` and up.
+    pub ca_file: Option<PathBuf>,
+    /// The local directory for the spool (`--state-dir`).
+    pub state_dir: PathBuf,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("url", &redact_password(&self.url))
+            .field("ca_file", &self.ca_file)
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+impl DbTarget {
+    /// Reads `--db`; `ca_file` and `state_dir` belong to PostgreSQL only.
+    pub fn new(
+        db: &Path,
+        ca_file: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+    ) -> Result<DbTarget> {
+        let text = db.to_string_lossy();
+        let is_url = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|p| text.len() >= p.len() && text[..p.len()].eq_ignore_ascii_case(p));
+        if is_url {
+            return Ok(DbTarget::Postgres(PgTarget {
+                url: text.into_owned(),
+                ca_file,
+                state_dir: state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            }));
+        }
+        if text.contains("://") {
+            bail!("--db {text}: not a database this dlcount knows (give a file path for SQLite, or postgres://…)");
+        }
+        if ca_file.is_some() {
+            bail!(
+                "--pg-ca-file is for a PostgreSQL --db (postgres://…), not the SQLite file {text}"
+            );
+        }
+        Ok(DbTarget::Sqlite(db.to_owned()))
+    }
+
+    /// The SQLite file, if that is the backend.
+    pub fn sqlite(&self) -> Option<&Path> {
+        match self {
+            DbTarget::Sqlite(p) => Some(p),
+            DbTarget::Postgres(_) => None,
+        }
+    }
+
+    /// The local directory of this logger's state (the spool): beside the
+    /// SQLite file, or PostgreSQL's `--state-dir`.
+    pub fn local_dir(&self) -> &Path {
+        match self {
+            DbTarget::Sqlite(p) => db_dir(p),
+            DbTarget::Postgres(pg) => &pg.state_dir,
+        }
+    }
+
+    /// How messages name the database: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            DbTarget::Sqlite(p) => p.display().to_string(),
+            DbTarget::Postgres(pg) => redact_password(&pg.url),
+        }
+    }
+
+    /// Whether the database exists already (a PostgreSQL one is assumed to).
+    pub fn exists(&self) -> bool {
+        match self {
+            DbTarget::Sqlite(p) => p.exists(),
+            DbTarget::Postgres(_) => true,
+        }
+    }
+}
+
+/// A connection URL with its password replaced by `***`, for messages.
+pub fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
     }
 }
 
@@ -388,6 +519,7 @@ mod tests {
         let db = DbArgs {
             db: Some("/y/cli.sqlite".into()),
             config: Some(cfg.clone()),
+            ..Default::default()
         };
         let s = Settings::resolve(
             &db,
@@ -396,7 +528,7 @@ mod tests {
             &Extra::default(),
         )
         .unwrap();
-        assert_eq!(s.db, PathBuf::from("/y/cli.sqlite"));
+        assert_eq!(s.db, DbTarget::Sqlite(PathBuf::from("/y/cli.sqlite")));
         assert_eq!(s.root, PathBuf::from("/srv"));
         assert_eq!(s.exts, vec![".img".to_string(), ".iso".to_string()]);
         assert_eq!(s.retention_days, 40);
@@ -410,6 +542,7 @@ mod tests {
         let db = DbArgs {
             db: None,
             config: Some(cfg),
+            ..Default::default()
         };
         let e = Settings::resolve(
             &db,
@@ -443,6 +576,7 @@ mod tests {
         let db = DbArgs {
             db: None,
             config: Some(cfg),
+            ..Default::default()
         };
         Settings::resolve(&db, &ParseArgs::default(), &SiteArgs::default(), extra)
     }
@@ -558,6 +692,7 @@ mod tests {
         let db = DbArgs {
             db: None,
             config: Some(cfg),
+            ..Default::default()
         };
         let resolve = |uses| {
             Settings::resolve_for(
@@ -569,7 +704,10 @@ mod tests {
             )
             .map_err(|e| format!("{e:#}"))
         };
-        assert_eq!(resolve(Uses::DB).unwrap().db, PathBuf::from("/x/d.sqlite"));
+        assert_eq!(
+            resolve(Uses::DB).unwrap().db,
+            DbTarget::Sqlite(PathBuf::from("/x/d.sqlite"))
+        );
         assert!(resolve(Uses::IMPORT)
             .unwrap_err()
             .contains("unknown format directive %Q"));
@@ -604,5 +742,37 @@ mod tests {
         assert!(!counts("", &[]));
         assert!(counts("", &["--no-public-counts", "--public-counts"]));
         assert!(!counts("", &["--public-counts", "--no-public-counts"]));
+    }
+
+    #[test]
+    fn db_names_its_backend_and_urls_never_show_a_password() {
+        let t = DbTarget::new(Path::new("/x/d.sqlite"), None, None).unwrap();
+        assert_eq!(t.sqlite(), Some(Path::new("/x/d.sqlite")));
+        assert_eq!(t.local_dir(), Path::new("/x"));
+        let t = DbTarget::new(
+            Path::new("postgresql://dl:s3cret@db.example:5433/counts?sslmode=require"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.sqlite(), None);
+        assert_eq!(t.local_dir(), Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(
+            t.display(),
+            "postgresql://dl:***@db.example:5433/counts?sslmode=require"
+        );
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert_eq!(redact_password("postgres://dl@h/db"), "postgres://dl@h/db");
+        let e = DbTarget::new(Path::new("mysql://h/db"), None, None).unwrap_err();
+        assert!(
+            e.to_string().contains("not a database this dlcount knows"),
+            "{e}"
+        );
+        let e = DbTarget::new(Path::new("/x/d.sqlite"), Some("/ca.pem".into()), None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--pg-ca-file is for a PostgreSQL --db"),
+            "{e}"
+        );
     }
 }

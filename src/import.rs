@@ -352,7 +352,12 @@ impl ImportSummary {
 /// `prefix` and a `/` in front. Paths are normalised like log lines, so the
 /// keys meet the ones counted from logs. All or nothing: one bad entry and
 /// nothing is imported.
-pub fn import_json(db: &Path, file: &Path, text: &str, prefix: &str) -> Result<(usize, usize)> {
+pub fn import_json(
+    db: &crate::config::DbTarget,
+    file: &Path,
+    text: &str,
+    prefix: &str,
+) -> Result<(usize, usize)> {
     let value: serde_json::Value = serde_json::from_str(text)
         .with_context(|| format!("{} is not valid JSON", file.display()))?;
     let obj = value.as_object().with_context(|| {

@@ -36,9 +36,11 @@ pub fn page_settings(s: &Settings) -> PageSettings {
 
 /// Reads the statistics the pages show. A database that does not exist yet
 /// gives empty statistics (the public page is still worth rendering).
-pub fn snapshot(db: &std::path::Path) -> Result<StatsSnapshot> {
+pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
     // Only a database that is really absent means "empty"; an unreadable one is an error.
-    let absent = matches!(db.try_exists(), Ok(false));
+    let absent = db
+        .sqlite()
+        .is_some_and(|p| matches!(p.try_exists(), Ok(false)));
     let rows = if absent {
         Vec::new()
     } else {

@@ -49,6 +49,7 @@
 //! terminal) means commit and exit.
 
 use crate::classify::Classifier;
+use crate::config::DbTarget;
 use crate::config::Settings;
 use crate::store::{ApplyStats, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
@@ -432,6 +433,16 @@ fn file_id(path: &Path) -> std::io::Result<FileId> {
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
+/// The database's identity as [`file_id`] sees it: the SQLite file's; a
+/// server database cannot be deleted or replaced under us, so it is always
+/// the same.
+fn db_id(db: &DbTarget) -> std::io::Result<FileId> {
+    match db.sqlite() {
+        Some(path) => file_id(path),
+        None => Ok((0, 0)),
+    }
+}
+
 /// What the database path names, against the file the owner writes.
 enum AtPath {
     Same,
@@ -468,8 +479,8 @@ fn piece_len(batches: &[Batch], cap: usize) -> usize {
 
 /// How many counted lines a piece may hold on a full disk: what the space
 /// left can take, at [`PIECE_BYTES`] plus [`LINE_BYTES`] a line.
-fn fitting_hits(db: &Path) -> usize {
-    match nix::sys::statvfs::statvfs(crate::config::db_dir(db)) {
+fn fitting_hits(db: &DbTarget) -> usize {
+    match nix::sys::statvfs::statvfs(db.local_dir()) {
         Ok(st) => {
             let free = st.blocks_available().saturating_mul(st.fragment_size());
             usize::try_from(free.saturating_sub(PIECE_BYTES) / LINE_BYTES)
@@ -737,9 +748,9 @@ impl<'a> Owner<'a> {
             // open (if it existed before); else it changed meanwhile: again.
             let mut tries = 0;
             loop {
-                let before = file_id(path).ok();
+                let before = db_id(path).ok();
                 let opened = Store::open(path).and_then(|s| {
-                    let id = file_id(path).map_err(|e| {
+                    let id = db_id(path).map_err(|e| {
                         anyhow::anyhow!("cannot look at the database {}: {e}", path.display())
                     })?;
                     Ok((s, id))
@@ -875,7 +886,7 @@ impl<'a> Owner<'a> {
 
     /// What the database path names now.
     fn at_path(&self) -> AtPath {
-        match file_id(&self.settings.db) {
+        match db_id(&self.settings.db) {
             Ok(id) if Some(id) == self.db_file => AtPath::Same,
             Ok(_) => AtPath::Other,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => AtPath::Gone,
@@ -891,9 +902,12 @@ impl<'a> Owner<'a> {
         self.last_look = Instant::now();
         match self.at_path() {
             AtPath::Same => {
-                let db = &self.settings.db;
-                self.side_files =
-                    ["-wal", "-shm"].map(|s| file_id(&crate::config::db_side_file(db, s)).ok());
+                self.side_files = match self.settings.db.sqlite() {
+                    Some(db) => {
+                        ["-wal", "-shm"].map(|s| file_id(&crate::config::db_side_file(db, s)).ok())
+                    }
+                    None => [None, None],
+                };
                 self.release();
                 true
             }
@@ -961,11 +975,12 @@ impl<'a> Owner<'a> {
     fn detach(&mut self, what: &str) {
         self.announce_replaced(what);
         // The old file's -wal/-shm still at the path would be read as the new file's.
-        let db = &self.settings.db;
-        for (suffix, id) in ["-wal", "-shm"].iter().zip(self.side_files) {
-            let p = crate::config::db_side_file(db, suffix);
-            if id.is_some() && file_id(&p).ok() == id {
-                let _ = std::fs::remove_file(&p);
+        if let Some(db) = self.settings.db.sqlite() {
+            for (suffix, id) in ["-wal", "-shm"].iter().zip(self.side_files) {
+                let p = crate::config::db_side_file(db, suffix);
+                if id.is_some() && file_id(&p).ok() == id {
+                    let _ = std::fs::remove_file(&p);
+                }
             }
         }
         if let Some(store) = self.store.take() {

@@ -65,9 +65,10 @@ pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(30);
 /// Bytes read from a spool file at a time.
 const DRAIN_CHUNK: usize = 256 * 1024;
 
-/// The spool directory of a database: `spool/` beside it.
-pub fn dir_for(db: &Path) -> PathBuf {
-    db_dir(db).join("spool")
+/// The spool directory in a logger's local state directory
+/// ([`crate::config::DbTarget::local_dir`]: beside an SQLite database).
+pub fn dir_for(local_dir: &Path) -> PathBuf {
+    local_dir.join("spool")
 }
 
 /// The database a logger with an unusable configuration was meant to use,
@@ -81,6 +82,23 @@ pub fn intended_db(args: &[OsString]) -> PathBuf {
     config_text(args)
         .and_then(|text| key_in_config_text(&text, "db"))
         .map_or_else(|| PathBuf::from(DEFAULT_DB), PathBuf::from)
+}
+
+/// The local state directory (where the spool goes) of that logger: beside
+/// its SQLite file, or its `--state-dir` with a PostgreSQL `--db`.
+pub fn intended_local_dir(args: &[OsString]) -> PathBuf {
+    let db = intended_db(args);
+    match crate::config::DbTarget::new(&db, None, None) {
+        Ok(crate::config::DbTarget::Sqlite(path)) => db_dir(&path).to_owned(),
+        _ => value_of(args, "--state-dir")
+            .map(PathBuf::from)
+            .or_else(|| {
+                config_text(args)
+                    .and_then(|text| key_in_config_text(&text, "state_dir"))
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_DIR)),
+    }
 }
 
 /// The user a logger with an unusable configuration was meant to run as,
@@ -109,8 +127,8 @@ fn value_of(args: &[OsString], name: &str) -> Option<OsString> {
 /// The config file's text: `--config`, else the default one.
 fn config_text(args: &[OsString]) -> Option<String> {
     let db = crate::cli::DbArgs {
-        db: None,
         config: value_of(args, "--config").map(PathBuf::from),
+        ..Default::default()
     };
     std::fs::read_to_string(crate::config::config_path(&db)?).ok()
 }
@@ -430,7 +448,7 @@ pub struct DrainStats {
 /// the drain at the offset just committed.
 pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats> {
     let mut stats = DrainStats::default();
-    let Some(dir) = SpoolDir::open(&dir_for(&settings.db), false)? else {
+    let Some(dir) = SpoolDir::open(&dir_for(settings.db.local_dir()), false)? else {
         return Ok(stats);
     };
     let files = dir.files()?;
@@ -589,7 +607,7 @@ impl Drainer {
 /// spool is empty, or once [`Drainer::finish`] was called and its time is up;
 /// messages go to stderr (Apache's error log). `None`: nothing to drain.
 pub fn spawn_drainer(settings: Settings, counted: Box<dyn Fn() + Send>) -> Option<Drainer> {
-    let dir = dir_for(&settings.db);
+    let dir = dir_for(settings.db.local_dir());
     if spool_files(&dir).map_or(true, |f| f.is_empty()) {
         return None;
     }
@@ -624,7 +642,7 @@ pub fn spawn_drainer(settings: Settings, counted: Box<dyn Fn() + Send>) -> Optio
                         if last_error.as_deref() != Some(why.as_str()) {
                             eprintln!(
                                 "dlcount: cannot count the spool in {} yet: {why}; trying again every {} s",
-                                dir_for(&settings.db).display(),
+                                dir_for(settings.db.local_dir()).display(),
                                 DRAIN_RETRY.as_secs()
                             );
                             last_error = Some(why);
@@ -700,7 +718,7 @@ mod tests {
         with_user.extend(args(&["x", "--user=www-data"]).into_iter().skip(1));
         assert_eq!(intended_user(&with_user), Some("www-data".to_string()));
         assert_eq!(
-            dir_for(Path::new("/var/lib/dlcount/dlcount.sqlite")),
+            dir_for(Path::new("/var/lib/dlcount")),
             PathBuf::from("/var/lib/dlcount/spool")
         );
     }
@@ -758,6 +776,7 @@ mod tests {
             &crate::cli::DbArgs {
                 db: Some(db.clone()),
                 config: None,
+                ..Default::default()
             },
             &Default::default(),
             &Default::default(),
@@ -767,14 +786,14 @@ mod tests {
         let line = |ip: u8| {
             format!("198.51.100.{ip} - - [20/Nov/2026:10:00:00 +0100] \"GET /a.iso HTTP/1.1\" 200 5 \"-\" \"-\"\n")
         };
-        let spool = dir_for(&db);
+        let spool = dir_for(db.parent().unwrap());
         std::fs::create_dir(&spool).unwrap();
         let name = "spool-20261120-100000-1-0.log";
         let text = format!("{}{}{}", line(1), line(2), line(3));
         std::fs::write(spool.join(name), &text).unwrap();
         // A drain that committed the first line, then was killed.
         {
-            let mut store = Store::open(&db).unwrap();
+            let mut store = Store::open(&crate::config::DbTarget::Sqlite(db.clone())).unwrap();
             let mut p =
                 LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
             let mut b = Batch::new();
@@ -786,7 +805,7 @@ mod tests {
         let stats = drain(&settings, &|| false).unwrap();
         assert_eq!((stats.files, stats.lines, stats.counted_lines), (1, 2, 2));
         assert!(spool_files(&spool).unwrap().is_empty());
-        let store = Store::open(&db).unwrap();
+        let store = Store::open(&crate::config::DbTarget::Sqlite(db.clone())).unwrap();
         assert_eq!(store.spool_offset(name).unwrap(), 0);
         let rows = store.monthly().unwrap();
         assert_eq!((rows[0].downloads, rows[0].requests), (3, 3));
@@ -800,6 +819,7 @@ mod tests {
             &crate::cli::DbArgs {
                 db: Some(db.clone()),
                 config: None,
+                ..Default::default()
             },
             &Default::default(),
             &Default::default(),
@@ -820,7 +840,7 @@ mod tests {
                 text.push('\n');
             }
         }
-        let spool = dir_for(&db);
+        let spool = dir_for(db.parent().unwrap());
         std::fs::create_dir(&spool).unwrap();
         let name = "spool-20261120-100000-1-0.log";
         std::fs::write(spool.join(name), &text).unwrap();
@@ -833,7 +853,10 @@ mod tests {
         .unwrap();
         assert_eq!((first.files, first.stopped), (0, 1));
         assert!(first.lines >= DRAIN_LINES, "{first:?}");
-        let offset = Store::open(&db).unwrap().spool_offset(name).unwrap() as usize;
+        let offset = Store::open(&crate::config::DbTarget::Sqlite(db.clone()))
+            .unwrap()
+            .spool_offset(name)
+            .unwrap() as usize;
         assert_eq!(&text[offset - 1..offset], "\n");
         assert_eq!(text[..offset].matches('\n').count() as u64, first.lines);
         let rest = drain(&settings, &|| false).unwrap();
@@ -841,7 +864,10 @@ mod tests {
         assert_eq!(first.lines + rest.lines, n as u64 + 1);
         assert_eq!(first.counted_lines + rest.counted_lines, n as u64);
         assert!(spool_files(&spool).unwrap().is_empty());
-        let rows = Store::open(&db).unwrap().monthly().unwrap();
+        let rows = Store::open(&crate::config::DbTarget::Sqlite(db.clone()))
+            .unwrap()
+            .monthly()
+            .unwrap();
         assert_eq!(rows[0].downloads, n as u64);
     }
 }

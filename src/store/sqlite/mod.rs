@@ -1,51 +1,42 @@
-//! The SQLite database: the only authority on "seen before".
+//! The SQLite backend: one database file beside the logger, the embedded
+//! default (see the parent module for what every backend keeps).
 //!
-//! Invariants this module keeps:
-//! - **Once ever.** A download is a distinct (client, file, day) visitor row;
-//!   it is counted when that row is created, in the same transaction that
-//!   records the line that created it.
-//! - **Multiset idempotency.** Every counted line has a `seen_lines` row keyed
-//!   by (day, line identity hash) holding how many copies were seen *live*
-//!   (summed over pipe instances, which each get a disjoint share of Apache's
-//!   stream) and the most copies any one *imported* file held (files are views
-//!   of that same stream, so they overlap), each with the bytes those copies
-//!   logged. The real copies are whichever of the two is larger (live on a
-//!   tie); requests and bytes only ever move by the change of that choice, so
-//!   re-reading a line never changes a figure.
-//! - **One identity per day.** Which optional fields (`%r`, Referer,
-//!   User-Agent) identify a line is fixed per day by the first source that
-//!   counted it (`days.identity`); later sources hash that same set, so a log
-//!   written with more fields, or with `%b` instead of `%O`, still matches. A
-//!   source that lacks a field of the day's set cannot be matched: an import
-//!   skips those lines and says why, never counting them twice. Days counted
-//!   by schema 1 keep its fingerprint (bytes included) until they close.
-//! - **No raw addresses on disk, nothing left of a closed day.** The reading
-//!   thread hashes a line with the database's secret (`keys`); those hashes
-//!   never reach the disk: every visitor key and line hash is stored re-keyed
-//!   with its day's random 32-byte key (`day_keys`), created in the write
-//!   transaction that first sees the day. Closing a day deletes its rows and
-//!   its key in one transaction, with `secure_delete` zeroing the freed
-//!   cells and pages and a TRUNCATE checkpoint emptying the WAL (retried by
-//!   the next `checkpoint` while a reader holds it back); and since
-//!   the key is gone, no leftover copy (a backup, a disk block) can be
-//!   matched against the secret and the old logs any more. A closed day
-//!   keeps only its `days` row and its per-file `daily` figures.
-//! - **Closed days are final.** Purging a day's keys (after the retention
-//!   window) marks it closed; lines for a closed day are skipped and counted
-//!   in the caller's summary.
-//! - **Sums never wrap.** Requests, bytes and downloads saturate at
-//!   `i64::MAX`, in Rust and in SQL (SQLite would turn an overflowing `+`
-//!   into a REAL that no reader accepts).
+//! How SQLite keeps those invariants:
+//! - **Multiset idempotency**: a `seen_lines` row per (day, line hash);
+//!   live copies are summed over pipe instances (each gets a disjoint share
+//!   of Apache's stream), an imported file's copies are counted within that
+//!   file (files are views of that same stream, so they overlap).
+//! - **One identity per day**: `days.identity` holds which optional fields
+//!   (`%r`, Referer, User-Agent) identify the day's lines; later sources hash
+//!   that same set, so a log written with more fields, or with `%b` instead
+//!   of `%O`, still matches. A source that lacks a field of the day's set
+//!   cannot be matched: an import skips those lines and says why, never
+//!   counting them twice. Days counted by schema 1 keep its fingerprint
+//!   (bytes included) until they close.
+//! - **Nothing left of a closed day**: every stored key is re-keyed with its
+//!   day's random 32-byte key (`day_keys`), created in the write transaction
+//!   that first sees the day. Closing a day deletes its rows and its key in
+//!   one transaction, with `secure_delete` zeroing the freed cells and pages
+//!   and a TRUNCATE checkpoint emptying the WAL (retried by the next
+//!   `checkpoint` while a reader holds it back). A closed day keeps only its
+//!   `days` row and its per-file `daily` figures.
+//! - **Sums never wrap**, in Rust and in SQL (SQLite would turn an
+//!   overflowing `+` into a REAL that no reader accepts).
+//! - **No lost update**: SQLite has one writer at a time, and every write
+//!   transaction is `BEGIN IMMEDIATE` (a deferred one that reads and then
+//!   writes fails at once with "database is locked" when another instance
+//!   writes), so the read-modify-write of a batch sees the latest rows. WAL,
+//!   `synchronous=NORMAL` and an explicit busy timeout.
 //!
-//! Writes use `BEGIN IMMEDIATE` (a deferred transaction that reads and then
-//! writes fails at once with "database is locked" when another instance
-//! writes), WAL, `synchronous=NORMAL` and an explicit busy timeout.
+//! Schema versions live in `PRAGMA user_version`; the DDL of each version is
+//! in `migrations/`, applied in place by `init_schema`.
 
+use super::dedup::SeenLine;
+use super::{month_of, ApplyStats, Backend, MonthRow, Origin};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
 use anyhow::{bail, Context, Result};
-use chrono::{Datelike, NaiveDate};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
@@ -112,37 +103,8 @@ const SCHEMA1_IDENTITY: i64 = -1;
 /// closes a day an import is still working through.
 const PURGE_GRACE_SECS: i64 = 3600;
 
-const SCHEMA: &str = "
-CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
--- One row per distinct counted line and day; see the module header.
-CREATE TABLE seen_lines (
-    day INTEGER NOT NULL, hash INTEGER NOT NULL,
-    live INTEGER NOT NULL, imported INTEGER NOT NULL,
-    source INTEGER NOT NULL, source_n INTEGER NOT NULL,
-    live_bytes INTEGER NOT NULL DEFAULT 0, imported_bytes INTEGER NOT NULL DEFAULT 0,
-    source_bytes INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, hash)) WITHOUT ROWID;
--- One row per (client, file, day): a download. requests/bytes tell complete from aborted.
-CREATE TABLE visitors (
-    day INTEGER NOT NULL, key INTEGER NOT NULL, file_id INTEGER NOT NULL,
-    requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    run INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, key)) WITHOUT ROWID;
-CREATE TABLE daily (
-    file_id INTEGER NOT NULL, day INTEGER NOT NULL,
-    downloads INTEGER NOT NULL, requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    PRIMARY KEY (file_id, day)) WITHOUT ROWID;
--- Monthly downloads migrated from the old script's counts.json.
-CREATE TABLE legacy (
-    file_id INTEGER NOT NULL, month TEXT NOT NULL, downloads INTEGER NOT NULL,
-    PRIMARY KEY (file_id, month)) WITHOUT ROWID;
--- identity: which optional fields identify the day's lines (logformat::identity bits; -1: schema 1).
-CREATE TABLE days (day INTEGER PRIMARY KEY, touched INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0,
-    identity INTEGER NOT NULL DEFAULT -1);
-CREATE TABLE sources (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, started INTEGER NOT NULL);
-CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);
-";
+/// A new database's tables, at `SCHEMA_VERSION`.
+const SCHEMA: &str = include_str!("migrations/v3_create.sql");
 
 /// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
 /// no figure is negative). `a` is a stored figure (never negative), `b` the
@@ -174,74 +136,8 @@ macro_rules! sat_add {
 /// What a damaged figure becomes in the schema-3 upgrade (see `repair_figures`).
 const SATURATED: i64 = i64::MAX;
 
-/// Where a batch comes from, which decides how identical lines combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// Apache's pipe: instances see disjoint shares of the stream, so copies add up.
-    Live,
-    /// An imported file (`file_source`) within an import run (`run`).
-    Import { file_source: i64, run: i64 },
-}
-
-/// What applying batches changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ApplyStats {
-    /// Lines that raised a figure.
-    pub counted_lines: u64,
-    /// Lines whose copies had all been counted before.
-    pub already_counted_lines: u64,
-    pub new_downloads: u64,
-    /// Downloads this import run touched that were already in the database.
-    pub known_downloads: u64,
-    /// Lines skipped because their day is closed.
-    pub closed_day_lines: u64,
-    /// Latest day among the counted lines.
-    pub max_day: Option<i32>,
-    /// Imported lines not counted because their day's lines are identified
-    /// by fields this source lacks (see the module header).
-    pub unmatched_lines: u64,
-    /// Those fields (`logformat::identity` bits).
-    pub unmatched_fields: u8,
-}
-
-impl ApplyStats {
-    pub fn merge(&mut self, o: &ApplyStats) {
-        self.counted_lines += o.counted_lines;
-        self.already_counted_lines += o.already_counted_lines;
-        self.new_downloads += o.new_downloads;
-        self.known_downloads += o.known_downloads;
-        self.closed_day_lines += o.closed_day_lines;
-        self.max_day = self.max_day.max(o.max_day);
-        self.unmatched_lines += o.unmatched_lines;
-        self.unmatched_fields |= o.unmatched_fields;
-    }
-}
-
-/// One file × month of the statistics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonthRow {
-    pub path: String,
-    pub month: String,
-    /// `max(legacy, counted)` — the old script's merge rule.
-    pub downloads: u64,
-    pub requests: u64,
-    pub bytes: u64,
-}
-
-impl MonthRow {
-    fn empty(path: String, month: String) -> MonthRow {
-        MonthRow {
-            path,
-            month,
-            downloads: 0,
-            requests: 0,
-            bytes: 0,
-        }
-    }
-}
-
-/// An open database.
-pub struct Store {
+/// An open SQLite database.
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     hasher: KeyHasher,
@@ -264,67 +160,6 @@ struct LineAgg {
     schema1: bool,
 }
 
-/// The copies of one distinct line seen so far (a `seen_lines` row).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct SeenLine {
-    live: i64,
-    imported: i64,
-    source: i64,
-    source_n: i64,
-    live_bytes: i64,
-    imported_bytes: i64,
-    source_bytes: i64,
-}
-
-impl SeenLine {
-    /// The real copies of the line the database knows of, with their bytes:
-    /// the live ones, unless one imported file held more.
-    fn copies(&self) -> (i64, i64) {
-        if self.live >= self.imported {
-            (self.live, self.live_bytes)
-        } else {
-            (self.imported, self.imported_bytes)
-        }
-    }
-
-    /// The row after `copies` more copies (with `bytes` together) arrived
-    /// from `origin`. Live copies add up; an imported file's copies are
-    /// counted within that file (`source_n`), and only a file holding more
-    /// copies than any before replaces `imported`.
-    fn seen(self, copies: i64, bytes: i64, origin: Origin) -> SeenLine {
-        match origin {
-            Origin::Live => SeenLine {
-                live: self.live.saturating_add(copies),
-                live_bytes: self.live_bytes.saturating_add(bytes),
-                ..self
-            },
-            Origin::Import { file_source, .. } => {
-                let (n, nb) = if self.source == file_source {
-                    (
-                        self.source_n.saturating_add(copies),
-                        self.source_bytes.saturating_add(bytes),
-                    )
-                } else {
-                    (copies, bytes)
-                };
-                let (imported, imported_bytes) = if n > self.imported {
-                    (n, nb)
-                } else {
-                    (self.imported, self.imported_bytes)
-                };
-                SeenLine {
-                    imported,
-                    imported_bytes,
-                    source: file_source,
-                    source_n: n,
-                    source_bytes: nb,
-                    ..self
-                }
-            }
-        }
-    }
-}
-
 /// What a batch needs to know of one day.
 #[derive(Debug, Clone, Copy)]
 struct DayState {
@@ -342,9 +177,9 @@ struct VisitorAgg {
     bytes: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database for writing.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<SqliteStore> {
         remove_orphaned_side_files(path);
         let mut conn = Connection::open_with_flags(
             path,
@@ -370,7 +205,7 @@ impl Store {
         conn.execute_batch(
             "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8000; PRAGMA secure_delete=ON;",
         )?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
@@ -388,7 +223,7 @@ impl Store {
     }
 
     /// Opens an existing database for reading only (report, render).
-    pub fn open_read(path: &Path) -> Result<Store> {
+    pub fn open_read(path: &Path) -> Result<SqliteStore> {
         // try_exists: "permission denied" (e.g. 0750 /var/lib/dlcount for a
         // normal user) must not read as "nothing counted yet".
         match path.try_exists() {
@@ -415,7 +250,7 @@ impl Store {
         if version == 0 {
             bail!("{} is not a dlcount database (no schema)", path.display());
         }
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
@@ -423,11 +258,6 @@ impl Store {
             scratch: Scratch::default(),
             scrub_pending: Default::default(),
         })
-    }
-
-    /// The hasher of this database's secret, for reading threads.
-    pub fn hasher(&self) -> KeyHasher {
-        self.hasher.clone()
     }
 
     fn init_schema(&mut self) -> Result<()> {
@@ -464,13 +294,7 @@ impl Store {
             // Referer/User-Agent. Its days keep that fingerprint (identity
             // -1, the column default) so their logs still match; new days use
             // the new identity, with bytes kept beside it.
-            tx.execute_batch(
-                "ALTER TABLE seen_lines ADD COLUMN live_bytes INTEGER NOT NULL DEFAULT 0;
-                 ALTER TABLE seen_lines ADD COLUMN imported_bytes INTEGER NOT NULL DEFAULT 0;
-                 ALTER TABLE seen_lines ADD COLUMN source_bytes INTEGER NOT NULL DEFAULT 0;
-                 ALTER TABLE days ADD COLUMN identity INTEGER NOT NULL DEFAULT -1;
-                 PRAGMA user_version=2;",
-            )?;
+            tx.execute_batch(include_str!("migrations/v2_from_v1.sql"))?;
         }
         if version == 1 || version == 2 {
             upgrade_to_3(&tx)?;
@@ -485,79 +309,6 @@ impl Store {
         self.hasher = KeyHasher::new(secret);
         tx.commit()?;
         Ok(())
-    }
-
-    /// Registers a source (an import file or run) and returns its id.
-    pub fn new_source(&mut self, kind: &str, name: &str) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO sources(kind, name, started) VALUES(?1, ?2, ?3)",
-            params![kind, name, chrono::Utc::now().timestamp()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Applies batches in one transaction: all of them count, or none does.
-    pub fn apply(&mut self, batches: &[Batch], origin: Origin) -> Result<ApplyStats> {
-        self.apply_marked(batches, origin, None)
-    }
-
-    /// Applies batches of a spool file and records, in the same transaction,
-    /// that the file is counted up to byte `offset` (see `spool`).
-    pub fn apply_spooled(
-        &mut self,
-        batches: &[Batch],
-        origin: Origin,
-        spool_file: &str,
-        offset: u64,
-    ) -> Result<ApplyStats> {
-        self.apply_marked(batches, origin, Some((spool_file, offset)))
-    }
-
-    /// How far a spool file is counted already (0 if not at all).
-    pub fn spool_offset(&self, spool_file: &str) -> Result<u64> {
-        let v: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE name = ?1",
-                [format!("spool:{spool_file}")],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    /// The spool files whose offsets are recorded.
-    pub fn spool_names(&self) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT substr(name, 7) FROM meta WHERE name LIKE 'spool:%'")?;
-        let names = st
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(names)
-    }
-
-    /// Forgets a spool file once it is counted whole and deleted.
-    pub fn forget_spool(&self, spool_file: &str) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM meta WHERE name = ?1",
-            [format!("spool:{spool_file}")],
-        )?;
-        Ok(())
-    }
-
-    fn apply_marked(
-        &mut self,
-        batches: &[Batch],
-        origin: Origin,
-        mark: Option<(&str, u64)>,
-    ) -> Result<ApplyStats> {
-        let result = self.apply_inner(batches, origin, mark);
-        if result.is_err() {
-            // Ids handed out inside a rolled-back transaction do not exist.
-            self.file_ids.clear();
-        }
-        result
     }
 
     fn apply_inner(
@@ -900,10 +651,96 @@ impl Store {
         Ok(stats)
     }
 
+    /// Whether an upgrade asked for a VACUUM that has not happened yet.
+    fn vacuum_pending(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM meta WHERE name = 'vacuum'", [], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Clears what deletes left in the files: VACUUM if an upgrade asked for
+    /// it (pages freed before `secure_delete` was on), then a TRUNCATE
+    /// checkpoint so the WAL keeps no old page either.
+    fn scrub(&self) -> Result<()> {
+        if self.vacuum_pending()? {
+            self.conn.execute_batch("VACUUM")?;
+            self.conn
+                .execute("DELETE FROM meta WHERE name = 'vacuum'", [])?;
+        }
+        let truncated = self.checkpoint_truncate()?;
+        self.scrub_pending.set(!truncated);
+        Ok(())
+    }
+}
+
+impl Backend for SqliteStore {
+    /// The hasher of this database's secret, for reading threads.
+    fn hasher(&self) -> KeyHasher {
+        self.hasher.clone()
+    }
+
+    /// Registers a source (an import file or run) and returns its id.
+    fn new_source(&mut self, kind: &str, name: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO sources(kind, name, started) VALUES(?1, ?2, ?3)",
+            params![kind, name, chrono::Utc::now().timestamp()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// How far a spool file is counted already (0 if not at all).
+    fn spool_offset(&self, spool_file: &str) -> Result<u64> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                [format!("spool:{spool_file}")],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// The spool files whose offsets are recorded.
+    fn spool_names(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT substr(name, 7) FROM meta WHERE name LIKE 'spool:%'")?;
+        let names = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+
+    /// Forgets a spool file once it is counted whole and deleted.
+    fn forget_spool(&self, spool_file: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM meta WHERE name = ?1",
+            [format!("spool:{spool_file}")],
+        )?;
+        Ok(())
+    }
+
+    fn apply_marked(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        mark: Option<(&str, u64)>,
+    ) -> Result<ApplyStats> {
+        let result = self.apply_inner(batches, origin, mark);
+        if result.is_err() {
+            // Ids handed out inside a rolled-back transaction do not exist.
+            self.file_ids.clear();
+        }
+        result
+    }
+
     /// Closes days older than the retention window: their rows and their
     /// key are deleted, the files scrubbed (see the module header), and
     /// later lines for them are skipped. Returns the closed days.
-    pub fn purge(&mut self, today: i32, retention_days: u32) -> Result<Vec<i32>> {
+    fn purge(&mut self, today: i32, retention_days: u32) -> Result<Vec<i32>> {
         // In i64, so no retention (up to u32::MAX days) can wrap round.
         let cutoff = i64::from(today) - i64::from(retention_days);
         let now = chrono::Utc::now().timestamp();
@@ -930,31 +767,8 @@ impl Store {
         Ok(days)
     }
 
-    /// Whether an upgrade asked for a VACUUM that has not happened yet.
-    fn vacuum_pending(&self) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM meta WHERE name = 'vacuum'", [], |_| Ok(()))
-            .optional()?
-            .is_some())
-    }
-
-    /// Clears what deletes left in the files: VACUUM if an upgrade asked for
-    /// it (pages freed before `secure_delete` was on), then a TRUNCATE
-    /// checkpoint so the WAL keeps no old page either.
-    fn scrub(&self) -> Result<()> {
-        if self.vacuum_pending()? {
-            self.conn.execute_batch("VACUUM")?;
-            self.conn
-                .execute("DELETE FROM meta WHERE name = 'vacuum'", [])?;
-        }
-        let truncated = self.checkpoint_truncate()?;
-        self.scrub_pending.set(!truncated);
-        Ok(())
-    }
-
     /// Adds months from the old script's counts.json (kept as the larger of old and new).
-    pub fn import_legacy(&mut self, entries: &[(String, String, u64)]) -> Result<usize> {
+    fn import_legacy(&mut self, entries: &[(String, String, u64)]) -> Result<usize> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -979,7 +793,7 @@ impl Store {
     }
 
     /// Per file and month figures, downloads merged with legacy months.
-    pub fn monthly(&self) -> Result<Vec<MonthRow>> {
+    fn monthly(&self) -> Result<Vec<MonthRow>> {
         let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
         let mut st = self.conn.prepare(
             "SELECT f.path, d.day, d.downloads, d.requests, d.bytes FROM daily d JOIN files f ON f.id = d.file_id",
@@ -1013,7 +827,7 @@ impl Store {
 
     /// Runs a passive WAL checkpoint so the WAL file does not grow without bound
     /// while readers keep it busy; a TRUNCATE one while a purge's is pending.
-    pub fn checkpoint(&self) -> Result<()> {
+    fn checkpoint(&self) -> Result<()> {
         if self.scrub_pending.get() {
             return self.scrub();
         }
@@ -1025,7 +839,7 @@ impl Store {
     /// Copies the whole WAL into the database and truncates it to zero bytes,
     /// giving its space back on a full disk; `Ok(false)` when a reader held
     /// it back (nothing was truncated).
-    pub fn checkpoint_truncate(&self) -> Result<bool> {
+    fn checkpoint_truncate(&self) -> Result<bool> {
         let busy: i64 = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
@@ -1035,7 +849,7 @@ impl Store {
     /// Closes a database whose file is no longer at its path (deleted or
     /// replaced) without touching the `-wal`/`-shm` names: SQLite's last
     /// connection deletes them by name, and they may be another database's now.
-    pub fn close_detached(self) {
+    fn close_detached(self: Box<Self>) {
         let _ = self.conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
@@ -1049,10 +863,7 @@ impl Store {
 /// keep their `days` and `daily` rows. The old values still sit in free
 /// pages, so the upgrade marks the database for a VACUUM (`scrub`).
 fn upgrade_to_3(tx: &rusqlite::Transaction<'_>) -> Result<()> {
-    tx.execute_batch(
-        "CREATE TABLE day_keys (day INTEGER PRIMARY KEY, key BLOB NOT NULL);
-         DROP TABLE counters;",
-    )?;
+    tx.execute_batch(include_str!("migrations/v3_from_v2.sql"))?;
     repair_figures(tx)?;
     // A closed day has no rows (the purge deletes them as it closes the day);
     // whatever else lies outside the open days could never be matched again.
@@ -1201,19 +1012,6 @@ fn check_version(version: i64, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `YYYY-MM` of a day number (days since 0001-01-01, day 1).
-pub fn month_of(day: i32) -> String {
-    match NaiveDate::from_num_days_from_ce_opt(day) {
-        Some(d) => format!("{:04}-{:02}", d.year(), d.month()),
-        None => "0000-00".to_string(),
-    }
-}
-
-/// Day number of a date, in the same scale as parsed log lines.
-pub fn day_of(date: NaiveDate) -> i32 {
-    date.num_days_from_ce()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1288,7 +1086,7 @@ mod tests {
         let db = dir.path().join("old.sqlite");
         let old_line = r#"203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 1000 "-" "Mozilla/5.0""#;
         schema1_database(&db, old_line);
-        let mut store = Store::open(&db).unwrap();
+        let mut store = SqliteStore::open(&db).unwrap();
         let version: i64 = store
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -1331,7 +1129,7 @@ mod tests {
     #[test]
     fn the_live_copies_bytes_replace_an_imported_files_and_never_add_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
         let run = store.new_source("import-run", "test").unwrap();
         let file_source = store.new_source("import", "access.log").unwrap();
         let origin = Origin::Import { file_source, run };
@@ -1352,7 +1150,7 @@ mod tests {
 
     const LINE: &str = r#"203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 1000 "-" "Mozilla/5.0""#;
 
-    fn one_i64(store: &Store, sql: &str) -> i64 {
+    fn one_i64(store: &SqliteStore, sql: &str) -> i64 {
         store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
@@ -1399,7 +1197,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("damaged.sqlite");
         damaged_schema2_database(&db);
-        let mut store = Store::open(&db).unwrap();
+        let mut store = SqliteStore::open(&db).unwrap();
         assert_eq!(one_i64(&store, "PRAGMA user_version"), 3);
         let rows = store.monthly().unwrap();
         let figures: Vec<_> = rows
@@ -1439,7 +1237,7 @@ mod tests {
     #[test]
     fn sums_saturate_in_sql_instead_of_turning_real() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
         store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
         store
             .conn
@@ -1465,7 +1263,7 @@ mod tests {
     #[test]
     fn no_retention_wraps_round_to_close_a_recent_day() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
         let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
         let day = stats.max_day.unwrap();
         store
@@ -1480,7 +1278,7 @@ mod tests {
     #[test]
     fn closing_a_day_deletes_its_key_even_without_visitors() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
         let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
         let day = stats.max_day.unwrap();
         let other = LINE.replace("20/Nov", "21/Nov");
@@ -1579,7 +1377,7 @@ mod tests {
             before > closed.len(),
             "{before}: the test must see leftovers"
         );
-        let store = Store::open(&db).unwrap();
+        let store = SqliteStore::open(&db).unwrap();
         assert_eq!(
             one_i64(&store, "SELECT count(*) FROM visitors"),
             open.len() as i64

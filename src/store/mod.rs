@@ -1,0 +1,226 @@
+//! The store: the only authority on "seen before", behind one batch-level
+//! interface ([`Backend`]) with one implementation per database engine.
+//!
+//! - `sqlite/`: the embedded default, one file beside the logger.
+//! - `postgres/`: a shared server, so several web servers count as one.
+//!
+//! What every backend keeps (the behaviour suite in `tests/it/store.rs`
+//! runs the same checks against each):
+//! - **Once ever.** A download is a distinct (client, file, day) visitor
+//!   row; it is counted when that row is created, in the same transaction
+//!   that records the line that created it.
+//! - **Multiset idempotency.** Every counted line has a row keyed by (day,
+//!   line identity hash) holding how many copies were seen live and the most
+//!   copies one imported file held ([`dedup::SeenLine`]); requests and bytes
+//!   move only by the change of the real copies, so re-reading a line never
+//!   changes a figure.
+//! - **One identity per day**, fixed by the first source that counted it.
+//! - **No raw addresses**: the reader hashes with the database's secret;
+//!   the store keeps only those hashes re-keyed with the day's random key,
+//!   and closing a day deletes its rows and its key together.
+//! - **Closed days are final; sums never wrap** (they saturate at `i64::MAX`).
+//!
+//! A batch is applied in one transaction: all of its lines count, or none.
+
+pub mod dedup;
+pub mod sqlite;
+
+use crate::config::DbTarget;
+use crate::keys::KeyHasher;
+use crate::tally::Batch;
+use anyhow::Result;
+use chrono::{Datelike, NaiveDate};
+
+fn not_built(db: &DbTarget) -> Result<Store> {
+    anyhow::bail!(
+        "--db {}: this build of dlcount has no PostgreSQL backend yet",
+        db.display()
+    )
+}
+
+pub use sqlite::lock_wait;
+
+/// What a storage engine does for dlcount. Batch-level on purpose: a call
+/// costs a few statements per table, never a round trip per line.
+pub trait Backend: Send {
+    /// The hasher of this database's secret, for reading threads.
+    fn hasher(&self) -> KeyHasher;
+
+    /// Registers a source (an import file or run) and returns its id.
+    fn new_source(&mut self, kind: &str, name: &str) -> Result<i64>;
+
+    /// Applies batches in one transaction and, when `mark` is given,
+    /// records in that same transaction that the spool file `mark.0` is
+    /// counted up to byte `mark.1`.
+    fn apply_marked(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        mark: Option<(&str, u64)>,
+    ) -> Result<ApplyStats>;
+
+    /// Applies batches in one transaction: all of them count, or none does.
+    fn apply(&mut self, batches: &[Batch], origin: Origin) -> Result<ApplyStats> {
+        self.apply_marked(batches, origin, None)
+    }
+
+    /// Applies batches of a spool file and records, in the same transaction,
+    /// that the file is counted up to byte `offset` (see `spool`).
+    fn apply_spooled(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        spool_file: &str,
+        offset: u64,
+    ) -> Result<ApplyStats> {
+        self.apply_marked(batches, origin, Some((spool_file, offset)))
+    }
+
+    /// How far a spool file is counted already (0 if not at all).
+    fn spool_offset(&self, spool_file: &str) -> Result<u64>;
+
+    /// The spool files whose offsets are recorded.
+    fn spool_names(&self) -> Result<Vec<String>>;
+
+    /// Forgets a spool file once it is counted whole and deleted.
+    fn forget_spool(&self, spool_file: &str) -> Result<()>;
+
+    /// Closes days older than the retention window (their keys and rows
+    /// go); later lines for them are skipped. Returns the closed days.
+    fn purge(&mut self, today: i32, retention_days: u32) -> Result<Vec<i32>>;
+
+    /// Adds months from the old script's counts.json (kept as the larger of old and new).
+    fn import_legacy(&mut self, entries: &[(String, String, u64)]) -> Result<usize>;
+
+    /// Per file and month figures, downloads merged with legacy months.
+    fn monthly(&self) -> Result<Vec<MonthRow>>;
+
+    /// Periodic upkeep while a logger runs (SQLite: a WAL checkpoint).
+    fn checkpoint(&self) -> Result<()>;
+
+    /// Gives local disk space back after a commit on a full disk; `Ok(false)`
+    /// when that could not happen yet. A server backend holds nothing locally.
+    fn checkpoint_truncate(&self) -> Result<bool>;
+
+    /// Closes a database whose file was deleted or replaced under it
+    /// without touching the names it had (SQLite's `-wal`/`-shm`).
+    fn close_detached(self: Box<Self>);
+}
+
+/// An open store of whichever backend `--db` names.
+pub struct Store(Box<dyn Backend>);
+
+impl Store {
+    /// Opens (creating if needed) the database for writing.
+    pub fn open(db: &DbTarget) -> Result<Store> {
+        match db {
+            DbTarget::Sqlite(path) => Ok(Store(Box::new(sqlite::SqliteStore::open(path)?))),
+            DbTarget::Postgres(_) => not_built(db),
+        }
+    }
+
+    /// Opens an existing database for reading only (report, render).
+    pub fn open_read(db: &DbTarget) -> Result<Store> {
+        match db {
+            DbTarget::Sqlite(path) => Ok(Store(Box::new(sqlite::SqliteStore::open_read(path)?))),
+            DbTarget::Postgres(_) => not_built(db),
+        }
+    }
+
+    /// See [`Backend::close_detached`].
+    pub fn close_detached(self) {
+        self.0.close_detached()
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.0
+    }
+}
+
+impl std::ops::DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut (dyn Backend + 'static) {
+        &mut *self.0
+    }
+}
+
+/// Where a batch comes from, which decides how identical lines combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Apache's pipe: instances see disjoint shares of the stream, so copies add up.
+    Live,
+    /// An imported file (`file_source`) within an import run (`run`).
+    Import { file_source: i64, run: i64 },
+}
+
+/// What applying batches changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Lines that raised a figure.
+    pub counted_lines: u64,
+    /// Lines whose copies had all been counted before.
+    pub already_counted_lines: u64,
+    pub new_downloads: u64,
+    /// Downloads this import run touched that were already in the database.
+    pub known_downloads: u64,
+    /// Lines skipped because their day is closed.
+    pub closed_day_lines: u64,
+    /// Latest day among the counted lines.
+    pub max_day: Option<i32>,
+    /// Imported lines not counted because their day's lines are identified
+    /// by fields this source lacks (see the module header).
+    pub unmatched_lines: u64,
+    /// Those fields (`logformat::identity` bits).
+    pub unmatched_fields: u8,
+}
+
+impl ApplyStats {
+    pub fn merge(&mut self, o: &ApplyStats) {
+        self.counted_lines += o.counted_lines;
+        self.already_counted_lines += o.already_counted_lines;
+        self.new_downloads += o.new_downloads;
+        self.known_downloads += o.known_downloads;
+        self.closed_day_lines += o.closed_day_lines;
+        self.max_day = self.max_day.max(o.max_day);
+        self.unmatched_lines += o.unmatched_lines;
+        self.unmatched_fields |= o.unmatched_fields;
+    }
+}
+
+/// One file × month of the statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthRow {
+    pub path: String,
+    pub month: String,
+    /// `max(legacy, counted)` — the old script's merge rule.
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+impl MonthRow {
+    fn empty(path: String, month: String) -> MonthRow {
+        MonthRow {
+            path,
+            month,
+            downloads: 0,
+            requests: 0,
+            bytes: 0,
+        }
+    }
+}
+
+/// `YYYY-MM` of a day number (days since 0001-01-01, day 1).
+pub fn month_of(day: i32) -> String {
+    match NaiveDate::from_num_days_from_ce_opt(day) {
+        Some(d) => format!("{:04}-{:02}", d.year(), d.month()),
+        None => "0000-00".to_string(),
+    }
+}
+
+/// Day number of a date, in the same scale as parsed log lines.
+pub fn day_of(date: NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
