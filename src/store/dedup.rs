@@ -5,6 +5,46 @@
 //! applying the same copies again, or in another order, changes nothing.
 
 use super::Origin;
+use crate::keys::{KeyHasher, Scratch};
+use crate::tally::Batch;
+
+/// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
+pub const SCHEMA1_IDENTITY: i64 = -1;
+
+/// The secret-keyed (visitor, line) hashes of hit `i` of `batch`, for a day
+/// whose lines are identified by `day_identity` (`logformat::identity`
+/// bits, or [`SCHEMA1_IDENTITY`]). The reader's precomputed keys serve when
+/// they were made with this secret and this very set; otherwise the line is
+/// hashed again from its fields. These are intermediates: a backend stores
+/// them only re-keyed with the day's key (`keys::DayKey`).
+pub fn line_keys(
+    batch: &Batch,
+    i: usize,
+    day_identity: i64,
+    hasher: &KeyHasher,
+    scratch: &mut Scratch,
+) -> (i64, i64) {
+    let h = &batch.hits()[i];
+    let schema1 = day_identity == SCHEMA1_IDENTITY;
+    let set = day_identity as u8;
+    let precomputed = batch.keys(i, hasher.id());
+    if let Some(k) = precomputed {
+        if !schema1 && set == h.identity {
+            return k;
+        }
+    }
+    let visitor = match precomputed {
+        Some((v, _)) => v,
+        None => hasher.visitor(scratch, batch.client(h), batch.path(h), h.day),
+    };
+    let fields = batch.line_fields(h);
+    let line = if schema1 {
+        hasher.line_v1(scratch, visitor, &fields)
+    } else {
+        hasher.line(scratch, visitor, &fields, set)
+    };
+    (visitor, line)
+}
 
 /// The copies of one distinct line seen so far (a `seen_lines` row).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -50,14 +50,24 @@ pub trait Backend: Send {
     fn new_source(&mut self, kind: &str, name: &str) -> Result<i64>;
 
     /// Applies batches in one transaction and, when `mark` is given,
-    /// records in that same transaction that the spool file `mark.0` is
-    /// counted up to byte `mark.1`.
+    /// records that mark in the same transaction (a source's position: the
+    /// spool's offset, a followed file's checkpoint), so a position is never
+    /// ahead of, nor behind, the counts it covers.
     fn apply_marked(
         &mut self,
         batches: &[Batch],
         origin: Origin,
-        mark: Option<(&str, u64)>,
+        mark: Option<Mark<'_>>,
     ) -> Result<ApplyStats>;
+
+    /// The value of a mark, if one is recorded.
+    fn mark(&self, name: &str) -> Result<Option<String>>;
+
+    /// The names of the recorded marks starting with `prefix`.
+    fn mark_names(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Forgets a mark.
+    fn forget_mark(&self, name: &str) -> Result<()>;
 
     /// Applies batches in one transaction: all of them count, or none does.
     fn apply(&mut self, batches: &[Batch], origin: Origin) -> Result<ApplyStats> {
@@ -73,17 +83,41 @@ pub trait Backend: Send {
         spool_file: &str,
         offset: u64,
     ) -> Result<ApplyStats> {
-        self.apply_marked(batches, origin, Some((spool_file, offset)))
+        let value = offset.to_string();
+        let name = format!("{SPOOL_MARK}{spool_file}");
+        self.apply_marked(
+            batches,
+            origin,
+            Some(Mark {
+                name: &name,
+                value: &value,
+            }),
+        )
     }
 
     /// How far a spool file is counted already (0 if not at all).
-    fn spool_offset(&self, spool_file: &str) -> Result<u64>;
+    fn spool_offset(&self, spool_file: &str) -> Result<u64> {
+        match self.mark(&format!("{SPOOL_MARK}{spool_file}"))? {
+            None => Ok(0),
+            Some(v) => v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("corrupt spool offset {v:?} of {spool_file}")),
+        }
+    }
 
     /// The spool files whose offsets are recorded.
-    fn spool_names(&self) -> Result<Vec<String>>;
+    fn spool_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .mark_names(SPOOL_MARK)?
+            .into_iter()
+            .map(|n| n[SPOOL_MARK.len()..].to_string())
+            .collect())
+    }
 
     /// Forgets a spool file once it is counted whole and deleted.
-    fn forget_spool(&self, spool_file: &str) -> Result<()>;
+    fn forget_spool(&self, spool_file: &str) -> Result<()> {
+        self.forget_mark(&format!("{SPOOL_MARK}{spool_file}"))
+    }
 
     /// Closes days older than the retention window (their keys and rows
     /// go); later lines for them are skipped. Returns the closed days.
@@ -106,6 +140,16 @@ pub trait Backend: Send {
     /// without touching the names it had (SQLite's `-wal`/`-shm`).
     fn close_detached(self: Box<Self>);
 }
+
+/// A named position recorded with the counts it covers (see [`Backend::apply_marked`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// Marks of spool files are named this, then the file's name.
+const SPOOL_MARK: &str = "spool:";
 
 /// An open store of whichever backend `--db` names.
 pub struct Store(Box<dyn Backend>);

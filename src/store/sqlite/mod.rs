@@ -31,8 +31,8 @@
 //! Schema versions live in `PRAGMA user_version`; the DDL of each version is
 //! in `migrations/`, applied in place by `init_schema`.
 
-use super::dedup::SeenLine;
-use super::{month_of, ApplyStats, Backend, MonthRow, Origin};
+use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
+use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -95,9 +95,6 @@ pub mod lock_wait {
 
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 3;
-
-/// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
-const SCHEMA1_IDENTITY: i64 = -1;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
@@ -315,7 +312,7 @@ impl SqliteStore {
         &mut self,
         batches: &[Batch],
         origin: Origin,
-        mark: Option<(&str, u64)>,
+        mark: Option<Mark<'_>>,
     ) -> Result<ApplyStats> {
         let mut stats = ApplyStats::default();
         let tx = self
@@ -405,25 +402,8 @@ impl SqliteStore {
                 let set = day.identity as u8;
                 let missing = if schema1 { 0 } else { set & !h.identity };
                 let path = batch.path(h);
-                let (visitor, line) = match batch.keys(i, self.hasher.id()) {
-                    Some(k) if !schema1 && set == h.identity => k,
-                    precomputed => {
-                        let visitor = match precomputed {
-                            Some((v, _)) => v,
-                            None => {
-                                self.hasher
-                                    .visitor(&mut self.scratch, batch.client(h), path, h.day)
-                            }
-                        };
-                        let fields = batch.line_fields(h);
-                        let line = if schema1 {
-                            self.hasher.line_v1(&mut self.scratch, visitor, &fields)
-                        } else {
-                            self.hasher.line(&mut self.scratch, visitor, &fields, set)
-                        };
-                        (visitor, line)
-                    }
-                };
+                let (visitor, line) =
+                    line_keys(batch, i, day.identity, &self.hasher, &mut self.scratch);
                 // From here on only the stored forms exist (module header).
                 let (visitor, line) = (day_key.visitor(visitor), day_key.line(line));
                 if missing != 0 && origin != Origin::Live {
@@ -640,11 +620,11 @@ impl SqliteStore {
             }
         }
 
-        if let Some((spool_file, offset)) = mark {
+        if let Some(mark) = mark {
             tx.execute(
                 "INSERT INTO meta(name, value) VALUES(?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                params![format!("spool:{spool_file}"), offset as i64],
+                params![mark.name, mark.value],
             )?;
         }
         tx.commit()?;
@@ -690,36 +670,31 @@ impl Backend for SqliteStore {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// How far a spool file is counted already (0 if not at all).
-    fn spool_offset(&self, spool_file: &str) -> Result<u64> {
-        let v: Option<i64> = self
+    fn mark(&self, name: &str) -> Result<Option<String>> {
+        // Spool offsets were stored as integers before marks were text.
+        Ok(self
             .conn
             .query_row(
-                "SELECT value FROM meta WHERE name = ?1",
-                [format!("spool:{spool_file}")],
+                "SELECT CAST(value AS TEXT) FROM meta WHERE name = ?1",
+                [name],
                 |r| r.get(0),
             )
-            .optional()?;
-        Ok(v.unwrap_or(0) as u64)
+            .optional()?)
     }
 
-    /// The spool files whose offsets are recorded.
-    fn spool_names(&self) -> Result<Vec<String>> {
+    fn mark_names(&self, prefix: &str) -> Result<Vec<String>> {
         let mut st = self
             .conn
-            .prepare("SELECT substr(name, 7) FROM meta WHERE name LIKE 'spool:%'")?;
+            .prepare("SELECT name FROM meta WHERE substr(name, 1, length(?1)) = ?1")?;
         let names = st
-            .query_map([], |r| r.get(0))?
+            .query_map([prefix], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(names)
     }
 
-    /// Forgets a spool file once it is counted whole and deleted.
-    fn forget_spool(&self, spool_file: &str) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM meta WHERE name = ?1",
-            [format!("spool:{spool_file}")],
-        )?;
+    fn forget_mark(&self, name: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE name = ?1", [name])?;
         Ok(())
     }
 
@@ -727,7 +702,7 @@ impl Backend for SqliteStore {
         &mut self,
         batches: &[Batch],
         origin: Origin,
-        mark: Option<(&str, u64)>,
+        mark: Option<Mark<'_>>,
     ) -> Result<ApplyStats> {
         let result = self.apply_inner(batches, origin, mark);
         if result.is_err() {
