@@ -30,7 +30,8 @@
 #                         /usr/lib/postgresql/*/bin)
 # PG_START_TIMEOUT (seconds, default 60) bounds every wait for readiness.
 # All functions return non-zero with a "pg.sh: ..." line on stderr on failure;
-# none of them exits the calling shell.
+# none of them exits the calling shell. They act on one cluster, the last
+# started (PG_DIR): start another one in a subshell to keep both.
 
 PG_ADMIN_USER=dlcount_admin
 PG_DATABASE=dlcount

@@ -17,8 +17,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/sandbox.sh
 . "$HERE/sandbox.sh"
 
-# Nothing from the caller's environment may supply a password or TLS mode.
-unset PGPASSWORD PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSSLMODE PGSSLROOTCERT PGOPTIONS
+# Nothing from the caller's environment may choose TLS or supply a password.
+unset PG_TLS PGPASSWORD PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSSLMODE PGSSLROOTCERT PGOPTIONS
 export PGCONNECT_TIMEOUT=10
 
 WORK=$(mktemp -d /tmp/dlcount-pgtest.XXXXXX) || exit 2
