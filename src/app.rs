@@ -235,7 +235,17 @@ fn run_command(cmd: Command) -> Result<i32> {
             let settings = db_settings(&a.db)?;
             // Reading makes -wal/-shm files: root's would lock the logger out.
             become_configured_user(&settings)?;
-            let rows = crate::store::Store::open_read(&settings.db)?.monthly()?;
+            let store = crate::store::Store::open_read(&settings.db)?;
+            if a.by == Some(crate::cli::ReportBy::Server) {
+                let rows = store.by_server()?;
+                if a.json {
+                    print!("{}", report::servers_to_json(&rows));
+                } else {
+                    print!("{}", report::servers_to_table(&rows));
+                }
+                return Ok(0);
+            }
+            let rows = store.monthly()?;
             if a.json {
                 print!("{}", report::to_json(&rows, a.detail));
             } else {

@@ -72,6 +72,9 @@ pub struct ParseArgs {
     /// Days of per-client keys kept before a day is closed for good, 2 to 3650 [default: 35]
     #[arg(long, value_name = "DAYS")]
     pub retention_days: Option<u32>,
+    /// Name of the web server whose log this is, when several count into one database (letters, digits, '.', '-', '_') [default: this machine's host name]
+    #[arg(long, value_name = "NAME")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -226,6 +229,16 @@ pub struct ReportArgs {
     /// With --json: each month as {"downloads", "requests", "bytes"}
     #[arg(long, requires = "json")]
     pub detail: bool,
+    /// Figures per server and month instead of per file (a download resumed on another server counts for each); with --json: {"<server>": {"YYYY-MM": {"downloads", "requests", "bytes"}}}
+    #[arg(long, value_enum, value_name = "WHAT", conflicts_with = "detail")]
+    pub by: Option<ReportBy>,
+}
+
+/// What `report --by` breaks the figures down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportBy {
+    /// The web servers (`--server`) that counted into the database.
+    Server,
 }
 
 #[derive(Debug, Args)]

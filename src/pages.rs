@@ -41,11 +41,26 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
     let absent = db
         .sqlite()
         .is_some_and(|p| matches!(p.try_exists(), Ok(false)));
-    let rows = if absent {
-        Vec::new()
+    let (rows, server_rows) = if absent {
+        (Vec::new(), Vec::new())
     } else {
-        Store::open_read(db)?.monthly()?
+        let store = Store::open_read(db)?;
+        (store.monthly()?, store.by_server()?)
     };
+    let mut servers: std::collections::BTreeMap<String, render::ServerTotal> = Default::default();
+    for r in server_rows {
+        let t = servers
+            .entry(r.server.clone())
+            .or_insert_with(|| render::ServerTotal {
+                server: r.server,
+                downloads: 0,
+                requests: 0,
+                bytes: 0,
+            });
+        t.downloads = t.downloads.saturating_add(r.downloads);
+        t.requests = t.requests.saturating_add(r.requests);
+        t.bytes = t.bytes.saturating_add(r.bytes);
+    }
     let counts_json = crate::report::to_json(&rows, false);
     Ok(StatsSnapshot {
         rows: rows
@@ -59,6 +74,7 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
             })
             .collect(),
         counts_json,
+        servers: servers.into_values().collect(),
     })
 }
 

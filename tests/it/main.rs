@@ -18,6 +18,7 @@ mod pages;
 mod pipe;
 mod privacy;
 mod privs;
+mod servers;
 mod spool;
 
 use serde_json::Value;

@@ -32,7 +32,7 @@
 //! in `migrations/`, applied in place by `init_schema`.
 
 use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin};
+use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -94,14 +94,15 @@ pub mod lock_wait {
 }
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
 const PURGE_GRACE_SECS: i64 = 3600;
 
-/// A new database's tables, at `SCHEMA_VERSION`.
+/// A new database's tables at schema 3; `V4` then brings them to `SCHEMA_VERSION`.
 const SCHEMA: &str = include_str!("migrations/v3_create.sql");
+const V4: &str = include_str!("migrations/v4_from_v3.sql");
 
 /// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
 /// no figure is negative). `a` is a stored figure (never negative), `b` the
@@ -139,6 +140,7 @@ pub struct SqliteStore {
     path: PathBuf,
     hasher: KeyHasher,
     file_ids: HashMap<Vec<u8>, i64>,
+    server_ids: HashMap<std::sync::Arc<str>, i64>,
     scratch: Scratch,
     /// A purge's TRUNCATE checkpoint could not finish (a reader was busy):
     /// the next `checkpoint` tries again, so the WAL sheds the old pages.
@@ -153,6 +155,8 @@ struct LineAgg {
     bytes: i64,
     visitor: i64,
     file_id: i64,
+    /// `servers.id` of the server whose log the line is from.
+    server_id: i64,
     /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
     schema1: bool,
 }
@@ -172,7 +176,21 @@ struct VisitorAgg {
     file_id: i64,
     requests: i64,
     bytes: i64,
+    /// Bits of the servers that sent counted lines (see `server_bit`).
+    servers: i64,
 }
+
+/// The most servers one database knows: a visitor row keeps its servers
+/// as bits of one INTEGER.
+pub const MAX_SERVERS: i64 = 63;
+
+/// The bit of server `id` (1 to [`MAX_SERVERS`]) in `visitors.servers`.
+fn server_bit(id: i64) -> i64 {
+    1i64 << (id - 1)
+}
+
+/// Per server and day: (new downloads, requests, bytes) of a batch.
+type ServerDays = BTreeMap<(i64, i32), (i64, i64, i64)>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database for writing.
@@ -207,6 +225,7 @@ impl SqliteStore {
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
+            server_ids: HashMap::default(),
             scratch: Scratch::default(),
             scrub_pending: Default::default(),
         };
@@ -252,6 +271,7 @@ impl SqliteStore {
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
+            server_ids: HashMap::default(),
             scratch: Scratch::default(),
             scrub_pending: Default::default(),
         })
@@ -284,7 +304,8 @@ impl SqliteStore {
                 "INSERT INTO meta(name, value) VALUES('created', ?1)",
                 [chrono::Local::now().to_rfc3339()],
             )?;
-            tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
+            tx.execute_batch("PRAGMA user_version=3")?;
+            tx.execute_batch(V4)?;
         }
         if version == 1 {
             // Schema 1 hashed the bytes into a line's identity and knew no
@@ -295,6 +316,9 @@ impl SqliteStore {
         }
         if version == 1 || version == 2 {
             upgrade_to_3(&tx)?;
+        }
+        if (1..=3).contains(&version) {
+            tx.execute_batch(V4)?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -392,6 +416,11 @@ impl SqliteStore {
         let mut lines: Vec<LineAgg> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::default();
         for batch in batches {
+            let server_id = if batch.hits().is_empty() {
+                0
+            } else {
+                server_id(&mut self.server_ids, &tx, &self.path, &batch.server)?
+            };
             for (i, h) in batch.hits().iter().enumerate() {
                 let day = days[&h.day];
                 let Some(day_key) = day.key else {
@@ -451,6 +480,7 @@ impl SqliteStore {
                             bytes,
                             visitor,
                             file_id,
+                            server_id,
                             schema1,
                         });
                     }
@@ -463,6 +493,7 @@ impl SqliteStore {
         //    cheaper in SQLite than an upsert with RETURNING.
         lines.sort_unstable_by_key(|l| (l.day, l.hash));
         let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
+        let mut server_days = ServerDays::new();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
@@ -546,6 +577,14 @@ impl SqliteStore {
                 });
                 v.requests = v.requests.saturating_add(delta);
                 v.bytes = v.bytes.saturating_add(delta_bytes);
+                if delta > 0 {
+                    v.servers |= server_bit(l.server_id);
+                }
+                if delta != 0 || delta_bytes != 0 {
+                    let sd = server_days.entry((l.server_id, l.day)).or_default();
+                    sd.1 = sd.1.saturating_add(delta);
+                    sd.2 = sd.2.saturating_add(delta_bytes);
+                }
             }
         }
 
@@ -559,16 +598,17 @@ impl SqliteStore {
                 Origin::Import { run, .. } => run,
             };
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut select =
-                tx.prepare_cached("SELECT run FROM visitors WHERE day = ?1 AND key = ?2")?;
+                tx.prepare_cached("SELECT run, servers FROM visitors WHERE day = ?1 AND key = ?2")?;
             let mut update = tx.prepare_cached(concat!(
                 "UPDATE visitors SET requests = ",
                 sat_add!("requests", "?3"),
                 ", bytes = ",
                 sat_add!("bytes", "?4"),
-                ", run = ?5 WHERE day = ?1 AND key = ?2"
+                ", run = ?5, servers = servers | ?6 WHERE day = ?1 AND key = ?2"
             ))?;
             for key in &visitor_order {
                 let v = &visitors[key];
@@ -579,21 +619,33 @@ impl SqliteStore {
                     continue;
                 }
                 let new_download = v.requests > 0
-                    && insert
-                        .execute(params![key.0, key.1, v.file_id, v.requests, v.bytes, run])?
-                        == 1;
+                    && insert.execute(params![
+                        key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers
+                    ])? == 1;
+                // A server's download is a (client, file, day) it sent a
+                // counted line of: the first such line adds one for it.
+                let mut new_servers = v.servers;
                 if new_download {
                     stats.new_downloads += 1;
-                } else if let Some(old) = select
-                    .query_row(params![key.0, key.1], |r| r.get::<_, i64>(0))
+                } else if let Some((old, old_servers)) = select
+                    .query_row(params![key.0, key.1], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
                     .optional()?
                 {
+                    new_servers &= !old_servers;
                     if run != 0 && old != run {
                         stats.known_downloads += 1;
                     }
                     if changed || old != run {
-                        update.execute(params![key.0, key.1, v.requests, v.bytes, run])?;
+                        update
+                            .execute(params![key.0, key.1, v.requests, v.bytes, run, v.servers])?;
                     }
+                }
+                while new_servers != 0 {
+                    let id = i64::from(new_servers.trailing_zeros()) + 1;
+                    new_servers &= new_servers - 1;
+                    server_days.entry((id, key.0)).or_default().0 += 1;
                 }
                 if changed {
                     let d = daily.entry((v.file_id, key.0)).or_default();
@@ -617,6 +669,23 @@ impl SqliteStore {
             ))?;
             for ((file_id, day), (dl, rq, by)) in &daily {
                 st.execute(params![file_id, day, dl, rq, by])?;
+            }
+        }
+
+        // 6. Per server and day figures.
+        {
+            let mut st = tx.prepare_cached(concat!(
+                "INSERT INTO server_daily(server_id, day, downloads, requests, bytes)
+                 VALUES(?1, ?2, max(?3, 0), max(?4, 0), max(?5, 0))
+                 ON CONFLICT(server_id, day) DO UPDATE SET downloads = ",
+                sat_add!("downloads", "?3"),
+                ", requests = ",
+                sat_add!("requests", "?4"),
+                ", bytes = ",
+                sat_add!("bytes", "?5")
+            ))?;
+            for ((server_id, day), (dl, rq, by)) in &server_days {
+                st.execute(params![server_id, day, dl, rq, by])?;
             }
         }
 
@@ -708,6 +777,7 @@ impl Backend for SqliteStore {
         if result.is_err() {
             // Ids handed out inside a rolled-back transaction do not exist.
             self.file_ids.clear();
+            self.server_ids.clear();
         }
         result
     }
@@ -796,6 +866,32 @@ impl Backend for SqliteStore {
                 .entry((path.clone(), month.clone()))
                 .or_insert_with(|| MonthRow::empty(path, month));
             e.downloads = e.downloads.max(n);
+        }
+        Ok(acc.into_values().collect())
+    }
+
+    fn by_server(&self) -> Result<Vec<ServerMonthRow>> {
+        let mut acc: BTreeMap<(String, String), ServerMonthRow> = BTreeMap::new();
+        let mut st = self.conn.prepare(
+            "SELECT s.name, d.day, d.downloads, d.requests, d.bytes
+             FROM server_daily d JOIN servers s ON s.id = d.server_id",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let server: String = r.get(0)?;
+            let month = month_of(r.get(1)?);
+            let e = acc
+                .entry((server.clone(), month.clone()))
+                .or_insert_with(|| ServerMonthRow {
+                    server,
+                    month,
+                    downloads: 0,
+                    requests: 0,
+                    bytes: 0,
+                });
+            e.downloads = e.downloads.saturating_add(figure(r.get_ref(2)?));
+            e.requests = e.requests.saturating_add(figure(r.get_ref(3)?));
+            e.bytes = e.bytes.saturating_add(figure(r.get_ref(4)?));
         }
         Ok(acc.into_values().collect())
     }
@@ -946,6 +1042,32 @@ fn repair_figures(tx: &rusqlite::Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The id of server `name`, registered on first sight (within the
+/// batch's transaction: a rolled-back id is forgotten with the rest).
+fn server_id(
+    ids: &mut HashMap<std::sync::Arc<str>, i64>,
+    tx: &rusqlite::Transaction<'_>,
+    db: &Path,
+    name: &std::sync::Arc<str>,
+) -> Result<i64> {
+    if let Some(&id) = ids.get(name) {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO servers(name) VALUES(?1) ON CONFLICT(name) DO NOTHING")?
+        .execute([&**name])?;
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM servers WHERE name = ?1")?
+        .query_row([&**name], |r| r.get(0))?;
+    if !(1..=MAX_SERVERS).contains(&id) {
+        bail!(
+            "{}: more than {MAX_SERVERS} servers count into this database (--server {name})",
+            db.display()
+        );
+    }
+    ids.insert(name.clone(), id);
+    Ok(id)
+}
+
 fn new_day_key() -> Result<[u8; 32]> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for a day key: {e}"))?;
@@ -1066,7 +1188,7 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, SCHEMA_VERSION);
         // Re-importing the rotated log of that day counts nothing twice…
         let run = store.new_source("import-run", "test").unwrap();
         let file_source = store.new_source("import", "access.log.1").unwrap();
@@ -1098,7 +1220,13 @@ mod tests {
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
-        assert_eq!(identities, vec![SCHEMA1_IDENTITY, i64::from(identity::ALL)]);
+        assert_eq!(
+            identities,
+            vec![
+                SCHEMA1_IDENTITY,
+                i64::from(identity::ALL | identity::SERVER)
+            ]
+        );
     }
 
     #[test]
@@ -1173,7 +1301,7 @@ mod tests {
         let db = dir.path().join("damaged.sqlite");
         damaged_schema2_database(&db);
         let mut store = SqliteStore::open(&db).unwrap();
-        assert_eq!(one_i64(&store, "PRAGMA user_version"), 3);
+        assert_eq!(one_i64(&store, "PRAGMA user_version"), SCHEMA_VERSION);
         let rows = store.monthly().unwrap();
         let figures: Vec<_> = rows
             .iter()
