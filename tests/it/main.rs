@@ -19,6 +19,7 @@ mod pipe;
 mod privacy;
 mod privs;
 mod spool;
+mod store;
 
 use serde_json::Value;
 use std::io::{Read, Write};

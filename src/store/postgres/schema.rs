@@ -2,10 +2,10 @@
 //! applied in place, and the hash secret.
 //!
 //! Invariants:
-//! - **One upgrader at a time.** Migrations run in one transaction that first
-//!   takes the schema's advisory lock and then reads the version again, so
-//!   several servers starting at once apply each migration exactly once (the
-//!   others wait, then find nothing left to do). A failed migration leaves
+//! - **One upgrader at a time.** Migrations run under the schema's advisory
+//!   lock, in one transaction that reads the version again first, so several
+//!   servers starting at once apply each migration exactly once (the others
+//!   wait, then find nothing left to do). A failed migration leaves
 //!   the schema as it was (PostgreSQL's DDL is transactional).
 //! - **A newer schema is never written.** A database whose `dlcount_schema`
 //!   holds a version this binary does not know is refused with a message
@@ -81,6 +81,12 @@ pub fn check_version(version: i64, shown: &str) -> Result<()> {
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`] (see the module header).
+///
+/// The lock is session-level and the work is done in a transaction begun
+/// after it is granted: a transaction that merely waited for the lock could
+/// still see the catalog as it was before the other server's migration (its
+/// relation cache is refreshed when a transaction starts, not when an
+/// advisory lock is granted), and take the new tables for a stranger's.
 pub fn migrate(client: &mut postgres::Client, shown: &str) -> Result<()> {
     let v = version(client)?;
     check_version(v, shown)?;
@@ -88,11 +94,23 @@ pub fn migrate(client: &mut postgres::Client, shown: &str) -> Result<()> {
         return Ok(());
     }
     let schema = current_schema(client)?;
-    let mut tx = client.transaction().map_err(pg)?;
-    // A migration of a big database may take longer than one batch may.
-    tx.batch_execute("SET LOCAL statement_timeout = 0")
+    // Another server's migration may take longer than a statement may.
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL statement_timeout = 0; SELECT pg_advisory_lock({NS}, {SCHEMA_LOCK}); COMMIT"
+        ))
         .map_err(pg)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&NS, &SCHEMA_LOCK])
+    let result = migrate_locked(client, shown, &schema);
+    // On an error the connection is dropped anyway, and the lock with it.
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&NS, &SCHEMA_LOCK]);
+    result?;
+    unlocked.map_err(pg)?;
+    Ok(())
+}
+
+fn migrate_locked(client: &mut postgres::Client, shown: &str, schema: &str) -> Result<()> {
+    let mut tx = client.transaction().map_err(pg)?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
         .map_err(pg)?;
     let v = version(&mut tx)?;
     check_version(v, shown)?;
