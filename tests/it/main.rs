@@ -14,10 +14,12 @@ mod faults;
 mod generated;
 mod identity;
 mod import;
+mod migrate;
 mod pages;
 mod pipe;
 mod privacy;
 mod privs;
+mod servers;
 mod spool;
 mod store;
 

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The PostgreSQL schema version this build writes.
+const PG_SCHEMA: i64 = dlcount::store::postgres::schema::SCHEMA_VERSION;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -507,7 +510,7 @@ backends! {
         assert_succeeded(&out);
         let text = String::from_utf8_lossy(&out.stdout);
         if db.backend == Backend::Postgres {
-            assert!(text.contains("schema public (version 1))"), "{text}");
+            assert!(text.contains(&format!("schema public (version {PG_SCHEMA}))")), "{text}");
         }
     };
 
@@ -589,6 +592,126 @@ backends! {
         assert_eq!(db.report(), json!({"/isos/a.iso": {"2026-11": month(11, 11, 11_000)}}));
         assert_eq!(db.sql_i64("SELECT count(*) FROM meta WHERE name LIKE 'spool:%'"), 0);
     };
+}
+
+impl Db {
+    /// `report --json --by server`.
+    pub fn by_server(&self) -> Value {
+        self.report_with(&["--json", "--by", "server"])
+    }
+}
+
+/// `migrate --db FROM --to TO` (each `--db …` with its state directory);
+/// what it printed on stdout.
+fn migrate(from: &Db, to: &Db, extra: &[&str]) -> String {
+    let out = from
+        .cmd(&["migrate"])
+        .arg("--to")
+        .arg(&to.arg)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+backends! {
+    two_servers_logs_add_up_and_a_download_resumed_elsewhere_counts_once => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers, log_a, log_b};
+        let a = db.write("a.log", log_a().as_bytes());
+        let b = db.write("b.log", log_b().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&a], &["--server", "mirror-a"]);
+            db.import_ok(&[&b], &["--server", "mirror-b"]);
+            assert_eq!(db.report(), expected_files());
+            assert_eq!(db.by_server(), expected_servers());
+        }
+    };
+
+    servers_figures_do_not_depend_on_order_or_on_pipe_versus_import => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers, log_a, log_b};
+        let (code, err) = db.pipe_all(log_b().as_bytes(), &["--server", "mirror-b"]);
+        assert_eq!(code, 0, "{err}");
+        let reversed: String = log_a().lines().rev().map(|l| format!("{l}\n")).collect();
+        let a = db.write("a.log", reversed.as_bytes());
+        db.import_ok(&[&a], &["--server", "mirror-a"]);
+        let b = db.write("b.log", log_b().as_bytes());
+        let s = db.import_ok(&[&b], &["--server", "mirror-b"]);
+        assert!(s.contains("counted lines: 0 new, 3 already counted before"), "{s}");
+        assert_eq!(db.report(), expected_files());
+        assert_eq!(db.by_server(), expected_servers());
+    };
+
+    a_database_moved_whole_to_either_backend_goes_on_counting_exactly => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers, log_a, log_b};
+        // Counted into SQLite, moved into this backend, and back again.
+        let old = Db::new(Backend::Sqlite).unwrap();
+        let (code, err) = old.pipe_all(log_a().as_bytes(), &["--server", "mirror-a"]);
+        assert_eq!(code, 0, "{err}");
+        let before = old.report();
+        let said = migrate(&old, db, &[]);
+        assert!(said.contains("had counted nothing: it is now a copy of"), "{said}");
+        assert_eq!(db.report(), before);
+        // The moved secret and day keys know every line counted before.
+        let a = db.write("a.log", log_a().as_bytes());
+        let s = db.import_ok(&[&a], &["--server", "mirror-a"]);
+        assert!(s.contains("counted lines: 0 new, 2 already counted before"), "{s}");
+        let b = db.write("b.log", log_b().as_bytes());
+        db.import_ok(&[&b], &["--server", "mirror-b"]);
+        assert_eq!(db.report(), expected_files());
+        let said = migrate(&old, db, &[]);
+        assert!(said.contains("share one secret: 1 day (2026-11-20) merged"), "{said}");
+        assert_eq!(db.report(), expected_files());
+        assert_eq!(db.by_server(), expected_servers());
+        migrate(db, &old, &[]);
+        assert_eq!(old.report(), expected_files());
+        assert_eq!(old.by_server(), expected_servers());
+        // New files, sources and servers after the move get new ids.
+        let c = db.write("c.log", line("192.0.2.9", 21, 1, "/c.iso", 200, 7).as_bytes());
+        db.import_ok(&[&c], &["--server", "mirror-c"]);
+        assert_eq!(db.report()["/c.iso"], json!({"2026-11": month(1, 1, 7)}));
+        assert_eq!(db.by_server()["mirror-c"], json!({"2026-11": month(1, 1, 7)}));
+        assert_eq!(db.report()["/a.iso"], expected_files()["/a.iso"]);
+    };
+}
+
+/// A logger that runs while a `migrate` rewrites its PostgreSQL database
+/// counts on exactly (it fetches its file and server ids again).
+#[test]
+fn a_pipe_running_through_a_migrate_into_postgresql_counts_on_exactly() {
+    use crate::servers::{log_a, log_b};
+    let Some(db) = pg_db() else { return };
+    // The running logger has cached ids of a file and a server first.
+    let mut pipe = db.spawn_pipe(&["--server", "mirror-b"]);
+    pipe.write(line("192.0.2.50", 22, 1, "/z.iso", 200, 9).as_bytes());
+    super::wait_until("the first line is counted", || {
+        let out = db.cmd(&["report", "--json"]).output().unwrap();
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["/z.iso"].is_object()
+    });
+    let old = Db::new(Backend::Sqlite).unwrap();
+    let (code, err) = old.pipe_all(log_a().as_bytes(), &["--server", "mirror-a"]);
+    assert_eq!(code, 0, "{err}");
+    let said = migrate(&old, &db, &[]);
+    assert!(said.starts_with("migrate: "), "{said}");
+    pipe.write(log_b().as_bytes());
+    let (code, err) = pipe.finish();
+    assert_eq!(code, 0, "{err}");
+    // Another secret (the target had counted): its open day is left to
+    // the logs; the tables were rewritten all the same.
+    assert!(said.contains("has another secret than"), "{said}");
+    assert_eq!(
+        db.sql_i64("SELECT count(*) FROM meta WHERE name = 'generation'"),
+        1
+    );
+    assert_eq!(
+        db.report(),
+        json!({"/a.iso": {"2026-11": month(2, 3, 2000)}, "/z.iso": {"2026-11": month(1, 1, 9)}})
+    );
+    assert_eq!(
+        db.by_server(),
+        json!({"mirror-b": {"2026-11": month(3, 4, 2009)}})
+    );
 }
 
 // ---- PostgreSQL only -------------------------------------------------------
@@ -757,7 +880,7 @@ fn servers_starting_at_once_create_one_schema_and_one_secret() {
     for i in imports {
         assert_succeeded(&i.wait_with_output().unwrap());
     }
-    assert_eq!(db.sql_i64("SELECT count(*) FROM dlcount_schema"), 1);
+    assert_eq!(db.sql_i64("SELECT count(*) FROM dlcount_schema"), PG_SCHEMA);
     assert_eq!(
         db.sql_i64("SELECT count(*) FROM meta WHERE name = 'secret'"),
         1
@@ -877,7 +1000,7 @@ fn check_names_the_privileges_the_logger_lacks() {
     let (code, out, err) = check(&url);
     assert_eq!((code, err.as_str()), (0, ""), "{out}");
     assert!(
-        out.contains(&format!("as {role}, schema public (version 1)")),
+        out.contains(&format!("as {role}, schema public (version {PG_SCHEMA})")),
         "{out}"
     );
     let (code, err) = {
@@ -922,7 +1045,9 @@ fn a_newer_schema_is_refused_with_both_versions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("was written by a newer dlcount (PostgreSQL schema 99, this one knows 1)"),
+        err.contains(&format!(
+            "was written by a newer dlcount (PostgreSQL schema 99, this one knows {PG_SCHEMA})"
+        )),
         "{err}"
     );
     let (code, err) = db.import(&[&db.write("a.log", b"")], &[]);

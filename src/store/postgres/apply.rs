@@ -9,6 +9,8 @@
 //! transaction holds (see the parent module's header).
 //!
 //! Statements of one batch, in order (those in brackets only when needed):
+//! 0. the shared lock that keeps `migrate` out, then the secret and the
+//!    generation of the cached file and server ids (`meta`);
 //! 1. `pg_advisory_xact_lock` of every day, ascending, in one SELECT;
 //! 2. the days' state and keys (one SELECT), [new days], [new keys], touch;
 //! 3. [which of an import's lines that lack a field of their day's identity
@@ -19,14 +21,15 @@
 //! 5. `visitors`: the same three;
 //! 6. `daily`: one upsert whose sums saturate in SQL (never a BIGINT
 //!    overflow error, which would abort the batch);
-//! 7. [the mark], COMMIT.
+//! 7. `server_daily`: one statement (update, then insert the rest);
+//! 8. [the mark], COMMIT.
 //!
 //! Under the day locks a row's existence cannot change between the SELECT
 //! and the INSERT, so the INSERTs need no ON CONFLICT: a conflict would mean
 //! the lock discipline was broken, and fails the transaction (retried).
 
-use super::{PostgresStore, NS_DAY};
-use crate::keys::DayKey;
+use super::{server_bit, PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
+use crate::keys::{DayKey, KeyHasher};
 use crate::store::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
 use crate::store::{ApplyStats, Mark, Origin};
 use crate::tally::Batch;
@@ -61,6 +64,8 @@ macro_rules! sat_add {
 
 /// The statements of a batch, prepared once per connection.
 pub struct Statements {
+    lock_shared: Statement,
+    meta_read: Statement,
     lock_days: Statement,
     days_read: Statement,
     days_insert: Statement,
@@ -74,6 +79,7 @@ pub struct Statements {
     visitors_insert: Statement,
     visitors_update: Statement,
     daily_upsert: Statement,
+    server_daily_upsert: Statement,
     mark_upsert: Statement,
 }
 
@@ -81,6 +87,8 @@ impl Statements {
     fn prepare(c: &mut postgres::Client) -> Result<Statements> {
         let mut p = |sql: &str| c.prepare(sql);
         Ok(Statements {
+            lock_shared: p("SELECT pg_advisory_xact_lock_shared($1, $2)")?,
+            meta_read: p("SELECT name, value FROM meta WHERE name IN ('secret', 'generation')")?,
             lock_days: p("SELECT pg_advisory_xact_lock($1, d) FROM unnest($2::int4[]) AS d")?,
             days_read: p("SELECT d.day, d.closed, d.identity, k.key
                             FROM days d LEFT JOIN day_keys k ON k.day = d.day
@@ -116,23 +124,22 @@ impl Statements {
                                      imported_bytes, source_bytes)
                             WHERE s.day = u.day AND s.hash = u.hash",
             )?,
-            visitors_read: p(
-                "SELECT v.day, v.key, v.run FROM unnest($1::int8[], $2::int8[]) AS u(day, key)
-                                JOIN visitors v ON v.day = u.day AND v.key = u.key",
-            )?,
+            visitors_read: p("SELECT v.day, v.key, v.run, v.servers
+                                FROM unnest($1::int8[], $2::int8[]) AS u(day, key)
+                                JOIN visitors v ON v.day = u.day AND v.key = u.key")?,
             visitors_insert: p(
-                "INSERT INTO visitors(day, key, file_id, requests, bytes, run)
-                                SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[],
-                                    $5::int8[], $6::int8[])",
+                "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                     $6::int8[], $7::int8[])",
             )?,
             visitors_update: p(concat!(
                 "UPDATE visitors v SET requests = ",
                 sat_add!("v.requests", "u.requests"),
                 ", bytes = ",
                 sat_add!("v.bytes", "u.bytes"),
-                ", run = u.run
-                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
-                     AS u(day, key, requests, bytes, run)
+                ", run = u.run, servers = v.servers | u.servers
+                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                     AS u(day, key, requests, bytes, run, servers)
                  WHERE v.day = u.day AND v.key = u.key"
             ))?,
             daily_upsert: p(concat!(
@@ -144,6 +151,24 @@ impl Statements {
                 sat_add!("t.requests", "excluded.requests"),
                 ", bytes = ",
                 sat_add!("t.bytes", "excluded.bytes")
+            ))?,
+            // As SQLite's: a new row takes the figures clamped at 0, an
+            // existing one adds them as they are (bytes may go down when
+            // the live copies' replace an import's). The update then the
+            // insert of the rest, in one statement (rows of locked days).
+            server_daily_upsert: p(concat!(
+                "WITH u AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[],
+                        $5::int8[]) AS u(s, d, dl, rq, by)),
+                 upd AS (UPDATE server_daily t SET downloads = ",
+                sat_add!("t.downloads", "u.dl"),
+                ", requests = ",
+                sat_add!("t.requests", "u.rq"),
+                ", bytes = ",
+                sat_add!("t.bytes", "u.by"),
+                " FROM u WHERE t.server_id = u.s AND t.day = u.d RETURNING t.server_id, t.day)
+                 INSERT INTO server_daily(server_id, day, downloads, requests, bytes)
+                 SELECT s, d, GREATEST(dl, 0), GREATEST(rq, 0), GREATEST(by, 0) FROM u
+                  WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.server_id = u.s AND upd.day = u.d)"
             ))?,
             mark_upsert: p("INSERT INTO meta(name, value) VALUES ($1, $2)
                             ON CONFLICT (name) DO UPDATE SET value = excluded.value")?,
@@ -168,6 +193,7 @@ struct Keyed {
     missing: u8,
     schema1: bool,
     file_id: i64,
+    server_id: i64,
     bytes: i64,
 }
 
@@ -178,6 +204,7 @@ struct LineAgg {
     bytes: i64,
     visitor: i64,
     file_id: i64,
+    server_id: i64,
     schema1: bool,
 }
 
@@ -186,6 +213,8 @@ struct VisitorAgg {
     file_id: i64,
     requests: i64,
     bytes: i64,
+    /// Bits of the servers that sent counted lines (`server_bit`).
+    servers: i64,
 }
 
 /// Arrays of `seen_lines` rows for unnest.
@@ -246,11 +275,13 @@ impl PostgresStore {
     ) -> Result<ApplyStats> {
         let PostgresStore {
             client,
+            shown,
             hasher,
             file_ids,
+            server_ids,
+            generation,
             scratch,
             statements,
-            ..
         } = self;
         let client = client.get_mut();
         if statements.is_none() {
@@ -278,6 +309,32 @@ impl PostgresStore {
             }
         }
         let mut tx = client.transaction()?;
+        // 0. No `migrate` rewrites the tables under this batch (it takes
+        //    this lock exclusively), and none did since the ids cached
+        //    before it were read; the secret is the database's own.
+        tx.execute(&st.lock_shared, &[&NS, &MIGRATE_LOCK])?;
+        let (mut secret, mut current) = (None, 0);
+        for r in tx.query(&st.meta_read, &[])? {
+            let value: Vec<u8> = r.get(1);
+            match r.get::<_, &str>(0) {
+                "secret" => secret = Some(value),
+                _ => current = parse_generation(&value),
+            }
+        }
+        if current != *generation {
+            *generation = current;
+            return Err(Stale.into());
+        }
+        let secret = secret.ok_or_else(|| anyhow!("{shown}: no hash secret"))?;
+        if secret.as_slice() != hasher.secret() {
+            let secret: [u8; 32] = secret
+                .try_into()
+                .map_err(|_| anyhow!("{shown}: corrupt hash secret"))?;
+            eprintln!(
+                "dlcount: the hash secret of {shown} was replaced (a migrate); hashing with the new one"
+            );
+            *hasher = KeyHasher::new(secret);
+        }
         if !days.is_empty() {
             let ascending: Vec<i32> = days.keys().copied().collect();
             tx.execute(&st.lock_days, &[&NS_DAY, &ascending])?;
@@ -330,6 +387,12 @@ impl PostgresStore {
         let mut keyed: Vec<Keyed> = Vec::new();
         let (mut ask_days, mut ask_lines) = (Vec::new(), Vec::new());
         for batch in batches {
+            let server_id = match batch.hits() {
+                [] => 0,
+                _ => *server_ids
+                    .get(&batch.server)
+                    .ok_or_else(|| anyhow!("no server id for {:?}", batch.server))?,
+            };
             for (i, h) in batch.hits().iter().enumerate() {
                 let day = days[&h.day];
                 let Some(day_key) = day.key else {
@@ -358,6 +421,7 @@ impl PostgresStore {
                     missing,
                     schema1,
                     file_id,
+                    server_id,
                     bytes: i64::try_from(h.bytes).unwrap_or(i64::MAX),
                 });
             }
@@ -394,6 +458,7 @@ impl PostgresStore {
                         bytes: k.bytes,
                         visitor: k.visitor,
                         file_id: k.file_id,
+                        server_id: k.server_id,
                         schema1: k.schema1,
                     });
                 }
@@ -425,6 +490,8 @@ impl PostgresStore {
         let (mut inserts, mut updates) = (SeenRows::default(), SeenRows::default());
         let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
+        // Per server and day: (new downloads, requests, bytes).
+        let mut server_days: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
         for l in &lines {
             let (delta, delta_bytes) = match before.get(&(l.day, l.hash)) {
                 None => {
@@ -461,6 +528,14 @@ impl PostgresStore {
             });
             v.requests = v.requests.saturating_add(delta);
             v.bytes = v.bytes.saturating_add(delta_bytes);
+            if delta > 0 {
+                v.servers |= server_bit(l.server_id);
+            }
+            if delta != 0 || delta_bytes != 0 {
+                let sd = server_days.entry((l.server_id, l.day)).or_default();
+                sd.1 = sd.1.saturating_add(delta);
+                sd.2 = sd.2.saturating_add(delta_bytes);
+            }
         }
         let inserted = inserts.run(&mut tx, &st.seen_insert)?;
         if inserted != inserts.day.len() as u64 {
@@ -487,22 +562,28 @@ impl PostgresStore {
                 v.requests > 0 || v.bytes != 0 || run != 0
             })
             .collect();
-        let mut old_runs: HashMap<(i32, i64), i64> = HashMap::default();
+        let mut old_rows: HashMap<(i32, i64), (i64, i64)> = HashMap::default();
         if !candidates.is_empty() {
             let ds: Vec<i64> = candidates.iter().map(|k| i64::from(k.0)).collect();
             let ks: Vec<i64> = candidates.iter().map(|k| k.1).collect();
             for r in tx.query(&st.visitors_read, &[&ds, &ks])? {
-                old_runs.insert((i32::try_from(r.get::<_, i64>(0))?, r.get(1)), r.get(2));
+                old_rows.insert(
+                    (i32::try_from(r.get::<_, i64>(0))?, r.get(1)),
+                    (r.get(2), r.get(3)),
+                );
             }
         }
-        let mut ins: [Vec<i64>; 6] = Default::default();
-        let mut upd: [Vec<i64>; 5] = Default::default();
+        let mut ins: [Vec<i64>; 7] = Default::default();
+        let mut upd: [Vec<i64>; 6] = Default::default();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
         for key in &candidates {
             let v = &visitors[key];
             let changed = v.requests > 0 || v.bytes != 0;
-            let old = old_runs.get(key).copied();
+            let old = old_rows.get(key).copied();
             let new_download = v.requests > 0 && old.is_none();
+            // A server's download is a (client, file, day) it sent a
+            // counted line of: the first such line adds one for it.
+            let mut new_servers = v.servers;
             if new_download {
                 stats.new_downloads += 1;
                 for (col, x) in ins.iter_mut().zip([
@@ -512,21 +593,32 @@ impl PostgresStore {
                     v.requests,
                     v.bytes,
                     run,
+                    v.servers,
                 ]) {
                     col.push(x);
                 }
-            } else if let Some(old) = old {
+            } else if let Some((old, old_servers)) = old {
+                new_servers &= !old_servers;
                 if run != 0 && old != run {
                     stats.known_downloads += 1;
                 }
                 if changed || old != run {
-                    for (col, x) in
-                        upd.iter_mut()
-                            .zip([i64::from(key.0), key.1, v.requests, v.bytes, run])
-                    {
+                    for (col, x) in upd.iter_mut().zip([
+                        i64::from(key.0),
+                        key.1,
+                        v.requests,
+                        v.bytes,
+                        run,
+                        v.servers,
+                    ]) {
                         col.push(x);
                     }
                 }
+            }
+            while new_servers != 0 {
+                let id = i64::from(new_servers.trailing_zeros()) + 1;
+                new_servers &= new_servers - 1;
+                server_days.entry((id, key.0)).or_default().0 += 1;
             }
             if changed {
                 let d = daily.entry((v.file_id, key.0)).or_default();
@@ -536,12 +628,12 @@ impl PostgresStore {
             }
         }
         if !ins[0].is_empty() {
-            let [a, b, c, d, e, f] = &ins;
-            tx.execute(&st.visitors_insert, &[a, b, c, d, e, f])?;
+            let [a, b, c, d, e, f, g] = &ins;
+            tx.execute(&st.visitors_insert, &[a, b, c, d, e, f, g])?;
         }
         if !upd[0].is_empty() {
-            let [a, b, c, d, e] = &upd;
-            tx.execute(&st.visitors_update, &[a, b, c, d, e])?;
+            let [a, b, c, d, e, f] = &upd;
+            tx.execute(&st.visitors_update, &[a, b, c, d, e, f])?;
         }
 
         // 6. Per file and day figures.
@@ -559,12 +651,35 @@ impl PostgresStore {
             tx.execute(&st.daily_upsert, &[a, b, c, d, e])?;
         }
 
+        // 7. Per server and day figures.
+        if !server_days.is_empty() {
+            let mut cols: [Vec<i64>; 5] = Default::default();
+            for ((server_id, day), (dl, rq, by)) in &server_days {
+                for (col, x) in cols
+                    .iter_mut()
+                    .zip([*server_id, i64::from(*day), *dl, *rq, *by])
+                {
+                    col.push(x);
+                }
+            }
+            let [a, b, c, d, e] = &cols;
+            tx.execute(&st.server_daily_upsert, &[a, b, c, d, e])?;
+        }
+
         if let Some(mark) = mark {
             tx.execute(&st.mark_upsert, &[&mark.name, &mark.value.as_bytes()])?;
         }
         tx.commit()?;
         Ok(stats)
     }
+}
+
+/// `meta.generation` as a number (0 when absent: no `migrate` yet).
+pub fn parse_generation(value: &[u8]) -> i64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn new_day_key() -> Result<[u8; 32]> {

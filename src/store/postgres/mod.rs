@@ -41,10 +41,13 @@
 
 mod apply;
 pub mod connect;
+mod dump;
 pub mod privileges;
 pub mod schema;
 
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin};
+use super::migrate::Dump;
+use super::sqlite::MAX_SERVERS;
+use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
 use crate::config::PgTarget;
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -58,6 +61,29 @@ use std::collections::BTreeMap;
 pub const NS: i32 = 0x646c_636e;
 /// First key of the per-day locks (the second is the day number).
 pub const NS_DAY: i32 = NS + 1;
+/// Second key (with [`NS`]) of the lock every write takes shared and
+/// `migrate` takes exclusively (the schema's lock is 0).
+pub const MIGRATE_LOCK: i32 = 1;
+/// Second key (with [`NS`]) of the lock under which a server gets its id.
+const SERVERS_LOCK: i32 = 2;
+
+/// The bit of server `id` (1 to 63) in `visitors.servers`, as SQLite's.
+fn server_bit(id: i64) -> i64 {
+    1i64 << (id - 1)
+}
+
+/// A batch found the cached file and server ids older than a `migrate`
+/// that rewrote the tables: it is tried again with fresh ones.
+#[derive(Debug)]
+struct Stale;
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the tables were rewritten by a migrate")
+    }
+}
+
+impl std::error::Error for Stale {}
 
 /// How often a batch is tried again after a serialization failure or deadlock.
 pub const RETRIES: u32 = 5;
@@ -76,6 +102,10 @@ pub struct PostgresStore {
     /// Raw request path → `files.id`; ids are committed before any batch
     /// uses them, so they stay valid whatever a batch does.
     file_ids: HashMap<Vec<u8>, i64>,
+    /// `--server` name → `servers.id`, committed like the file ids.
+    server_ids: HashMap<std::sync::Arc<str>, i64>,
+    /// `meta.generation` when the ids above were cached (`migrate` raises it).
+    generation: i64,
     scratch: Scratch,
     statements: Option<apply::Statements>,
 }
@@ -92,6 +122,8 @@ impl PostgresStore {
             shown: target.shown,
             hasher: KeyHasher::new(secret),
             file_ids: HashMap::default(),
+            server_ids: HashMap::default(),
+            generation: 0,
             scratch: Scratch::default(),
             statements: None,
         })
@@ -114,6 +146,8 @@ impl PostgresStore {
             shown: target.shown,
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
+            server_ids: HashMap::default(),
+            generation: 0,
             scratch: Scratch::default(),
             statements: None,
         })
@@ -124,6 +158,12 @@ impl PostgresStore {
     /// two servers adding the same new files never wait on each other in a
     /// cycle) and one SELECT, in autocommit, before the batch's transaction.
     fn resolve_files(&mut self, batches: &[Batch]) -> Result<()> {
+        for batch in batches {
+            if !batch.hits().is_empty() && !self.server_ids.contains_key(&batch.server) {
+                let id = server_id(self.client.get_mut(), &batch.server, &self.shown)?;
+                self.server_ids.insert(batch.server.clone(), id);
+            }
+        }
         let mut missing: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
         for batch in batches {
             for h in batch.hits() {
@@ -153,20 +193,61 @@ impl PostgresStore {
     }
 }
 
-/// `files.id` of each path key, creating the missing rows (sorted keys).
-fn files_ids(c: &mut impl postgres::GenericClient, keys: &[&str]) -> Result<HashMap<String, i64>> {
+/// `files.id` of each path key, creating the missing rows (sorted keys),
+/// in a transaction of its own that keeps `migrate` out.
+fn files_ids(c: &mut postgres::Client, keys: &[&str]) -> Result<HashMap<String, i64>> {
     let mut sorted = keys.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    c.execute(
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, $2)",
+        &[&NS, &MIGRATE_LOCK],
+    )?;
+    tx.execute(
         "INSERT INTO files(path) SELECT p FROM unnest($1::text[]) AS p ON CONFLICT (path) DO NOTHING",
         &[&sorted],
     )?;
-    let rows = c.query(
+    let rows = tx.query(
         "SELECT path, id FROM files WHERE path = ANY($1::text[])",
         &[&sorted],
     )?;
+    tx.commit()?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The id of server `name`, registered on first sight: max + 1 under an
+/// advisory lock (a sequence would lose numbers to conflicts, and a
+/// visitor row has bits for 63 servers only).
+fn server_id(c: &mut postgres::Client, name: &str, shown: &str) -> Result<i64> {
+    if let Some(r) = c.query_opt("SELECT id FROM servers WHERE name = $1", &[&name])? {
+        return Ok(r.get(0));
+    }
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, $2)",
+        &[&NS, &MIGRATE_LOCK],
+    )?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&NS, &SERVERS_LOCK],
+    )?;
+    let id: i64 = match tx.query_opt("SELECT id FROM servers WHERE name = $1", &[&name])? {
+        Some(r) => r.get(0),
+        None => tx
+            .query_one(
+                "INSERT INTO servers(id, name) SELECT coalesce(max(id), 0) + 1, $1 FROM servers RETURNING id",
+                &[&name],
+            )?
+            .get(0),
+    };
+    if !(1..=MAX_SERVERS).contains(&id) {
+        anyhow::bail!(
+            "{shown}: more than {MAX_SERVERS} servers count into this database (--server {name})"
+        );
+    }
+    tx.commit()?;
+    Ok(id)
 }
 
 /// Whether a failed transaction may simply be tried again.
@@ -208,6 +289,11 @@ impl Backend for PostgresStore {
                 .and_then(|_| self.apply_once(batches, origin, mark));
             match result {
                 Ok(stats) => return Ok(stats),
+                Err(e) if e.is::<Stale>() => {
+                    // Not a failure: ids cached before a migrate, fetched again.
+                    self.file_ids.clear();
+                    self.server_ids.clear();
+                }
                 Err(e)
                     if tries < RETRIES && retryable(&e) && !self.client.get_mut().is_closed() =>
                 {
@@ -216,6 +302,7 @@ impl Backend for PostgresStore {
                 }
                 Err(e) => {
                     self.file_ids.clear();
+                    self.server_ids.clear();
                     return Err(e.context(format!("PostgreSQL {}", self.shown)));
                 }
             }
@@ -267,6 +354,10 @@ impl Backend for PostgresStore {
         for day in candidates {
             let day32 = i32::try_from(day).map_err(|_| anyhow!("day {day} out of range"))?;
             let mut tx = client.transaction()?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock_shared($1, $2)",
+                &[&NS, &MIGRATE_LOCK],
+            )?;
             tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&NS_DAY, &day32])?;
             // Another server may have closed it, or a batch touched it, meanwhile.
             let n = tx.execute(
@@ -308,13 +399,19 @@ impl Backend for PostgresStore {
             months.push(month);
             downloads.push(n);
         }
-        let changed = client.execute(
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, $2)",
+            &[&NS, &MIGRATE_LOCK],
+        )?;
+        let changed = tx.execute(
             "INSERT INTO legacy AS l (file_id, month, downloads)
              SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])
              ON CONFLICT (file_id, month) DO UPDATE SET downloads = excluded.downloads
              WHERE excluded.downloads > l.downloads",
             &[&file_ids, &months, &downloads],
         )?;
+        tx.commit()?;
         Ok(changed as usize)
     }
 
@@ -354,6 +451,69 @@ impl Backend for PostgresStore {
             e.downloads = e.downloads.max(n);
         }
         Ok(acc.into_values().collect())
+    }
+
+    fn by_server(&self) -> Result<Vec<ServerMonthRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT s.name, d.day, d.downloads, d.requests, d.bytes
+               FROM server_daily d JOIN servers s ON s.id = d.server_id",
+            &[],
+        )?;
+        let mut acc: BTreeMap<(String, String), ServerMonthRow> = BTreeMap::new();
+        for r in &rows {
+            let server: String = r.get(0);
+            let month = month_of(i32::try_from(r.get::<_, i64>(1)).unwrap_or(0));
+            let e = acc
+                .entry((server.clone(), month.clone()))
+                .or_insert_with(|| ServerMonthRow {
+                    server,
+                    month,
+                    downloads: 0,
+                    requests: 0,
+                    bytes: 0,
+                });
+            e.downloads = e.downloads.saturating_add(figure(r.get(2)));
+            e.requests = e.requests.saturating_add(figure(r.get(3)));
+            e.bytes = e.bytes.saturating_add(figure(r.get(4)));
+        }
+        Ok(acc.into_values().collect())
+    }
+
+    /// Everything, from one snapshot (a read-only REPEATABLE READ transaction).
+    fn export(&self) -> Result<Dump> {
+        let mut client = self.read_client()?;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let dump = dump::export(&mut tx, &self.shown)?;
+        tx.commit()?;
+        Ok(dump)
+    }
+
+    /// Reads and rewrites everything in one transaction holding the lock
+    /// every write takes shared ([`MIGRATE_LOCK`]), so no batch runs
+    /// meanwhile; raises `meta.generation`, so every logger fetches its
+    /// file and server ids again before its next batch.
+    fn transform(&mut self, f: &mut dyn FnMut(Dump) -> Result<Dump>) -> Result<()> {
+        let shown = self.shown.clone();
+        let client = self.client.get_mut();
+        let mut tx = client.transaction()?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&NS, &MIGRATE_LOCK],
+        )?;
+        let before = dump::export(&mut tx, &shown)?;
+        let after = f(before)?;
+        let generation = dump::write(&mut tx, &after, &shown)?;
+        tx.commit()?;
+        self.file_ids.clear();
+        self.server_ids.clear();
+        self.generation = generation;
+        self.hasher = KeyHasher::new(after.secret);
+        Ok(())
     }
 
     /// Nothing to do: the server keeps its own files.

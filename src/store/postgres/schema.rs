@@ -20,7 +20,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use postgres::GenericClient;
 
 /// Each migration: the version it brings the schema to, and its SQL.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_create.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_create.sql")),
+    (2, include_str!("migrations/0002_servers.sql")),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -40,6 +43,8 @@ pub const TABLES: &[&str] = &[
     "days",
     "sources",
     "day_keys",
+    "servers",
+    "server_daily",
 ];
 
 fn pg(e: postgres::Error) -> anyhow::Error {
