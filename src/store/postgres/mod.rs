@@ -83,6 +83,22 @@ fn server_bit(id: i64) -> i64 {
     1i64 << (id - 1)
 }
 
+/// `open_read` of a database without dlcount's tables (yet).
+#[derive(Debug)]
+pub struct NoSchema(String);
+
+impl std::fmt::Display for NoSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is not a dlcount database yet (no schema: dlcount-pipe has not counted anything there yet)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NoSchema {}
+
 /// A batch found the cached file and server ids older than a `migrate`
 /// that rewrote the tables: it is tried again with fresh ones.
 #[derive(Debug)]
@@ -147,10 +163,7 @@ impl PostgresStore {
         let version = schema::version(&mut client)?;
         schema::check_version(version, &target.shown)?;
         if version == 0 {
-            anyhow::bail!(
-                "{} is not a dlcount database yet (no schema: dlcount-pipe has not counted anything there yet)",
-                target.shown
-            );
+            return Err(NoSchema(target.shown).into());
         }
         Ok(PostgresStore {
             client: RefCell::new(client),
