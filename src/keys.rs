@@ -40,6 +40,19 @@ impl std::fmt::Debug for KeyHasher {
     }
 }
 
+/// Every secret-keyed hash the store may need of one counted line, made
+/// while its raw fields are still at hand, so that they can be dropped: the
+/// visitor key, the line's fingerprint for each of the eight identity sets
+/// a day may have (indexed by the set's `logformat::identity` bits; a day's
+/// set is decided in the database when the line is applied, and may name
+/// fields the line lacks, hashed as empty), and schema 1's fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LineKeys {
+    pub visitor: i64,
+    pub line: [i64; 8],
+    pub line_v1: i64,
+}
+
 /// Scratch space reused between hashes so the hot loop does not allocate.
 #[derive(Default, Debug, Clone)]
 pub struct Scratch(Vec<u8>);
@@ -117,6 +130,19 @@ impl KeyHasher {
             buf.extend_from_slice(part);
         }
         first8(blake3::keyed_hash(&self.secret, buf))
+    }
+
+    /// All of a line's keys ([`LineKeys`]), given its visitor key.
+    pub fn line_keys(&self, s: &mut Scratch, visitor: i64, f: &LineFields<'_>) -> LineKeys {
+        let mut keys = LineKeys {
+            visitor,
+            line: [0; 8],
+            line_v1: self.line_v1(s, visitor, f),
+        };
+        for (set, key) in keys.line.iter_mut().enumerate() {
+            *key = self.line(s, visitor, f, set as u8);
+        }
+        keys
     }
 
     /// Schema 1's fingerprint (visitor, method, status, bytes, `%t`), still
