@@ -1,5 +1,6 @@
 //! Keyed hashing of client addresses: the only form in which they reach the
-//! disk, and only after the store re-keys them per day (see below).
+//! disk, and only after the store re-keys them per day (see below) — or,
+//! while the database cannot take them, encrypted in the outage queue.
 //!
 //! A visitor key is BLAKE3 keyed with the database's 32-byte secret over
 //! (client, normalised path, day). A line's fingerprint — its **identity**,
@@ -16,7 +17,10 @@
 //! inputs) with the [`DayKey`] of the line's day, a random 32-byte key kept
 //! only while the day is open and deleted when it closes, so
 //! what a closed day left behind (free pages, backups) no longer matches
-//! anything the secret and the old log can recompute.
+//! anything the secret and the old log can recompute. The one other place
+//! they are written is the outage queue (`queue`), which keeps them only
+//! until the database takes them, encrypted with a key of each file that is
+//! overwritten before the file is deleted, for the same reason.
 //!
 //! Invariant: the same secret gives the same keys on any thread, so the
 //! reading thread may hash (spreading the work over both cores) and the
@@ -77,6 +81,11 @@ impl KeyHasher {
             secret,
             id: u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes")),
         }
+    }
+
+    /// The secret itself, for the local copy the outage queue keeps (see `queue`).
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
     }
 
     /// Identifies the secret (without revealing it).

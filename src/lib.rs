@@ -37,6 +37,7 @@ pub mod logformat;
 pub mod pages;
 pub mod pipe;
 pub mod privs;
+pub mod queue;
 pub mod referer;
 pub mod render;
 pub mod report;

@@ -390,20 +390,20 @@ fn enlarge_pipe(stdin: &std::fs::File) {
 }
 
 /// Rate limiter for stderr messages.
-struct Throttle {
+pub(crate) struct Throttle {
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl Throttle {
-    fn new() -> Throttle {
+    pub(crate) fn new() -> Throttle {
         Throttle {
             last: None,
             suppressed: 0,
         }
     }
 
-    fn say(&mut self, msg: &str) {
+    pub(crate) fn say(&mut self, msg: &str) {
         let now = Instant::now();
         if self
             .last
