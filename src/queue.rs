@@ -104,6 +104,12 @@ const SUFFIX: &str = ".dlq";
 const SCAN_BUSY: Duration = Duration::from_secs(5);
 /// …else now and then (the spill thread may have written one in a moment of trouble).
 const SCAN_IDLE: Duration = Duration::from_secs(60);
+/// A spill thread that finished no batch for this long while some wait is
+/// stuck (a hung disk): the reader stops waiting for it.
+const SPILL_STUCK: Duration = Duration::from_secs(2);
+/// After a failure to write the queue, how long batches are dropped before
+/// a new file is tried.
+const SPILL_RETRY: Duration = Duration::from_secs(5);
 /// How long the owner waits for the spill thread to close its file.
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
@@ -416,6 +422,21 @@ fn queue_names(dir: &PrivateDir) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The queue files waiting in `local_dir` (of any secret), for `check`.
+pub fn waiting_files(local_dir: &Path) -> Vec<PathBuf> {
+    let dir = dir_for(local_dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| parse_name(n).is_some())
+                .map(|n| dir.join(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// Bytes of every file in the directory (what counts against the limit).
 fn used_bytes(dir: &PrivateDir) -> u64 {
     std::fs::read_dir(&dir.path).map_or(0, |entries| {
@@ -567,14 +588,19 @@ enum SpillMsg {
 }
 
 /// What the spill thread did, shared with the owner.
-#[derive(Default)]
 struct SpillShared {
     /// Counted lines sent and not yet handled.
     in_flight: AtomicUsize,
+    /// When the spill thread last finished a batch (milliseconds since
+    /// `epoch`): a reader waits for room only while it makes progress.
+    progress: AtomicU64,
+    epoch: Instant,
     spilled: AtomicU64,
     dropped: AtomicU64,
     /// A file is open (and locked) for writing.
     open: AtomicBool,
+    /// The last try to write the queue failed.
+    broken: AtomicBool,
 }
 
 /// Sends batches to the spill thread.
@@ -586,20 +612,55 @@ pub struct SpillSender {
     limit: usize,
 }
 
+impl SpillShared {
+    fn new() -> SpillShared {
+        SpillShared {
+            in_flight: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            epoch: Instant::now(),
+            spilled: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            open: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 impl SpillSender {
     /// For the reader past the memory bound: moves the counted lines of
-    /// `batch` to the spill thread, unless as many as the bound are still
-    /// on their way there (then false, `batch` untouched).
+    /// `batch` to the spill thread. While as many as the bound are on their
+    /// way there already, it waits for room as long as the spill thread
+    /// makes progress (a flood, far beyond a real server's rate, is merely
+    /// faster than hashing and writing); a spill thread stuck for
+    /// [`SPILL_STUCK`] (a hung disk) makes it give up at once: false,
+    /// `batch` untouched.
     pub fn try_send(&self, batch: &mut Batch) -> bool {
         let hits = batch.hits().len();
         if hits == 0 {
             return true;
         }
-        let cur = self.shared.in_flight.load(Ordering::Acquire);
-        if cur > 0 && cur + hits > self.limit {
-            return false;
+        let shared = &self.shared;
+        loop {
+            let cur = shared.in_flight.load(Ordering::Acquire);
+            if cur == 0 || cur + hits <= self.limit {
+                break;
+            }
+            let since = shared
+                .millis()
+                .saturating_sub(shared.progress.load(Ordering::Acquire));
+            if since >= SPILL_STUCK.as_millis() as u64 {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        self.shared.in_flight.fetch_add(hits, Ordering::AcqRel);
+        if shared.in_flight.fetch_add(hits, Ordering::AcqRel) == 0 {
+            // Nothing was on its way: the clock of progress starts now.
+            shared.progress.store(shared.millis(), Ordering::Release);
+        }
         let hits_only = batch.take_hits();
         if self.tx.send(SpillMsg::Batch(hits_only)).is_err() {
             self.shared.in_flight.fetch_sub(hits, Ordering::AcqRel);
@@ -633,6 +694,9 @@ struct Spiller {
     max_pending: usize,
     secret_copy: PathBuf,
     says: Throttle,
+    opens: Throttle,
+    /// The last failure to write, and until when no new file is tried.
+    failed: Option<(Instant, String)>,
 }
 
 impl Spiller {
@@ -653,6 +717,9 @@ impl Spiller {
                 SpillMsg::Batch(b) => {
                     let hits = b.hits().len();
                     self.spill(b);
+                    self.shared
+                        .progress
+                        .store(self.shared.millis(), Ordering::Release);
                     self.shared.in_flight.fetch_sub(hits, Ordering::AcqRel);
                 }
                 SpillMsg::Secret(h) => {
@@ -678,6 +745,9 @@ impl Spiller {
     }
 
     fn drop_lines(&mut self, n: u64, why: &str) {
+        if self.hasher.is_some() {
+            self.shared.broken.store(true, Ordering::Release);
+        }
         let total = self.shared.dropped.fetch_add(n, Ordering::AcqRel) + n;
         self.says.say(&format!(
             "{total} counted lines dropped so far: the database cannot be written, --max-pending ({}) \
@@ -700,11 +770,19 @@ impl Spiller {
             return self.drop_lines(n, &why);
         };
         if self.writer.is_none() {
+            // After a failure, not a new file for every batch (a full disk).
+            if let Some((until, why)) = &self.failed {
+                if Instant::now() < *until {
+                    let why = why.clone();
+                    return self.drop_lines(n, &why);
+                }
+            }
             if let Err(e) = self.open(hasher.id()) {
                 let why = format!(
                     "the outage queue cannot be written ({})",
                     crate::pipe::describe(&e)
                 );
+                self.failed = Some((Instant::now() + SPILL_RETRY, why.clone()));
                 return self.drop_lines(n, &why);
             }
         }
@@ -724,6 +802,8 @@ impl Spiller {
         let w = self.writer.as_mut().expect("opened above");
         match w.append(payloads) {
             Ok(bytes) => {
+                self.shared.broken.store(false, Ordering::Release);
+                self.failed = None;
                 self.used += bytes;
                 self.shared.spilled.fetch_add(n, Ordering::AcqRel);
             }
@@ -733,7 +813,14 @@ impl Spiller {
                     self.dir_path.display(),
                     w.name
                 );
+                // A file of nothing but its header is not left behind.
+                if w.len == HEADER_BYTES {
+                    if let Some(dir) = self.dir.as_ref() {
+                        let _ = unlinkat(&dir.fd, w.name.as_str(), UnlinkatFlags::NoRemoveDir);
+                    }
+                }
                 self.close();
+                self.failed = Some((Instant::now() + SPILL_RETRY, why.clone()));
                 self.drop_lines(n, &why);
             }
         }
@@ -749,15 +836,15 @@ impl Spiller {
         let dir = self.dir.as_ref().expect("opened above");
         let w = Writer::create(dir, secret_id)?;
         self.used = used_bytes(dir);
-        eprintln!(
-            "dlcount: the database cannot take lines now and --max-pending ({}) is reached (or input \
-             ends): counted lines go, hashed (no addresses), to the outage queue {}/{} (at most {} MiB \
-             in all), counted once the database answers",
+        self.opens.say(&format!(
+            "the database cannot take lines now: counted lines past --max-pending ({}), and all \
+             held ones when the logger must end, go hashed (no addresses) to the outage queue {}/{} \
+             (at most {} MiB in all); they are counted once the database answers",
             self.max_pending,
             self.dir_path.display(),
             w.name,
             self.limit >> 20
-        );
+        ));
         self.writer = Some(w);
         self.shared.open.store(true, Ordering::Release);
         Ok(())
@@ -775,6 +862,8 @@ pub struct ReplayStats {
 /// A queue file being replayed, locked.
 struct Replaying {
     name: String,
+    /// The secret its records were made with (its header's).
+    secret_id: u64,
     file: Flock<File>,
     key: [u8; 32],
     offset: u64,
@@ -800,6 +889,8 @@ pub struct Queue {
     marks_checked: Option<Instant>,
     /// What was replayed since the last report.
     pending_report: ReplayStats,
+    /// Trouble with the queue's own files.
+    says: Throttle,
     pub replayed: ReplayStats,
 }
 
@@ -825,7 +916,7 @@ impl Queue {
     ) -> Queue {
         let local_dir = db.local_dir().to_path_buf();
         let dir_path = dir_for(&local_dir);
-        let shared = Arc::new(SpillShared::default());
+        let shared = Arc::new(SpillShared::new());
         let (tx, rx) = mpsc::channel();
         let cached = cached_secret(&local_dir, db);
         let spiller = Spiller {
@@ -840,6 +931,8 @@ impl Queue {
             shared: Arc::clone(&shared),
             max_pending,
             says: Throttle::new(),
+            opens: Throttle::new(),
+            failed: None,
         };
         if let Err(e) = std::thread::Builder::new()
             .name("spill".into())
@@ -865,6 +958,7 @@ impl Queue {
             reported: HashSet::new(),
             marks_checked: None,
             pending_report: ReplayStats::default(),
+            says: Throttle::new(),
             replayed: ReplayStats::default(),
         }
     }
@@ -872,6 +966,12 @@ impl Queue {
     /// For the reader: where lines past the memory bound go.
     pub fn sender(&self) -> SpillSender {
         self.sender.clone()
+    }
+
+    /// Whether lines sent to disk can be kept: a secret is known to hash
+    /// them, and the last try to write the queue did not fail.
+    pub fn can_spill(&self) -> bool {
+        self.secret_id.is_some() && !self.sender.shared.broken.load(Ordering::Acquire)
     }
 
     /// Sends held lines to disk (the owner at SIGTERM or EOF while the database fails).
@@ -887,11 +987,11 @@ impl Queue {
         }
         if self.secret_id.is_some() {
             eprintln!(
-                "dlcount: the database {} has another hash secret than the copy in {} (it was \
-                 recreated or replaced): the copy is replaced; lines queued on disk with the old \
-                 secret can not be counted into this database (they are reported and left alone)",
-                self.db.display(),
-                self.dir_path.display()
+                "dlcount: the copy of the hash secret in {} is not the secret of the database {} \
+                 (it was recreated or replaced): the copy is replaced; lines queued on disk with the \
+                 old secret can not be counted into this database (they are reported and left alone)",
+                self.dir_path.display(),
+                self.db.display()
             );
         }
         if let Err(e) = cache_secret(&self.local_dir, &self.db, hasher) {
@@ -929,7 +1029,37 @@ impl Queue {
         store: &mut Store,
         max_hits: usize,
     ) -> Result<Option<ApplyStats>> {
+        match self.step(store, max_hits) {
+            Ok(applied) => Ok(applied),
+            Err(Trouble::Store(e)) => Err(e),
+            Err(Trouble::Disk(e)) => {
+                // The queue's own trouble (not the database's): said, and
+                // tried again in a while.
+                self.current = None;
+                self.todo.clear();
+                self.next_scan = Instant::now() + SCAN_IDLE;
+                self.says.say(&format!(
+                    "cannot replay the outage queue in {}: {}; trying again in a minute",
+                    self.dir_path.display(),
+                    crate::pipe::describe(&e)
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    fn step(&mut self, store: &mut Store, max_hits: usize) -> Result<Option<ApplyStats>, Trouble> {
         let secret_id = store.hasher().id();
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.secret_id != secret_id)
+        {
+            // Another database at the path now (replaced): its own files only.
+            self.current = None;
+            self.todo.clear();
+            self.next_scan = Instant::now();
+        }
         if self.current.is_none() && self.todo.is_empty() {
             if Instant::now() < self.next_scan {
                 return Ok(None);
@@ -939,7 +1069,7 @@ impl Queue {
                 return Ok(None);
             }
         }
-        let Some(dir) = PrivateDir::open(&self.dir_path, false)? else {
+        let Some(dir) = PrivateDir::open(&self.dir_path, false).map_err(Trouble::Disk)? else {
             self.todo.clear();
             self.current = None;
             return Ok(None);
@@ -966,8 +1096,8 @@ impl Queue {
         let mut end: Option<Option<String>> = None;
         let mut torn = None;
         while hits < max_hits {
-            match reader.next()? {
-                Next::Record(payload, after) => match decode_batch(&payload, secret_id) {
+            match reader.next().map_err(|e| Trouble::Disk(e.into()))? {
+                Next::Record(payload, after) => match decode_batch(&payload, cur.secret_id) {
                     Ok(b) => {
                         hits += b.hits().len();
                         batches.push(b);
@@ -1002,14 +1132,16 @@ impl Queue {
         } else {
             offset.to_string()
         };
-        let stats = store.apply_marked(
-            &batches,
-            Origin::Live,
-            Some(Mark {
-                name: &mark_name,
-                value: &value,
-            }),
-        )?;
+        let stats = store
+            .apply_marked(
+                &batches,
+                Origin::Live,
+                Some(Mark {
+                    name: &mark_name,
+                    value: &value,
+                }),
+            )
+            .map_err(Trouble::Store)?;
         cur.offset = offset;
         if let Some(bytes) = torn {
             eprintln!(
@@ -1027,7 +1159,7 @@ impl Queue {
             None => {}
             Some(None) => {
                 let cur = self.current.take().expect("current");
-                finish_file(&dir, &cur.name, &cur.file)?;
+                finish_file(&dir, &cur.name, &cur.file).map_err(Trouble::Disk)?;
                 self.pending_report.files += 1;
                 self.replayed.files += 1;
             }
@@ -1068,7 +1200,7 @@ impl Queue {
 
     /// Lists the files to replay (this secret's, not busy), reports those of
     /// another secret once, and forgets marks past their use.
-    fn scan(&mut self, store: &mut Store, secret_id: u64) -> Result<()> {
+    fn scan(&mut self, store: &mut Store, secret_id: u64) -> Result<(), Trouble> {
         self.next_scan = Instant::now() + SCAN_IDLE;
         // This logger's own file, if it has one, can be replayed once closed.
         if self.sender.shared.open.load(Ordering::Acquire) {
@@ -1077,10 +1209,10 @@ impl Queue {
                 let _ = acked.recv_timeout(CLOSE_WAIT);
             }
         }
-        let Some(dir) = PrivateDir::open(&self.dir_path, false)? else {
+        let Some(dir) = PrivateDir::open(&self.dir_path, false).map_err(Trouble::Disk)? else {
             return Ok(());
         };
-        let names = queue_names(&dir)?;
+        let names = queue_names(&dir).map_err(Trouble::Disk)?;
         for name in &names {
             let Some((id, _)) = parse_name(name) else {
                 continue;
@@ -1107,7 +1239,8 @@ impl Queue {
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400))
         {
             self.marks_checked = Some(Instant::now());
-            self.forget_old_marks(store, &names)?;
+            self.forget_old_marks(store, &names)
+                .map_err(Trouble::Store)?;
         }
         Ok(())
     }
@@ -1150,13 +1283,17 @@ impl Queue {
         store: &mut Store,
         name: &str,
         secret_id: u64,
-    ) -> Result<Option<Replaying>> {
+    ) -> Result<Option<Replaying>, Trouble> {
+        let disk =
+            |e: anyhow::Error| Trouble::Disk(e.context(format!("{}/{name}", dir.path.display())));
+        if parse_name(name).is_none_or(|(id, _)| id != secret_id) {
+            // Listed for a database that is no longer the one at the path.
+            return Ok(None);
+        }
         let file = match dir.open_file(name, OFlag::O_RDWR, Mode::empty()) {
             Ok(f) => f,
             Err(nix::errno::Errno::ENOENT) => return Ok(None),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot open {}/{name}", dir.path.display()))
-            }
+            Err(e) => return Err(disk(anyhow::Error::from(e).context("cannot open"))),
         };
         let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(f) => f,
@@ -1170,12 +1307,13 @@ impl Queue {
         if !dir.still_at(name, &file) {
             return Ok(None);
         }
-        let len = file.metadata()?.len();
+        let len = file.metadata().map_err(|e| disk(e.into()))?.len();
         let mut head = [0u8; HEADER_BYTES as usize];
         let header = if len < HEADER_BYTES {
             Err(anyhow::anyhow!("shorter than its header"))
         } else {
-            file.read_exact_at(&mut head, 0)?;
+            file.read_exact_at(&mut head, 0)
+                .map_err(|e| disk(e.into()))?;
             parse_header(&head)
         };
         let mark_name = format!("{MARK}{name}");
@@ -1187,12 +1325,12 @@ impl Queue {
             Ok((_, Some(key))) => key,
             // Wiped: counted whole, only the deletion was left to do.
             Ok((_, None)) => {
-                finish_file(dir, name, &file)?;
+                finish_file(dir, name, &file).map_err(Trouble::Disk)?;
                 return Ok(None);
             }
             Err(_) if len < HEADER_BYTES => {
                 // Cut short while it was created: it holds no record.
-                unlinkat(&dir.fd, name, UnlinkatFlags::NoRemoveDir)?;
+                unlinkat(&dir.fd, name, UnlinkatFlags::NoRemoveDir).map_err(|e| disk(e.into()))?;
                 return Ok(None);
             }
             Err(e) => {
@@ -1200,10 +1338,10 @@ impl Queue {
                 return Ok(None);
             }
         };
-        let offset = match store.mark(&mark_name)? {
+        let offset = match store.mark(&mark_name).map_err(Trouble::Store)? {
             None => HEADER_BYTES,
             Some(v) if v.starts_with("done") => {
-                finish_file(dir, name, &file)?;
+                finish_file(dir, name, &file).map_err(Trouble::Disk)?;
                 return Ok(None);
             }
             Some(v) => match v.parse::<u64>() {
@@ -1216,6 +1354,7 @@ impl Queue {
         };
         Ok(Some(Replaying {
             name: name.to_string(),
+            secret_id,
             file,
             key,
             offset,
@@ -1250,6 +1389,27 @@ impl Queue {
     pub fn dir(&self) -> &Path {
         &self.dir_path
     }
+
+    /// Counted lines written to the queue so far by this logger.
+    pub fn spilled(&self) -> u64 {
+        self.sender.shared.spilled.load(Ordering::Acquire)
+    }
+
+    /// How many queue files wait in the directory (of any secret).
+    pub fn files_left(&self) -> usize {
+        PrivateDir::open(&self.dir_path, false)
+            .ok()
+            .flatten()
+            .and_then(|d| queue_names(&d).ok())
+            .map_or(0, |n| n.len())
+    }
+}
+
+/// Why a replay step failed: the database (the owner retries it as such),
+/// or the queue's own files.
+enum Trouble {
+    Store(anyhow::Error),
+    Disk(anyhow::Error),
 }
 
 /// A file counted whole: its key is wiped (what it leaves on disk can no

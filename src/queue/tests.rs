@@ -201,15 +201,18 @@ fn a_file_is_private_and_holds_no_address_path_or_key_in_clear() {
     assert_eq!(parse_name(&name).unwrap().0, hasher.id());
     let bytes = std::fs::read(dir.path.join(&name)).unwrap();
     let plain = encode_batch(&b).remove(0);
+    // (4 raw bytes of an IPv4 address occur by chance in ~5 KB of random
+    // bytes once in about 20,000 runs for these 43 addresses; twice, never.)
+    let mut chance = 0;
     for l in &text {
         let ip = l.split(' ').next().unwrap();
         assert!(!contains(&bytes, ip.as_bytes()), "{ip}");
-        let raw: Vec<u8> = match ip.parse::<std::net::IpAddr>().unwrap() {
-            std::net::IpAddr::V4(a) => a.octets().to_vec(),
-            std::net::IpAddr::V6(a) => a.octets().to_vec(),
-        };
-        assert!(!contains(&bytes, &raw), "{ip} as bytes");
+        match ip.parse::<std::net::IpAddr>().unwrap() {
+            std::net::IpAddr::V4(a) => chance += usize::from(contains(&bytes, &a.octets())),
+            std::net::IpAddr::V6(a) => assert!(!contains(&bytes, &a.octets()), "{ip} as bytes"),
+        }
     }
+    assert!(chance <= 1, "{chance} addresses as raw bytes");
     assert!(!contains(&bytes, b"/isos/"));
     // The keys are stored encrypted: no 16-byte run of the plaintext.
     for w in plain[20..].chunks(16).filter(|c| c.len() == 16) {
@@ -503,17 +506,21 @@ fn past_the_limit_or_without_a_secret_lines_are_dropped_and_counted() {
     );
 }
 
+/// Past the bound on the way to the spill thread, the reader waits while
+/// it makes progress, and gives up on one stuck for [`SPILL_STUCK`].
 #[test]
 fn try_send_keeps_at_most_the_bound_on_its_way() {
     let tmp = tempfile::tempdir().unwrap();
     let db = DbTarget::Sqlite(tmp.path().join("d.sqlite"));
     let q = Queue::start(&db, 35, 15);
     let s = q.sender();
-    // Pretend 10 are on their way already.
+    // Pretend 10 are on their way already, and nothing moves.
     s.shared.in_flight.fetch_add(10, Ordering::AcqRel);
     let mut b = raw_batch(&lines(10, 10), None);
     b.stats.lines = 12;
+    let start = Instant::now();
     assert!(!s.try_send(&mut b));
+    assert!(start.elapsed() >= SPILL_STUCK);
     assert_eq!((b.hits().len(), b.stats.lines), (10, 12));
     s.shared.in_flight.fetch_sub(10, Ordering::AcqRel);
     assert!(s.try_send(&mut b));
