@@ -702,10 +702,16 @@ struct Spiller {
 impl Spiller {
     fn run(mut self, rx: Receiver<SpillMsg>) {
         loop {
-            let msg = match rx.recv_timeout(Duration::from_millis(200)) {
+            // Quiet for a moment after a write: it reaches the disk then.
+            let unsynced = self.writer.as_ref().is_some_and(|w| w.unsynced);
+            let received = if unsynced {
+                rx.recv_timeout(Duration::from_millis(200))
+            } else {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            let msg = match received {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    // Quiet: what was written reaches the disk.
                     if let Some(w) = self.writer.as_mut() {
                         w.sync();
                     }

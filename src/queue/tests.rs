@@ -527,3 +527,55 @@ fn try_send_keeps_at_most_the_bound_on_its_way() {
     assert_eq!((b.hits().len(), b.stats.lines), (0, 12));
     assert_eq!(q.finish().dropped, 10);
 }
+
+/// A done mark outlives its file by the retention window (plus two days),
+/// then goes; so does the mark of a file gone without being counted whole,
+/// by the age in its name. A mark whose file waits stays.
+#[test]
+fn marks_are_forgotten_once_every_day_they_touched_is_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, b) = two_databases(tmp.path());
+    let mut sb = Store::open(&b).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let day = 86_400;
+    let waiting = write_file(&private(&dir_for(b.local_dir())), &sb.hasher(), &[]);
+    let marks = [
+        (
+            "q-1-20200101-000000-1.dlq",
+            format!("done {}", now - 38 * day),
+        ),
+        (
+            "q-1-20200101-000000-2.dlq",
+            format!("done {}", now - 36 * day),
+        ),
+        ("q-1-20200101-000000-3.dlq", "640".to_string()),
+        (waiting.as_str(), "64".to_string()),
+    ];
+    for (name, value) in &marks {
+        sb.apply_marked(
+            &[],
+            Origin::Live,
+            Some(Mark {
+                name: &format!("{MARK}{name}"),
+                value,
+            }),
+        )
+        .unwrap();
+    }
+    // The file that waits is taken (and counted: it has no record).
+    let mut q = Queue::start(&b, 35, 1000);
+    replay_all(&mut q, &mut sb);
+    let mut left = sb.mark_names(MARK).unwrap();
+    left.sort();
+    let mut expected = vec![
+        format!("{MARK}q-1-20200101-000000-2.dlq"),
+        format!("{MARK}{waiting}"),
+    ];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert!(sb
+        .mark(&format!("{MARK}{waiting}"))
+        .unwrap()
+        .unwrap()
+        .starts_with("done "));
+}
