@@ -46,16 +46,20 @@ impl std::fmt::Debug for KeyHasher {
 
 /// Every secret-keyed hash the store may need of one counted line, made
 /// while its raw fields are still at hand, so that they can be dropped: the
-/// visitor key, the line's fingerprint for each of the eight identity sets
-/// a day may have (indexed by the set's `logformat::identity` bits; a day's
-/// set is decided in the database when the line is applied, and may name
-/// fields the line lacks, hashed as empty), and schema 1's fingerprint.
+/// visitor key, the line's fingerprint for each of the [`SETS`] identity
+/// sets a day may have (indexed by the set's `logformat::identity` bits; a
+/// day's set is decided in the database when the line is applied, and may
+/// name fields the line lacks, hashed as empty), and schema 1's fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LineKeys {
     pub visitor: i64,
-    pub line: [i64; 8],
+    pub line: [i64; SETS],
     pub line_v1: i64,
 }
+
+/// How many identity sets there are: every combination of the optional
+/// fields and the server (`identity::ALL | identity::SERVER`, plus one).
+pub const SETS: usize = (identity::ALL | identity::SERVER) as usize + 1;
 
 /// Scratch space reused between hashes so the hot loop does not allocate.
 #[derive(Default, Debug, Clone)]
@@ -72,6 +76,8 @@ pub struct LineFields<'a> {
     pub request_line: &'a [u8],
     pub referer: &'a [u8],
     pub user_agent: &'a [u8],
+    /// The server whose log the line is from (`--server`).
+    pub server: &'a [u8],
 }
 
 impl KeyHasher {
@@ -83,8 +89,9 @@ impl KeyHasher {
         }
     }
 
-    /// The secret itself, for the local copy the outage queue keeps (see `queue`).
-    pub(crate) fn secret(&self) -> &[u8; 32] {
+    /// The secret itself, to compare with the database's, and for the
+    /// local copy the outage queue keeps (see `queue`).
+    pub fn secret(&self) -> &[u8; 32] {
         &self.secret
     }
 
@@ -138,6 +145,12 @@ impl KeyHasher {
             buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
             buf.extend_from_slice(part);
         }
+        // Only when the day's set has it: a line of a day counted before
+        // servers were named hashes exactly as it did then.
+        if set & identity::SERVER != 0 {
+            buf.extend_from_slice(&(f.server.len() as u32).to_le_bytes());
+            buf.extend_from_slice(f.server);
+        }
         first8(blake3::keyed_hash(&self.secret, buf))
     }
 
@@ -145,7 +158,7 @@ impl KeyHasher {
     pub fn line_keys(&self, s: &mut Scratch, visitor: i64, f: &LineFields<'_>) -> LineKeys {
         let mut keys = LineKeys {
             visitor,
-            line: [0; 8],
+            line: [0; SETS],
             line_v1: self.line_v1(s, visitor, f),
         };
         for (set, key) in keys.line.iter_mut().enumerate() {
@@ -241,7 +254,42 @@ mod tests {
         request_line: b"GET /a.iso HTTP/1.1",
         referer: b"-",
         user_agent: b"Wget/1.21.3",
+        server: b"mirror-a",
     };
+
+    #[test]
+    fn the_server_is_part_of_a_line_only_where_the_set_says_so() {
+        let h = KeyHasher::new([7; 32]);
+        let mut s = Scratch::default();
+        let other = LineFields {
+            server: b"mirror-b",
+            ..LINE
+        };
+        let with = identity::ALL | identity::SERVER;
+        assert_ne!(
+            h.line(&mut s, 1, &LINE, with),
+            h.line(&mut s, 1, &other, with)
+        );
+        // A day counted before servers were named: the same line from any server.
+        assert_eq!(
+            h.line(&mut s, 1, &LINE, identity::ALL),
+            h.line(&mut s, 1, &other, identity::ALL)
+        );
+        assert_ne!(
+            h.line(&mut s, 1, &LINE, with),
+            h.line(&mut s, 1, &LINE, identity::ALL)
+        );
+        // Boundaries cannot shift between the User-Agent and the server.
+        let shifted = LineFields {
+            user_agent: b"Wget/1.21.3m",
+            server: b"irror-a",
+            ..LINE
+        };
+        assert_ne!(
+            h.line(&mut s, 1, &LINE, with),
+            h.line(&mut s, 1, &shifted, with)
+        );
+    }
 
     #[test]
     fn day_keys_rekey_deterministically_and_apart() {

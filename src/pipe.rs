@@ -251,6 +251,7 @@ pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
     let hasher_slot = Arc::new(std::sync::OnceLock::new());
     let queue = Queue::start(&settings.db, settings.retention_days, settings.max_pending);
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
+        .with_server(&settings.server)
         .with_hasher(Arc::clone(&hasher_slot));
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),
@@ -808,6 +809,9 @@ impl<'a> Owner<'a> {
         match result {
             Ok(None) => {}
             Ok(Some(stats)) => {
+                if let Some(store) = self.store.as_ref() {
+                    self.queue.learned_secret(&store.hasher());
+                }
                 self.counted(&stats);
                 self.recovered();
             }
@@ -989,6 +993,8 @@ impl<'a> Owner<'a> {
             let hits = hits_of(&self.pending[..n]);
             match result {
                 Ok(stats) => {
+                    // A migrate may have given the database another secret.
+                    self.queue.learned_secret(&store.hasher());
                     self.unverified.extend(self.pending.drain(..n));
                     self.pending_hits -= hits;
                     self.unverified_hits += hits;

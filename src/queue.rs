@@ -29,10 +29,11 @@
 //! (the first 8 bytes of BLAKE3 over the length and the payload as stored),
 //! payload. A payload is one hashed batch, encrypted with the file key's
 //! keystream (BLAKE3's XOF keyed with it over the record's offset): format
-//! identity u8; paths (count u32, then length u32 and bytes each); hits
-//! (count u32, then [`HIT_BYTES`] each: day i32, method u8, status u16,
-//! bytes u64, identity u8, path index u32, the visitor key, the 8 line keys
-//! and schema 1's, i64 each).
+//! identity u8; the server's name (length u32, bytes); paths (count u32,
+//! then length u32 and bytes each); hits (count u32, then [`HIT_BYTES`]
+//! each: day i32, method u8, status u16, bytes u64, identity u8, path index
+//! u32, the visitor key, the line keys of the [`SETS`] identity sets and
+//! schema 1's, i64 each).
 //!
 //! Invariants:
 //! - **No raw address, and nothing matchable left behind.** Records hold
@@ -60,7 +61,7 @@
 
 use crate::config::DbTarget;
 use crate::dirfd::PrivateDir;
-use crate::keys::{KeyHasher, LineKeys, Scratch};
+use crate::keys::{KeyHasher, LineKeys, Scratch, SETS};
 use crate::pipe::Throttle;
 use crate::store::{ApplyStats, Mark, Origin, Store};
 use crate::tally::Batch;
@@ -89,7 +90,7 @@ const HEADER_BYTES: u64 = 64;
 const KEY_AT: u64 = 32;
 const RECORD_HEAD: u64 = 12;
 /// Bytes of one hit in a payload.
-pub const HIT_BYTES: usize = 4 + 1 + 2 + 8 + 1 + 4 + 8 * 10;
+pub const HIT_BYTES: usize = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (SETS + 2);
 /// A payload is cut at about this size (a longer one is refused as corrupt).
 const RECORD_TARGET: usize = 4 << 20;
 const MAX_RECORD: u32 = 64 << 20;
@@ -184,7 +185,7 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
         let mut paths: Vec<&[u8]> = Vec::new();
         let mut index: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
         let mut idx = Vec::new();
-        let mut size = 1 + 4 + 4;
+        let mut size = 1 + 4 + batch.server.len() + 4 + 4;
         let mut end = start;
         while end < hits.len() {
             let path = batch.path(&hits[end]);
@@ -208,6 +209,8 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
         }
         let mut p = Vec::with_capacity(size);
         p.push(batch.format_identity);
+        p.extend_from_slice(&(batch.server.len() as u32).to_le_bytes());
+        p.extend_from_slice(batch.server.as_bytes());
         p.extend_from_slice(&(paths.len() as u32).to_le_bytes());
         for path in &paths {
             p.extend_from_slice(&(path.len() as u32).to_le_bytes());
@@ -268,12 +271,14 @@ impl<'a> Cursor<'a> {
 
 /// The hashed batch of a plaintext payload, keyed with the secret `keyed_with`.
 pub fn decode_batch(payload: &[u8], keyed_with: u64) -> Result<Batch> {
-    let all = crate::logformat::identity::ALL;
+    let all = crate::logformat::identity::ALL | crate::logformat::identity::SERVER;
     let mut c = Cursor(payload);
     let format_identity = c.u8()?;
     if format_identity & !all != 0 {
         bail!("bad identity bits {format_identity}");
     }
+    let server_len = c.u32()? as usize;
+    let server = std::str::from_utf8(c.take(server_len)?).context("a server name not in UTF-8")?;
     let n_paths = c.u32()? as usize;
     let mut paths = Vec::with_capacity(n_paths.min(payload.len() / 4));
     for _ in 0..n_paths {
@@ -284,7 +289,7 @@ pub fn decode_batch(payload: &[u8], keyed_with: u64) -> Result<Batch> {
     if c.0.len() != n_hits.saturating_mul(HIT_BYTES) {
         bail!("{n_hits} hits do not fill the record");
     }
-    let mut b = Batch::hashed(format_identity, keyed_with);
+    let mut b = Batch::hashed(format_identity, Arc::from(server), keyed_with);
     for _ in 0..n_hits {
         let day = c.u32()? as i32;
         let method = match c.u8()? {
@@ -1451,6 +1456,8 @@ fn count_lines(dir: &PrivateDir, name: &str) -> Result<u64> {
     while let Next::Record(payload, _) = r.next()? {
         let mut c = Cursor(&payload);
         c.take(1)?;
+        let server_len = c.u32()? as usize;
+        c.take(server_len)?;
         let n_paths = c.u32()?;
         for _ in 0..n_paths {
             let l = c.u32()? as usize;

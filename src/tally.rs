@@ -18,7 +18,7 @@
 
 use crate::classify::{Classifier, Ignored, Method};
 use crate::keys::{KeyHasher, LineFields, LineKeys, Scratch};
-use crate::logformat::{DayCache, LogFormat, Reject};
+use crate::logformat::{identity, DayCache, LogFormat, Reject};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -113,6 +113,9 @@ pub struct Batch {
     hashed: Option<Vec<LineKeys>>,
     /// Which identity fields the format that read these lines logs.
     pub format_identity: u8,
+    /// The server whose log these lines are from (`--server`): two servers'
+    /// logs are two streams, so a line's identity includes it.
+    pub server: Arc<str>,
     pub stats: LineStats,
 }
 
@@ -150,12 +153,14 @@ impl Batch {
         self.hashed.as_ref().map(|k| &k[i])
     }
 
-    /// An empty hashed batch, for lines keyed with the secret `keyed_with`
-    /// and read with a format that logs the identity fields `format_identity`.
-    pub fn hashed(format_identity: u8, keyed_with: u64) -> Batch {
+    /// An empty hashed batch, for lines of `server`'s log keyed with the
+    /// secret `keyed_with` and read with a format that logs the identity
+    /// fields `format_identity`.
+    pub fn hashed(format_identity: u8, server: Arc<str>, keyed_with: u64) -> Batch {
         Batch {
             keyed_with,
             format_identity,
+            server,
             hashed: Some(Vec::new()),
             ..Batch::default()
         }
@@ -192,7 +197,7 @@ impl Batch {
 
     /// Makes every key of every hit with `hasher` and drops the raw fields
     /// (client, `%t`, `%r`, Referer, User-Agent), keeping one copy of each
-    /// path. The reader's visitor keys serve when `hasher` made them. A
+    /// path, and the server's name. The reader's visitor keys serve when `hasher` made them. A
     /// hashed batch stays as it is (it has nothing left to hash).
     pub fn hash_all(&mut self, hasher: &KeyHasher, scratch: &mut Scratch) {
         if self.hashed.is_some() {
@@ -250,6 +255,7 @@ impl Batch {
             keyed_with: self.keyed_with,
             hashed: self.hashed.take(),
             format_identity: self.format_identity,
+            server: self.server.clone(),
             stats: LineStats::default(),
         }
     }
@@ -276,6 +282,7 @@ impl Batch {
             request_line: self.slice(&h.request_line),
             referer: self.slice(&h.referer),
             user_agent: self.slice(&h.user_agent),
+            server: self.server.as_bytes(),
         }
     }
 
@@ -303,6 +310,7 @@ impl Batch {
         let mut tail = Batch {
             keyed_with: self.keyed_with,
             format_identity: self.format_identity,
+            server: self.server.clone(),
             ..Batch::default()
         };
         if self.keys.len() == self.hits.len() && at < self.keys.len() {
@@ -345,6 +353,7 @@ pub struct LineProcessor {
     /// Set once the database's secret is known; then hashing happens here.
     hasher: Arc<OnceLock<KeyHasher>>,
     scratch: Scratch,
+    server: Arc<str>,
 }
 
 impl LineProcessor {
@@ -356,7 +365,14 @@ impl LineProcessor {
             path_buf: Vec::with_capacity(256),
             hasher: Arc::default(),
             scratch: Scratch::default(),
+            server: Arc::from(""),
         }
+    }
+
+    /// Names the server whose log this processor reads (`--server`).
+    pub fn with_server(mut self, server: &str) -> LineProcessor {
+        self.server = Arc::from(server);
+        self
     }
 
     /// Shares the slot where the database owner puts the hasher once it has
@@ -382,7 +398,10 @@ impl LineProcessor {
         ) {
             Ok(method) => {
                 self.format.parse_identity(line, &mut rec);
-                batch.format_identity = self.format.identity();
+                batch.format_identity = self.format.identity() | identity::SERVER;
+                if batch.hits.is_empty() {
+                    batch.server = self.server.clone();
+                }
                 batch.stats.candidates += 1;
                 let client = batch.push_bytes(rec.client);
                 let path = batch.push_bytes(&self.path_buf);
@@ -395,7 +414,7 @@ impl LineProcessor {
                     method,
                     status: rec.status,
                     bytes: rec.bytes,
-                    identity: rec.identity,
+                    identity: rec.identity | identity::SERVER,
                     client,
                     path,
                     time,

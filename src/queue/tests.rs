@@ -39,6 +39,7 @@ fn raw_batch(lines: &[String], hasher: Option<&KeyHasher>) -> Batch {
         LogFormat::compile("combined").unwrap(),
         Classifier::new(&[".iso"]),
     )
+    .with_server("mirror-a")
     .with_hasher(slot);
     let mut b = Batch::new();
     for (i, l) in lines.iter().enumerate() {
@@ -57,6 +58,7 @@ fn hashed_batch(lines: &[String], hasher: &KeyHasher) -> Batch {
 fn same_hits(a: &Batch, b: &Batch) {
     assert_eq!(a.hits().len(), b.hits().len());
     assert_eq!(a.format_identity, b.format_identity);
+    assert_eq!(a.server, b.server);
     assert_eq!(a.keyed_with(), b.keyed_with());
     for (i, (x, y)) in a.hits().iter().zip(b.hits()).enumerate() {
         assert_eq!(
@@ -74,14 +76,18 @@ fn a_payload_decodes_to_the_batch_it_was_made_of() {
     let b = hashed_batch(&lines(300, 40), &hasher);
     let payloads = encode_batch(&b);
     assert_eq!(payloads.len(), 1);
-    // Two paths, then 300 hits of HIT_BYTES.
+    // The server, two paths, then 300 hits of HIT_BYTES.
     let paths = 2 * 4 + "/isos/a.iso".len() * 2;
-    assert_eq!(payloads[0].len(), 1 + 4 + paths + 4 + 300 * HIT_BYTES);
+    let server = 4 + "mirror-a".len();
+    assert_eq!(
+        payloads[0].len(),
+        1 + server + 4 + paths + 4 + 300 * HIT_BYTES
+    );
     let back = decode_batch(&payloads[0], hasher.id()).unwrap();
     assert!(back.is_hashed());
     same_hits(&b, &back);
     // An empty batch makes no record.
-    assert!(encode_batch(&Batch::hashed(7, hasher.id())).is_empty());
+    assert!(encode_batch(&Batch::hashed(15, Arc::from("a"), hasher.id())).is_empty());
 }
 
 #[test]
@@ -100,7 +106,7 @@ fn a_big_batch_is_cut_into_records_of_whole_lines() {
     let b = hashed_batch(&long, &hasher);
     let payloads = encode_batch(&b);
     assert_eq!(payloads.len(), 3);
-    let mut all = Batch::hashed(b.format_identity, hasher.id());
+    let mut all = Batch::hashed(b.format_identity, b.server.clone(), hasher.id());
     for p in &payloads {
         assert!(p.len() <= RECORD_TARGET, "{}", p.len());
         let part = decode_batch(p, hasher.id()).unwrap();
@@ -134,7 +140,7 @@ fn a_damaged_payload_is_an_error_never_a_panic_or_a_batch() {
     for (at, value) in [
         (first_hit + 16, 9u8),
         (first_hit + 4, b'P'),
-        (first_hit + 15, 8),
+        (first_hit + 15, 16),
     ] {
         let mut bad = p.clone();
         bad[at] = value;

@@ -11,6 +11,24 @@ use crate::tally::Batch;
 /// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
 pub const SCHEMA1_IDENTITY: i64 = -1;
 
+/// Refuses batches hashed with another secret than `hasher`'s (see
+/// [`line_keys`]): a backend calls it once it knows the secret its
+/// transaction hashes with, so that such a batch is an error of the
+/// transaction (the outage queue then sees the secret changed), never a
+/// line counted under a wrong key.
+pub fn check_keyed(batches: &[Batch], hasher: &KeyHasher) -> anyhow::Result<()> {
+    if let Some(b) = batches
+        .iter()
+        .find(|b| b.is_hashed() && b.keyed_with() != hasher.id())
+    {
+        anyhow::bail!(
+            "{} queued lines were hashed with another secret than the database's",
+            b.hits().len()
+        );
+    }
+    Ok(())
+}
+
 /// The secret-keyed (visitor, line) hashes of hit `i` of `batch`, for a day
 /// whose lines are identified by `day_identity` (`logformat::identity`
 /// bits, or [`SCHEMA1_IDENTITY`]). The reader's precomputed keys serve when
@@ -41,7 +59,7 @@ pub fn line_keys(
         let line = if schema1 {
             k.line_v1
         } else {
-            k.line[usize::from(set & crate::logformat::identity::ALL)]
+            k.line[usize::from(set) % crate::keys::SETS]
         };
         return (k.visitor, line);
     }
@@ -129,7 +147,7 @@ impl SeenLine {
 mod tests {
     use super::*;
     use crate::classify::Classifier;
-    use crate::logformat::{identity, LogFormat};
+    use crate::logformat::LogFormat;
     use crate::tally::LineProcessor;
 
     /// A hashed batch gives the store the very keys its raw form gives, for
@@ -158,6 +176,7 @@ mod tests {
                 LogFormat::compile(format).unwrap(),
                 Classifier::new(&[".iso"]),
             )
+            .with_server("mirror-a")
             .with_hasher(slot);
             let mut raw = Batch::new();
             for (i, l) in lines.iter().enumerate() {
@@ -183,7 +202,7 @@ mod tests {
                     (h.day, h.method, h.status, h.bytes, h.identity),
                     (r.day, r.method, r.status, r.bytes, r.identity)
                 );
-                for day_identity in (0..=i64::from(identity::ALL)).chain([SCHEMA1_IDENTITY]) {
+                for day_identity in (0..crate::keys::SETS as i64).chain([SCHEMA1_IDENTITY]) {
                     assert_eq!(
                         line_keys(&hashed, i, day_identity, &hasher, &mut s),
                         line_keys(&raw, i, day_identity, &hasher, &mut s),
@@ -214,6 +233,15 @@ mod tests {
             &mut b,
         );
         b.hash_all(&KeyHasher::new([1; 32]), &mut Scratch::default());
+        // The store refuses the batch before it hashes anything…
+        let batches = std::slice::from_ref(&b);
+        assert!(check_keyed(batches, &KeyHasher::new([1; 32])).is_ok());
+        let e = check_keyed(batches, &KeyHasher::new([2; 32])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 queued lines were hashed with another secret than the database's"
+        );
+        // …and line_keys would never use it.
         line_keys(&b, 0, 7, &KeyHasher::new([2; 32]), &mut Scratch::default());
     }
 }

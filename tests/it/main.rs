@@ -14,11 +14,13 @@ mod faults;
 mod generated;
 mod identity;
 mod import;
+mod migrate;
 mod outage;
 mod pages;
 mod pipe;
 mod privacy;
 mod privs;
+mod servers;
 mod spool;
 
 use serde_json::Value;

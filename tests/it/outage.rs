@@ -212,18 +212,21 @@ fn an_outage_across_a_graceful_restart_loses_nothing_and_counts_once() {
     }
 }
 
-/// The records of a queue file with the one path `/a.iso`: (offset, lines)
-/// each, from the framing the format documents (`src/queue.rs`).
+/// The records of a queue file of the server `test-a` with the one path
+/// `/a.iso`: (offset, lines) each, from the framing the format documents
+/// (`src/queue.rs`).
 fn records(path: &Path) -> Vec<(usize, usize)> {
     let bytes = std::fs::read(path).unwrap();
     let mut out = Vec::new();
     let mut at = 64;
+    // Day, method, status, bytes, identity, path; visitor, 16 line keys, schema 1's.
+    let hit = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (1 + 16 + 1);
     while at + 12 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        // Format identity, one path, the count of hits, 100 bytes a hit.
-        let fixed = 1 + 4 + 4 + "/a.iso".len() + 4;
-        assert_eq!((len - fixed) % 100, 0, "record at {at}");
-        out.push((at, (len - fixed) / 100));
+        // Format identity, the server, one path, the count of hits, then the hits.
+        let fixed = 1 + 4 + "test-a".len() + 4 + 4 + "/a.iso".len() + 4;
+        assert_eq!((len - fixed) % hit, 0, "record at {at}");
+        out.push((at, (len - fixed) / hit));
         at += 12 + len;
     }
     assert_eq!(at, bytes.len());
@@ -236,7 +239,7 @@ fn records(path: &Path) -> Vec<(usize, usize)> {
 fn a_torn_last_record_is_dropped_and_reported() {
     const LINES: u32 = 4000;
     let site = Site::new();
-    let mut p = site.spawn_pipe(&["--max-pending", "1000"]);
+    let mut p = site.spawn_pipe(&["--max-pending", "1000", "--server", "test-a"]);
     p.write(lines(0..1, LINES).as_bytes());
     wait_until("the first line is committed", || {
         site.try_total("requests") == Some(1)
@@ -258,7 +261,7 @@ fn a_torn_last_record_is_dropped_and_reported() {
         .set_len(cut)
         .unwrap();
     drop(lock);
-    let (code, err) = site.pipe_all(b"", &[]);
+    let (code, err) = site.pipe_all(b"", &["--server", "test-a"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("ends in an incomplete record (42 bytes"),
