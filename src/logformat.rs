@@ -92,6 +92,8 @@ pub enum Reject {
     /// A byte count no real file can reach (over [`MAX_LINE_BYTES`]).
     AbsurdBytes,
     TooLong,
+    /// A datagram without nginx's syslog header (`listen`).
+    NotSyslog,
 }
 
 impl Reject {
@@ -105,6 +107,7 @@ impl Reject {
             Reject::BadBytes => "unreadable byte count",
             Reject::AbsurdBytes => "byte count beyond any real file (over 16 TiB)",
             Reject::TooLong => "line longer than the line limit",
+            Reject::NotSyslog => "datagram without nginx's syslog header",
         }
     }
 }
