@@ -4,13 +4,18 @@
 #   scripts/test.sh
 #
 # 1. installs what the tests need when it is missing (as root on Debian/Ubuntu:
-#    apache2, curl, wget, aria2, chromium, python3, sqlite3),
-# 2. runs the unit and integration tests (`cargo test --release`),
-# 3. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
-# 4. runs the end-to-end test behind a private Apache with real clients,
-# 5. runs the install script's sandboxed test,
-# 6. runs the test of the toolchain check (scripts/toolchain.sh),
-# 7. builds the Debian package and installs, removes and purges it in a
+#    apache2, curl, wget, aria2, chromium, python3, sqlite3, openssl and
+#    postgresql, the latter without the main cluster Debian would create:
+#    the tests run their own, never a system service),
+# 2. runs the test of the private PostgreSQL helper (tests/e2e/pg_selftest.sh),
+# 3. runs the unit and integration tests (`cargo test --release`) under
+#    tests/e2e/with_pg.sh: a private throwaway PostgreSQL cluster on loopback
+#    with TLS, in DLCOUNT_TEST_PG and DLCOUNT_TEST_PG_CA, removed afterwards,
+# 4. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
+# 5. runs the end-to-end test behind a private Apache with real clients,
+# 6. runs the install script's sandboxed test,
+# 7. runs the test of the toolchain check (scripts/toolchain.sh),
+# 8. builds the Debian package and installs, removes and purges it in a
 #    sandbox (last: it is the slowest to set up and disturbs nothing).
 # Every suite prints its own "N passed, M failed"; the script ends with the
 # overall line and fails if any suite failed.
@@ -19,13 +24,21 @@ cd "$(dirname "$0")/.." || exit 1
 
 missing=()
 for pair in apache2:apache2 curl:curl wget:wget aria2c:aria2 chromium:chromium python3:python3 sqlite3:sqlite3 \
-    gzip:gzip htpasswd:apache2-utils; do
+    gzip:gzip htpasswd:apache2-utils openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
 done
+# Debian keeps the PostgreSQL server off PATH, one directory per version.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "test.sh: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
+        if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+            # The package would create and start a system cluster ("main");
+            # postgresql-common's createcluster.conf reads this directory.
+            mkdir -p /etc/postgresql-common/createcluster.d
+            echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/dlcount-no-main-cluster.conf
+        fi
         if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
             echo "test.sh: apt-get install failed" >&2
             exit 1
@@ -58,7 +71,8 @@ run_suite() { # run_suite NAME COMMAND...
     fi
 }
 
-run_suite "unit and integration tests" cargo test --release
+run_suite "PostgreSQL helper test" tests/e2e/pg_selftest.sh
+run_suite "unit and integration tests" tests/e2e/with_pg.sh cargo test --release
 run_suite "browser test" tests/browser/screenshot.sh
 run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
 run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe

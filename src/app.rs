@@ -210,11 +210,31 @@ fn run_command(cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Migrate(a) => {
+            let settings = db_settings(&a.db)?;
+            let target = crate::config::DbTarget::new(
+                &a.to,
+                a.db.pg_ca_file.clone(),
+                a.db.state_dir.clone(),
+            )?;
+            become_configured_user(&settings)?;
+            crate::migrate::run(&settings.db, &target, a.add_open_days)
+        }
         Command::Report(a) => {
             let settings = db_settings(&a.db)?;
             // Reading makes -wal/-shm files: root's would lock the logger out.
             become_configured_user(&settings)?;
-            let rows = crate::store::Store::open_read(&settings.db)?.monthly()?;
+            let store = crate::store::Store::open_read(&settings.db)?;
+            if a.by == Some(crate::cli::ReportBy::Server) {
+                let rows = store.by_server()?;
+                if a.json {
+                    print!("{}", report::servers_to_json(&rows));
+                } else {
+                    print!("{}", report::servers_to_table(&rows));
+                }
+                return Ok(0);
+            }
+            let rows = store.monthly()?;
             if a.json {
                 print!("{}", report::to_json(&rows, a.detail));
             } else {

@@ -280,6 +280,7 @@ fn check_root(settings: &Settings, fix: &Fix, problems: &mut Vec<String>) {
     let empty = crate::render::StatsSnapshot {
         rows: Vec::new(),
         counts_json: "{}\n".to_string(),
+        servers: Vec::new(),
     };
     if let Err(e) = crate::render::render_all(&trial, &empty, chrono::Local::now()) {
         problems.push(format!("the page templates do not render: {e:#}"));

@@ -53,6 +53,7 @@ pub struct FileConfig {
     pub ext: Option<Exts>,
     pub user: Option<String>,
     pub retention_days: Option<u32>,
+    pub server: Option<String>,
     pub templates: Option<PathBuf>,
     pub site_title: Option<String>,
     pub logo_url: Option<String>,
@@ -133,6 +134,8 @@ pub struct Settings {
     pub format: LogFormat,
     pub exts: Vec<String>,
     pub retention_days: u32,
+    /// The web server whose log is read (`--server`): part of a line's identity.
+    pub server: String,
     pub user: Option<String>,
     pub templates: Option<PathBuf>,
     pub site_title: String,
@@ -252,6 +255,7 @@ impl Settings {
             format: LogFormat::compile(DEFAULT_FORMAT)?,
             exts: vec![".iso".into()],
             retention_days: DEFAULT_RETENTION_DAYS,
+            server: String::new(),
             user: extra.user.clone().or(file.user),
             templates: None,
             site_title: "Downloads".into(),
@@ -303,6 +307,10 @@ impl Settings {
                 "--retention-days",
                 " days (lines arrive up to a day late)",
             )?;
+            s.server = match parse.server.clone().or(file.server) {
+                Some(name) => server_name(&name)?,
+                None => default_server_name()?,
+            };
         }
         if uses.site {
             s.root = site
@@ -357,6 +365,33 @@ impl Settings {
             DbTarget::Postgres(_) => Ok(()),
         }
     }
+}
+
+/// The longest `--server` name.
+pub const MAX_SERVER_NAME: usize = 64;
+
+/// A valid `--server` name: 1 to [`MAX_SERVER_NAME`] of `[A-Za-z0-9._-]`
+/// (a host name fits; it shows on pages and in `report`).
+pub fn server_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SERVER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !ok {
+        bail!("--server {name:?}: give 1 to {MAX_SERVER_NAME} letters, digits, '.', '-' or '_'");
+    }
+    Ok(name.to_string())
+}
+
+/// This machine's host name, the default `--server`.
+fn default_server_name() -> Result<String> {
+    let host = nix::unistd::gethostname()
+        .map_err(|e| anyhow::anyhow!("cannot read the host name for --server: {e}"))?;
+    let host = host.to_string_lossy();
+    server_name(&host).map_err(|_| {
+        anyhow::anyhow!("the host name {host:?} is not a valid --server name: give --server NAME")
+    })
 }
 
 /// Where the counts live, as `--db` names it: a path is an SQLite file (the

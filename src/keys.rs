@@ -55,6 +55,8 @@ pub struct LineFields<'a> {
     pub request_line: &'a [u8],
     pub referer: &'a [u8],
     pub user_agent: &'a [u8],
+    /// The server whose log the line is from (`--server`).
+    pub server: &'a [u8],
 }
 
 impl KeyHasher {
@@ -115,6 +117,12 @@ impl KeyHasher {
         ] {
             buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
             buf.extend_from_slice(part);
+        }
+        // Only when the day's set has it: a line of a day counted before
+        // servers were named hashes exactly as it did then.
+        if set & identity::SERVER != 0 {
+            buf.extend_from_slice(&(f.server.len() as u32).to_le_bytes());
+            buf.extend_from_slice(f.server);
         }
         first8(blake3::keyed_hash(&self.secret, buf))
     }
@@ -206,7 +214,42 @@ mod tests {
         request_line: b"GET /a.iso HTTP/1.1",
         referer: b"-",
         user_agent: b"Wget/1.21.3",
+        server: b"mirror-a",
     };
+
+    #[test]
+    fn the_server_is_part_of_a_line_only_where_the_set_says_so() {
+        let h = KeyHasher::new([7; 32]);
+        let mut s = Scratch::default();
+        let other = LineFields {
+            server: b"mirror-b",
+            ..LINE
+        };
+        let with = identity::ALL | identity::SERVER;
+        assert_ne!(
+            h.line(&mut s, 1, &LINE, with),
+            h.line(&mut s, 1, &other, with)
+        );
+        // A day counted before servers were named: the same line from any server.
+        assert_eq!(
+            h.line(&mut s, 1, &LINE, identity::ALL),
+            h.line(&mut s, 1, &other, identity::ALL)
+        );
+        assert_ne!(
+            h.line(&mut s, 1, &LINE, with),
+            h.line(&mut s, 1, &LINE, identity::ALL)
+        );
+        // Boundaries cannot shift between the User-Agent and the server.
+        let shifted = LineFields {
+            user_agent: b"Wget/1.21.3m",
+            server: b"irror-a",
+            ..LINE
+        };
+        assert_ne!(
+            h.line(&mut s, 1, &LINE, with),
+            h.line(&mut s, 1, &shifted, with)
+        );
+    }
 
     #[test]
     fn day_keys_rekey_deterministically_and_apart() {

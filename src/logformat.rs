@@ -131,6 +131,10 @@ pub mod identity {
     /// `%{User-Agent}i`.
     pub const USER_AGENT: u8 = 4;
     pub const ALL: u8 = REQUEST_LINE | REFERER | USER_AGENT;
+    /// The server whose log the line is from (`--server`): every source has
+    /// one, so it is never missing; days counted before it existed lack the
+    /// bit and keep hashing without it.
+    pub const SERVER: u8 = 8;
 
     /// The directives behind `bits`, for messages: `%r, %{Referer}i`.
     pub fn describe(bits: u8) -> String {

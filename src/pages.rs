@@ -41,11 +41,26 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
     let absent = db
         .sqlite()
         .is_some_and(|p| matches!(p.try_exists(), Ok(false)));
-    let rows = if absent {
-        Vec::new()
+    let (rows, server_rows) = if absent {
+        (Vec::new(), Vec::new())
     } else {
-        Store::open_read(db)?.monthly()?
+        let store = Store::open_read(db)?;
+        (store.monthly()?, store.by_server()?)
     };
+    let mut servers: std::collections::BTreeMap<String, render::ServerTotal> = Default::default();
+    for r in server_rows {
+        let t = servers
+            .entry(r.server.clone())
+            .or_insert_with(|| render::ServerTotal {
+                server: r.server,
+                downloads: 0,
+                requests: 0,
+                bytes: 0,
+            });
+        t.downloads = t.downloads.saturating_add(r.downloads);
+        t.requests = t.requests.saturating_add(r.requests);
+        t.bytes = t.bytes.saturating_add(r.bytes);
+    }
     let counts_json = crate::report::to_json(&rows, false);
     Ok(StatsSnapshot {
         rows: rows
@@ -59,6 +74,7 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
             })
             .collect(),
         counts_json,
+        servers: servers.into_values().collect(),
     })
 }
 
@@ -86,13 +102,17 @@ struct Schedule {
     last_render: Option<Instant>,
     /// When a file left off the last render as still being written settles.
     settle_at: Option<Instant>,
+    /// The database is shared with other servers (PostgreSQL), whose
+    /// commits this one does not see: their counts are read every `refresh`
+    /// (a connection and two queries a minute), whether or not ours changed.
+    shared: bool,
 }
 
 impl Schedule {
     /// The earliest time anything wanted is due, if anything is.
     fn due(&self, wanted: &Wanted, now: Instant) -> Option<Instant> {
         let asap = wanted.pending.map(|_| now);
-        let counts = match (wanted.counts_changed, self.refresh) {
+        let counts = match (wanted.counts_changed || self.shared, self.refresh) {
             (true, Some(every)) => Some(self.last_render.map_or(now, |t| t + every)),
             _ => None,
         };
@@ -194,6 +214,7 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
         refresh: settings.refresh,
         last_render: None,
         settle_at: None,
+        shared: settings.db.sqlite().is_none(),
     };
     loop {
         let (reason, stopping) = {
@@ -209,11 +230,14 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
                 }
                 let due = schedule.due(&w, now);
                 if due.is_some_and(|d| d <= now) {
-                    let reason = w.pending.take().unwrap_or(if w.counts_changed {
-                        RenderReason::CountsChanged
-                    } else {
-                        RenderReason::Settled
-                    });
+                    let reason =
+                        w.pending
+                            .take()
+                            .unwrap_or(if w.counts_changed || schedule.shared {
+                                RenderReason::CountsChanged
+                            } else {
+                                RenderReason::Settled
+                            });
                     // Cleared before the snapshot is read: a commit racing the render marks it again.
                     w.counts_changed = false;
                     break (reason, false);
@@ -279,6 +303,7 @@ mod tests {
             refresh: Some(MINUTE),
             last_render: None,
             settle_at: None,
+            shared: false,
         };
         // Nothing wanted: no render, ever.
         assert_eq!(s.due(&wanted(None, false), t0), None);
@@ -301,12 +326,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_database_is_read_again_every_refresh_even_without_our_counts() {
+        let t0 = Instant::now();
+        let mut s = Schedule {
+            refresh: Some(MINUTE),
+            last_render: None,
+            settle_at: None,
+            shared: true,
+        };
+        s.rendered(t0, None);
+        assert_eq!(s.due(&wanted(None, false), t0), Some(t0 + MINUTE));
+        s.refresh = None;
+        assert_eq!(s.due(&wanted(None, false), t0), None);
+    }
+
+    #[test]
     fn a_file_being_written_is_rendered_again_once_it_settles() {
         let t0 = Instant::now();
         let mut s = Schedule {
             refresh: Some(MINUTE),
             last_render: None,
             settle_at: None,
+            shared: false,
         };
         let summary = render::RenderSummary {
             isos: 1,

@@ -269,6 +269,7 @@ pub fn run_source(
     };
     let hasher_slot = Arc::new(std::sync::OnceLock::new());
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
+        .with_server(&settings.server)
         .with_hasher(Arc::clone(&hasher_slot));
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),

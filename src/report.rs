@@ -6,7 +6,7 @@
 //! statistics page writes these very bytes as `.stats/counts.json`.
 
 use crate::render::human_size;
-use crate::store::MonthRow;
+use crate::store::{MonthRow, ServerMonthRow};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +33,73 @@ pub fn to_json(rows: &[MonthRow], detail: bool) -> String {
     let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
     s.push('\n');
     s
+}
+
+/// `report --json --by server`: `{"<server>": {"YYYY-MM": {"downloads",
+/// "requests", "bytes"}}}`, keys sorted.
+pub fn servers_to_json(rows: &[ServerMonthRow]) -> String {
+    let mut servers: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for r in rows {
+        servers.entry(&r.server).or_default().insert(
+            r.month.clone(),
+            json!({"downloads": r.downloads, "requests": r.requests, "bytes": r.bytes}),
+        );
+    }
+    let top: Map<String, Value> = servers
+        .into_iter()
+        .map(|(s, m)| (s.to_string(), Value::Object(m)))
+        .collect();
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// The readable server table: each server's months, newest first, then its total.
+pub fn servers_to_table(rows: &[ServerMonthRow]) -> String {
+    if rows.is_empty() {
+        return "No downloads counted per server yet.\n".to_string();
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.server.chars().count())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 64);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<8}  {:>10}  {:>10}  {:>11}",
+        "Server", "Month", "Downloads", "Requests", "Bytes"
+    );
+    let mut servers: BTreeMap<&str, Vec<&ServerMonthRow>> = BTreeMap::new();
+    for r in rows {
+        servers.entry(&r.server).or_default().push(r);
+    }
+    for (server, mut months) in servers {
+        months.sort_by(|a, b| b.month.cmp(&a.month));
+        let (mut dl, mut rq, mut by) = (0u64, 0u64, 0u64);
+        for r in &months {
+            let _ = writeln!(
+                out,
+                "{server:<width$}  {:<8}  {:>10}  {:>10}  {:>11}",
+                r.month,
+                r.downloads,
+                r.requests,
+                human_size(r.bytes)
+            );
+            dl = dl.saturating_add(r.downloads);
+            rq = rq.saturating_add(r.requests);
+            by = by.saturating_add(r.bytes);
+        }
+        let _ = writeln!(
+            out,
+            "{server:<width$}  {:<8}  {dl:>10}  {rq:>10}  {:>11}",
+            "total",
+            human_size(by)
+        );
+    }
+    out.push_str("A download resumed on another server counts for each server it came from.\n");
+    out
 }
 
 /// The readable month × file table: newest month first, a total per month,

@@ -506,7 +506,8 @@ pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats>
         let done = store.spool_offset(name)?;
         file.seek(SeekFrom::Start(done))?;
         let mut processor =
-            LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+            LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
+                .with_server(&settings.server);
         let mut splitter = LineSplitter::new();
         let mut buf = vec![0u8; DRAIN_CHUNK];
         // Bytes read so far, and the end of the last whole line among them.
@@ -795,7 +796,8 @@ mod tests {
         {
             let mut store = Store::open(&crate::config::DbTarget::Sqlite(db.clone())).unwrap();
             let mut p =
-                LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts));
+                LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
+                    .with_server(&settings.server);
             let mut b = Batch::new();
             p.process_line(line(1).trim_end().as_bytes(), 1, &mut b);
             store

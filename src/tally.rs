@@ -11,7 +11,7 @@
 
 use crate::classify::{Classifier, Ignored, Method};
 use crate::keys::{KeyHasher, LineFields, Scratch};
-use crate::logformat::{DayCache, LogFormat, Reject};
+use crate::logformat::{identity, DayCache, LogFormat, Reject};
 use crate::store::Origin;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -99,6 +99,9 @@ pub struct Batch {
     keyed_with: u64,
     /// Which identity fields the format that read these lines logs.
     pub format_identity: u8,
+    /// The server whose log these lines are from (`--server`): two servers'
+    /// logs are two streams, so a line's identity includes it.
+    pub server: Arc<str>,
     pub stats: LineStats,
     /// Where the lines come from when it is not a live stream (Apache's
     /// pipe, nginx's datagrams: `None`): a followed file's origin.
@@ -155,6 +158,7 @@ impl Batch {
             request_line: self.slice(&h.request_line),
             referer: self.slice(&h.referer),
             user_agent: self.slice(&h.user_agent),
+            server: self.server.as_bytes(),
         }
     }
 
@@ -184,6 +188,7 @@ impl Batch {
             format_identity: self.format_identity,
             origin: self.origin,
             mark: self.mark.take(),
+            server: self.server.clone(),
             ..Batch::default()
         };
         if self.keys.len() == self.hits.len() && at < self.keys.len() {
@@ -223,6 +228,7 @@ pub struct LineProcessor {
     /// Set once the database's secret is known; then hashing happens here.
     hasher: Arc<OnceLock<KeyHasher>>,
     scratch: Scratch,
+    server: Arc<str>,
 }
 
 impl LineProcessor {
@@ -234,7 +240,14 @@ impl LineProcessor {
             path_buf: Vec::with_capacity(256),
             hasher: Arc::default(),
             scratch: Scratch::default(),
+            server: Arc::from(""),
         }
+    }
+
+    /// Names the server whose log this processor reads (`--server`).
+    pub fn with_server(mut self, server: &str) -> LineProcessor {
+        self.server = Arc::from(server);
+        self
     }
 
     /// Shares the slot where the database owner puts the hasher once it has
@@ -260,7 +273,10 @@ impl LineProcessor {
         ) {
             Ok(method) => {
                 self.format.parse_identity(line, &mut rec);
-                batch.format_identity = self.format.identity();
+                batch.format_identity = self.format.identity() | identity::SERVER;
+                if batch.hits.is_empty() {
+                    batch.server = self.server.clone();
+                }
                 batch.stats.candidates += 1;
                 let client = batch.push_bytes(rec.client);
                 let path = batch.push_bytes(&self.path_buf);
@@ -273,7 +289,7 @@ impl LineProcessor {
                     method,
                     status: rec.status,
                     bytes: rec.bytes,
-                    identity: rec.identity,
+                    identity: rec.identity | identity::SERVER,
                     client,
                     path,
                     time,

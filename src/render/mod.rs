@@ -89,6 +89,15 @@ pub struct FileMonth {
     pub bytes: u64,
 }
 
+/// One server's figures over the whole period (see `store::ServerMonthRow`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerTotal {
+    pub server: String,
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
 /// What the store knows, as the pages need it.
 #[derive(Debug, Clone)]
 pub struct StatsSnapshot {
@@ -96,6 +105,8 @@ pub struct StatsSnapshot {
     pub rows: Vec<FileMonth>,
     /// Exactly what `report --json` prints; written byte-identical to `ROOT/.stats/counts.json`.
     pub counts_json: String,
+    /// Per server, sorted by name; the page shows them when there are several.
+    pub servers: Vec<ServerTotal>,
 }
 
 /// What one [`render_all`] did.
@@ -145,7 +156,10 @@ pub fn render_all(
     };
     let found = scan::scan(&settings.root, &classifier, settle)?;
     let public_view = view::public(settings, &found.folders, &stats.rows, &now);
-    let stats_view = view::stats(settings, &stats.rows, &now);
+    let mut stats_view = view::stats(settings, &stats.rows, &now);
+    if stats.servers.len() > 1 {
+        stats_view.servers = stats.servers.clone();
+    }
     let summary_counts = (public_view.iso_count, stats_view.files.len());
 
     let env = environment(settings.templates_dir.clone());

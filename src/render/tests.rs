@@ -113,6 +113,7 @@ fn stats() -> StatsSnapshot {
             row("/<script>alert(1)</script>.iso", "2026-11", 2, 2, 0),
         ],
         counts_json: COUNTS_JSON.into(),
+        servers: vec![],
     }
 }
 
@@ -337,6 +338,7 @@ fn empty_statistics_render_without_chart_or_tables() {
         &StatsSnapshot {
             rows: vec![],
             counts_json: "{}\n".into(),
+            servers: vec![],
         },
         now(),
     )
@@ -546,6 +548,7 @@ fn broken_override_names_template_and_line_and_keeps_old_pages() {
     let other = StatsSnapshot {
         rows: vec![],
         counts_json: "{}".into(),
+        servers: vec![],
     };
     let err = format!("{:#}", render_all(&s, &other, now()).unwrap_err());
     assert!(
@@ -754,6 +757,7 @@ fn big_fixture(root: &Path) -> StatsSnapshot {
     StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
+        servers: vec![],
     }
 }
 
@@ -839,4 +843,34 @@ fn copy_tree(from: &Path, to: &Path) {
             }
         }
     }
+}
+
+#[test]
+fn the_statistics_show_servers_only_when_several_counted() {
+    let (root, _outside) = fixture();
+    let server = |name: &str, downloads, requests, bytes| ServerTotal {
+        server: name.into(),
+        downloads,
+        requests,
+        bytes,
+    };
+    let mut one = stats();
+    one.servers = vec![server("mirror-a", 9, 11, 2048)];
+    render_all(&settings(root.path()), &one, now()).unwrap();
+    let html = squash(&read(&root.path().join(".stats/index.html")));
+    assert!(!html.contains("By server"));
+
+    let mut two = stats();
+    two.servers = vec![
+        server("mirror-a", 9, 11, 2048),
+        server("mirror-b", 2, 3, 1024),
+    ];
+    render_all(&settings(root.path()), &two, now()).unwrap();
+    let html = squash(&read(&root.path().join(".stats/index.html")));
+    assert!(html.contains(concat!(
+        r#"<tr><th scope="row" class="name">mirror-a</th><td class="num">9</td><td class="num">11</td>"#,
+        r#"<td class="num" title="2,048 bytes">2.0 KiB</td></tr> "#,
+        r#"<tr><th scope="row" class="name">mirror-b</th><td class="num">2</td><td class="num">3</td>"#,
+        r#"<td class="num" title="1,024 bytes">1.0 KiB</td></tr>"#,
+    )), "{html}");
 }

@@ -150,6 +150,8 @@ pub struct StatsView {
     pub chart: Option<ChartView>,
     /// The same chart laid out for phones.
     pub chart_narrow: Option<ChartView>,
+    /// Per server, only when more than one counted.
+    pub servers: Vec<super::ServerTotal>,
 }
 
 pub fn site(settings: &PageSettings) -> SiteView {
@@ -385,6 +387,7 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
         totals,
         chart,
         chart_narrow,
+        servers: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@
 //! A batch is applied in one transaction: all of its lines count, or none.
 
 pub mod dedup;
+pub mod migrate;
 pub mod sqlite;
 
 use crate::config::DbTarget;
@@ -129,6 +130,21 @@ pub trait Backend: Send {
     /// Per file and month figures, downloads merged with legacy months.
     fn monthly(&self) -> Result<Vec<MonthRow>>;
 
+    /// Per server and month figures (see [`ServerMonthRow`]), for the
+    /// servers that counted anything.
+    fn by_server(&self) -> Result<Vec<ServerMonthRow>>;
+
+    /// Everything the store holds, as plain rows (`migrate`).
+    fn export(&self) -> Result<migrate::Dump>;
+
+    /// In one transaction that keeps every other writer out: reads
+    /// everything, lets `f` work out the new content, and writes it in
+    /// place of the old (`migrate`).
+    fn transform(
+        &mut self,
+        f: &mut dyn FnMut(migrate::Dump) -> Result<migrate::Dump>,
+    ) -> Result<()>;
+
     /// Periodic upkeep while a logger runs (SQLite: a WAL checkpoint).
     fn checkpoint(&self) -> Result<()>;
 
@@ -139,6 +155,18 @@ pub trait Backend: Send {
     /// Closes a database whose file was deleted or replaced under it
     /// without touching the names it had (SQLite's `-wal`/`-shm`).
     fn close_detached(self: Box<Self>);
+}
+
+/// One server × month. A server's downloads are the (client, file, day)
+/// it sent a counted line of: a download resumed on another server counts
+/// for each, so servers add up to more than the total downloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMonthRow {
+    pub server: String,
+    pub month: String,
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
 }
 
 /// A named position recorded with the counts it covers (see [`Backend::apply_marked`]).

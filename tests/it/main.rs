@@ -16,10 +16,12 @@ mod generated;
 mod identity;
 mod import;
 mod listen;
+mod migrate;
 mod pages;
 mod pipe;
 mod privacy;
 mod privs;
+mod servers;
 mod spool;
 
 use serde_json::Value;

@@ -32,7 +32,8 @@
 //! in `migrations/`, applied in place by `init_schema`.
 
 use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin};
+use super::migrate::{DayRow, Dump, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
+use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -94,14 +95,15 @@ pub mod lock_wait {
 }
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
 const PURGE_GRACE_SECS: i64 = 3600;
 
-/// A new database's tables, at `SCHEMA_VERSION`.
+/// A new database's tables at schema 3; `V4` then brings them to `SCHEMA_VERSION`.
 const SCHEMA: &str = include_str!("migrations/v3_create.sql");
+const V4: &str = include_str!("migrations/v4_from_v3.sql");
 
 /// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
 /// no figure is negative). `a` is a stored figure (never negative), `b` the
@@ -139,6 +141,7 @@ pub struct SqliteStore {
     path: PathBuf,
     hasher: KeyHasher,
     file_ids: HashMap<Vec<u8>, i64>,
+    server_ids: HashMap<std::sync::Arc<str>, i64>,
     scratch: Scratch,
     /// A purge's TRUNCATE checkpoint could not finish (a reader was busy):
     /// the next `checkpoint` tries again, so the WAL sheds the old pages.
@@ -153,6 +156,8 @@ struct LineAgg {
     bytes: i64,
     visitor: i64,
     file_id: i64,
+    /// `servers.id` of the server whose log the line is from.
+    server_id: i64,
     /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
     schema1: bool,
 }
@@ -172,7 +177,21 @@ struct VisitorAgg {
     file_id: i64,
     requests: i64,
     bytes: i64,
+    /// Bits of the servers that sent counted lines (see `server_bit`).
+    servers: i64,
 }
+
+/// The most servers one database knows: a visitor row keeps its servers
+/// as bits of one INTEGER.
+pub const MAX_SERVERS: i64 = 63;
+
+/// The bit of server `id` (1 to [`MAX_SERVERS`]) in `visitors.servers`.
+fn server_bit(id: i64) -> i64 {
+    1i64 << (id - 1)
+}
+
+/// Per server and day: (new downloads, requests, bytes) of a batch.
+type ServerDays = BTreeMap<(i64, i32), (i64, i64, i64)>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database for writing.
@@ -207,6 +226,7 @@ impl SqliteStore {
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
+            server_ids: HashMap::default(),
             scratch: Scratch::default(),
             scrub_pending: Default::default(),
         };
@@ -252,6 +272,7 @@ impl SqliteStore {
             path: path.to_owned(),
             hasher: KeyHasher::new([0; 32]),
             file_ids: HashMap::default(),
+            server_ids: HashMap::default(),
             scratch: Scratch::default(),
             scrub_pending: Default::default(),
         })
@@ -284,7 +305,8 @@ impl SqliteStore {
                 "INSERT INTO meta(name, value) VALUES('created', ?1)",
                 [chrono::Local::now().to_rfc3339()],
             )?;
-            tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
+            tx.execute_batch("PRAGMA user_version=3")?;
+            tx.execute_batch(V4)?;
         }
         if version == 1 {
             // Schema 1 hashed the bytes into a line's identity and knew no
@@ -295,6 +317,9 @@ impl SqliteStore {
         }
         if version == 1 || version == 2 {
             upgrade_to_3(&tx)?;
+        }
+        if (1..=3).contains(&version) {
+            tx.execute_batch(V4)?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -392,6 +417,11 @@ impl SqliteStore {
         let mut lines: Vec<LineAgg> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::default();
         for batch in batches {
+            let server_id = if batch.hits().is_empty() {
+                0
+            } else {
+                server_id(&mut self.server_ids, &tx, &self.path, &batch.server)?
+            };
             for (i, h) in batch.hits().iter().enumerate() {
                 let day = days[&h.day];
                 let Some(day_key) = day.key else {
@@ -451,6 +481,7 @@ impl SqliteStore {
                             bytes,
                             visitor,
                             file_id,
+                            server_id,
                             schema1,
                         });
                     }
@@ -463,6 +494,7 @@ impl SqliteStore {
         //    cheaper in SQLite than an upsert with RETURNING.
         lines.sort_unstable_by_key(|l| (l.day, l.hash));
         let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
+        let mut server_days = ServerDays::new();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
@@ -546,6 +578,14 @@ impl SqliteStore {
                 });
                 v.requests = v.requests.saturating_add(delta);
                 v.bytes = v.bytes.saturating_add(delta_bytes);
+                if delta > 0 {
+                    v.servers |= server_bit(l.server_id);
+                }
+                if delta != 0 || delta_bytes != 0 {
+                    let sd = server_days.entry((l.server_id, l.day)).or_default();
+                    sd.1 = sd.1.saturating_add(delta);
+                    sd.2 = sd.2.saturating_add(delta_bytes);
+                }
             }
         }
 
@@ -559,16 +599,17 @@ impl SqliteStore {
                 Origin::Import { run, .. } => run,
             };
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut select =
-                tx.prepare_cached("SELECT run FROM visitors WHERE day = ?1 AND key = ?2")?;
+                tx.prepare_cached("SELECT run, servers FROM visitors WHERE day = ?1 AND key = ?2")?;
             let mut update = tx.prepare_cached(concat!(
                 "UPDATE visitors SET requests = ",
                 sat_add!("requests", "?3"),
                 ", bytes = ",
                 sat_add!("bytes", "?4"),
-                ", run = ?5 WHERE day = ?1 AND key = ?2"
+                ", run = ?5, servers = servers | ?6 WHERE day = ?1 AND key = ?2"
             ))?;
             for key in &visitor_order {
                 let v = &visitors[key];
@@ -579,21 +620,33 @@ impl SqliteStore {
                     continue;
                 }
                 let new_download = v.requests > 0
-                    && insert
-                        .execute(params![key.0, key.1, v.file_id, v.requests, v.bytes, run])?
-                        == 1;
+                    && insert.execute(params![
+                        key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers
+                    ])? == 1;
+                // A server's download is a (client, file, day) it sent a
+                // counted line of: the first such line adds one for it.
+                let mut new_servers = v.servers;
                 if new_download {
                     stats.new_downloads += 1;
-                } else if let Some(old) = select
-                    .query_row(params![key.0, key.1], |r| r.get::<_, i64>(0))
+                } else if let Some((old, old_servers)) = select
+                    .query_row(params![key.0, key.1], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
                     .optional()?
                 {
+                    new_servers &= !old_servers;
                     if run != 0 && old != run {
                         stats.known_downloads += 1;
                     }
                     if changed || old != run {
-                        update.execute(params![key.0, key.1, v.requests, v.bytes, run])?;
+                        update
+                            .execute(params![key.0, key.1, v.requests, v.bytes, run, v.servers])?;
                     }
+                }
+                while new_servers != 0 {
+                    let id = i64::from(new_servers.trailing_zeros()) + 1;
+                    new_servers &= new_servers - 1;
+                    server_days.entry((id, key.0)).or_default().0 += 1;
                 }
                 if changed {
                     let d = daily.entry((v.file_id, key.0)).or_default();
@@ -617,6 +670,23 @@ impl SqliteStore {
             ))?;
             for ((file_id, day), (dl, rq, by)) in &daily {
                 st.execute(params![file_id, day, dl, rq, by])?;
+            }
+        }
+
+        // 6. Per server and day figures.
+        {
+            let mut st = tx.prepare_cached(concat!(
+                "INSERT INTO server_daily(server_id, day, downloads, requests, bytes)
+                 VALUES(?1, ?2, max(?3, 0), max(?4, 0), max(?5, 0))
+                 ON CONFLICT(server_id, day) DO UPDATE SET downloads = ",
+                sat_add!("downloads", "?3"),
+                ", requests = ",
+                sat_add!("requests", "?4"),
+                ", bytes = ",
+                sat_add!("bytes", "?5")
+            ))?;
+            for ((server_id, day), (dl, rq, by)) in &server_days {
+                st.execute(params![server_id, day, dl, rq, by])?;
             }
         }
 
@@ -708,6 +778,7 @@ impl Backend for SqliteStore {
         if result.is_err() {
             // Ids handed out inside a rolled-back transaction do not exist.
             self.file_ids.clear();
+            self.server_ids.clear();
         }
         result
     }
@@ -798,6 +869,53 @@ impl Backend for SqliteStore {
             e.downloads = e.downloads.max(n);
         }
         Ok(acc.into_values().collect())
+    }
+
+    fn by_server(&self) -> Result<Vec<ServerMonthRow>> {
+        let mut acc: BTreeMap<(String, String), ServerMonthRow> = BTreeMap::new();
+        let mut st = self.conn.prepare(
+            "SELECT s.name, d.day, d.downloads, d.requests, d.bytes
+             FROM server_daily d JOIN servers s ON s.id = d.server_id",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let server: String = r.get(0)?;
+            let month = month_of(r.get(1)?);
+            let e = acc
+                .entry((server.clone(), month.clone()))
+                .or_insert_with(|| ServerMonthRow {
+                    server,
+                    month,
+                    downloads: 0,
+                    requests: 0,
+                    bytes: 0,
+                });
+            e.downloads = e.downloads.saturating_add(figure(r.get_ref(2)?));
+            e.requests = e.requests.saturating_add(figure(r.get_ref(3)?));
+            e.bytes = e.bytes.saturating_add(figure(r.get_ref(4)?));
+        }
+        Ok(acc.into_values().collect())
+    }
+
+    fn export(&self) -> Result<Dump> {
+        let tx = self.conn.unchecked_transaction()?;
+        export_from(&tx, &self.path)
+    }
+
+    fn transform(&mut self, f: &mut dyn FnMut(Dump) -> Result<Dump>) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = export_from(&tx, &self.path)?;
+        let after = f(before)?;
+        write_dump(&tx, &after, &self.path)?;
+        tx.commit()?;
+        self.file_ids.clear();
+        self.server_ids.clear();
+        self.hasher = KeyHasher::new(after.secret);
+        // What the rewrite deleted must not stay in the files.
+        self.checkpoint_truncate()?;
+        Ok(())
     }
 
     /// Runs a passive WAL checkpoint so the WAL file does not grow without bound
@@ -946,6 +1064,340 @@ fn repair_figures(tx: &rusqlite::Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The id of server `name`, registered on first sight (within the
+/// batch's transaction: a rolled-back id is forgotten with the rest).
+fn server_id(
+    ids: &mut HashMap<std::sync::Arc<str>, i64>,
+    tx: &rusqlite::Transaction<'_>,
+    db: &Path,
+    name: &std::sync::Arc<str>,
+) -> Result<i64> {
+    if let Some(&id) = ids.get(name) {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO servers(name) VALUES(?1) ON CONFLICT(name) DO NOTHING")?
+        .execute([&**name])?;
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM servers WHERE name = ?1")?
+        .query_row([&**name], |r| r.get(0))?;
+    if !(1..=MAX_SERVERS).contains(&id) {
+        bail!(
+            "{}: more than {MAX_SERVERS} servers count into this database (--server {name})",
+            db.display()
+        );
+    }
+    ids.insert(name.clone(), id);
+    Ok(id)
+}
+
+/// Meta rows that are the database's own, not marks.
+const META_OWN: [&str; 3] = ["secret", "created", "vacuum"];
+
+/// Everything in the database (see `store::migrate`), read within `conn`'s
+/// current transaction.
+fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
+    let mut dump = Dump::default();
+    let secret: Vec<u8> =
+        conn.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
+            r.get(0)
+        })?;
+    dump.secret = secret
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{}: corrupt hash secret", path.display()))?;
+    dump.created = conn
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE name='created'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut file_of: HashMap<i64, usize> = HashMap::default();
+    for row in conn
+        .prepare("SELECT id, path FROM files ORDER BY id")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+    {
+        let (id, p) = row?;
+        file_of.insert(id, dump.files.len());
+        dump.files.push(p);
+    }
+    let mut server_of: HashMap<i64, usize> = HashMap::default();
+    for row in conn
+        .prepare("SELECT id, name FROM servers ORDER BY id")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+    {
+        let (id, name) = row?;
+        server_of.insert(id, dump.servers.len());
+        dump.servers.push(name);
+    }
+    let file = |id: i64| {
+        file_of
+            .get(&id)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("{}: figures of unknown file {id}", path.display()))
+    };
+    let server = |id: i64| {
+        server_of
+            .get(&id)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("{}: figures of unknown server {id}", path.display()))
+    };
+    for row in conn
+        .prepare(
+            "SELECT d.day, d.touched, d.closed, d.identity, k.key FROM days d
+             LEFT JOIN day_keys k ON k.day = d.day ORDER BY d.day",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+            ))
+        })?
+    {
+        let (day, touched, closed, identity, key) = row?;
+        let key = match key {
+            Some(k) => Some(
+                <[u8; 32]>::try_from(k.as_slice())
+                    .map_err(|_| anyhow::anyhow!("{}: corrupt key of day {day}", path.display()))?,
+            ),
+            None => None,
+        };
+        dump.days.push(DayRow {
+            day,
+            touched,
+            closed,
+            identity,
+            key,
+        });
+    }
+    for row in conn
+        .prepare(
+            "SELECT day, hash, live, imported, source, source_n, live_bytes, imported_bytes,
+                source_bytes FROM seen_lines ORDER BY day, hash",
+        )?
+        .query_map([], |r| {
+            Ok(SeenRow {
+                day: r.get(0)?,
+                hash: r.get(1)?,
+                seen: SeenLine {
+                    live: r.get(2)?,
+                    imported: r.get(3)?,
+                    source: r.get(4)?,
+                    source_n: r.get(5)?,
+                    live_bytes: r.get(6)?,
+                    imported_bytes: r.get(7)?,
+                    source_bytes: r.get(8)?,
+                },
+            })
+        })?
+    {
+        dump.seen_lines.push(row?);
+    }
+    for row in conn
+        .prepare(
+            "SELECT day, key, file_id, requests, bytes, run, servers FROM visitors ORDER BY day, key",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+            ))
+        })?
+    {
+        let (day, key, file_id, [requests, bytes, run, ids]) = row?;
+        let mut servers = 0i64;
+        for (&id, &i) in &server_of {
+            if ids & server_bit(id) != 0 {
+                servers |= 1i64 << i;
+            }
+        }
+        dump.visitors.push(VisitorRow { day, key, file: file(file_id)?, requests, bytes, run, servers });
+    }
+    for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
+        let mut st = conn.prepare(&format!(
+            "SELECT {column}, day, downloads, requests, bytes FROM {table} ORDER BY {column}, day"
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let row = FigureRow {
+                of: if table == "daily" {
+                    file(id)?
+                } else {
+                    server(id)?
+                },
+                day: r.get(1)?,
+                downloads: r.get(2)?,
+                requests: r.get(3)?,
+                bytes: r.get(4)?,
+            };
+            if table == "daily" {
+                dump.daily.push(row);
+            } else {
+                dump.server_daily.push(row);
+            }
+        }
+    }
+    for row in conn
+        .prepare("SELECT file_id, month, downloads FROM legacy ORDER BY file_id, month")?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+    {
+        let (id, month, downloads) = row?;
+        dump.legacy.push(LegacyRow {
+            file: file(id)?,
+            month,
+            downloads,
+        });
+    }
+    for row in conn
+        .prepare("SELECT id, kind, name, started FROM sources ORDER BY id")?
+        .query_map([], |r| {
+            Ok(SourceRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                name: r.get(2)?,
+                started: r.get(3)?,
+            })
+        })?
+    {
+        dump.sources.push(row?);
+    }
+    for row in conn
+        .prepare(
+            "SELECT name, CAST(value AS TEXT) FROM meta
+             WHERE name NOT IN ('secret', 'created', 'vacuum') ORDER BY name",
+        )?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+    {
+        dump.marks.push(row?);
+    }
+    Ok(dump)
+}
+
+/// Replaces everything in the database by `dump`, within `tx`.
+fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Result<()> {
+    if dump.servers.len() > MAX_SERVERS as usize {
+        bail!("{}: more than {MAX_SERVERS} servers", path.display());
+    }
+    tx.execute_batch(
+        "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
+         DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
+         DELETE FROM files; DELETE FROM servers;",
+    )?;
+    for name in tx
+        .prepare("SELECT name FROM meta")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    {
+        if !META_OWN.contains(&name.as_str()) {
+            tx.execute("DELETE FROM meta WHERE name = ?1", [&name])?;
+        }
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'secret'",
+        [&dump.secret[..]],
+    )?;
+    if let Some(created) = &dump.created {
+        tx.execute(
+            "INSERT INTO meta(name, value) VALUES('created', ?1)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            [created],
+        )?;
+    }
+    // Ids are the dump's indices + 1 (a server's bit is its index).
+    let mut st = tx.prepare("INSERT INTO files(id, path) VALUES(?1, ?2)")?;
+    for (i, p) in dump.files.iter().enumerate() {
+        st.execute(params![i as i64 + 1, p])?;
+    }
+    let mut st = tx.prepare("INSERT INTO servers(id, name) VALUES(?1, ?2)")?;
+    for (i, s) in dump.servers.iter().enumerate() {
+        st.execute(params![i as i64 + 1, s])?;
+    }
+    let mut st =
+        tx.prepare("INSERT INTO days(day, touched, closed, identity) VALUES(?1, ?2, ?3, ?4)")?;
+    let mut key_st = tx.prepare("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
+    for d in &dump.days {
+        st.execute(params![d.day, d.touched, d.closed, d.identity])?;
+        if let Some(k) = &d.key {
+            key_st.execute(params![d.day, &k[..]])?;
+        }
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO seen_lines(day, hash, live, imported, source, source_n, live_bytes,
+            imported_bytes, source_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for r in &dump.seen_lines {
+        let s = &r.seen;
+        st.execute(params![
+            r.day,
+            r.hash,
+            s.live,
+            s.imported,
+            s.source,
+            s.source_n,
+            s.live_bytes,
+            s.imported_bytes,
+            s.source_bytes
+        ])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for v in &dump.visitors {
+        st.execute(params![
+            v.day,
+            v.key,
+            v.file as i64 + 1,
+            v.requests,
+            v.bytes,
+            v.run,
+            v.servers
+        ])?;
+    }
+    for (table, column, rows) in [
+        ("daily", "file_id", &dump.daily),
+        ("server_daily", "server_id", &dump.server_daily),
+    ] {
+        let mut st = tx.prepare(&format!(
+            "INSERT INTO {table}({column}, day, downloads, requests, bytes) VALUES(?1, ?2, ?3, ?4, ?5)"
+        ))?;
+        for f in rows {
+            st.execute(params![
+                f.of as i64 + 1,
+                f.day,
+                f.downloads,
+                f.requests,
+                f.bytes
+            ])?;
+        }
+    }
+    let mut st = tx.prepare("INSERT INTO legacy(file_id, month, downloads) VALUES(?1, ?2, ?3)")?;
+    for l in &dump.legacy {
+        st.execute(params![l.file as i64 + 1, l.month, l.downloads])?;
+    }
+    let mut st =
+        tx.prepare("INSERT INTO sources(id, kind, name, started) VALUES(?1, ?2, ?3, ?4)")?;
+    for s in &dump.sources {
+        st.execute(params![s.id, s.kind, s.name, s.started])?;
+    }
+    let mut st = tx.prepare("INSERT INTO meta(name, value) VALUES(?1, ?2)")?;
+    for (name, value) in &dump.marks {
+        st.execute(params![name, value])?;
+    }
+    Ok(())
+}
+
 fn new_day_key() -> Result<[u8; 32]> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for a day key: {e}"))?;
@@ -1066,7 +1518,7 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, SCHEMA_VERSION);
         // Re-importing the rotated log of that day counts nothing twice…
         let run = store.new_source("import-run", "test").unwrap();
         let file_source = store.new_source("import", "access.log.1").unwrap();
@@ -1098,7 +1550,13 @@ mod tests {
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
-        assert_eq!(identities, vec![SCHEMA1_IDENTITY, i64::from(identity::ALL)]);
+        assert_eq!(
+            identities,
+            vec![
+                SCHEMA1_IDENTITY,
+                i64::from(identity::ALL | identity::SERVER)
+            ]
+        );
     }
 
     #[test]
@@ -1173,7 +1631,7 @@ mod tests {
         let db = dir.path().join("damaged.sqlite");
         damaged_schema2_database(&db);
         let mut store = SqliteStore::open(&db).unwrap();
-        assert_eq!(one_i64(&store, "PRAGMA user_version"), 3);
+        assert_eq!(one_i64(&store, "PRAGMA user_version"), SCHEMA_VERSION);
         let rows = store.monthly().unwrap();
         let figures: Vec<_> = rows
             .iter()
@@ -1279,6 +1737,54 @@ mod tests {
         assert_eq!(left, vec![day + 1]);
         let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
         assert_eq!((stats.closed_day_lines, stats.counted_lines), (1, 0));
+    }
+
+    #[test]
+    fn everything_exported_is_written_back_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
+        let day = store
+            .apply(&[batch_of(&[LINE])], Origin::Live)
+            .unwrap()
+            .max_day
+            .unwrap();
+        let mut b = batch_of(&[&LINE.replace("20/Nov", "21/Nov")]);
+        b.server = std::sync::Arc::from("mirror-b");
+        let run = store.new_source("import-run", "t").unwrap();
+        let file_source = store.new_source("import", "x.log").unwrap();
+        store
+            .apply_marked(
+                &[b],
+                Origin::Import { file_source, run },
+                Some(Mark {
+                    name: "follow:/x.log",
+                    value: "1:2:3",
+                }),
+            )
+            .unwrap();
+        store
+            .import_legacy(&[("/old.iso".into(), "2020-01".into(), 5)])
+            .unwrap();
+        store
+            .conn
+            .execute("UPDATE days SET touched = 0 WHERE day = ?1", [day])
+            .unwrap();
+        assert_eq!(store.purge(day + 36, 35).unwrap(), vec![day]);
+        let before = store.export().unwrap();
+        assert_eq!(before.days.len(), 2);
+        assert!(before.days[0].closed && before.days[0].key.is_none());
+        assert_eq!(before.servers, vec!["".to_string(), "mirror-b".to_string()]);
+        assert_eq!(before.visitors[0].servers, 0b10);
+        assert_eq!(
+            before.marks,
+            vec![("follow:/x.log".to_string(), "1:2:3".to_string())]
+        );
+        assert_eq!(before.sources.len(), 2);
+        store.transform(&mut |d| Ok(d)).unwrap();
+        assert_eq!(store.export().unwrap(), before);
+        let rows = store.monthly().unwrap();
+        store.transform(&mut |d| Ok(d)).unwrap();
+        assert_eq!(store.monthly().unwrap(), rows);
     }
 
     /// How many of `values` occur in the database files, as 8 bytes in
