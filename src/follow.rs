@@ -214,8 +214,14 @@ impl Follower {
                     continue;
                 }
             }
-            // Rotated while we were away? Its rest is under a sibling name.
-            match rotated_sibling(path, pos).map(|name| (OpenFile::open(&name, pos.offset), name)) {
+            // Rotated while we were away? Its rest is under a sibling name
+            // (renamed: the same file; copytruncate: a copy of its start).
+            let sibling = rotated_sibling(path, pos).or_else(|| {
+                (pos.fingerprint_len as usize >= FINGERPRINT_MIN)
+                    .then(|| copy_sibling(path, pos.fingerprint, pos.fingerprint_len, pos.offset))
+                    .flatten()
+            });
+            match sibling.map(|name| (OpenFile::open(&name, pos.offset), name)) {
                 Some((Ok(open), name)) => {
                     notes.push(Note::ResumedRotated {
                         name,
@@ -713,5 +719,33 @@ mod tests {
             marks.last().unwrap().1,
             std::fs::metadata(&log).unwrap().len()
         );
+    }
+
+    #[test]
+    fn a_copytruncate_while_stopped_resumes_in_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        append(&log, &lines(0, 30));
+        let (mut f, _) = Follower::start(&log, None);
+        poll(&mut f);
+        let saved = f.positions();
+        drop(f);
+        append(&log, &lines(30, 32));
+        std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+        truncate(&log);
+        append(&log, &lines(100, 140));
+        let (mut f, notes) = Follower::start_at(&log, &saved);
+        assert_eq!(
+            notes,
+            [Note::ResumedRotated {
+                name: dir.path().join("access.log.1"),
+                offset: 30 * line(0).len() as u64
+            }]
+        );
+        let want: Vec<String> = (30..32)
+            .chain(100..140)
+            .map(|n| line(n).trim_end().to_string())
+            .collect();
+        assert_eq!(poll(&mut f).0, want);
     }
 }
