@@ -502,7 +502,12 @@ fn read_input(
             Ok(false) => break None,
             Err(e) => break Some(e.to_string()),
         }
-        if !batch.is_empty() && handover_at.is_none() {
+        if !batch.is_empty() && source.hand_over_each_read() {
+            handover_at = None;
+            if !send(&mut batch) {
+                return;
+            }
+        } else if !batch.is_empty() && handover_at.is_none() {
             handover_at = Some(Instant::now() + HANDOVER_DELAY);
         }
     };

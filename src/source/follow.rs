@@ -196,6 +196,10 @@ impl Source for FollowSource {
     fn recovery(&self) -> &'static str {
         "they stay in the files and are read again from the last checkpoint at the next start"
     }
+
+    fn hand_over_each_read(&self) -> bool {
+        true
+    }
 }
 
 /// One line in the log for what the follower noticed.

@@ -45,9 +45,11 @@ use std::time::Duration;
 /// Receive buffer asked for each socket (the kernel caps it at
 /// `net.core.rmem_max`; root may go beyond with `SO_RCVBUFFORCE`).
 const RCVBUF: usize = 8 << 20;
-/// Bytes of one datagram at most (nginx's lines are cut at about 2 KiB;
-/// UDP's limit is 65,507).
-const DATAGRAM_MAX: usize = 64 * 1024;
+/// Bytes of one datagram kept (nginx cuts its syslog lines at about 2 KiB;
+/// a longer datagram is counted as a line too long).
+const SLOT: usize = 16 * 1024;
+/// Datagrams taken by one `recvmmsg()`.
+const SLOTS: usize = 64;
 /// Datagrams read from one socket per `read()`, so hand-over deadlines and
 /// the other socket are looked at in between.
 const BURST: usize = 4096;
@@ -61,13 +63,6 @@ enum Receiver {
 }
 
 impl Receiver {
-    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Receiver::Unix(s) => s.recv(buf),
-            Receiver::Udp(s) => s.recv(buf),
-        }
-    }
-
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
             Receiver::Unix(s) => s.as_fd(),
@@ -279,12 +274,77 @@ fn bind_unix(
     Ok((sock, id))
 }
 
+/// Datagrams received [`SLOTS`] at a time: a burst that the kernel queued
+/// costs one system call, not one per line.
+struct MultiRecv {
+    buf: Vec<u8>,
+    iov: Vec<nix::libc::iovec>,
+    hdr: Vec<nix::libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iov` and `hdr` point only into this value's
+// own heap buffers (which do not move with it) and are set again before
+// every call; nothing else holds them.
+unsafe impl Send for MultiRecv {}
+
+impl MultiRecv {
+    fn new() -> MultiRecv {
+        MultiRecv {
+            buf: vec![0; SLOTS * SLOT],
+            // SAFETY: iovec and mmsghdr are plain C structs; all-zero is a
+            // valid value (null pointers, zero lengths), set before each use.
+            iov: vec![unsafe { std::mem::zeroed() }; SLOTS],
+            hdr: vec![unsafe { std::mem::zeroed() }; SLOTS],
+        }
+    }
+
+    /// Takes up to [`SLOTS`] queued datagrams without waiting; how many.
+    fn recv(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let base = self.buf.as_mut_ptr();
+        for i in 0..SLOTS {
+            self.iov[i] = nix::libc::iovec {
+                // SAFETY: slot i lies within buf (SLOTS * SLOT bytes).
+                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_len: SLOT,
+            };
+            // SAFETY: as in new(): an all-zero header, then its one iovec.
+            self.hdr[i] = unsafe { std::mem::zeroed() };
+            self.hdr[i].msg_hdr.msg_iov = &mut self.iov[i];
+            self.hdr[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: each header points at its own iovec and each iovec at its
+        // own SLOT bytes of buf; all of them live, unaliased, through the call.
+        let n = unsafe {
+            nix::libc::recvmmsg(
+                fd.as_raw_fd(),
+                self.hdr.as_mut_ptr(),
+                SLOTS as u32,
+                nix::libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Datagram `i` of the last [`MultiRecv::recv`], and whether it was cut.
+    fn get(&self, i: usize) -> (&[u8], bool) {
+        let h = &self.hdr[i];
+        let len = (h.msg_len as usize).min(SLOT);
+        let cut = h.msg_hdr.msg_flags & nix::libc::MSG_TRUNC != 0;
+        (&self.buf[i * SLOT..i * SLOT + len], cut)
+    }
+}
+
 /// nginx's datagrams as a [`Source`]: one line per datagram, its syslog
 /// header removed (a datagram without one is counted as rejected).
 pub struct DatagramSource {
     receivers: Receivers,
     stop: Arc<Stop>,
-    buf: Vec<u8>,
+    multi: MultiRecv,
     line_no: u64,
 }
 
@@ -293,7 +353,7 @@ impl DatagramSource {
         DatagramSource {
             receivers,
             stop,
-            buf: vec![0; DATAGRAM_MAX],
+            multi: MultiRecv::new(),
             line_no: 0,
         }
     }
@@ -305,22 +365,27 @@ impl DatagramSource {
         super::poll_fds(&fds, timeout).iter().any(|r| *r)
     }
 
-    /// Reads up to [`BURST`] datagrams of each socket; true if every socket
-    /// was emptied.
-    fn drain(&mut self, each: &mut dyn FnMut(&[u8], u64)) -> std::io::Result<bool> {
+    /// Reads up to about [`BURST`] datagrams of each socket (`each` gets a
+    /// datagram, whether it was cut, its number); true if every socket was
+    /// emptied.
+    fn drain(&mut self, each: &mut dyn FnMut(&[u8], bool, u64)) -> std::io::Result<bool> {
         let mut emptied = true;
         for sock in &self.receivers.sockets {
             let mut n = 0;
             loop {
-                if n == BURST {
+                if n >= BURST {
                     emptied = false;
                     break;
                 }
-                match sock.recv(&mut self.buf) {
-                    Ok(len) => {
-                        self.line_no += 1;
-                        n += 1;
-                        each(&self.buf[..len], self.line_no);
+                match self.multi.recv(sock.fd()) {
+                    Ok(0) => break,
+                    Ok(got) => {
+                        for i in 0..got {
+                            self.line_no += 1;
+                            let (d, cut) = self.multi.get(i);
+                            each(d, cut, self.line_no);
+                        }
+                        n += got;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -341,7 +406,8 @@ impl Source for DatagramSource {
 
     fn read(&mut self, sink: &mut dyn FnMut(Item<'_>)) -> std::io::Result<bool> {
         let stopping = self.stop.is_set();
-        let emptied = self.drain(&mut |d, no| match crate::syslog::parse(d) {
+        let emptied = self.drain(&mut |d, cut, no| match crate::syslog::parse(d) {
+            _ if cut => sink(Item::TooLong(no)),
             Ok(dg) => sink(Item::Line(dg.line, no)),
             Err(_) => sink(Item::NotSyslog(no)),
         })?;
@@ -386,7 +452,7 @@ impl Read for SpoolReader {
             self.source.wait_fds(None);
             let stopping = self.source.stop.is_set();
             let mut lines = std::mem::take(&mut self.pending);
-            let emptied = self.source.drain(&mut |d, _| {
+            let emptied = self.source.drain(&mut |d, _, _| {
                 // Not an nginx datagram: kept whole; the drain rejects it as a line.
                 let line = crate::syslog::parse(d).map_or(d, |dg| dg.line);
                 lines.extend_from_slice(line);

@@ -79,6 +79,13 @@ pub trait Source: Send {
 
     /// What to do about counted lines that could not be saved at the end.
     fn recovery(&self) -> &'static str;
+
+    /// Whether what one `read()` gave is handed over at once rather than
+    /// collected for [`crate::pipe`]'s hand-over delay: a source that reads
+    /// everything there is in one go, a few times a second (a followed file).
+    fn hand_over_each_read(&self) -> bool {
+        false
+    }
 }
 
 /// A stop request that wakes a reader waiting in `poll()`: a flag and a
