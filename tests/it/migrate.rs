@@ -130,3 +130,35 @@ fn migrating_a_database_onto_itself_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is the database moved from"), "{err}");
 }
+
+#[test]
+fn a_logger_already_running_on_the_new_database_hashes_with_the_moved_secret() {
+    let old = Site::new();
+    let (code, err) = old.pipe_all(log_a().as_bytes(), &["--server", "mirror-a"]);
+    assert_eq!(code, 0, "{err}");
+    let before = old.report();
+    let new = site_at(&old.dir.path().join("new.sqlite"));
+    // The new server's logger starts first: it creates the database (and
+    // its own secret) before the move.
+    let mut pipe = new.spawn_pipe(&["--server", "mirror-a"]);
+    crate::wait_until("the new database exists", || new.try_report().is_some());
+    migrate(&old.db, &new.db, &[]);
+    // The same clients fetch the same files again, live: live copies of a
+    // line add up (requests 2), but the downloads are the ones counted
+    // before the move — with a stale secret they would count twice.
+    pipe.write(log_a().as_bytes());
+    let (code, err) = pipe.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("hash secret of") && err.contains("was replaced (a migrate)"),
+        "{err}"
+    );
+    assert_eq!(before["/a.iso"]["2026-11"]["downloads"], 1);
+    assert_eq!(
+        new.report(),
+        json!({
+            "/a.iso": {"2026-11": {"downloads": 1, "requests": 2, "bytes": 1200}},
+            "/b.iso": {"2026-11": {"downloads": 1, "requests": 2, "bytes": 100}},
+        })
+    );
+}

@@ -344,6 +344,24 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
 
+        // 0. The secret this transaction hashes with is the database's own:
+        //    a `migrate` into this database may have replaced it since we
+        //    opened it (the reader's keys made with the old one are then
+        //    not used: `line_keys` hashes again).
+        let secret: Vec<u8> = tx
+            .prepare_cached("SELECT value FROM meta WHERE name = 'secret'")?
+            .query_row([], |r| r.get(0))?;
+        if secret.as_slice() != self.hasher.secret() {
+            let secret: [u8; 32] = secret
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("{}: corrupt hash secret", self.path.display()))?;
+            eprintln!(
+                "dlcount: the hash secret of {} was replaced (a migrate); hashing with the new one",
+                self.path.display()
+            );
+            self.hasher = KeyHasher::new(secret);
+        }
+
         // 1. The days these lines fall on: closed ones are skipped, the
         //    others are touched (which keeps them from purging) and give the
         //    identity set their lines are hashed with and the key their
