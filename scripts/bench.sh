@@ -6,7 +6,15 @@
 # median of BENCH_RUNS runs:
 #   grep -c '' (scanning floor), pipe mode (mixed, all-new, 10x for flat
 #   memory), import of the plain and .gz log beside zcat, the old Python
-#   script and goaccess (if installed).
+#   script and goaccess (if installed); and the live sources beside the
+#   pipe: `listen` counting the mixed log sent as nginx's syslog datagrams
+#   by the dgramsend example (blocking Unix socket: nothing lost, the
+#   listener's own pace; timed from the first datagram to the listener's
+#   exit after SIGTERM), `follow` reading the mixed log as a file (timed from
+#   its start to the commit of its checkpoint at the file's end), and, once
+#   each, an nginx-like sender (non-blocking: a line that finds the queue
+#   full is dropped) at BENCH_PACED_RATE lines/s to a Unix socket and over
+#   UDP on loopback, with how many lines were lost.
 # Every dlcount run is checked: `report --json` and `report --json --detail`
 # must equal the generator's answers (OK/MISMATCH). Exits 1 on any MISMATCH or failed run; with
 # BENCH_STRICT=1 also on any missed target.
@@ -20,6 +28,8 @@
 #                when their parameters change); default: a temp dir, removed
 #   BENCH_STRICT 1: exit 1 when a target is missed      (default 0)
 #   BENCH_FORCE  1: measure even if the probe run gives a wrong answer
+#   BENCH_LIVE   1: also measure listen and follow      (default 1)
+#   BENCH_PACED_RATE  lines/s of the nginx-like sender (default 50000)
 #   DLCOUNT_BIN  binary to measure (default: the release build of this tree)
 set -euo pipefail
 export LC_ALL=C # '.' decimals for awk/sort, bytewise sorting
@@ -30,12 +40,15 @@ BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_SEED=${BENCH_SEED:-1}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_FORCE=${BENCH_FORCE:-0}
+BENCH_LIVE=${BENCH_LIVE:-1}
+BENCH_PACED_RATE=${BENCH_PACED_RATE:-50000}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 BIN=${DLCOUNT_BIN:-$TARGET_DIR/release/dlcount-pipe}
 GEN=$TARGET_DIR/release/examples/genlog
+SEND=$TARGET_DIR/release/examples/dgramsend
 OLD=$REPO/scripts/oldscript_baseline.py
 
 die() {
@@ -203,6 +216,131 @@ measure_dl() {
     return 0
 }
 
+# --- live sources ------------------------------------------------------------
+# A background dlcount under GNU time: the dlcount process is time's child.
+child_of() {
+    local _
+    for _ in $(seq 1 100); do
+        pgrep -P "$1" && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+# measure_listen KEY LOG ANSWER: `listen` on a Unix socket, LOG sent by
+# dgramsend (blocking: the kernel makes it wait while the socket's queue is
+# full, so nothing is lost); seconds from the first datagram to the
+# listener's exit after SIGTERM (what it held is committed by then).
+measure_listen() {
+    local key=$1 log=$2 answer=$3 i verdict all=OK db sock tp lp t0 t1 sent
+    rm -f "$WORK/$key.times"
+    for ((i = 1; i <= BENCH_RUNS; i++)); do
+        rm -rf "$WORK/db" "$WORK/root" "$WORK/listen.sock"
+        mkdir -p "$WORK/db" "$WORK/root"
+        db="$WORK/db/x.sqlite"
+        sock="$WORK/listen.sock"
+        /usr/bin/time -f '%e %M' -o "$WORK/$key.time" "$BIN" listen --db "$db" --root "$WORK/root" \
+            --socket "$sock" 2>"$WORK/$key.err" &
+        tp=$!
+        lp=$(child_of "$tp") || { all=FAILED; break; }
+        while [ ! -S "$sock" ]; do sleep 0.01; done
+        t0=$(now)
+        sent=$("$SEND" --socket "$sock" "$log") || { all=FAILED; break; }
+        kill -TERM "$lp"
+        wait "$tp" || { all=FAILED; break; }
+        t1=$(now)
+        echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }') $(cut -d' ' -f2 "$WORK/$key.time")" >>"$WORK/$key.times"
+        verdict=$(check "$key" "$db" "$answer")
+        case $sent in "sent $(count_lines "$log") dropped 0 "*) ;; *) verdict="LOST($sent)" ;; esac
+        [ "$verdict" = OK ] || all=$verdict
+    done
+    CHECK[$key]=$all
+    [ "$all" = OK ] || FAILED=1
+    if [ -s "$WORK/$key.times" ]; then
+        SECS[$key]=$(cut -d' ' -f1 "$WORK/$key.times" | median)
+        RSS[$key]=$(cut -d' ' -f2 "$WORK/$key.times" | maxof)
+    fi
+    return 0
+}
+
+# measure_follow KEY LOG ANSWER: `follow LOG` on a fresh database; seconds
+# from its start until its checkpoint, committed with the counts, reaches the
+# end of LOG (read from the database by a small poller), then SIGTERM.
+measure_follow() {
+    local key=$1 log=$2 answer=$3 i verdict all=OK db tp fp t0 done_at abs
+    abs=$(cd "$(dirname "$log")" && pwd)/$(basename "$log")
+    rm -f "$WORK/$key.times"
+    for ((i = 1; i <= BENCH_RUNS; i++)); do
+        rm -rf "$WORK/db" "$WORK/root"
+        mkdir -p "$WORK/db" "$WORK/root"
+        db="$WORK/db/x.sqlite"
+        t0=$(now)
+        /usr/bin/time -f '%e %M' -o "$WORK/$key.time" "$BIN" follow --db "$db" --root "$WORK/root" \
+            "$abs" 2>"$WORK/$key.err" &
+        tp=$!
+        fp=$(child_of "$tp") || { all=FAILED; break; }
+        done_at=$(python3 - "$db" "follow:$abs" "$(stat -c %s "$abs")" "$t0" <<'PY'
+import sqlite3, sys, time
+db, name, size, t0 = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+conn = None
+while time.time() - t0 < 600:
+    try:
+        if conn is None:
+            conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=1)
+        row = conn.execute("SELECT CAST(value AS TEXT) FROM meta WHERE name = ?", (name,)).fetchone()
+        # "1 SOURCE DEV:INO:OFFSET:LEN:FP ...": the file at the path comes last.
+        if row and int(row[0].split()[-1].split(":")[2]) == size:
+            print("%.4f" % (time.time() - t0))
+            break
+    except sqlite3.Error:
+        conn = None
+    time.sleep(0.005)
+PY
+        )
+        kill -TERM "$fp"
+        wait "$tp" || { all=FAILED; break; }
+        [ -n "$done_at" ] || { all=FAILED; break; }
+        echo "$done_at $(cut -d' ' -f2 "$WORK/$key.time")" >>"$WORK/$key.times"
+        verdict=$(check "$key" "$db" "$answer")
+        [ "$verdict" = OK ] || all=$verdict
+    done
+    CHECK[$key]=$all
+    [ "$all" = OK ] || FAILED=1
+    if [ -s "$WORK/$key.times" ]; then
+        SECS[$key]=$(cut -d' ' -f1 "$WORK/$key.times" | median)
+        RSS[$key]=$(cut -d' ' -f2 "$WORK/$key.times" | maxof)
+    fi
+    return 0
+}
+
+# paced_loss socket|udp LOG: one run of an nginx-like sender (non-blocking,
+# BENCH_PACED_RATE lines/s) into `listen`; prints the lines lost: dropped by
+# the sender (the Unix socket's queue was full) or by the kernel (UDP's
+# receive buffer overflowed: sent but never received).
+paced_loss() {
+    local kind=$1 log=$2 tp lp to port out received total
+    rm -rf "$WORK/db" "$WORK/root" "$WORK/listen.sock"
+    mkdir -p "$WORK/db" "$WORK/root"
+    if [ "$kind" = socket ]; then
+        to=(--socket "$WORK/listen.sock")
+    else
+        port=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        to=(--udp "$port")
+    fi
+    "$BIN" listen --db "$WORK/db/x.sqlite" --root "$WORK/root" "${to[@]}" 2>"$WORK/paced.err" &
+    lp=$!
+    sleep 0.5
+    [ "$kind" = socket ] || to=(--udp "127.0.0.1:$port")
+    out=$("$SEND" "${to[@]}" --nonblocking --rate "$BENCH_PACED_RATE" "$log")
+    sleep 0.5
+    kill -TERM "$lp"
+    wait "$lp" || true
+    received=$(sed -n 's/.*: \([0-9]*\) lines, .*exiting$/\1/p' "$WORK/paced.err" | tail -n 1)
+    total=$(count_lines "$log")
+    awk -v t="$total" -v r="${received:-0}" -v o="$out" 'BEGIN {
+        printf "%d of %d lines lost (%.2f%%; sender: %s)", t - r, t, 100 * (t - r) / t, o }'
+}
+
 # --- sanity probe ------------------------------------------------------------
 echo "== probe: the generator's edge-case catalogue through pipe mode"
 rm -rf "$WORK/db" "$WORK/root"
@@ -241,6 +379,13 @@ if [ "$BENCH_BIG" = 1 ]; then
 fi
 measure_dl import import "$WORK/mixed.log" "$WORK/mixed.plain.json"
 measure_dl import_gz import "$WORK/mixed.log.gz" "$WORK/mixed.plain.json"
+if [ "$BENCH_LIVE" = 1 ]; then
+    measure_listen listen "$WORK/mixed.log" "$WORK/mixed.plain.json"
+    measure_follow follow "$WORK/mixed.log" "$WORK/mixed.plain.json"
+    head -n 200000 "$WORK/mixed.log" >"$WORK/paced.log"
+    PACED_UNIX=$(paced_loss socket "$WORK/paced.log")
+    PACED_UDP=$(paced_loss udp "$WORK/paced.log")
+fi
 measure python "$BENCH_RUNS" - python3 "$OLD" "$WORK/mixed.log"
 if json_equal "$WORK/python.out" "$WORK/mixed.plain.json"; then
     PY_AGREES="equals the generator's answer"
@@ -290,6 +435,8 @@ c_import() {
         ge "$(ratio "${SECS[python]}" "${SECS[import]}")" 5 && rss_ok import
 }
 c_gz() { has zcat && le "$(ratio "${SECS[import_gz]}" "${SECS[zcat]}")" 1.3 && rss_ok import_gz; }
+c_listen() { ge "$(lps "${LINES[mixed]}" "${SECS[listen]}")" 200000 && rss_ok listen; }
+c_follow() { ge "$(lps "${LINES[mixed]}" "${SECS[follow]}")" 1000000 && rss_ok follow; }
 
 v_pipe=FAILED v_allnew=FAILED v_big=FAILED v_import=FAILED v_gz=FAILED
 has pipe && v_pipe=$(pass_if c_pipe)
@@ -298,6 +445,12 @@ has pipe_big && v_big=$(pass_if c_big)
 has import && v_import=$(pass_if c_import)
 has import_gz && v_gz=$(pass_if c_gz)
 for v in "$v_pipe" "$v_allnew" "$v_import" "$v_gz"; do [ "$v" = PASS ] || MISSED=1; done
+v_listen=FAILED v_follow=FAILED
+if [ "$BENCH_LIVE" = 1 ]; then
+    has listen && v_listen=$(pass_if c_listen)
+    has follow && v_follow=$(pass_if c_follow)
+    for v in "$v_listen" "$v_follow"; do [ "$v" = PASS ] || MISSED=1; done
+fi
 [ "$BENCH_BIG" = 1 ] && [ "$v_big" != PASS ] && MISSED=1
 
 with_check() { echo "$1, answer ${CHECK[$2]:-FAILED}"; }
@@ -309,6 +462,10 @@ row "pipe all-new" pipe_allnew "${LINES[allnew]}" grep_allnew grep ">=200,000 l/
 if [ "$BENCH_BIG" = 1 ]; then
     row "grep -c 10x" grep_big "${LINES[big]}" "" "" "" ""
     row "pipe mixed 10x" pipe_big "${LINES[big]}" grep_big grep "RSS flat: <=$(mib "$flat_limit") MiB" "$(with_check "$v_big" pipe_big)"
+fi
+if [ "$BENCH_LIVE" = 1 ]; then
+    row "listen mixed (dgrams)" listen "${LINES[mixed]}" pipe pipe ">=200,000 l/s, none lost" "$(with_check "$v_listen" listen)"
+    row "follow mixed (file)" follow "${LINES[mixed]}" pipe pipe ">=1,000,000 l/s" "$(with_check "$v_follow" follow)"
 fi
 row "python old script" python "${LINES[mixed]}" "" "" "" ""
 row "import plain" import "${LINES[mixed]}" python python ">=2,000,000 l/s, <=0.2x python" "$(with_check "$v_import" import)"
@@ -329,6 +486,11 @@ fi
 has import && has python && echo "old Python script takes $(ratio "${SECS[python]}" "${SECS[import]}")x as long as import (target >=5)"
 echo "python old script: $PY_AGREES"
 echo "probe (catalogue): $probe"
+if [ "$BENCH_LIVE" = 1 ]; then
+    echo "nginx-like sender (non-blocking, $BENCH_PACED_RATE lines/s, 200,000 lines):"
+    echo "  Unix socket (net.unix.max_dgram_qlen=$(cat /proc/sys/net/unix/max_dgram_qlen 2>/dev/null || echo '?')): $PACED_UNIX"
+    echo "  UDP on loopback: $PACED_UDP"
+fi
 
 if [ "$FAILED" = 1 ]; then
     if [ -n "${BENCH_DIR:-}" ]; then
