@@ -13,9 +13,11 @@
 #    with TLS, in DLCOUNT_TEST_PG and DLCOUNT_TEST_PG_CA, removed afterwards,
 # 4. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
 # 5. runs the end-to-end test behind a private Apache with real clients,
-# 6. runs the install script's sandboxed test,
-# 7. runs the test of the toolchain check (scripts/toolchain.sh),
-# 8. builds the Debian package and installs, removes and purges it in a
+# 6. runs the two-server end-to-end test: two private Apaches counting into
+#    one private PostgreSQL (stopped for 20 s in the middle) with real clients,
+# 7. runs the install script's sandboxed test,
+# 8. runs the test of the toolchain check (scripts/toolchain.sh),
+# 9. builds the Debian package and installs, removes and purges it in a
 #    sandbox (last: it is the slowest to set up and disturbs nothing).
 # Every suite prints its own "N passed, M failed"; the script ends with the
 # overall line and fails if any suite failed.
@@ -75,6 +77,7 @@ run_suite "PostgreSQL helper test" tests/e2e/pg_selftest.sh
 run_suite "unit and integration tests" tests/e2e/with_pg.sh cargo test --release
 run_suite "browser test" tests/browser/screenshot.sh
 run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
+run_suite "two-server end-to-end test" tests/e2e/servers_e2e.sh target/release/dlcount-pipe
 run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe
 run_suite "toolchain check test" tests/e2e/toolchain_check.sh
 run_suite "Debian package test" tests/e2e/package_e2e.sh target/release/dlcount-pipe
