@@ -148,7 +148,7 @@ if [ "$BENCH_PG" = 1 ]; then
         pg_psql "ALTER SYSTEM SET $setting" >/dev/null || die "ALTER SYSTEM SET $setting failed"
     done
     { pg_stop && pg_start_again "$PG_DIR"; } || die "could not restart the private PostgreSQL"
-    echo "PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}') on 127.0.0.1:$PG_PORT, cluster in $PG_DIR ($(pg_psql "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')"))"
+    echo "PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}') on 127.0.0.1:$PG_PORT, cluster in $PG_DIR ($(pg_psql "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')"))"
 fi
 
 # --- measurement helpers -----------------------------------------------------
