@@ -231,6 +231,16 @@ fn run_command(cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Migrate(a) => {
+            let settings = db_settings(&a.db)?;
+            let target = crate::config::DbTarget::new(
+                &a.to,
+                a.db.pg_ca_file.clone(),
+                a.db.state_dir.clone(),
+            )?;
+            become_configured_user(&settings)?;
+            crate::migrate::run(&settings.db, &target, a.add_open_days)
+        }
         Command::Report(a) => {
             let settings = db_settings(&a.db)?;
             // Reading makes -wal/-shm files: root's would lock the logger out.

@@ -34,6 +34,8 @@ pub enum Command {
     ImportJson(ImportJsonArgs),
     /// Print the counts: a month × file table, or JSON.
     Report(ReportArgs),
+    /// Move the counts of --db into another database (SQLite or PostgreSQL, either way); running it again changes nothing
+    Migrate(MigrateArgs),
     /// Render the public and statistics pages now.
     Render(RenderArgs),
     /// Work with the page templates.
@@ -232,6 +234,19 @@ pub struct ReportArgs {
     /// Figures per server and month instead of per file (a download resumed on another server counts for each); with --json: {"<server>": {"YYYY-MM": {"downloads", "requests", "bytes"}}}
     #[arg(long, value_enum, value_name = "WHAT", conflicts_with = "detail")]
     pub by: Option<ReportBy>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The database moved from (--db, the config's db, or the default)
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The database moved to: an SQLite file (created if needed) or postgres://…
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: PathBuf,
+    /// When the two databases have different secrets (two servers that counted apart): add the figures of days still open too, although their clients cannot be matched (only when their logs are gone: an import of those logs would count them again)
+    #[arg(long)]
+    pub add_open_days: bool,
 }
 
 /// What `report --by` breaks the figures down by.

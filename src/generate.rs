@@ -145,6 +145,7 @@ mod tests {
                 "dlcount-pipe-check.1",
                 "dlcount-pipe-import-json.1",
                 "dlcount-pipe-import.1",
+                "dlcount-pipe-migrate.1",
                 "dlcount-pipe-render.1",
                 "dlcount-pipe-report.1",
                 "dlcount-pipe-templates.1",

@@ -68,6 +68,11 @@ impl KeyHasher {
         }
     }
 
+    /// The secret itself, to compare with the database's.
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
     /// Identifies the secret (without revealing it).
     pub fn id(&self) -> u64 {
         self.id

@@ -34,6 +34,7 @@ pub mod geo;
 pub mod import;
 pub mod keys;
 pub mod logformat;
+pub mod migrate;
 pub mod pages;
 pub mod pipe;
 pub mod privs;

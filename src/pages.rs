@@ -102,13 +102,17 @@ struct Schedule {
     last_render: Option<Instant>,
     /// When a file left off the last render as still being written settles.
     settle_at: Option<Instant>,
+    /// The database is shared with other servers (PostgreSQL), whose
+    /// commits this one does not see: their counts are read every `refresh`
+    /// (a connection and two queries a minute), whether or not ours changed.
+    shared: bool,
 }
 
 impl Schedule {
     /// The earliest time anything wanted is due, if anything is.
     fn due(&self, wanted: &Wanted, now: Instant) -> Option<Instant> {
         let asap = wanted.pending.map(|_| now);
-        let counts = match (wanted.counts_changed, self.refresh) {
+        let counts = match (wanted.counts_changed || self.shared, self.refresh) {
             (true, Some(every)) => Some(self.last_render.map_or(now, |t| t + every)),
             _ => None,
         };
@@ -210,6 +214,7 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
         refresh: settings.refresh,
         last_render: None,
         settle_at: None,
+        shared: settings.db.sqlite().is_none(),
     };
     loop {
         let (reason, stopping) = {
@@ -225,11 +230,14 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
                 }
                 let due = schedule.due(&w, now);
                 if due.is_some_and(|d| d <= now) {
-                    let reason = w.pending.take().unwrap_or(if w.counts_changed {
-                        RenderReason::CountsChanged
-                    } else {
-                        RenderReason::Settled
-                    });
+                    let reason =
+                        w.pending
+                            .take()
+                            .unwrap_or(if w.counts_changed || schedule.shared {
+                                RenderReason::CountsChanged
+                            } else {
+                                RenderReason::Settled
+                            });
                     // Cleared before the snapshot is read: a commit racing the render marks it again.
                     w.counts_changed = false;
                     break (reason, false);
@@ -295,6 +303,7 @@ mod tests {
             refresh: Some(MINUTE),
             last_render: None,
             settle_at: None,
+            shared: false,
         };
         // Nothing wanted: no render, ever.
         assert_eq!(s.due(&wanted(None, false), t0), None);
@@ -317,12 +326,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_database_is_read_again_every_refresh_even_without_our_counts() {
+        let t0 = Instant::now();
+        let mut s = Schedule {
+            refresh: Some(MINUTE),
+            last_render: None,
+            settle_at: None,
+            shared: true,
+        };
+        s.rendered(t0, None);
+        assert_eq!(s.due(&wanted(None, false), t0), Some(t0 + MINUTE));
+        s.refresh = None;
+        assert_eq!(s.due(&wanted(None, false), t0), None);
+    }
+
+    #[test]
     fn a_file_being_written_is_rendered_again_once_it_settles() {
         let t0 = Instant::now();
         let mut s = Schedule {
             refresh: Some(MINUTE),
             last_render: None,
             settle_at: None,
+            shared: false,
         };
         let summary = render::RenderSummary {
             isos: 1,

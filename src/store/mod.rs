@@ -23,6 +23,7 @@
 //! A batch is applied in one transaction: all of its lines count, or none.
 
 pub mod dedup;
+pub mod migrate;
 pub mod sqlite;
 
 use crate::config::DbTarget;
@@ -132,6 +133,17 @@ pub trait Backend: Send {
     /// Per server and month figures (see [`ServerMonthRow`]), for the
     /// servers that counted anything.
     fn by_server(&self) -> Result<Vec<ServerMonthRow>>;
+
+    /// Everything the store holds, as plain rows (`migrate`).
+    fn export(&self) -> Result<migrate::Dump>;
+
+    /// In one transaction that keeps every other writer out: reads
+    /// everything, lets `f` work out the new content, and writes it in
+    /// place of the old (`migrate`).
+    fn transform(
+        &mut self,
+        f: &mut dyn FnMut(migrate::Dump) -> Result<migrate::Dump>,
+    ) -> Result<()>;
 
     /// Periodic upkeep while a logger runs (SQLite: a WAL checkpoint).
     fn checkpoint(&self) -> Result<()>;

@@ -14,6 +14,7 @@ mod faults;
 mod generated;
 mod identity;
 mod import;
+mod migrate;
 mod pages;
 mod pipe;
 mod privacy;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// Server A's log: client .1 starts a.iso; client .3 fetches b.iso.
-fn log_a() -> String {
+pub fn log_a() -> String {
     [
         line("192.0.2.1", 20, 0, "/a.iso", 206, 600),
         line("192.0.2.3", 20, 30, "/b.iso", 200, 50),
@@ -19,7 +19,7 @@ fn log_a() -> String {
 /// Server B's log: client .1 resumes a.iso there; client .2 downloads it;
 /// and a line byte-identical to one of A's (same second, same everything):
 /// still B's own request.
-fn log_b() -> String {
+pub fn log_b() -> String {
     [
         line("192.0.2.1", 20, 60, "/a.iso", 206, 400),
         line("192.0.2.2", 20, 90, "/a.iso", 200, 1000),
@@ -28,13 +28,13 @@ fn log_b() -> String {
     .concat()
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+pub fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
 }
 
-fn by_server(site: &Site) -> Value {
+pub fn by_server(site: &Site) -> Value {
     let out = cmd()
         .args(["report", "--json", "--by", "server", "--db"])
         .arg(&site.db)
@@ -44,14 +44,14 @@ fn by_server(site: &Site) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn expected_files() -> Value {
+pub fn expected_files() -> Value {
     json!({
         "/a.iso": {"2026-11": {"downloads": 2, "requests": 4, "bytes": 2600}},
         "/b.iso": {"2026-11": {"downloads": 1, "requests": 1, "bytes": 50}},
     })
 }
 
-fn expected_servers() -> Value {
+pub fn expected_servers() -> Value {
     json!({
         "mirror-a": {"2026-11": {"downloads": 2, "requests": 2, "bytes": 650}},
         "mirror-b": {"2026-11": {"downloads": 2, "requests": 3, "bytes": 2000}},

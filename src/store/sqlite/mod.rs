@@ -32,6 +32,7 @@
 //! in `migrations/`, applied in place by `init_schema`.
 
 use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
+use super::migrate::{DayRow, Dump, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
 use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
@@ -342,6 +343,24 @@ impl SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+        // 0. The secret this transaction hashes with is the database's own:
+        //    a `migrate` into this database may have replaced it since we
+        //    opened it (the reader's keys made with the old one are then
+        //    not used: `line_keys` hashes again).
+        let secret: Vec<u8> = tx
+            .prepare_cached("SELECT value FROM meta WHERE name = 'secret'")?
+            .query_row([], |r| r.get(0))?;
+        if secret.as_slice() != self.hasher.secret() {
+            let secret: [u8; 32] = secret
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("{}: corrupt hash secret", self.path.display()))?;
+            eprintln!(
+                "dlcount: the hash secret of {} was replaced (a migrate); hashing with the new one",
+                self.path.display()
+            );
+            self.hasher = KeyHasher::new(secret);
+        }
 
         // 1. The days these lines fall on: closed ones are skipped, the
         //    others are touched (which keeps them from purging) and give the
@@ -896,6 +915,27 @@ impl Backend for SqliteStore {
         Ok(acc.into_values().collect())
     }
 
+    fn export(&self) -> Result<Dump> {
+        let tx = self.conn.unchecked_transaction()?;
+        export_from(&tx, &self.path)
+    }
+
+    fn transform(&mut self, f: &mut dyn FnMut(Dump) -> Result<Dump>) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = export_from(&tx, &self.path)?;
+        let after = f(before)?;
+        write_dump(&tx, &after, &self.path)?;
+        tx.commit()?;
+        self.file_ids.clear();
+        self.server_ids.clear();
+        self.hasher = KeyHasher::new(after.secret);
+        // What the rewrite deleted must not stay in the files.
+        self.checkpoint_truncate()?;
+        Ok(())
+    }
+
     /// Runs a passive WAL checkpoint so the WAL file does not grow without bound
     /// while readers keep it busy; a TRUNCATE one while a purge's is pending.
     fn checkpoint(&self) -> Result<()> {
@@ -1066,6 +1106,314 @@ fn server_id(
     }
     ids.insert(name.clone(), id);
     Ok(id)
+}
+
+/// Meta rows that are the database's own, not marks.
+const META_OWN: [&str; 3] = ["secret", "created", "vacuum"];
+
+/// Everything in the database (see `store::migrate`), read within `conn`'s
+/// current transaction.
+fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
+    let mut dump = Dump::default();
+    let secret: Vec<u8> =
+        conn.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
+            r.get(0)
+        })?;
+    dump.secret = secret
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{}: corrupt hash secret", path.display()))?;
+    dump.created = conn
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE name='created'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut file_of: HashMap<i64, usize> = HashMap::default();
+    for row in conn
+        .prepare("SELECT id, path FROM files ORDER BY id")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+    {
+        let (id, p) = row?;
+        file_of.insert(id, dump.files.len());
+        dump.files.push(p);
+    }
+    let mut server_of: HashMap<i64, usize> = HashMap::default();
+    for row in conn
+        .prepare("SELECT id, name FROM servers ORDER BY id")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+    {
+        let (id, name) = row?;
+        server_of.insert(id, dump.servers.len());
+        dump.servers.push(name);
+    }
+    let file = |id: i64| {
+        file_of
+            .get(&id)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("{}: figures of unknown file {id}", path.display()))
+    };
+    let server = |id: i64| {
+        server_of
+            .get(&id)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("{}: figures of unknown server {id}", path.display()))
+    };
+    for row in conn
+        .prepare(
+            "SELECT d.day, d.touched, d.closed, d.identity, k.key FROM days d
+             LEFT JOIN day_keys k ON k.day = d.day ORDER BY d.day",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+            ))
+        })?
+    {
+        let (day, touched, closed, identity, key) = row?;
+        let key = match key {
+            Some(k) => Some(
+                <[u8; 32]>::try_from(k.as_slice())
+                    .map_err(|_| anyhow::anyhow!("{}: corrupt key of day {day}", path.display()))?,
+            ),
+            None => None,
+        };
+        dump.days.push(DayRow {
+            day,
+            touched,
+            closed,
+            identity,
+            key,
+        });
+    }
+    for row in conn
+        .prepare(
+            "SELECT day, hash, live, imported, source, source_n, live_bytes, imported_bytes,
+                source_bytes FROM seen_lines ORDER BY day, hash",
+        )?
+        .query_map([], |r| {
+            Ok(SeenRow {
+                day: r.get(0)?,
+                hash: r.get(1)?,
+                seen: SeenLine {
+                    live: r.get(2)?,
+                    imported: r.get(3)?,
+                    source: r.get(4)?,
+                    source_n: r.get(5)?,
+                    live_bytes: r.get(6)?,
+                    imported_bytes: r.get(7)?,
+                    source_bytes: r.get(8)?,
+                },
+            })
+        })?
+    {
+        dump.seen_lines.push(row?);
+    }
+    for row in conn
+        .prepare(
+            "SELECT day, key, file_id, requests, bytes, run, servers FROM visitors ORDER BY day, key",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+            ))
+        })?
+    {
+        let (day, key, file_id, [requests, bytes, run, ids]) = row?;
+        let mut servers = 0i64;
+        for (&id, &i) in &server_of {
+            if ids & server_bit(id) != 0 {
+                servers |= 1i64 << i;
+            }
+        }
+        dump.visitors.push(VisitorRow { day, key, file: file(file_id)?, requests, bytes, run, servers });
+    }
+    for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
+        let mut st = conn.prepare(&format!(
+            "SELECT {column}, day, downloads, requests, bytes FROM {table} ORDER BY {column}, day"
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let row = FigureRow {
+                of: if table == "daily" {
+                    file(id)?
+                } else {
+                    server(id)?
+                },
+                day: r.get(1)?,
+                downloads: r.get(2)?,
+                requests: r.get(3)?,
+                bytes: r.get(4)?,
+            };
+            if table == "daily" {
+                dump.daily.push(row);
+            } else {
+                dump.server_daily.push(row);
+            }
+        }
+    }
+    for row in conn
+        .prepare("SELECT file_id, month, downloads FROM legacy ORDER BY file_id, month")?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+    {
+        let (id, month, downloads) = row?;
+        dump.legacy.push(LegacyRow {
+            file: file(id)?,
+            month,
+            downloads,
+        });
+    }
+    for row in conn
+        .prepare("SELECT id, kind, name, started FROM sources ORDER BY id")?
+        .query_map([], |r| {
+            Ok(SourceRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                name: r.get(2)?,
+                started: r.get(3)?,
+            })
+        })?
+    {
+        dump.sources.push(row?);
+    }
+    for row in conn
+        .prepare(
+            "SELECT name, CAST(value AS TEXT) FROM meta
+             WHERE name NOT IN ('secret', 'created', 'vacuum') ORDER BY name",
+        )?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+    {
+        dump.marks.push(row?);
+    }
+    Ok(dump)
+}
+
+/// Replaces everything in the database by `dump`, within `tx`.
+fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Result<()> {
+    if dump.servers.len() > MAX_SERVERS as usize {
+        bail!("{}: more than {MAX_SERVERS} servers", path.display());
+    }
+    tx.execute_batch(
+        "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
+         DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
+         DELETE FROM files; DELETE FROM servers;",
+    )?;
+    for name in tx
+        .prepare("SELECT name FROM meta")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    {
+        if !META_OWN.contains(&name.as_str()) {
+            tx.execute("DELETE FROM meta WHERE name = ?1", [&name])?;
+        }
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'secret'",
+        [&dump.secret[..]],
+    )?;
+    if let Some(created) = &dump.created {
+        tx.execute(
+            "INSERT INTO meta(name, value) VALUES('created', ?1)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            [created],
+        )?;
+    }
+    // Ids are the dump's indices + 1 (a server's bit is its index).
+    let mut st = tx.prepare("INSERT INTO files(id, path) VALUES(?1, ?2)")?;
+    for (i, p) in dump.files.iter().enumerate() {
+        st.execute(params![i as i64 + 1, p])?;
+    }
+    let mut st = tx.prepare("INSERT INTO servers(id, name) VALUES(?1, ?2)")?;
+    for (i, s) in dump.servers.iter().enumerate() {
+        st.execute(params![i as i64 + 1, s])?;
+    }
+    let mut st =
+        tx.prepare("INSERT INTO days(day, touched, closed, identity) VALUES(?1, ?2, ?3, ?4)")?;
+    let mut key_st = tx.prepare("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
+    for d in &dump.days {
+        st.execute(params![d.day, d.touched, d.closed, d.identity])?;
+        if let Some(k) = &d.key {
+            key_st.execute(params![d.day, &k[..]])?;
+        }
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO seen_lines(day, hash, live, imported, source, source_n, live_bytes,
+            imported_bytes, source_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for r in &dump.seen_lines {
+        let s = &r.seen;
+        st.execute(params![
+            r.day,
+            r.hash,
+            s.live,
+            s.imported,
+            s.source,
+            s.source_n,
+            s.live_bytes,
+            s.imported_bytes,
+            s.source_bytes
+        ])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for v in &dump.visitors {
+        st.execute(params![
+            v.day,
+            v.key,
+            v.file as i64 + 1,
+            v.requests,
+            v.bytes,
+            v.run,
+            v.servers
+        ])?;
+    }
+    for (table, column, rows) in [
+        ("daily", "file_id", &dump.daily),
+        ("server_daily", "server_id", &dump.server_daily),
+    ] {
+        let mut st = tx.prepare(&format!(
+            "INSERT INTO {table}({column}, day, downloads, requests, bytes) VALUES(?1, ?2, ?3, ?4, ?5)"
+        ))?;
+        for f in rows {
+            st.execute(params![
+                f.of as i64 + 1,
+                f.day,
+                f.downloads,
+                f.requests,
+                f.bytes
+            ])?;
+        }
+    }
+    let mut st = tx.prepare("INSERT INTO legacy(file_id, month, downloads) VALUES(?1, ?2, ?3)")?;
+    for l in &dump.legacy {
+        st.execute(params![l.file as i64 + 1, l.month, l.downloads])?;
+    }
+    let mut st =
+        tx.prepare("INSERT INTO sources(id, kind, name, started) VALUES(?1, ?2, ?3, ?4)")?;
+    for s in &dump.sources {
+        st.execute(params![s.id, s.kind, s.name, s.started])?;
+    }
+    let mut st = tx.prepare("INSERT INTO meta(name, value) VALUES(?1, ?2)")?;
+    for (name, value) in &dump.marks {
+        st.execute(params![name, value])?;
+    }
+    Ok(())
 }
 
 fn new_day_key() -> Result<[u8; 32]> {
@@ -1407,6 +1755,54 @@ mod tests {
         assert_eq!(left, vec![day + 1]);
         let stats = store.apply(&[batch_of(&[LINE])], Origin::Live).unwrap();
         assert_eq!((stats.closed_day_lines, stats.counted_lines), (1, 0));
+    }
+
+    #[test]
+    fn everything_exported_is_written_back_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
+        let day = store
+            .apply(&[batch_of(&[LINE])], Origin::Live)
+            .unwrap()
+            .max_day
+            .unwrap();
+        let mut b = batch_of(&[&LINE.replace("20/Nov", "21/Nov")]);
+        b.server = std::sync::Arc::from("mirror-b");
+        let run = store.new_source("import-run", "t").unwrap();
+        let file_source = store.new_source("import", "x.log").unwrap();
+        store
+            .apply_marked(
+                &[b],
+                Origin::Import { file_source, run },
+                Some(Mark {
+                    name: "follow:/x.log",
+                    value: "1:2:3",
+                }),
+            )
+            .unwrap();
+        store
+            .import_legacy(&[("/old.iso".into(), "2020-01".into(), 5)])
+            .unwrap();
+        store
+            .conn
+            .execute("UPDATE days SET touched = 0 WHERE day = ?1", [day])
+            .unwrap();
+        assert_eq!(store.purge(day + 36, 35).unwrap(), vec![day]);
+        let before = store.export().unwrap();
+        assert_eq!(before.days.len(), 2);
+        assert!(before.days[0].closed && before.days[0].key.is_none());
+        assert_eq!(before.servers, vec!["".to_string(), "mirror-b".to_string()]);
+        assert_eq!(before.visitors[0].servers, 0b10);
+        assert_eq!(
+            before.marks,
+            vec![("follow:/x.log".to_string(), "1:2:3".to_string())]
+        );
+        assert_eq!(before.sources.len(), 2);
+        store.transform(&mut |d| Ok(d)).unwrap();
+        assert_eq!(store.export().unwrap(), before);
+        let rows = store.monthly().unwrap();
+        store.transform(&mut |d| Ok(d)).unwrap();
+        assert_eq!(store.monthly().unwrap(), rows);
     }
 
     /// How many of `values` occur in the database files, as 8 bytes in
