@@ -16,7 +16,7 @@
 //! run as root (or as the logger's user) rather than advising a `chown`.
 
 use crate::cli::PipeArgs;
-use crate::config::{db_dir, Extra, Settings};
+use crate::config::{db_dir, DbTarget, Extra, Settings};
 use crate::{pages, privs, spool};
 use nix::unistd::{access, geteuid, AccessFlags};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -49,16 +49,27 @@ pub fn run(args: &PipeArgs) -> i32 {
         }
     }
     let fix = Fix::new(settings.user.as_deref());
+    // With PostgreSQL: where it is and what schema version, for the verdict.
+    let mut pg_summary = None;
     if let Err(e) = settings.check_db_path() {
         problems.push(format!("{e:#}"));
     } else {
-        if let Some(db) = settings.db.sqlite() {
-            problems.extend(db_write_problems(db, settings.user.as_deref()));
-        }
-        if settings.db.exists() {
-            if let Err(e) = crate::store::Store::open_read(&settings.db) {
-                problems.push(crate::pipe::describe(&e));
+        match &settings.db {
+            DbTarget::Sqlite(db) => {
+                problems.extend(db_write_problems(db, settings.user.as_deref()));
+                if settings.db.exists() {
+                    if let Err(e) = crate::store::Store::open_read(&settings.db) {
+                        problems.push(crate::pipe::describe(&e));
+                    }
+                }
             }
+            DbTarget::Postgres(pg) => match crate::store::postgres::privileges::check(pg) {
+                Ok(v) => {
+                    problems.extend(v.problems);
+                    pg_summary = Some(v.summary);
+                }
+                Err(e) => problems.push(crate::pipe::describe(&e)),
+            },
         }
     }
     let spool_dir = spool::dir_for(settings.db.local_dir());
@@ -99,10 +110,10 @@ pub fn run(args: &PipeArgs) -> i32 {
             ", not the logger's user: run as root (or as the logger's user) to check as the logger"
         },
         settings.db.display(),
-        if settings.db.exists() {
-            ""
-        } else {
-            " (new: the logger creates it)"
+        match &pg_summary {
+            Some(summary) => format!(" ({summary})"),
+            None if settings.db.exists() => String::new(),
+            None => " (new: the logger creates it)".to_string(),
         },
         settings.root.display(),
         settings.format.source(),

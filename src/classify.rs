@@ -262,9 +262,11 @@ fn resolve_segments(path: &[u8], out: &mut Vec<u8>) {
 ///
 /// Valid UTF-8 is kept as it is (so keys read naturally, `/isos/café.iso`);
 /// a literal `%` becomes `%25` and every byte of invalid UTF-8 becomes `%HH`,
-/// so a key never collides with another path and is always valid JSON.
+/// so a key never collides with another path and is always valid JSON. A
+/// NUL (a decoded `%00`) becomes `%00`: PostgreSQL's text cannot hold it,
+/// and one such line must not make a whole batch unwritable.
 pub fn path_key(path: &[u8]) -> String {
-    if !path.contains(&b'%') {
+    if !path.contains(&b'%') && !path.contains(&0) {
         if let Ok(s) = std::str::from_utf8(path) {
             return s.to_owned();
         }
@@ -274,6 +276,8 @@ pub fn path_key(path: &[u8]) -> String {
         for c in chunk.valid().chars() {
             if c == '%' {
                 out.push_str("%25");
+            } else if c == '\0' {
+                out.push_str("%00");
             } else {
                 out.push(c);
             }
@@ -357,5 +361,7 @@ mod tests {
         assert_eq!(path_key("/isos/café.iso".as_bytes()), "/isos/café.iso");
         assert_eq!(path_key(b"/isos/caf\xe9.iso"), "/isos/caf%E9.iso");
         assert_eq!(path_key(b"/isos/caf%E9.iso"), "/isos/caf%25E9.iso");
+        assert_eq!(path_key(b"/isos/a\0b.iso"), "/isos/a%00b.iso");
+        assert_eq!(path_key(b"/isos/a%00b.iso"), "/isos/a%2500b.iso");
     }
 }

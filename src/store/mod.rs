@@ -24,6 +24,7 @@
 
 pub mod dedup;
 pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::config::DbTarget;
@@ -31,13 +32,6 @@ use crate::keys::KeyHasher;
 use crate::tally::Batch;
 use anyhow::Result;
 use chrono::{Datelike, NaiveDate};
-
-fn not_built(db: &DbTarget) -> Result<Store> {
-    anyhow::bail!(
-        "--db {}: this build of dlcount has no PostgreSQL backend yet",
-        db.display()
-    )
-}
 
 pub use sqlite::lock_wait;
 
@@ -187,7 +181,7 @@ impl Store {
     pub fn open(db: &DbTarget) -> Result<Store> {
         match db {
             DbTarget::Sqlite(path) => Ok(Store(Box::new(sqlite::SqliteStore::open(path)?))),
-            DbTarget::Postgres(_) => not_built(db),
+            DbTarget::Postgres(pg) => Ok(Store(Box::new(postgres::PostgresStore::open(pg)?))),
         }
     }
 
@@ -195,7 +189,7 @@ impl Store {
     pub fn open_read(db: &DbTarget) -> Result<Store> {
         match db {
             DbTarget::Sqlite(path) => Ok(Store(Box::new(sqlite::SqliteStore::open_read(path)?))),
-            DbTarget::Postgres(_) => not_built(db),
+            DbTarget::Postgres(pg) => Ok(Store(Box::new(postgres::PostgresStore::open_read(pg)?))),
         }
     }
 

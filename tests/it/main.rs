@@ -21,6 +21,7 @@ mod privacy;
 mod privs;
 mod servers;
 mod spool;
+mod store;
 
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -1,0 +1,689 @@
+//! One batch into PostgreSQL: SQLite's `apply_inner`, step for step, with
+//! each step one statement over arrays instead of one per line.
+//!
+//! Invariant: the figures and the [`ApplyStats`] are exactly SQLite's for
+//! the same input (the conformance suite, `tests/it/store.rs`, runs the same
+//! checks against both). The decisions are the shared pure code
+//! ([`line_keys`], [`SeenLine`]); SQL only fetches and stores rows, and
+//! every row read or written belongs to a day whose advisory lock the
+//! transaction holds (see the parent module's header).
+//!
+//! Statements of one batch, in order (those in brackets only when needed):
+//! 0. the shared lock that keeps `migrate` out, then the secret and the
+//!    generation of the cached file and server ids (`meta`);
+//! 1. `pg_advisory_xact_lock` of every day, ascending, in one SELECT;
+//! 2. the days' state and keys (one SELECT), [new days], [new keys], touch;
+//! 3. [which of an import's lines that lack a field of their day's identity
+//!    set are known] — one SELECT for all of them;
+//! 4. `seen_lines`: the existing rows of the batch's lines (one SELECT), the
+//!    new rows (one INSERT … SELECT FROM unnest), [the changed rows (one
+//!    UPDATE … FROM unnest)];
+//! 5. `visitors`: the same three;
+//! 6. `daily`: one upsert whose sums saturate in SQL (never a BIGINT
+//!    overflow error, which would abort the batch);
+//! 7. `server_daily`: one statement (update, then insert the rest);
+//! 8. [the mark], COMMIT.
+//!
+//! Under the day locks a row's existence cannot change between the SELECT
+//! and the INSERT, so the INSERTs need no ON CONFLICT: a conflict would mean
+//! the lock discipline was broken, and fails the transaction (retried).
+
+use super::{server_bit, PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
+use crate::keys::{DayKey, KeyHasher};
+use crate::store::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
+use crate::store::{ApplyStats, Mark, Origin};
+use crate::tally::Batch;
+use anyhow::{anyhow, Result};
+use postgres::Statement;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
+
+/// SQL for `a + b` saturating at `i64::MAX` and, for a negative `b`, at 0
+/// (as SQLite's `sat_add!`): `a` is a stored figure (never negative).
+macro_rules! sat_add {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $b,
+            " > 9223372036854775807 - ",
+            $a,
+            " THEN 9223372036854775807 WHEN ",
+            $b,
+            " < 0 THEN GREATEST(",
+            $a,
+            " + ",
+            $b,
+            ", 0) ELSE ",
+            $a,
+            " + ",
+            $b,
+            " END)"
+        )
+    };
+}
+
+/// The statements of a batch, prepared once per connection.
+pub struct Statements {
+    lock_shared: Statement,
+    meta_read: Statement,
+    lock_days: Statement,
+    days_read: Statement,
+    days_insert: Statement,
+    days_touch: Statement,
+    keys_insert: Statement,
+    seen_known: Statement,
+    seen_read: Statement,
+    seen_insert: Statement,
+    seen_update: Statement,
+    visitors_read: Statement,
+    visitors_insert: Statement,
+    visitors_update: Statement,
+    daily_upsert: Statement,
+    server_daily_upsert: Statement,
+    mark_upsert: Statement,
+}
+
+impl Statements {
+    fn prepare(c: &mut postgres::Client) -> Result<Statements> {
+        let mut p = |sql: &str| c.prepare(sql);
+        Ok(Statements {
+            lock_shared: p("SELECT pg_advisory_xact_lock_shared($1, $2)")?,
+            meta_read: p("SELECT name, value FROM meta WHERE name IN ('secret', 'generation')")?,
+            lock_days: p("SELECT pg_advisory_xact_lock($1, d) FROM unnest($2::int4[]) AS d")?,
+            days_read: p("SELECT d.day, d.closed, d.identity, k.key
+                            FROM days d LEFT JOIN day_keys k ON k.day = d.day
+                           WHERE d.day = ANY($1::int8[])")?,
+            days_insert: p("INSERT INTO days(day, touched, identity)
+                            SELECT d, $2, i FROM unnest($1::int8[], $3::int8[]) AS u(d, i)")?,
+            days_touch: p("UPDATE days SET touched = $2 WHERE day = ANY($1::int8[])")?,
+            keys_insert: p("INSERT INTO day_keys(day, key)
+                            SELECT * FROM unnest($1::int8[], $2::bytea[])")?,
+            seen_known: p(
+                "SELECT s.day, s.hash FROM unnest($1::int8[], $2::int8[]) AS u(day, hash)
+                             JOIN seen_lines s ON s.day = u.day AND s.hash = u.hash",
+            )?,
+            seen_read: p(
+                "SELECT s.day, s.hash, s.live, s.imported, s.source, s.source_n,
+                                 s.live_bytes, s.imported_bytes, s.source_bytes
+                            FROM unnest($1::int8[], $2::int8[]) AS u(day, hash)
+                            JOIN seen_lines s ON s.day = u.day AND s.hash = u.hash",
+            )?,
+            seen_insert: p(
+                "INSERT INTO seen_lines(day, hash, live, imported, source, source_n,
+                                live_bytes, imported_bytes, source_bytes)
+                            SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[],
+                                $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])",
+            )?,
+            seen_update: p(
+                "UPDATE seen_lines s SET live = u.live, imported = u.imported,
+                                source = u.source, source_n = u.source_n, live_bytes = u.live_bytes,
+                                imported_bytes = u.imported_bytes, source_bytes = u.source_bytes
+                            FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                                $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+                                AS u(day, hash, live, imported, source, source_n, live_bytes,
+                                     imported_bytes, source_bytes)
+                            WHERE s.day = u.day AND s.hash = u.hash",
+            )?,
+            visitors_read: p("SELECT v.day, v.key, v.run, v.servers
+                                FROM unnest($1::int8[], $2::int8[]) AS u(day, key)
+                                JOIN visitors v ON v.day = u.day AND v.key = u.key")?,
+            visitors_insert: p(
+                "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                     $6::int8[], $7::int8[])",
+            )?,
+            visitors_update: p(concat!(
+                "UPDATE visitors v SET requests = ",
+                sat_add!("v.requests", "u.requests"),
+                ", bytes = ",
+                sat_add!("v.bytes", "u.bytes"),
+                ", run = u.run, servers = v.servers | u.servers
+                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                     AS u(day, key, requests, bytes, run, servers)
+                 WHERE v.day = u.day AND v.key = u.key"
+            ))?,
+            daily_upsert: p(concat!(
+                "INSERT INTO daily AS t (file_id, day, downloads, requests, bytes)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
+                 ON CONFLICT (file_id, day) DO UPDATE SET downloads = ",
+                sat_add!("t.downloads", "excluded.downloads"),
+                ", requests = ",
+                sat_add!("t.requests", "excluded.requests"),
+                ", bytes = ",
+                sat_add!("t.bytes", "excluded.bytes")
+            ))?,
+            // As SQLite's: a new row takes the figures clamped at 0, an
+            // existing one adds them as they are (bytes may go down when
+            // the live copies' replace an import's). The update then the
+            // insert of the rest, in one statement (rows of locked days).
+            server_daily_upsert: p(concat!(
+                "WITH u AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[],
+                        $5::int8[]) AS u(s, d, dl, rq, by)),
+                 upd AS (UPDATE server_daily t SET downloads = ",
+                sat_add!("t.downloads", "u.dl"),
+                ", requests = ",
+                sat_add!("t.requests", "u.rq"),
+                ", bytes = ",
+                sat_add!("t.bytes", "u.by"),
+                " FROM u WHERE t.server_id = u.s AND t.day = u.d RETURNING t.server_id, t.day)
+                 INSERT INTO server_daily(server_id, day, downloads, requests, bytes)
+                 SELECT s, d, GREATEST(dl, 0), GREATEST(rq, 0), GREATEST(by, 0) FROM u
+                  WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.server_id = u.s AND upd.day = u.d)"
+            ))?,
+            mark_upsert: p("INSERT INTO meta(name, value) VALUES ($1, $2)
+                            ON CONFLICT (name) DO UPDATE SET value = excluded.value")?,
+        })
+    }
+}
+
+/// What a batch needs to know of one day (as SQLite's).
+#[derive(Debug, Clone, Copy)]
+struct DayState {
+    identity: i64,
+    closed: bool,
+    key: Option<DayKey>,
+}
+
+/// One counted hit's stored keys (after re-keying with its day's key).
+struct Keyed {
+    day: i32,
+    visitor: i64,
+    line: i64,
+    /// Fields of the day's identity set this line lacks.
+    missing: u8,
+    schema1: bool,
+    file_id: i64,
+    server_id: i64,
+    bytes: i64,
+}
+
+struct LineAgg {
+    day: i32,
+    hash: i64,
+    copies: i64,
+    bytes: i64,
+    visitor: i64,
+    file_id: i64,
+    server_id: i64,
+    schema1: bool,
+}
+
+#[derive(Default)]
+struct VisitorAgg {
+    file_id: i64,
+    requests: i64,
+    bytes: i64,
+    /// Bits of the servers that sent counted lines (`server_bit`).
+    servers: i64,
+}
+
+/// Arrays of `seen_lines` rows for unnest.
+#[derive(Default)]
+struct SeenRows {
+    day: Vec<i64>,
+    hash: Vec<i64>,
+    live: Vec<i64>,
+    imported: Vec<i64>,
+    source: Vec<i64>,
+    source_n: Vec<i64>,
+    live_bytes: Vec<i64>,
+    imported_bytes: Vec<i64>,
+    source_bytes: Vec<i64>,
+}
+
+impl SeenRows {
+    fn push(&mut self, day: i32, hash: i64, s: &SeenLine) {
+        self.day.push(i64::from(day));
+        self.hash.push(hash);
+        self.live.push(s.live);
+        self.imported.push(s.imported);
+        self.source.push(s.source);
+        self.source_n.push(s.source_n);
+        self.live_bytes.push(s.live_bytes);
+        self.imported_bytes.push(s.imported_bytes);
+        self.source_bytes.push(s.source_bytes);
+    }
+
+    fn run(&self, tx: &mut postgres::Transaction<'_>, st: &Statement) -> Result<u64> {
+        if self.day.is_empty() {
+            return Ok(0);
+        }
+        Ok(tx.execute(
+            st,
+            &[
+                &self.day,
+                &self.hash,
+                &self.live,
+                &self.imported,
+                &self.source,
+                &self.source_n,
+                &self.live_bytes,
+                &self.imported_bytes,
+                &self.source_bytes,
+            ],
+        )?)
+    }
+}
+
+impl PostgresStore {
+    /// One try at a batch (the caller retries on serialization failures).
+    pub(super) fn apply_once(
+        &mut self,
+        batches: &[Batch],
+        origin: Origin,
+        mark: Option<Mark<'_>>,
+    ) -> Result<ApplyStats> {
+        let PostgresStore {
+            client,
+            shown,
+            hasher,
+            file_ids,
+            server_ids,
+            generation,
+            scratch,
+            statements,
+        } = self;
+        let client = client.get_mut();
+        if statements.is_none() {
+            *statements = Some(Statements::prepare(client)?);
+        }
+        let st = statements.as_ref().expect("prepared just now");
+        let mut stats = ApplyStats::default();
+
+        // 1. The days, in ascending order (BTreeMap): their identity sets
+        //    from the batch, as SQLite decides them for a new day.
+        let mut days: BTreeMap<i32, DayState> = BTreeMap::new();
+        for batch in batches {
+            for h in batch.hits() {
+                let bits = match origin {
+                    Origin::Live => batch.format_identity,
+                    Origin::Import { .. } => h.identity,
+                };
+                days.entry(h.day)
+                    .and_modify(|d| d.identity &= i64::from(bits))
+                    .or_insert(DayState {
+                        identity: i64::from(bits),
+                        closed: false,
+                        key: None,
+                    });
+            }
+        }
+        let mut tx = client.transaction()?;
+        // 0. No `migrate` rewrites the tables under this batch (it takes
+        //    this lock exclusively), and none did since the ids cached
+        //    before it were read; the secret is the database's own.
+        tx.execute(&st.lock_shared, &[&NS, &MIGRATE_LOCK])?;
+        let (mut secret, mut current) = (None, 0);
+        for r in tx.query(&st.meta_read, &[])? {
+            let value: Vec<u8> = r.get(1);
+            match r.get::<_, &str>(0) {
+                "secret" => secret = Some(value),
+                _ => current = parse_generation(&value),
+            }
+        }
+        if current != *generation {
+            *generation = current;
+            return Err(Stale.into());
+        }
+        let secret = secret.ok_or_else(|| anyhow!("{shown}: no hash secret"))?;
+        if secret.as_slice() != hasher.secret() {
+            let secret: [u8; 32] = secret
+                .try_into()
+                .map_err(|_| anyhow!("{shown}: corrupt hash secret"))?;
+            eprintln!(
+                "dlcount: the hash secret of {shown} was replaced (a migrate); hashing with the new one"
+            );
+            *hasher = KeyHasher::new(secret);
+        }
+        if !days.is_empty() {
+            let ascending: Vec<i32> = days.keys().copied().collect();
+            tx.execute(&st.lock_days, &[&NS_DAY, &ascending])?;
+            let all: Vec<i64> = ascending.iter().map(|&d| i64::from(d)).collect();
+            let mut known: HashSet<i32> = HashSet::default();
+            for r in tx.query(&st.days_read, &[&all])? {
+                let day = i32::try_from(r.get::<_, i64>(0))?;
+                let state = days
+                    .get_mut(&day)
+                    .ok_or_else(|| anyhow!("day {day} was not asked for"))?;
+                state.closed = r.get(1);
+                state.identity = r.get(2);
+                if let Some(k) = r.get::<_, Option<Vec<u8>>>(3) {
+                    let raw = <[u8; 32]>::try_from(k.as_slice())
+                        .map_err(|_| anyhow!("corrupt key of day {day}"))?;
+                    state.key = Some(DayKey::new(raw));
+                }
+                known.insert(day);
+            }
+            let now = chrono::Utc::now().timestamp();
+            let (mut new_days, mut new_identities) = (Vec::new(), Vec::new());
+            let mut touched = Vec::new();
+            let (mut key_days, mut new_keys) = (Vec::new(), Vec::new());
+            for (&day, state) in days.iter_mut() {
+                if !known.contains(&day) {
+                    new_days.push(i64::from(day));
+                    new_identities.push(state.identity);
+                } else if !state.closed {
+                    touched.push(i64::from(day));
+                }
+                if !state.closed && state.key.is_none() {
+                    let raw = new_day_key()?;
+                    key_days.push(i64::from(day));
+                    new_keys.push(raw.to_vec());
+                    state.key = Some(DayKey::new(raw));
+                }
+            }
+            if !new_days.is_empty() {
+                tx.execute(&st.days_insert, &[&new_days, &now, &new_identities])?;
+            }
+            if !touched.is_empty() {
+                tx.execute(&st.days_touch, &[&touched, &now])?;
+            }
+            if !key_days.is_empty() {
+                tx.execute(&st.keys_insert, &[&key_days, &new_keys])?;
+            }
+        }
+
+        // 2. Hash with the day's identity set, keep only the stored forms.
+        let mut keyed: Vec<Keyed> = Vec::new();
+        let (mut ask_days, mut ask_lines) = (Vec::new(), Vec::new());
+        for batch in batches {
+            let server_id = match batch.hits() {
+                [] => 0,
+                _ => *server_ids
+                    .get(&batch.server)
+                    .ok_or_else(|| anyhow!("no server id for {:?}", batch.server))?,
+            };
+            for (i, h) in batch.hits().iter().enumerate() {
+                let day = days[&h.day];
+                let Some(day_key) = day.key else {
+                    stats.closed_day_lines += 1;
+                    continue;
+                };
+                let schema1 = day.identity == SCHEMA1_IDENTITY;
+                let missing = if schema1 {
+                    0
+                } else {
+                    day.identity as u8 & !h.identity
+                };
+                let (visitor, line) = line_keys(batch, i, day.identity, hasher, scratch);
+                let (visitor, line) = (day_key.visitor(visitor), day_key.line(line));
+                if missing != 0 && origin != Origin::Live {
+                    ask_days.push(i64::from(h.day));
+                    ask_lines.push(line);
+                }
+                let file_id = *file_ids
+                    .get(batch.path(h))
+                    .ok_or_else(|| anyhow!("no file id for a path of the batch"))?;
+                keyed.push(Keyed {
+                    day: h.day,
+                    visitor,
+                    line,
+                    missing,
+                    schema1,
+                    file_id,
+                    server_id,
+                    bytes: i64::try_from(h.bytes).unwrap_or(i64::MAX),
+                });
+            }
+        }
+
+        // 3. A line lacking a field of its day's set counts only when that
+        //    very line was seen before (the pipe hashes what is absent as empty).
+        let mut known_lines: HashSet<(i32, i64)> = HashSet::default();
+        if !ask_days.is_empty() {
+            for r in tx.query(&st.seen_known, &[&ask_days, &ask_lines])? {
+                known_lines.insert((i32::try_from(r.get::<_, i64>(0))?, r.get(1)));
+            }
+        }
+        let mut lines: Vec<LineAgg> = Vec::new();
+        let mut index: HashMap<(i32, i64), usize> = HashMap::default();
+        for k in &keyed {
+            if k.missing != 0 && origin != Origin::Live && !known_lines.contains(&(k.day, k.line)) {
+                stats.unmatched_lines += 1;
+                stats.unmatched_fields |= k.missing;
+                continue;
+            }
+            match index.entry((k.day, k.line)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let l = &mut lines[*e.get()];
+                    l.copies += 1;
+                    l.bytes = l.bytes.saturating_add(k.bytes);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(lines.len());
+                    lines.push(LineAgg {
+                        day: k.day,
+                        hash: k.line,
+                        copies: 1,
+                        bytes: k.bytes,
+                        visitor: k.visitor,
+                        file_id: k.file_id,
+                        server_id: k.server_id,
+                        schema1: k.schema1,
+                    });
+                }
+            }
+        }
+        drop(keyed);
+
+        // 4. Lines: how many copies are new?
+        lines.sort_unstable_by_key(|l| (l.day, l.hash));
+        let mut before: HashMap<(i32, i64), SeenLine> = HashMap::default();
+        if !lines.is_empty() {
+            let ds: Vec<i64> = lines.iter().map(|l| i64::from(l.day)).collect();
+            let hs: Vec<i64> = lines.iter().map(|l| l.hash).collect();
+            for r in tx.query(&st.seen_read, &[&ds, &hs])? {
+                before.insert(
+                    (i32::try_from(r.get::<_, i64>(0))?, r.get(1)),
+                    SeenLine {
+                        live: r.get(2),
+                        imported: r.get(3),
+                        source: r.get(4),
+                        source_n: r.get(5),
+                        live_bytes: r.get(6),
+                        imported_bytes: r.get(7),
+                        source_bytes: r.get(8),
+                    },
+                );
+            }
+        }
+        let (mut inserts, mut updates) = (SeenRows::default(), SeenRows::default());
+        let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
+        let mut visitor_order: Vec<(i32, i64)> = Vec::new();
+        // Per server and day: (new downloads, requests, bytes).
+        let mut server_days: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
+        for l in &lines {
+            let (delta, delta_bytes) = match before.get(&(l.day, l.hash)) {
+                None => {
+                    let fresh = SeenLine::default().seen(l.copies, l.bytes, origin);
+                    inserts.push(l.day, l.hash, &fresh);
+                    (l.copies, l.bytes)
+                }
+                Some(&was) => {
+                    let after = was.seen(l.copies, l.bytes, origin);
+                    if after != was {
+                        updates.push(l.day, l.hash, &after);
+                    }
+                    let delta = (after.copies().0 - was.copies().0).clamp(0, l.copies);
+                    let delta_bytes = if l.schema1 {
+                        delta.saturating_mul(l.bytes / l.copies)
+                    } else {
+                        after.copies().1.saturating_sub(was.copies().1)
+                    };
+                    (delta, delta_bytes)
+                }
+            };
+            stats.counted_lines += delta as u64;
+            stats.already_counted_lines += (l.copies - delta) as u64;
+            if delta > 0 {
+                stats.max_day = stats.max_day.max(Some(l.day));
+            }
+            let key = (l.day, l.visitor);
+            let v = visitors.entry(key).or_insert_with(|| {
+                visitor_order.push(key);
+                VisitorAgg {
+                    file_id: l.file_id,
+                    ..Default::default()
+                }
+            });
+            v.requests = v.requests.saturating_add(delta);
+            v.bytes = v.bytes.saturating_add(delta_bytes);
+            if delta > 0 {
+                v.servers |= server_bit(l.server_id);
+            }
+            if delta != 0 || delta_bytes != 0 {
+                let sd = server_days.entry((l.server_id, l.day)).or_default();
+                sd.1 = sd.1.saturating_add(delta);
+                sd.2 = sd.2.saturating_add(delta_bytes);
+            }
+        }
+        let inserted = inserts.run(&mut tx, &st.seen_insert)?;
+        if inserted != inserts.day.len() as u64 {
+            anyhow::bail!(
+                "seen_lines: {inserted} of {} rows inserted",
+                inserts.day.len()
+            );
+        }
+        updates.run(&mut tx, &st.seen_update)?;
+        drop(lines);
+
+        // 5. Visitors: a new row is a new download; `run` tells the
+        //    downloads an import run found already known.
+        visitor_order.sort_unstable();
+        let run = match origin {
+            Origin::Live => 0,
+            Origin::Import { run, .. } => run,
+        };
+        let candidates: Vec<(i32, i64)> = visitor_order
+            .iter()
+            .copied()
+            .filter(|k| {
+                let v = &visitors[k];
+                v.requests > 0 || v.bytes != 0 || run != 0
+            })
+            .collect();
+        let mut old_rows: HashMap<(i32, i64), (i64, i64)> = HashMap::default();
+        if !candidates.is_empty() {
+            let ds: Vec<i64> = candidates.iter().map(|k| i64::from(k.0)).collect();
+            let ks: Vec<i64> = candidates.iter().map(|k| k.1).collect();
+            for r in tx.query(&st.visitors_read, &[&ds, &ks])? {
+                old_rows.insert(
+                    (i32::try_from(r.get::<_, i64>(0))?, r.get(1)),
+                    (r.get(2), r.get(3)),
+                );
+            }
+        }
+        let mut ins: [Vec<i64>; 7] = Default::default();
+        let mut upd: [Vec<i64>; 6] = Default::default();
+        let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
+        for key in &candidates {
+            let v = &visitors[key];
+            let changed = v.requests > 0 || v.bytes != 0;
+            let old = old_rows.get(key).copied();
+            let new_download = v.requests > 0 && old.is_none();
+            // A server's download is a (client, file, day) it sent a
+            // counted line of: the first such line adds one for it.
+            let mut new_servers = v.servers;
+            if new_download {
+                stats.new_downloads += 1;
+                for (col, x) in ins.iter_mut().zip([
+                    i64::from(key.0),
+                    key.1,
+                    v.file_id,
+                    v.requests,
+                    v.bytes,
+                    run,
+                    v.servers,
+                ]) {
+                    col.push(x);
+                }
+            } else if let Some((old, old_servers)) = old {
+                new_servers &= !old_servers;
+                if run != 0 && old != run {
+                    stats.known_downloads += 1;
+                }
+                if changed || old != run {
+                    for (col, x) in upd.iter_mut().zip([
+                        i64::from(key.0),
+                        key.1,
+                        v.requests,
+                        v.bytes,
+                        run,
+                        v.servers,
+                    ]) {
+                        col.push(x);
+                    }
+                }
+            }
+            while new_servers != 0 {
+                let id = i64::from(new_servers.trailing_zeros()) + 1;
+                new_servers &= new_servers - 1;
+                server_days.entry((id, key.0)).or_default().0 += 1;
+            }
+            if changed {
+                let d = daily.entry((v.file_id, key.0)).or_default();
+                d.0 += i64::from(new_download);
+                d.1 = d.1.saturating_add(v.requests);
+                d.2 = d.2.saturating_add(v.bytes);
+            }
+        }
+        if !ins[0].is_empty() {
+            let [a, b, c, d, e, f, g] = &ins;
+            tx.execute(&st.visitors_insert, &[a, b, c, d, e, f, g])?;
+        }
+        if !upd[0].is_empty() {
+            let [a, b, c, d, e, f] = &upd;
+            tx.execute(&st.visitors_update, &[a, b, c, d, e, f])?;
+        }
+
+        // 6. Per file and day figures.
+        if !daily.is_empty() {
+            let mut cols: [Vec<i64>; 5] = Default::default();
+            for ((file_id, day), (dl, rq, by)) in &daily {
+                for (col, x) in cols
+                    .iter_mut()
+                    .zip([*file_id, i64::from(*day), *dl, *rq, *by])
+                {
+                    col.push(x);
+                }
+            }
+            let [a, b, c, d, e] = &cols;
+            tx.execute(&st.daily_upsert, &[a, b, c, d, e])?;
+        }
+
+        // 7. Per server and day figures.
+        if !server_days.is_empty() {
+            let mut cols: [Vec<i64>; 5] = Default::default();
+            for ((server_id, day), (dl, rq, by)) in &server_days {
+                for (col, x) in cols
+                    .iter_mut()
+                    .zip([*server_id, i64::from(*day), *dl, *rq, *by])
+                {
+                    col.push(x);
+                }
+            }
+            let [a, b, c, d, e] = &cols;
+            tx.execute(&st.server_daily_upsert, &[a, b, c, d, e])?;
+        }
+
+        if let Some(mark) = mark {
+            tx.execute(&st.mark_upsert, &[&mark.name, &mark.value.as_bytes()])?;
+        }
+        tx.commit()?;
+        Ok(stats)
+    }
+}
+
+/// `meta.generation` as a number (0 when absent: no `migrate` yet).
+pub fn parse_generation(value: &[u8]) -> i64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn new_day_key() -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness for a day key: {e}"))?;
+    Ok(key)
+}

@@ -1,0 +1,515 @@
+//! Connecting to PostgreSQL: the URL, TLS and every timeout, in one place.
+//!
+//! Invariant: no connection is made without explicit timeouts, and no
+//! message names the password (`config::redact_password`, [`describe`]).
+//!
+//! The client library's defaults would wait forever to connect and notice a
+//! dead server only after two hours of TCP keepalive, so unless the URL sets
+//! one of them itself (its parameter wins) a connection gets:
+//!
+//! | setting | value | what it bounds |
+//! |---|---|---|
+//! | `connect_timeout` | 10 s | connecting, TLS and authentication, per host |
+//! | `tcp_user_timeout` | 30 s | how long sent data may stay unacknowledged (a server gone mid-statement) |
+//! | `keepalives_idle` / `_interval` / `_retries` | 30 s / 10 s / 3 | an idle connection to a vanished server: noticed within a minute |
+//! | `statement_timeout` (session) | 60 s | one statement, waits for a day's lock included (a batch takes well under a second) |
+//! | `idle_in_transaction_session_timeout` (session) | 120 s | a client that died inside a transaction: the server ends it and frees its locks |
+//!
+//! The two session settings are `SET` after connecting (one round trip), not
+//! passed as startup `options`, which connection poolers refuse; an
+//! `options=-c statement_timeout=…` in the URL keeps its own value.
+//! A server that stops answering while the TCP connection stays healthy (a
+//! stopped process) is not bounded on the client side: the sync client has
+//! no per-call deadline. The pipe's reader never waits for the store anyway.
+//!
+//! TLS (rustls, see Cargo.toml), following libpq's `sslmode` meanings:
+//! - `disable`: never; `prefer` (the default): if the server offers it;
+//!   `require`: always. Both encrypt without verifying the server unless
+//!   `--pg-ca-file` is given, which makes them verify the chain as `verify-ca`
+//!   does (libpq does the same when it finds a root certificate file).
+//! - `verify-ca`: the certificate must chain to `--pg-ca-file` (default: the
+//!   system's roots); `verify-full`: and name the host connected to.
+//!
+//! `sslrootcert=FILE` in the URL is read as `--pg-ca-file` (which wins).
+
+use crate::config::{redact_password, PgTarget};
+use anyhow::{anyhow, bail, Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+pub const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVES_RETRIES: u32 = 3;
+pub const STATEMENT_TIMEOUT: &str = "60s";
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "120s";
+
+/// Where the system keeps its CA bundle (Debian's first); `SSL_CERT_FILE` wins.
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// No TLS at all (`sslmode=disable`).
+    NoTls,
+    /// Encrypted, the certificate not checked (`prefer`/`require` without a CA file).
+    Nothing,
+    /// The chain, not the name (`verify-ca`, or `prefer`/`require` with a CA file).
+    Chain,
+    /// The chain and the host name (`verify-full`).
+    Full,
+}
+
+/// A parsed `--db` URL and how to secure it.
+pub struct Target {
+    pub config: postgres::Config,
+    verify: Verify,
+    ca_file: Option<PathBuf>,
+    /// The URL without its password, for messages.
+    pub shown: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: the URL as shown, not the config.
+        write!(f, "Target({}, {:?})", self.shown, self.verify)
+    }
+}
+
+impl Target {
+    /// Reads the URL: libpq's `sslmode` values and `sslrootcert` are taken
+    /// out (the client library knows neither `verify-*` nor the file), the
+    /// rest is the client's URL syntax; then the defaults of the module header.
+    pub fn new(pg: &PgTarget) -> Result<Target> {
+        let shown = redact_password(&pg.url);
+        let (base, query) = match pg.url.split_once('?') {
+            Some((b, q)) => (b, q),
+            None => (pg.url.as_str(), ""),
+        };
+        let mut kept: Vec<&str> = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
+        let mut mode = "prefer";
+        let mut root_cert: Option<PathBuf> = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            keys.push(k);
+            match k {
+                "sslmode" => mode = v,
+                "sslrootcert" => {
+                    let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                    root_cert = Some(PathBuf::from(v.as_ref()));
+                }
+                _ => kept.push(pair),
+            }
+        }
+        let ca_file = pg.ca_file.clone().or(root_cert);
+        let (client_mode, verify) = match (mode, ca_file.is_some()) {
+            ("disable", false) => ("sslmode=disable", Verify::NoTls),
+            ("disable", true) => bail!(
+                "--db {shown}: sslmode=disable with a CA file (--pg-ca-file or sslrootcert): \
+                 choose sslmode=require, verify-ca or verify-full to use it"
+            ),
+            ("prefer" | "allow", false) => ("sslmode=prefer", Verify::Nothing),
+            ("prefer" | "allow", true) => ("sslmode=prefer", Verify::Chain),
+            ("require", false) => ("sslmode=require", Verify::Nothing),
+            ("require" | "verify-ca", _) => ("sslmode=require", Verify::Chain),
+            ("verify-full", _) => ("sslmode=require", Verify::Full),
+            (other, _) => bail!(
+                "--db {shown}: sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+            ),
+        };
+        kept.push(client_mode);
+        let url = format!("{base}?{}", kept.join("&"));
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow!("--db {shown}: not a PostgreSQL URL this dlcount can use: {e}"))?;
+        let given = |k: &str| keys.contains(&k);
+        if !given("connect_timeout") {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if !given("tcp_user_timeout") {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if !given("keepalives") {
+            config.keepalives(true);
+        }
+        if !given("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if !given("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if !given("keepalives_retries") {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        if !given("application_name") {
+            config.application_name("dlcount-pipe");
+        }
+        Ok(Target {
+            config,
+            verify,
+            ca_file,
+            shown,
+        })
+    }
+
+    /// Where this connects, for messages: `host:port/database as user`.
+    pub fn place(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let host = if hosts.is_empty() {
+            "localhost".to_string()
+        } else {
+            hosts.join(",")
+        };
+        let port = match self.config.get_ports() {
+            [] => "5432".to_string(),
+            ports => ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let user = self.config.get_user().unwrap_or("(no user)");
+        let db = self.config.get_dbname().unwrap_or(user);
+        format!("{host}:{port}, database {db}, as {user}")
+    }
+
+    /// Connects, sets the session's timeouts (module header).
+    pub fn connect(&self) -> Result<postgres::Client> {
+        let mut client = match self.verify {
+            Verify::NoTls => self.config.connect(postgres::NoTls),
+            v => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config(v)?);
+                self.config.connect(tls)
+            }
+        }
+        .map_err(|e| anyhow!("{}", describe(&e)))
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", self.place()))?;
+        let options = self.config.get_options().unwrap_or("");
+        let mut set = String::new();
+        if !options.contains("statement_timeout") {
+            set.push_str(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}';"));
+        }
+        if !options.contains("idle_in_transaction_session_timeout") {
+            set.push_str(&format!(
+                "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}';"
+            ));
+        }
+        if !set.is_empty() {
+            client
+                .batch_execute(&set)
+                .map_err(|e| anyhow!("{}", describe(&e)))
+                .with_context(|| format!("PostgreSQL at {}", self.place()))?;
+        }
+        Ok(client)
+    }
+
+    fn tls_config(&self, verify: Verify) -> Result<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .context("TLS set-up")?;
+        let verifier: Arc<dyn ServerCertVerifier> = match verify {
+            Verify::NoTls | Verify::Nothing => Arc::new(AnyCertificate(provider)),
+            Verify::Chain | Verify::Full => {
+                let roots = self.roots()?;
+                let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .context("TLS set-up")?;
+                if verify == Verify::Full {
+                    webpki
+                } else {
+                    Arc::new(ChainOnly(webpki))
+                }
+            }
+        };
+        Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth())
+    }
+
+    /// The CA file's certificates, or the system's.
+    fn roots(&self) -> Result<RootCertStore> {
+        let path: PathBuf = match &self.ca_file {
+            Some(p) => p.clone(),
+            None => {
+                let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+                env.into_iter()
+                    .chain(SYSTEM_ROOTS.iter().map(PathBuf::from))
+                    .find(|p| p.is_file())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "--db {}: no CA certificates to verify the server with: give --pg-ca-file \
+                             (or install ca-certificates)",
+                            self.shown
+                        )
+                    })?
+            }
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in read_pem(&path)? {
+            roots
+                .add(cert)
+                .map_err(|e| anyhow!("{}: not a usable CA certificate: {e}", path.display()))?;
+        }
+        Ok(roots)
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| anyhow!("cannot read the CA file {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("cannot read the CA file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "the CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// A client error as one line: the server's own message when it sent one
+/// (the library's own text is only "db error"), else the library's chain.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{}: {}", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        return s;
+    }
+    let mut parts = vec![e.to_string()];
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
+/// `verify-ca`: the chain must verify; the name in it need not be the host's.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `require` without a CA file (libpq's meaning): encrypted, and the
+/// handshake's signatures checked, but any certificate accepted.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str, ca: Option<&str>) -> Result<Target> {
+        Target::new(&PgTarget {
+            url: url.to_string(),
+            ca_file: ca.map(PathBuf::from),
+            state_dir: PathBuf::from("/tmp"),
+        })
+    }
+
+    #[test]
+    fn timeouts_are_set_unless_the_url_sets_them() {
+        let t = target("postgres://dl:secret@db.example:5433/counts", None).unwrap();
+        assert_eq!(t.config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(t.config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(t.config.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(
+            t.config.get_keepalives_interval(),
+            Some(KEEPALIVES_INTERVAL)
+        );
+        assert_eq!(t.config.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
+        assert!(t.config.get_keepalives());
+        assert_eq!(t.verify, Verify::Nothing);
+        assert_eq!(t.place(), "db.example:5433, database counts, as dl");
+        assert_eq!(t.shown, "postgres://dl:***@db.example:5433/counts");
+        let t = target(
+            "postgresql://dl@h/db?connect_timeout=3&keepalives_idle=7",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&Duration::from_secs(3))
+        );
+        assert_eq!(t.config.get_keepalives_idle(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn sslmodes_map_to_libpqs_meanings() {
+        let v = |url: &str, ca: Option<&str>| target(url, ca).map(|t| t.verify);
+        assert_eq!(
+            v("postgres://h/d?sslmode=disable", None).unwrap(),
+            Verify::NoTls
+        );
+        assert_eq!(v("postgres://h/d", None).unwrap(), Verify::Nothing);
+        assert_eq!(v("postgres://h/d", Some("/ca")).unwrap(), Verify::Chain);
+        assert_eq!(
+            v("postgres://h/d?sslmode=require", None).unwrap(),
+            Verify::Nothing
+        );
+        assert_eq!(
+            v("postgres://h/d?sslmode=require", Some("/ca")).unwrap(),
+            Verify::Chain
+        );
+        assert_eq!(
+            v("postgres://h/d?sslmode=verify-ca", None).unwrap(),
+            Verify::Chain
+        );
+        let t = target(
+            "postgres://h/d?sslmode=verify-full&sslrootcert=/etc/x%20y.pem&application_name=a",
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.verify, Verify::Full);
+        assert_eq!(t.ca_file, Some(PathBuf::from("/etc/x y.pem")));
+        assert_eq!(t.config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(t.config.get_application_name(), Some("a"));
+        let e = v("postgres://u:pw@h/d?sslmode=verify-all", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--db postgres://u:***@h/d?sslmode=verify-all: sslmode=verify-all is not one of \
+             disable, prefer, require, verify-ca, verify-full"
+        );
+        let e = v("postgres://h/d?sslmode=disable", Some("/ca")).unwrap_err();
+        assert!(
+            e.to_string().contains("sslmode=disable with a CA file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_is_named_without_its_password() {
+        let e = target("postgres://u:pw@h/d?nonsense=1", None).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.starts_with("--db postgres://u:***@h/d?nonsense=1: "),
+            "{text}"
+        );
+        assert!(!text.contains("pw@"), "{text}");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let t = target("postgres://h/d?sslmode=verify-full", ca.to_str()).unwrap();
+        let e = t.roots().unwrap_err();
+        assert!(e.to_string().contains("holds no PEM certificate"), "{e}");
+    }
+}

@@ -1,0 +1,1134 @@
+//! The store conformance suite: the store's behaviour, written once and run
+//! against every backend through the real binary (`--db PATH` for SQLite,
+//! `--db postgres://…` for PostgreSQL), so the two cannot drift apart.
+//!
+//! `backends! { name => |db: &Db| { … } }` makes `store::name::sqlite` and
+//! `store::name::postgres`. The PostgreSQL half needs `DLCOUNT_TEST_PG`, the
+//! URL of a role that may create databases (scripts/test.sh runs the tests
+//! under `tests/e2e/with_pg.sh`, which starts a throwaway cluster and sets
+//! it); each test gets a fresh database, dropped afterwards. Without the
+//! variable those tests print "skipped: DLCOUNT_TEST_PG unset" and pass,
+//! except under `CI=true`, where they fail: CI must run both halves.
+//!
+//! Tests that only PostgreSQL can have (several writers at once, roles and
+//! privileges, TLS) and the cross-check of both backends on one log follow
+//! the suite.
+
+use super::{cmd, line, total, Pipe, Site};
+use crate::support::genlog::{generate, GenConfig, Mode};
+use dlcount::config::PgTarget;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The PostgreSQL schema version this build writes.
+const PG_SCHEMA: i64 = dlcount::store::postgres::schema::SCHEMA_VERSION;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The admin URL for PostgreSQL tests; `None` (after saying so) to skip them.
+fn admin_url() -> Option<String> {
+    match std::env::var("DLCOUNT_TEST_PG") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "DLCOUNT_TEST_PG is unset and CI=true: the PostgreSQL half of the store suite must run \
+             (scripts/test.sh runs the tests under tests/e2e/with_pg.sh)"
+        ),
+        _ => {
+            eprintln!("skipped: DLCOUNT_TEST_PG unset (the URL of a PostgreSQL role that may create databases)");
+            None
+        }
+    }
+}
+
+fn pg_connect(url: &str) -> postgres::Client {
+    let target = dlcount::store::postgres::connect::Target::new(&PgTarget {
+        url: url.to_string(),
+        ca_file: None,
+        state_dir: PathBuf::from("/nonexistent"),
+    })
+    .unwrap();
+    target.connect().unwrap()
+}
+
+/// `url` with its database name replaced.
+fn url_for_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").unwrap() + 3;
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// A fresh PostgreSQL database, dropped (connections and all) with it.
+pub struct PgDb {
+    admin: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub fn create(admin: &str) -> PgDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "dlcount_t_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        pg_connect(admin)
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        PgDb {
+            admin: admin.to_string(),
+            url: url_for_database(admin, &name),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = pg_connect(&self.admin).batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A database of one backend, with a scratch site (download root, state dir).
+pub struct Db {
+    pub backend: Backend,
+    pub site: Site,
+    /// What `--db` gets.
+    pub arg: String,
+    pub pg: Option<PgDb>,
+}
+
+impl Db {
+    /// `None` when the backend's tests are skipped (see the module header).
+    pub fn new(backend: Backend) -> Option<Db> {
+        let site = Site::new();
+        match backend {
+            Backend::Sqlite => Some(Db {
+                backend,
+                arg: site.db.to_str().unwrap().to_string(),
+                site,
+                pg: None,
+            }),
+            Backend::Postgres => {
+                let pg = PgDb::create(&admin_url()?);
+                Some(Db {
+                    backend,
+                    arg: pg.url.clone(),
+                    site,
+                    pg: Some(pg),
+                })
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.site.dir.path()
+    }
+
+    /// `--db …` and, for PostgreSQL, the local state directory.
+    pub fn db_args(&self) -> Vec<String> {
+        let mut a = vec!["--db".to_string(), self.arg.clone()];
+        if self.backend == Backend::Postgres {
+            a.push("--state-dir".to_string());
+            a.push(self.dir().to_str().unwrap().to_string());
+        }
+        a
+    }
+
+    /// `dlcount-pipe SUB… --db …`.
+    pub fn cmd(&self, sub: &[&str]) -> Command {
+        let mut c = cmd();
+        c.args(sub).args(self.db_args()).stdin(Stdio::null());
+        c
+    }
+
+    pub fn spawn_pipe(&self, extra: &[&str]) -> Pipe {
+        let mut c = cmd();
+        c.args(self.db_args())
+            .arg("--root")
+            .arg(&self.site.root)
+            .args(extra);
+        Pipe::spawn(c)
+    }
+
+    /// Pipe mode with `lines` on stdin to EOF: (exit code, stderr).
+    pub fn pipe_all(&self, lines: &[u8], extra: &[&str]) -> (i32, String) {
+        let mut p = self.spawn_pipe(extra);
+        p.write(lines);
+        p.finish()
+    }
+
+    pub fn import(&self, files: &[&Path], extra: &[&str]) -> (i32, String) {
+        let out = self
+            .cmd(&["import"])
+            .args(extra)
+            .args(files)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `import` that must succeed; its summary (stderr without the timing line).
+    pub fn import_ok(&self, files: &[&Path], extra: &[&str]) -> String {
+        let (code, err) = self.import(files, extra);
+        assert_eq!(code, 0, "{err}");
+        summary(&err)
+    }
+
+    fn report_with(&self, args: &[&str]) -> Value {
+        let out = self.cmd(&["report"]).args(args).output().unwrap();
+        assert_succeeded(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `report --json --detail`; a failing report fails the test.
+    pub fn report(&self) -> Value {
+        self.report_with(&["--json", "--detail"])
+    }
+
+    pub fn report_plain(&self) -> Value {
+        self.report_with(&["--json"])
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Runs SQL that both backends understand.
+    pub fn sql(&self, sql: &str) {
+        match &self.pg {
+            None => rusqlite::Connection::open(&self.site.db)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Some(pg) => pg_connect(&pg.url).batch_execute(sql).unwrap(),
+        }
+    }
+
+    /// One integer from SQL that both backends understand.
+    pub fn sql_i64(&self, sql: &str) -> i64 {
+        match &self.pg {
+            None => rusqlite::Connection::open(&self.site.db)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+            Some(pg) => pg_connect(&pg.url).query_one(sql, &[]).unwrap().get(0),
+        }
+    }
+}
+
+fn assert_succeeded(out: &Output) {
+    super::assert_succeeded(out)
+}
+
+/// An import's summary: its stderr without the line that holds timings.
+fn summary(err: &str) -> String {
+    err.lines()
+        .filter(|l| !l.starts_with("read "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn bytes_of(lines: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn month(downloads: u64, requests: u64, bytes: u64) -> Value {
+    json!({"downloads": downloads, "requests": requests, "bytes": bytes})
+}
+
+/// Runs `f` on a fresh database of `backend`, unless that backend is skipped.
+pub fn with_db(backend: Backend, f: impl FnOnce(&Db)) {
+    if let Some(db) = Db::new(backend) {
+        f(&db);
+    }
+}
+
+macro_rules! backends {
+    ($($name:ident => $body:expr;)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                #[test]
+                fn sqlite() {
+                    with_db(Backend::Sqlite, $body)
+                }
+                #[test]
+                fn postgres() {
+                    with_db(Backend::Postgres, $body)
+                }
+            }
+        )*
+    };
+}
+
+/// 30,000 generated lines (mixed), seed 21.
+fn generated() -> crate::support::genlog::Generated {
+    generate(&GenConfig {
+        lines: 30_000,
+        seed: 21,
+        ..Default::default()
+    })
+}
+
+const FROM_PAGE: &str = "203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 1000 \"https://example.org/downloads/\" \"Mozilla/5.0\"\n";
+const NO_REFERER: &str = "203.0.113.5 - - [20/Nov/2026:10:00:00 +0100] \"GET /isos/a.iso HTTP/1.1\" 200 1000 \"-\" \"Mozilla/5.0\"\n";
+const UPSTREAM_COMBINED: &str = "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"";
+
+/// Four requests as the pipe's `%O` writes them (`sent`) or as upstream's `%b`.
+fn traffic(bytes_field: &dyn Fn(u64) -> String) -> String {
+    let mut s = String::new();
+    for (ip, sec, method, status, body) in [
+        ("198.51.100.1", 1, "GET", 200, 3_000_000_000u64),
+        ("198.51.100.2", 2, "GET", 206, 1_048_576),
+        ("198.51.100.2", 9, "GET", 206, 1_048_576),
+        ("198.51.100.3", 4, "HEAD", 200, 0),
+    ] {
+        s.push_str(&format!(
+            "{ip} - - [21/Nov/2026:11:00:{sec:02} +0100] \"{method} /isos/b.iso HTTP/1.1\" {status} {} \"-\" \"aria2/1.37.0\"\n",
+            bytes_field(body)
+        ));
+    }
+    s
+}
+
+backends! {
+    generated_log_through_the_pipe_gives_the_known_answer => |db: &Db| {
+        let g = generated();
+        let (code, err) = db.pipe_all(&bytes_of(&g.lines), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains(&format!(
+                "end of input: {} lines, {} counted, 0 already counted, {} new downloads, 0 rejected",
+                g.lines.len(),
+                total(&g.answer_detail, "requests"),
+                total(&g.answer_detail, "downloads")
+            )),
+            "{err}"
+        );
+        assert_eq!(db.report(), g.answer_detail);
+        assert_eq!(db.report_plain(), g.answer_plain);
+    };
+
+    import_again_and_in_reverse_order_changes_nothing => |db: &Db| {
+        let g = generated();
+        let (requests, downloads) = (
+            total(&g.answer_detail, "requests"),
+            total(&g.answer_detail, "downloads"),
+        );
+        let file = db.write("access.log", &bytes_of(&g.lines));
+        let first = db.import_ok(&[&file], &[]);
+        assert!(first.contains(&format!("downloads: {downloads} new, 0 already known")), "{first}");
+        assert!(first.contains(&format!("counted lines: {requests} new, 0 already counted before")), "{first}");
+        assert_eq!(db.report(), g.answer_detail);
+        let again = db.import_ok(&[&file], &[]);
+        assert!(again.contains(&format!("downloads: 0 new, {downloads} already known")), "{again}");
+        assert!(again.contains(&format!("counted lines: 0 new, {requests} already counted before")), "{again}");
+        assert_eq!(db.report(), g.answer_detail);
+        let mut reversed = g.lines.clone();
+        reversed.reverse();
+        let file = db.write("reversed.log", &bytes_of(&reversed));
+        assert_eq!(db.import_ok(&[&file], &[]), again.replace("access.log", "reversed.log"));
+        assert_eq!(db.report(), g.answer_detail);
+    };
+
+    half_live_then_the_whole_file_imported => |db: &Db| {
+        let g = generated();
+        let half = g.lines.len() / 2;
+        let (code, err) = db.pipe_all(&bytes_of(&g.lines[..half]), &[]);
+        assert_eq!(code, 0, "{err}");
+        let file = db.write("access.log", &bytes_of(&g.lines));
+        db.import_ok(&[&file], &[]);
+        assert_eq!(db.report(), g.answer_detail);
+        // The reverse: the file first, then the pipe sees its lines again.
+        let (code, err) = db.pipe_all(&bytes_of(&g.lines[half..]), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(", 0 counted, "), "{err}");
+        assert_eq!(db.report(), g.answer_detail);
+    };
+
+    every_line_a_new_download => |db: &Db| {
+        let g = generate(&GenConfig { lines: 20_000, seed: 22, mode: Mode::AllNew, ..Default::default() });
+        let (code, err) = db.pipe_all(&bytes_of(&g.lines), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.report(), g.answer_detail);
+        assert_eq!(total(&db.report(), "downloads"), 20_000);
+    };
+
+    split_imports_count_the_most_copies_one_file_holds => |db: &Db| {
+        // Three identical lines (a segmented downloader's equal ranges in
+        // one second): whole, 3 requests; split 2 + 1 over two files, 2.
+        let l = line("192.0.2.7", 20, 5, "/isos/a.iso", 206, 500);
+        let whole = db.write("whole.log", l.repeat(3).as_bytes());
+        db.import_ok(&[&whole], &[]);
+        assert_eq!(db.report(), json!({"/isos/a.iso": {"2026-11": month(1, 3, 1500)}}));
+        let split = Db::new(db.backend).unwrap();
+        let a = split.write("access.log.1", l.repeat(2).as_bytes());
+        let b = split.write("access.log", l.as_bytes());
+        split.import_ok(&[&a, &b], &[]);
+        assert_eq!(split.report(), json!({"/isos/a.iso": {"2026-11": month(1, 2, 1000)}}));
+        // The pipe then sees all three: the live copies win.
+        let (code, err) = split.pipe_all(l.repeat(3).as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(split.report(), json!({"/isos/a.iso": {"2026-11": month(1, 3, 1500)}}));
+    };
+
+    lines_differing_only_in_referer_are_two_requests => |db: &Db| {
+        let expected = json!({"/isos/a.iso": {"2026-11": month(1, 2, 2000)}});
+        let older = db.write("access.log.1", FROM_PAGE.as_bytes());
+        let newer = db.write("access.log", NO_REFERER.as_bytes());
+        db.import_ok(&[&older, &newer], &[]);
+        assert_eq!(db.report(), expected);
+        db.import_ok(&[&newer, &older], &[]);
+        let (code, err) = db.pipe_all(format!("{FROM_PAGE}{NO_REFERER}").as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.report(), expected);
+    };
+
+    a_percent_b_log_matches_the_percent_o_pipe_and_the_pipes_bytes_win => |db: &Db| {
+        let sent = |body: u64| (body + 300).to_string();
+        let clf = |body: u64| if body == 0 { "-".to_string() } else { body.to_string() };
+        let pipe_bytes = 3_000_000_300 + 2 * 1_048_876 + 300;
+        let access_log = db.write("access.log", traffic(&clf).as_bytes());
+        let first = db.import_ok(&[&access_log], &["--format", UPSTREAM_COMBINED]);
+        assert!(first.contains("counted lines: 4 new, 0 already counted before"), "{first}");
+        assert_eq!(
+            db.report(),
+            json!({"/isos/b.iso": {"2026-11": month(3, 4, 3_000_000_000 + 2 * 1_048_576)}})
+        );
+        let (code, err) = db.pipe_all(traffic(&sent).as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.report(), json!({"/isos/b.iso": {"2026-11": month(3, 4, pipe_bytes)}}));
+        let again = db.import_ok(&[&access_log], &["--format", UPSTREAM_COMBINED]);
+        assert!(again.contains("counted lines: 0 new, 4 already counted before"), "{again}");
+        assert_eq!(db.report(), json!({"/isos/b.iso": {"2026-11": month(3, 4, pipe_bytes)}}));
+    };
+
+    an_import_lacking_the_days_identity_fields_is_left_out_by_name => |db: &Db| {
+        let combined = traffic(&|b| (b + 300).to_string());
+        let (code, err) = db.pipe_all(combined.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let mut common: String = combined
+            .lines()
+            .map(|l| format!("{}\n", l.split(" \"-\" ").next().unwrap()))
+            .collect();
+        common.push_str("198.51.100.9 - - [25/Nov/2026:08:00:00 +0100] \"GET /isos/b.iso HTTP/1.1\" 200 700\n");
+        let file = db.write("old-common.log", common.as_bytes());
+        let (code, err) = db.import(&[&file], &["--format", "common"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("4 counted line(s) left out") && err.contains("%{Referer}i, %{User-Agent}i"),
+            "{err}"
+        );
+        assert_eq!(
+            db.report(),
+            json!({"/isos/b.iso": {"2026-11": month(4, 5, 3_000_000_300 + 2 * 1_048_876 + 300 + 700)}})
+        );
+    };
+
+    import_json_keeps_the_larger_of_legacy_and_counted => |db: &Db| {
+        let legacy = db.write(
+            "counts.json",
+            br#"{"linuxvillage-24.04-amd64.iso": {"2026-10": 120, "2026-11": 2}, "/isos/old.iso": {"2025-01": 7}}"#,
+        );
+        let import_json = || {
+            let out = db.cmd(&["import-json", "--prefix", "/isos"]).arg(&legacy).output().unwrap();
+            assert_succeeded(&out);
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let err = import_json();
+        assert!(err.contains("3 file-months read from") && err.contains(", 3 added or raised"), "{err}");
+        let logs: String = (0..3)
+            .map(|i| line(&format!("192.0.2.{i}"), 2, i, "/isos/linuxvillage-24.04-amd64.iso", 200, 5))
+            .collect();
+        let f = db.write("access.log", logs.as_bytes());
+        db.import_ok(&[&f], &[]);
+        let expected = json!({
+            "/isos/linuxvillage-24.04-amd64.iso": {"2026-10": 120, "2026-11": 3},
+            "/isos/old.iso": {"2025-01": 7}
+        });
+        assert_eq!(db.report_plain(), expected);
+        let err = import_json();
+        assert!(err.contains(", 0 added or raised"), "{err}");
+        assert_eq!(db.report_plain(), expected);
+    };
+
+    render_writes_the_statistics_of_the_database => |db: &Db| {
+        let g = generated();
+        let (code, err) = db.pipe_all(&bytes_of(&g.lines), &[]);
+        assert_eq!(code, 0, "{err}");
+        let out = db.cmd(&["render"]).arg("--root").arg(&db.site.root).output().unwrap();
+        assert_succeeded(&out);
+        let counts: Value = serde_json::from_slice(
+            &std::fs::read(db.site.root.join(".stats/counts.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(counts, g.answer_plain);
+        let page = std::fs::read_to_string(db.site.root.join(".stats/index.html")).unwrap();
+        assert!(page.contains("linuxvillage-24.04-amd64.iso"), "{page}");
+    };
+
+    check_says_ok_for_a_usable_database => |db: &Db| {
+        let out = db.cmd(&["check"]).arg("--root").arg(&db.site.root).output().unwrap();
+        assert_succeeded(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("dlcount: check: ok ("), "{text}");
+        if db.backend == Backend::Postgres {
+            assert!(text.contains("(new: the logger creates the tables)"), "{text}");
+            assert!(!text.contains(&db.arg) || !db.arg.contains(":***@"), "{text}");
+        }
+        let (code, err) = db.pipe_all(line("192.0.2.1", 20, 1, "/isos/a.iso", 200, 5).as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let out = db.cmd(&["check"]).arg("--root").arg(&db.site.root).output().unwrap();
+        assert_succeeded(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if db.backend == Backend::Postgres {
+            assert!(text.contains(&format!("schema public (version {PG_SCHEMA}))")), "{text}");
+        }
+    };
+
+    a_closed_day_keeps_its_figures_and_counts_nothing_more => |db: &Db| {
+        // Three November days, well past a two-day retention.
+        let lines: String = (0..30u32)
+            .map(|i| line(&format!("198.51.100.{}", i % 10), 10 + i % 3, i, "/isos/a.iso", 200, 100))
+            .collect();
+        let (code, err) = db.pipe_all(lines.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let counted = db.report();
+        assert_eq!(counted, json!({"/isos/a.iso": {"2026-11": month(30, 30, 3000)}}));
+        // Untouched for long (the purge's grace), then an import purges.
+        db.sql("UPDATE days SET touched = 0");
+        let empty = db.write("empty.log", b"");
+        db.import_ok(&[&empty], &["--retention-days", "2"]);
+        assert_eq!(db.sql_i64("SELECT count(*) FROM days WHERE closed"), 3);
+        for table in ["seen_lines", "visitors", "day_keys"] {
+            assert_eq!(db.sql_i64(&format!("SELECT count(*) FROM {table}")), 0, "{table}");
+        }
+        assert_eq!(db.report(), counted);
+        // Their lines again, and a new client on a closed day: skipped, said so.
+        let more = format!("{lines}{}", line("192.0.2.200", 11, 59, "/isos/a.iso", 200, 100));
+        let file = db.write("late.log", more.as_bytes());
+        let s = db.import_ok(&[&file], &["--retention-days", "2"]);
+        assert!(s.contains("skipped for closed days: 31"), "{s}");
+        let (code, err) = db.pipe_all(more.as_bytes(), &["--retention-days", "2"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(", 0 counted, "), "{err}");
+        assert_eq!(db.report(), counted);
+    };
+
+    sums_saturate_instead_of_failing_the_batch => |db: &Db| {
+        let first = line("192.0.2.1", 20, 1, "/isos/a.iso", 200, 1000);
+        let (code, err) = db.pipe_all(first.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        db.sql(
+            "UPDATE daily SET bytes = 9223372036854775800, requests = 9223372036854775807;
+             UPDATE visitors SET bytes = 9223372036854775800;",
+        );
+        let second = line("192.0.2.1", 20, 2, "/isos/a.iso", 200, 1000);
+        let (code, err) = db.pipe_all(second.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(", 1 counted, "), "{err}");
+        let max = i64::MAX as u64;
+        assert_eq!(db.report(), json!({"/isos/a.iso": {"2026-11": month(1, max, max)}}));
+        assert_eq!(db.sql_i64("SELECT bytes FROM visitors"), i64::MAX);
+    };
+
+    spooled_lines_are_counted_once_the_configuration_is_fixed => |db: &Db| {
+        let config = |extra: &str| {
+            let mut text = format!("db = \"{}\"\nroot = \"{}\"\n", db.arg, db.site.root.display());
+            if db.backend == Backend::Postgres {
+                text.push_str(&format!("state_dir = \"{}\"\n", db.dir().display()));
+            }
+            text.push_str(extra);
+            db.write("dlcount.toml", text.as_bytes())
+        };
+        let lines: String = (1..=10u32)
+            .map(|i| line(&format!("198.51.100.{i}"), 20, i, "/isos/a.iso", 200, 1000))
+            .collect();
+        let broken = config("fromat = \"combined\"\n");
+        let mut c = cmd();
+        c.arg("--config").arg(&broken);
+        let mut p = Pipe::spawn(c);
+        p.write(lines.as_bytes());
+        let (code, err) = p.finish();
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("lines are kept in"), "{err}");
+        assert_eq!(std::fs::read_dir(db.dir().join("spool")).unwrap().count(), 1);
+        let fixed = config("");
+        let mut c = cmd();
+        c.arg("--config").arg(&fixed);
+        let mut p = Pipe::spawn(c);
+        p.write(line("198.51.100.99", 20, 30, "/isos/a.iso", 200, 1000).as_bytes());
+        let (code, err) = p.finish();
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(std::fs::read_dir(db.dir().join("spool")).unwrap().count(), 0, "{err}");
+        assert_eq!(db.report(), json!({"/isos/a.iso": {"2026-11": month(11, 11, 11_000)}}));
+        assert_eq!(db.sql_i64("SELECT count(*) FROM meta WHERE name LIKE 'spool:%'"), 0);
+    };
+}
+
+impl Db {
+    /// `report --json --by server`.
+    pub fn by_server(&self) -> Value {
+        self.report_with(&["--json", "--by", "server"])
+    }
+}
+
+/// `migrate --db FROM --to TO` (each `--db …` with its state directory);
+/// what it printed on stdout.
+fn migrate(from: &Db, to: &Db, extra: &[&str]) -> String {
+    let out = from
+        .cmd(&["migrate"])
+        .arg("--to")
+        .arg(&to.arg)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+backends! {
+    two_servers_logs_add_up_and_a_download_resumed_elsewhere_counts_once => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers, log_a, log_b};
+        let a = db.write("a.log", log_a().as_bytes());
+        let b = db.write("b.log", log_b().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&a], &["--server", "mirror-a"]);
+            db.import_ok(&[&b], &["--server", "mirror-b"]);
+            assert_eq!(db.report(), expected_files());
+            assert_eq!(db.by_server(), expected_servers());
+        }
+    };
+
+    servers_figures_do_not_depend_on_order_or_on_pipe_versus_import => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers, log_a, log_b};
+        let (code, err) = db.pipe_all(log_b().as_bytes(), &["--server", "mirror-b"]);
+        assert_eq!(code, 0, "{err}");
+        let reversed: String = log_a().lines().rev().map(|l| format!("{l}\n")).collect();
+        let a = db.write("a.log", reversed.as_bytes());
+        db.import_ok(&[&a], &["--server", "mirror-a"]);
+        let b = db.write("b.log", log_b().as_bytes());
+        let s = db.import_ok(&[&b], &["--server", "mirror-b"]);
+        assert!(s.contains("counted lines: 0 new, 3 already counted before"), "{s}");
+        assert_eq!(db.report(), expected_files());
+        assert_eq!(db.by_server(), expected_servers());
+    };
+
+    a_database_moved_whole_to_either_backend_goes_on_counting_exactly => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers, log_a, log_b};
+        // Counted into SQLite, moved into this backend, and back again.
+        let old = Db::new(Backend::Sqlite).unwrap();
+        let (code, err) = old.pipe_all(log_a().as_bytes(), &["--server", "mirror-a"]);
+        assert_eq!(code, 0, "{err}");
+        let before = old.report();
+        let said = migrate(&old, db, &[]);
+        assert!(said.contains("had counted nothing: it is now a copy of"), "{said}");
+        assert_eq!(db.report(), before);
+        // The moved secret and day keys know every line counted before.
+        let a = db.write("a.log", log_a().as_bytes());
+        let s = db.import_ok(&[&a], &["--server", "mirror-a"]);
+        assert!(s.contains("counted lines: 0 new, 2 already counted before"), "{s}");
+        let b = db.write("b.log", log_b().as_bytes());
+        db.import_ok(&[&b], &["--server", "mirror-b"]);
+        assert_eq!(db.report(), expected_files());
+        let said = migrate(&old, db, &[]);
+        assert!(said.contains("share one secret: 1 day (2026-11-20) merged"), "{said}");
+        assert_eq!(db.report(), expected_files());
+        assert_eq!(db.by_server(), expected_servers());
+        migrate(db, &old, &[]);
+        assert_eq!(old.report(), expected_files());
+        assert_eq!(old.by_server(), expected_servers());
+        // New files, sources and servers after the move get new ids.
+        let c = db.write("c.log", line("192.0.2.9", 21, 1, "/c.iso", 200, 7).as_bytes());
+        db.import_ok(&[&c], &["--server", "mirror-c"]);
+        assert_eq!(db.report()["/c.iso"], json!({"2026-11": month(1, 1, 7)}));
+        assert_eq!(db.by_server()["mirror-c"], json!({"2026-11": month(1, 1, 7)}));
+        assert_eq!(db.report()["/a.iso"], expected_files()["/a.iso"]);
+    };
+}
+
+/// A logger that runs while a `migrate` rewrites its PostgreSQL database
+/// counts on exactly (it fetches its file and server ids again).
+#[test]
+fn a_pipe_running_through_a_migrate_into_postgresql_counts_on_exactly() {
+    use crate::servers::{log_a, log_b};
+    let Some(db) = pg_db() else { return };
+    // The running logger has cached ids of a file and a server first.
+    let mut pipe = db.spawn_pipe(&["--server", "mirror-b"]);
+    pipe.write(line("192.0.2.50", 22, 1, "/z.iso", 200, 9).as_bytes());
+    super::wait_until("the first line is counted", || {
+        let out = db.cmd(&["report", "--json"]).output().unwrap();
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["/z.iso"].is_object()
+    });
+    let old = Db::new(Backend::Sqlite).unwrap();
+    let (code, err) = old.pipe_all(log_a().as_bytes(), &["--server", "mirror-a"]);
+    assert_eq!(code, 0, "{err}");
+    let said = migrate(&old, &db, &[]);
+    assert!(said.starts_with("migrate: "), "{said}");
+    pipe.write(log_b().as_bytes());
+    let (code, err) = pipe.finish();
+    assert_eq!(code, 0, "{err}");
+    // Another secret (the target had counted): its open day is left to
+    // the logs; the tables were rewritten all the same.
+    assert!(said.contains("has another secret than"), "{said}");
+    assert_eq!(
+        db.sql_i64("SELECT count(*) FROM meta WHERE name = 'generation'"),
+        1
+    );
+    assert_eq!(
+        db.report(),
+        json!({"/a.iso": {"2026-11": month(2, 3, 2000)}, "/z.iso": {"2026-11": month(1, 1, 9)}})
+    );
+    assert_eq!(
+        db.by_server(),
+        json!({"mirror-b": {"2026-11": month(3, 4, 2009)}})
+    );
+}
+
+// ---- PostgreSQL only -------------------------------------------------------
+
+fn pg_db() -> Option<Db> {
+    Db::new(Backend::Postgres)
+}
+
+/// Both backends count one log the same way, figure for figure and in every
+/// summary line, also where both differ from the truth (rotated parts).
+#[test]
+fn both_backends_report_and_summarise_one_log_identically() {
+    let Some(pg) = pg_db() else { return };
+    let lite = Db::new(Backend::Sqlite).unwrap();
+    let g = generate(&GenConfig {
+        lines: 40_000,
+        seed: 23,
+        ..Default::default()
+    });
+    let quarter = g.lines.len() / 4;
+    let mut summaries = Vec::new();
+    for db in [&lite, &pg] {
+        let (code, err) = db.pipe_all(&bytes_of(&g.lines[..quarter]), &[]);
+        assert_eq!(code, 0, "{err}");
+        // The rest in 24 rotated parts, then the whole log as one file.
+        let parts: Vec<PathBuf> = g.lines[quarter..]
+            .chunks(g.lines[quarter..].len().div_ceil(24))
+            .enumerate()
+            .map(|(i, c)| db.write(&format!("access.log.{i}"), &bytes_of(c)))
+            .collect();
+        let parts: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
+        let a = db.import_ok(&parts, &[]);
+        let after_parts = db.report();
+        let whole = db.write("whole.log", &bytes_of(&g.lines));
+        let b = db.import_ok(&[&whole], &[]);
+        summaries.push((a, after_parts, b, db.report(), db.report_plain()));
+    }
+    assert_eq!(summaries[0], summaries[1]);
+    assert_eq!(summaries[1].3, g.answer_detail);
+    assert_eq!(summaries[1].4, g.answer_plain);
+}
+
+/// Four pipe instances (disjoint shares of one day's lines, as Apache's
+/// piped loggers see them across a graceful restart) and imports of an
+/// overlapping part, all committing at the same time: exact. (Without the
+/// day locks, and the `days` row every batch updates, this fails:
+/// concurrent read-modify-writes of one `seen_lines` row lose copies.)
+#[test]
+fn four_pipes_and_an_import_writing_one_day_at_once_are_exact() {
+    let Some(db) = pg_db() else { return };
+    let g = generate(&GenConfig {
+        lines: 60_000,
+        seed: 24,
+        days: 1,
+        ..Default::default()
+    });
+    let import_part = db.write(
+        "access.log",
+        &bytes_of(&g.lines[g.lines.len() / 4..g.lines.len() * 3 / 4]),
+    );
+    let mut shares: Vec<Vec<u8>> = vec![Vec::new(); 4];
+    for (i, l) in g.lines.iter().enumerate() {
+        shares[i % 4].extend_from_slice(l);
+        shares[i % 4].push(b'\n');
+    }
+    // The schema and secret exist before the race (several starting at once
+    // is its own test below).
+    let (code, err) = db.pipe_all(b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut pipes: Vec<Pipe> = (0..4).map(|_| db.spawn_pipe(&[])).collect();
+    // The import three times over (a new run and file each time, so it
+    // rewrites every row it covers) while the pipes write the same rows.
+    let imports = {
+        let args = db.db_args();
+        let part = import_part.clone();
+        std::thread::spawn(move || {
+            (0..3)
+                .map(|_| cmd().arg("import").args(&args).arg(&part).output().unwrap())
+                .collect::<Vec<Output>>()
+        })
+    };
+    // Each share in 40 pieces, round-robin, so every instance commits many
+    // times while the others and the import do.
+    let pieces: Vec<Vec<&[u8]>> = shares
+        .iter()
+        .map(|s| {
+            let step = s.len().div_ceil(40);
+            let mut out = Vec::new();
+            let mut start = 0;
+            while start < s.len() {
+                let mut end = (start + step).min(s.len());
+                while end < s.len() && s[end - 1] != b'\n' {
+                    end += 1;
+                }
+                out.push(&s[start..end]);
+                start = end;
+            }
+            out
+        })
+        .collect();
+    // And a hot spot: 100 lines of which every instance gets a copy in each
+    // of the first 8 rounds, so all four update the same rows at once.
+    let hot: String = (0..100)
+        .map(|i| {
+            format!(
+                "10.9.0.{i} - - [30/Oct/2026:12:00:00 +0100] \"GET /isos/hot.iso HTTP/1.1\" 206 1000 \"-\" \"aria2/1.37.0\"\n"
+            )
+        })
+        .collect();
+    for round in 0..pieces.iter().map(Vec::len).max().unwrap() {
+        for (p, piece) in pipes.iter_mut().zip(&pieces) {
+            if let Some(bytes) = piece.get(round) {
+                p.write(bytes);
+            }
+            if round < 8 {
+                p.write(hot.as_bytes());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    for out in imports.join().unwrap() {
+        assert_succeeded(&out);
+    }
+    for p in pipes {
+        let (code, err) = p.finish();
+        assert_eq!(code, 0, "{err}");
+    }
+    let mut expected = g.answer_detail.clone();
+    expected["/isos/hot.iso"] = json!({"2026-10": month(100, 3200, 3_200_000)});
+    assert_eq!(db.report(), expected);
+    // The figures add up per transaction even when a `seen_lines` row lost
+    // a copy to a concurrent writer; the loss shows when a file holding
+    // every copy is imported: it would count the lost copies again.
+    let mut everything = bytes_of(&g.lines);
+    everything.extend_from_slice(hot.repeat(32).as_bytes());
+    let all = db.write("everything.log", &everything);
+    let s = db.import_ok(&[&all], &[]);
+    assert!(s.contains("counted lines: 0 new, "), "{s}");
+    assert_eq!(db.report(), expected);
+    assert_eq!(
+        db.sql_i64("SELECT count(*) FROM days WHERE NOT closed"),
+        db.sql_i64("SELECT count(*) FROM day_keys")
+    );
+}
+
+/// Servers starting at the same moment on an empty database: one schema,
+/// one secret, and their counts agree.
+#[test]
+fn servers_starting_at_once_create_one_schema_and_one_secret() {
+    let Some(db) = pg_db() else { return };
+    let g = generate(&GenConfig {
+        lines: 3_000,
+        seed: 25,
+        ..Default::default()
+    });
+    let file = db.write("access.log", &bytes_of(&g.lines));
+    let imports: Vec<_> = (0..6)
+        .map(|_| {
+            db.cmd(&["import"])
+                .arg(&file)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for i in imports {
+        assert_succeeded(&i.wait_with_output().unwrap());
+    }
+    assert_eq!(db.sql_i64("SELECT count(*) FROM dlcount_schema"), PG_SCHEMA);
+    assert_eq!(
+        db.sql_i64("SELECT count(*) FROM meta WHERE name = 'secret'"),
+        1
+    );
+    assert_eq!(db.report(), g.answer_detail);
+}
+
+/// No client address, in any spelling, in any table.
+#[test]
+fn no_client_address_reaches_postgresql() {
+    let Some(db) = pg_db() else { return };
+    let clients = ["203.0.113.77", "2001:db8::4242", "198.51.100.123"];
+    let lines: String = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| line(c, 20, i as u32, "/isos/a.iso", 200, 1000))
+        .collect();
+    let (code, err) = db.pipe_all(lines.as_bytes(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let file = db.write("access.log", lines.as_bytes());
+    db.import_ok(&[&file], &[]);
+    let mut c = pg_connect(&db.arg);
+    let mut dump = String::new();
+    for t in dlcount::store::postgres::schema::TABLES {
+        for r in c.query(&format!("SELECT t::text FROM {t} t"), &[]).unwrap() {
+            dump.push_str(&r.get::<_, String>(0));
+            dump.push('\n');
+        }
+    }
+    assert!(dump.contains("/isos/a.iso"), "{dump}");
+    for client in clients {
+        let hex: String = client.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!dump.contains(client), "{client} in {dump}");
+        assert!(!dump.contains(&hex), "{client} as hex in {dump}");
+    }
+}
+
+/// `check` names each privilege a least-privileged role lacks, and the
+/// logger works once they are granted.
+#[test]
+fn check_names_the_privileges_the_logger_lacks() {
+    let Some(db) = pg_db() else { return };
+    // The tables, created by their owner (the admin).
+    let (code, err) = db.pipe_all(b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    let role = format!("{}_logger", db.pg.as_ref().unwrap().name);
+    let mut admin = pg_connect(&db.arg);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}';
+             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+             REVOKE DELETE ON seen_lines FROM {role};
+             REVOKE UPDATE, DELETE ON visitors FROM {role};",
+            name = db.pg.as_ref().unwrap().name
+        ))
+        .unwrap();
+    let url = format!("postgres://{role}:pw-{role}@{}", after_at(&db.arg));
+    let check = |url: &str| {
+        let out = cmd()
+            .args(["check", "--db", url, "--state-dir"])
+            .arg(db.dir())
+            .arg("--root")
+            .arg(&db.site.root)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let name = &db.pg.as_ref().unwrap().name;
+    let (code, _, err) = check(&url);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "dlcount: check: cannot connect to PostgreSQL at {}, database {name}, as {role}: \
+             FATAL: permission denied for database \"{name}\" (User does not have CONNECT privilege.)\n",
+            after_at(&db.arg).split('/').next().unwrap()
+        )
+    );
+    admin
+        .batch_execute(&format!("GRANT CONNECT ON DATABASE {name} TO {role}"))
+        .unwrap();
+    let (code, _, err) = check(&url);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].contains(&format!(
+            "role {role} lacks DELETE on table public.seen_lines"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains(&format!(
+            "role {role} lacks UPDATE, DELETE on table public.visitors"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains(&format!(
+            "role {role} lacks TRUNCATE on table public.day_keys"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("pw-{role}")), "{err}");
+    admin
+        .batch_execute(&format!(
+            "GRANT DELETE ON seen_lines TO {role}; GRANT UPDATE, DELETE ON visitors TO {role};
+             GRANT TRUNCATE ON day_keys TO {role};"
+        ))
+        .unwrap();
+    let (code, out, err) = check(&url);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(
+        out.contains(&format!("as {role}, schema public (version {PG_SCHEMA})")),
+        "{out}"
+    );
+    let (code, err) = {
+        let mut c = cmd();
+        c.args(["--db", &url, "--state-dir"])
+            .arg(db.dir())
+            .arg("--root")
+            .arg(&db.site.root);
+        let mut p = Pipe::spawn(c);
+        p.write(line("192.0.2.1", 20, 1, "/isos/a.iso", 200, 5).as_bytes());
+        p.finish()
+    };
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        db.report(),
+        json!({"/isos/a.iso": {"2026-11": month(1, 1, 5)}})
+    );
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}
+
+/// The host part of a URL (after any user info).
+fn after_at(url: &str) -> &str {
+    let rest = &url[url.find("://").unwrap() + 3..];
+    match rest.find('@') {
+        Some(at) if at < rest.find('/').unwrap_or(rest.len()) => &rest[at + 1..],
+        _ => rest,
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_both_versions() {
+    let Some(db) = pg_db() else { return };
+    let (code, err) = db.pipe_all(
+        line("192.0.2.1", 20, 1, "/isos/a.iso", 200, 5).as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    db.sql("INSERT INTO dlcount_schema(version) VALUES (99)");
+    let out = db.cmd(&["report"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "was written by a newer dlcount (PostgreSQL schema 99, this one knows {PG_SCHEMA})"
+        )),
+        "{err}"
+    );
+    let (code, err) = db.import(&[&db.write("a.log", b"")], &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("PostgreSQL schema 99"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_named_without_the_password() {
+    // A port nothing listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://dl:hunter2@127.0.0.1:{port}/counts");
+    let out = cmd().args(["report", "--db", &url]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}, database counts, as dl"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// TLS with the CA that signed the test server's certificate: verify-full
+/// and verify-ca work; another CA is refused by name.
+#[test]
+fn tls_verifies_the_server_against_the_ca_file() {
+    let Some(db) = pg_db() else { return };
+    let Ok(ca) = std::env::var("DLCOUNT_TEST_PG_CA") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("DLCOUNT_TEST_PG_CA is unset and CI=true (tests/e2e/with_pg.sh sets it)");
+        }
+        eprintln!("skipped: DLCOUNT_TEST_PG_CA unset (the CA of the test server's certificate)");
+        return;
+    };
+    let (code, err) = db.pipe_all(
+        line("192.0.2.1", 20, 1, "/isos/a.iso", 200, 5).as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let sep = if db.arg.contains('?') { '&' } else { '?' };
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let url = format!("{}{sep}sslmode={mode}", db.arg);
+        let out = cmd()
+            .args(["report", "--json", "--db", &url, "--pg-ca-file", &ca])
+            .output()
+            .unwrap();
+        assert_succeeded(&out);
+    }
+    // A CA that did not sign it (a fresh self-signed one).
+    let other = db.write("other-ca.pem", OTHER_CA.as_bytes());
+    let url = format!("{}{sep}sslmode=verify-full", db.arg);
+    let out = cmd()
+        .args(["report", "--db", &url, "--pg-ca-file"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid peer certificate: UnknownIssuer"),
+        "{err}"
+    );
+}
+
+/// A self-signed CA certificate of nothing (`openssl req -x509 -newkey ec
+/// -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=other-ca -days 36500`).
+const OTHER_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBfjCCASOgAwIBAgIUX6zI+y6anF8efPNj5bVZH6NdfrMwCgYIKoZIzj0EAwIw
+EzERMA8GA1UEAwwIb3RoZXItY2EwIBcNMjYxMjAzMTM1NzU1WhgPMjEyNjExMDkx
+MzU3NTVaMBMxETAPBgNVBAMMCG90aGVyLWNhMFkwEwYHKoZIzj0CAQYIKoZIzj0D
+AQcDQgAE8zXd5cVlEjTsiqXQMSwL5klVrJKO/KCNN1S9figz2k9fakKVsfKNfZx8
+OjHdYldTJK1/HINoldCdgIqoyHmZrqNTMFEwHQYDVR0OBBYEFENKU1hS88Dk9HB1
+I+bdn1qITwlqMB8GA1UdIwQYMBaAFENKU1hS88Dk9HB1I+bdn1qITwlqMA8GA1Ud
+EwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAOYNhqIAkQ/JATeqUnVZf1Nq
+g55pICNuE515Kdc4aR8qAiEA6ewBapo5Bs1A3PUijov+rcGTYP4jhZy7cnQIydiZ
+Ww8=
+-----END CERTIFICATE-----
+";
