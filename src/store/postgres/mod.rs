@@ -20,12 +20,23 @@
 //! on that day: the second one's statements start after the first one's
 //! commit (the lock is released only after the commit is visible) and,
 //! under READ COMMITTED, each statement sees it. Transactions on different
-//! days run side by side. Deadlock-free: the day locks are taken in one
-//! global order before any row is touched, and the only rows outside a day,
-//! `files`, are created *before* the transaction, in autocommit statements
-//! of their own, sorted by path. A serialization failure, a detected deadlock
-//! or a unique violation (none expected) rolls the batch back and retries it
-//! whole, a bounded number of times ([`RETRIES`]).
+//! days run side by side. (The `days` row each batch updates early, to keep
+//! the day from purging, serializes them too; the test of four pipes and
+//! imports on one day fails only when both are taken away.) Deadlock-free:
+//! the day locks are taken in one global order before any row is touched,
+//! and the only rows outside a day, `files` and `servers`, are created
+//! *before* the transaction, in short transactions of their own (files
+//! sorted by path; a server's id under its own advisory lock). A
+//! serialization failure, a detected deadlock or a unique violation (none
+//! expected) rolls the batch back and retries it whole, a bounded number of
+//! times ([`RETRIES`]).
+//!
+//! **`migrate` rewrites everything** (`transform`) in one transaction that
+//! holds [`MIGRATE_LOCK`] exclusively; every write takes it shared first, so
+//! no batch runs during a rewrite. The rewrite renumbers files and servers
+//! and raises `meta.generation`; a batch that finds another generation than
+//! its cached ids were read under drops them and runs again, and one that
+//! finds another secret hashes with the new one (as SQLite's).
 //!
 //! **Closed days.** `purge` takes the same day lock before closing a day, so a
 //! day is closed between two batches, never under one; it deletes the day's
