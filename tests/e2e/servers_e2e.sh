@@ -5,7 +5,9 @@
 # downloads on both, a download started on one and resumed on the other, a
 # graceful restart of each while a slow download runs, PostgreSQL stopped for
 # 20 s in the middle while downloads go on (and a graceful restart of B inside
-# that outage), then:
+# that outage: its old logger's input ends while the database is down, so
+# what it holds must survive it on local disk, hashed, under B's state
+# directory, and be counted by the new logger), then:
 #   - `report --json --detail`, `report --json` and `report --json --by
 #     server` equal the answer computed from the two Apaches' own plain log
 #     files (below: how), polled with a deadline until the loggers have
