@@ -14,8 +14,10 @@
 #    with TLS, in DLCOUNT_TEST_PG and DLCOUNT_TEST_PG_CA, removed afterwards,
 # 4. runs the browser test (headless Chromium, screenshots in tests/artifacts/),
 # 5. runs the end-to-end tests behind a private Apache and a private nginx
-#    (counted through `dlcount-pipe listen`) with real clients, and the test
-#    of `dlcount-pipe follow` under real logrotate,
+#    (counted through `dlcount-pipe listen`) with real clients, the test
+#    of `dlcount-pipe follow` under real logrotate, and the two-server test:
+#    two private Apaches counting into one private PostgreSQL (stopped for
+#    20 s in the middle) with real clients,
 # 6. runs the install script's sandboxed test,
 # 7. runs the test of the toolchain check (scripts/toolchain.sh),
 # 8. builds the Debian package and installs, removes and purges it in a
@@ -92,6 +94,7 @@ run_suite "browser test" tests/browser/screenshot.sh
 run_suite "Apache end-to-end test" tests/e2e/apache_e2e.sh target/release/dlcount-pipe
 run_suite "nginx end-to-end test" tests/e2e/nginx_e2e.sh target/release/dlcount-pipe
 run_suite "follow under logrotate test" tests/e2e/follow_e2e.sh target/release/dlcount-pipe
+run_suite "two-server end-to-end test" tests/e2e/servers_e2e.sh target/release/dlcount-pipe
 run_suite "install script test" tests/e2e/install_e2e.sh target/release/dlcount-pipe
 run_suite "toolchain check test" tests/e2e/toolchain_check.sh
 run_suite "Debian package test" tests/e2e/package_e2e.sh target/release/dlcount-pipe
