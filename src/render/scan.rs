@@ -18,7 +18,7 @@
 //! mtime is the rule; a writer that stalls mid-file for longer than the settle
 //! time is the one case it cannot see.
 
-use super::natsort::natural_cmp;
+use super::natsort::{folder_cmp, natural_cmp};
 use crate::classify::Classifier;
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
@@ -123,8 +123,9 @@ struct Entry {
     meta: Metadata,
 }
 
-/// Scans `root` and returns the folders holding complete images, in natural
-/// ascending order of their path (ROOT first).
+/// Scans `root` and returns the folders holding complete images, in
+/// [`folder_cmp`] order: a folder before its subfolders (ROOT first), sibling
+/// folders newest release first, as the images inside each folder.
 pub fn scan(root: &Path, classifier: &Classifier, settle: Settle) -> Result<Scan> {
     let canon_root = fs::canonicalize(root)
         .with_context(|| format!("cannot resolve download root {}", root.display()))?;
@@ -208,7 +209,7 @@ pub fn scan(root: &Path, classifier: &Classifier, settle: Settle) -> Result<Scan
             folders.push(folder);
         }
     }
-    folders.sort_by(|a, b| natural_cmp(&a.rel, &b.rel));
+    folders.sort_by(|a, b| folder_cmp(&a.rel, &b.rel));
     Ok(Scan {
         folders,
         unsettled,

@@ -7,7 +7,7 @@
 //! sum of either).
 
 use super::format::{grouped, href_for, human_size};
-use super::natsort::natural_cmp;
+use super::natsort::{folder_cmp, natural_cmp};
 use super::scan::Folder;
 use super::{FileMonth, PageSettings};
 use crate::classify::path_key;
@@ -246,12 +246,15 @@ pub fn public(
 }
 
 /// Order of files on the statistics page: like the public page, folders in
-/// ascending natural order, newest release first inside a folder.
+/// [`folder_cmp`] order (ROOT first, newest release first), newest release
+/// first inside a folder.
 fn file_order(a: &str, b: &str) -> std::cmp::Ordering {
     let (da, na) = a.rsplit_once('/').unwrap_or(("", a));
     let (db, nb) = b.rsplit_once('/').unwrap_or(("", b));
-    natural_cmp(da.as_bytes(), db.as_bytes())
-        .then_with(|| natural_cmp(nb.as_bytes(), na.as_bytes()))
+    fn folder(d: &str) -> &[u8] {
+        d.strip_prefix('/').unwrap_or(d).as_bytes()
+    }
+    folder_cmp(folder(da), folder(db)).then_with(|| natural_cmp(nb.as_bytes(), na.as_bytes()))
 }
 
 fn parse_month(m: &str) -> Option<(i32, u32)> {
