@@ -29,6 +29,52 @@ fn file(path: &Path, size: u64, mtime: std::time::SystemTime) {
     f.set_modified(mtime).unwrap();
 }
 
+/// A file with the given text and mtime.
+fn text_file(path: &Path, text: &str, mtime: std::time::SystemTime) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+/// A SHA-256 digest's worth of hex digits, different for each `n`.
+fn hex64(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+/// `isos/SHA256SUMS` of the fixture: two forms of line, a `./` name, a
+/// file of another folder and a name that differs only in case.
+fn isos_sha256sums() -> String {
+    format!(
+        "# Linux Village release checksums\n\
+         {} *linuxvillage-9-amd64.iso\n\
+         {}  linuxvillage-24.04-amd64.iso\n\
+         {}  ./my file café.iso\n\
+         {}  other/linuxvillage-24.10-amd64.iso\n\
+         {}  LINUXVILLAGE-10-AMD64.ISO\n",
+        hex64(1),
+        hex64(2),
+        hex64(3),
+        hex64(4),
+        hex64(5)
+    )
+}
+
+/// `odd/CHECKSUM` of the fixture: clear-signed, BSD lines, as Fedora's.
+fn odd_checksum() -> String {
+    format!(
+        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n\
+         # a#b?c%d.iso: 2048 bytes\n\
+         SHA256 (a#b?c%d.iso) = {}\n\
+         -----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n-----END PGP SIGNATURE-----\n",
+        hex64(6)
+    )
+}
+
 fn settings(root: &Path) -> PageSettings {
     PageSettings {
         site_title: "Linux Village".into(),
@@ -80,11 +126,12 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
         4_700_000_000,
         local_noon(2021, 6, 30),
     );
-    file(&r.join("isos/SHA256SUMS"), 300, day);
+    text_file(&r.join("isos/SHA256SUMS"), &isos_sha256sums(), day);
     file(&r.join("isos/SHA256SUMS.gpg"), 300, day);
     file(&r.join("isos/README.txt"), 10, day);
     file(&r.join("isos/my file café.iso"), 1000, day);
     file(&r.join("odd/a#b?c%d.iso"), 2048, day);
+    text_file(&r.join("odd/CHECKSUM"), &odd_checksum(), day);
     // '/' cannot be in a file name: the hostile name is a folder plus a file.
     file(&r.join("<script>alert(1)</script>.iso"), 5, day);
     file(&r.join(".hidden/secret.iso"), 5, day);
@@ -146,31 +193,115 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
     assert_eq!(summary.files, 4);
     let html = squash(&read(&root.path().join("index.html")));
 
-    assert!(html.contains(concat!(
-        r#"<th scope="row" class="name"><a href="isos/linuxvillage-24.04-amd64.iso">linuxvillage-24.04-amd64.iso</a></th> "#,
-        r#"<td class="num"><span title="1,536 bytes">1.5 KiB</span></td> "#,
-        r#"<td><time datetime="2026-04-25">2026-04-25</time></td> "#,
-        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.04-amd64.iso.md5" title="linuxvillage-24.04-amd64.iso.md5">md5</a>"#,
-        r#"<a class="chip" href="isos/linuxvillage-24.04-amd64.iso.sha256" title="linuxvillage-24.04-amd64.iso.sha256">sha256</a></div></td> </tr>"#,
-    )));
-    assert!(html.contains(concat!(
-        r#"<a href="isos/linuxvillage-24.10-amd64.iso">linuxvillage-24.10-amd64.iso</a></th> "#,
-        r#"<td class="num"><span title="3,145,729 bytes">3.0 MiB</span></td> "#,
-        r#"<td><time datetime="2026-10-09">2026-10-09</time></td> "#,
-        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.10-amd64.iso.sha512" title="linuxvillage-24.10-amd64.iso.sha512">sha512</a>"#,
-        r#"<a class="chip" href="isos/linuxvillage-24.10-amd64.iso.asc" title="linuxvillage-24.10-amd64.iso.asc">asc</a></div></td>"#,
-    )));
-    // No sidecar: a dash, and no link to files that do not exist.
-    assert!(html.contains(concat!(
-        r#"<a href="isos/linuxvillage-9-amd64.iso">linuxvillage-9-amd64.iso</a></th> "#,
-        r#"<td class="num"><span title="734,003,200 bytes">700.0 MiB</span></td> "#,
-        r#"<td><time datetime="2019-01-02">2019-01-02</time></td> <td class="links"><span class="muted">—</span></td>"#,
-    )));
-    assert!(html.contains(r#"<span title="4,700,000,000 bytes">4.4 GiB</span>"#));
+    // Each image's row, exactly: its own sidecars first, then the folder's
+    // lists that name it (by any line form; case and folder must match).
+    let size_date = |exact: &str, human: &str, date: &str| {
+        format!(
+            r#"<td class="num"><span title="{exact} bytes">{human}</span></td> <td><time datetime="{date}">{date}</time></td>"#
+        )
+    };
+    let chip = |href: &str, title: &str, label: &str| {
+        format!(r#"<a class="chip" href="{href}" title="{title}">{label}</a>"#)
+    };
+    let verify = |chips: &[String]| {
+        if chips.is_empty() {
+            r#"<td class="links"><span class="muted">—</span></td>"#.to_owned()
+        } else {
+            format!(
+                r#"<td class="links"><div class="chips">{}</div></td>"#,
+                chips.concat()
+            )
+        }
+    };
+    let row = |href: &str, name: &str, cells: String, chips: &[String]| {
+        format!(
+            r#"<tr> <th scope="row" class="name"><a href="{href}">{name}</a></th> {cells} {} </tr>"#,
+            verify(chips)
+        )
+    };
+    let sums = chip("isos/SHA256SUMS", "SHA256SUMS", "SHA256SUMS");
+    let expected = [
+        row(
+            "isos/linuxvillage-24.04-amd64.iso",
+            "linuxvillage-24.04-amd64.iso",
+            size_date("1,536", "1.5 KiB", "2026-04-25"),
+            &[
+                chip(
+                    "isos/linuxvillage-24.04-amd64.iso.md5",
+                    "linuxvillage-24.04-amd64.iso.md5",
+                    "md5",
+                ),
+                chip(
+                    "isos/linuxvillage-24.04-amd64.iso.sha256",
+                    "linuxvillage-24.04-amd64.iso.sha256",
+                    "sha256",
+                ),
+                sums.clone(),
+            ],
+        ),
+        // Listed only as other/…: a file of another folder, not this one.
+        row(
+            "isos/linuxvillage-24.10-amd64.iso",
+            "linuxvillage-24.10-amd64.iso",
+            size_date("3,145,729", "3.0 MiB", "2026-10-09"),
+            &[
+                chip(
+                    "isos/linuxvillage-24.10-amd64.iso.sha512",
+                    "linuxvillage-24.10-amd64.iso.sha512",
+                    "sha512",
+                ),
+                chip(
+                    "isos/linuxvillage-24.10-amd64.iso.asc",
+                    "linuxvillage-24.10-amd64.iso.asc",
+                    "asc",
+                ),
+            ],
+        ),
+        // No sidecar, but a `HASH *NAME` line in SHA256SUMS.
+        row(
+            "isos/linuxvillage-9-amd64.iso",
+            "linuxvillage-9-amd64.iso",
+            size_date("734,003,200", "700.0 MiB", "2019-01-02"),
+            std::slice::from_ref(&sums),
+        ),
+        // Listed as ./my file café.iso.
+        row(
+            "isos/my%20file%20caf%C3%A9.iso",
+            "my file café.iso",
+            size_date("1,000", "1000 B", "2026-04-25"),
+            std::slice::from_ref(&sums),
+        ),
+        // Listed only as LINUXVILLAGE-10-AMD64.ISO: another name, a dash.
+        row(
+            "isos/linuxvillage-10-amd64.ISO",
+            "linuxvillage-10-amd64.ISO",
+            size_date("4,700,000,000", "4.4 GiB", "2021-06-30"),
+            &[],
+        ),
+        // A BSD line in a clear-signed CHECKSUM.
+        row(
+            "odd/a%23b%3Fc%25d.iso",
+            "a#b?c%d.iso",
+            size_date("2,048", "2.0 KiB", "2026-04-25"),
+            &[chip("odd/CHECKSUM", "CHECKSUM", "CHECKSUM")],
+        ),
+        row(
+            "latest.iso",
+            "latest.iso",
+            size_date("3,145,729", "3.0 MiB", "2026-10-09"),
+            &[],
+        ),
+    ];
+    for r in &expected {
+        assert!(html.contains(r.as_str()), "{r}\nnot in\n{html}");
+    }
     assert!(!html.contains("linuxvillage-9-amd64.iso.sha256"));
     // Folder-level checksum lists, natural order.
     assert!(html.contains(
         r#"<a class="chip" href="isos/SHA256SUMS">SHA256SUMS</a><a class="chip" href="isos/SHA256SUMS.gpg">SHA256SUMS.gpg</a>"#
+    ));
+    assert!(html.contains(
+        r#"<p class="folder-sums"><span class="muted">Checksums:</span> <a class="chip" href="odd/CHECKSUM">CHECKSUM</a></p>"#
     ));
 
     // ROOT first, sibling folders newest release first (descending natural

@@ -48,6 +48,8 @@ pub struct IsoView {
     pub date: String,
     /// Downloads over all months; only filled with `--public-counts`.
     pub downloads: Option<u64>,
+    /// Its own checksum and signature files (label: the extension), then the
+    /// folder's checksum lists that name it (label: the list's name).
     pub links: Vec<LinkView>,
 }
 
@@ -230,6 +232,7 @@ pub fn public(
                             .sidecars
                             .iter()
                             .map(|(ext, n)| link(&f.rel, ext, n))
+                            .chain(iso.lists.iter().map(|n| link(&f.rel, &lossy(n), n)))
                             .collect(),
                     }
                 })
