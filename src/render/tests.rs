@@ -197,7 +197,7 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
     // lists that name it (by any line form; case and folder must match).
     let size_date = |exact: &str, human: &str, date: &str| {
         format!(
-            r#"<td class="num"><span title="{exact} bytes">{human}</span></td> <td><time datetime="{date}">{date}</time></td>"#
+            r#"<td class="num" data-label="Size"><span title="{exact} bytes">{human}</span></td> <td data-label="Uploaded"><time datetime="{date}">{date}</time></td>"#
         )
     };
     let chip = |href: &str, title: &str, label: &str| {
@@ -205,10 +205,10 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
     };
     let verify = |chips: &[String]| {
         if chips.is_empty() {
-            r#"<td class="links"><span class="muted">—</span></td>"#.to_owned()
+            r#"<td class="links" data-label="Verify"><span class="muted">—</span></td>"#.to_owned()
         } else {
             format!(
-                r#"<td class="links"><div class="chips">{}</div></td>"#,
+                r#"<td class="links" data-label="Verify"><div class="chips">{}</div></td>"#,
                 chips.concat()
             )
         }
@@ -409,7 +409,7 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
     // The statistics list the files in the same order.
     let stats = squash(&read(&r.join(".stats/index.html")));
     let names: Vec<String> = stats
-        .match_indices(r#"<th scope="col" class="file-col" title=""#)
+        .match_indices(r#"<th scope="row" class="name" title=""#)
         .map(|(i, m)| {
             let rest = &stats[i + m.len()..];
             rest[..pos(rest, "\"")].to_owned()
@@ -441,10 +441,14 @@ fn public_counts_show_downloads_summed_over_months() {
         let start = pos(&html, &format!(">{name}</a></th>"));
         html[start..start + pos(&html[start..], "</tr>")].to_owned()
     };
-    assert!(row_of("linuxvillage-24.04-amd64.iso").ends_with(r#"<td class="num">8</td> "#));
-    assert!(row_of("linuxvillage-24.10-amd64.iso").ends_with(r#"<td class="num">10</td> "#));
-    assert!(row_of("my file café.iso").ends_with(r#"<td class="num">1</td> "#));
-    assert!(row_of("linuxvillage-9-amd64.iso").ends_with(r#"<td class="num">0</td> "#));
+    assert!(row_of("linuxvillage-24.04-amd64.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">8</td> "#));
+    assert!(row_of("linuxvillage-24.10-amd64.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">10</td> "#));
+    assert!(row_of("my file café.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">1</td> "#));
+    assert!(row_of("linuxvillage-9-amd64.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">0</td> "#));
 
     // A name that is not UTF-8: shown lossily, linked and keyed byte-exactly.
     use std::ffi::OsStr;
@@ -465,11 +469,12 @@ fn public_counts_show_downloads_summed_over_months() {
         "<a href=\"isos/caf%E9.iso\">caf\u{fffd}.iso</a></th>",
     );
     let rest = &html[start..];
-    assert!(rest[..pos(rest, "</tr>")].ends_with(r#"<td class="num">4</td> "#));
+    assert!(rest[..pos(rest, "</tr>")]
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">4</td> "#));
 }
 
 #[test]
-fn stats_page_has_matrix_totals_chart_and_period() {
+fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
     let (root, _outside) = fixture();
     render_all(&settings(root.path()), &stats(), now()).unwrap();
     let html = squash(&read(&root.path().join(".stats/index.html")));
@@ -479,51 +484,152 @@ fn stats_page_has_matrix_totals_chart_and_period() {
     assert!(html.contains(r#"<span class="stat-value">25</span>"#));
     assert!(html.contains(r#"<span class="stat-value" title="3,558 bytes">3.5 KiB</span>"#));
 
-    // Files: folders in the public page's order (/isos before
+    // By file, whole: folders in the public page's order (/isos before
     // /<script>alert(1)<: `i` sorts after `<`, newest first), newest release
-    // first inside (the matrix column order).
-    let files = [
-        r#"<th scope="col" class="file-col" title="/isos/my file café.iso"><span>my file café.iso</span></th>"#,
-        r#"<th scope="col" class="file-col" title="/isos/linuxvillage-24.10-amd64.iso"><span>linuxvillage-24.10-amd64.iso</span></th>"#,
-        r#"<th scope="col" class="file-col" title="/isos/linuxvillage-24.04-amd64.iso"><span>linuxvillage-24.04-amd64.iso</span></th>"#,
-        r#"<th scope="col" class="file-col" title="/&lt;script&gt;alert(1)&lt;/script&gt;.iso"><span>script&gt;.iso</span></th>"#,
-    ];
-    let p: Vec<usize> = files.iter().map(|f| pos(&html, f)).collect();
-    assert!(p.windows(2).all(|w| w[0] < w[1]));
-
-    // Months newest first, the gap month included; cells in file order, then month totals.
-    let num = |v: &str| format!(r#"<td class="num">{v}</td>"#);
-    let month_row = |m: &str, cells: [&str; 4], d: &str, r: &str, b: &str, bt: &str| {
+    // first inside; on phones each figure shows its data-label.
+    let fig = |label: &str, v: &str| format!(r#"<td class="num" data-label="{label}">{v}</td>"#);
+    let by_file_row = |folder: &str,
+                       name: &str,
+                       d: &str,
+                       bar: &str,
+                       share: &str,
+                       r: &str,
+                       b: &str,
+                       bt: &str| {
         format!(
-            r#"<tr><th scope="row">{m}</th>{}<td class="num total-col">{d}</td><td class="num">{r}</td><td class="num" title="{bt} bytes">{b}</td></tr>"#,
+            concat!(
+                r#"<tr><th scope="row" class="name"><span class="folder-prefix">{}</span>{}</th>"#,
+                r#"<td class="num downloads" data-label="Downloads">{}</td>"#,
+                r#"<td class="share" data-label="Share"><span class="share-bar" aria-hidden="true"><span style="width: {}%"></span></span>{} %</td>"#,
+                r#"{}<td class="num" data-label="Data sent" title="{} bytes">{}</td></tr> "#
+            ),
+            folder,
+            name,
+            d,
+            bar,
+            share,
+            fig("Requests", r),
+            bt,
+            b
+        )
+    };
+    let by_file = format!(
+        concat!(
+            r#"<table class="data stack by-file"> <caption>Totals per file over the whole period</caption> <thead> <tr><th scope="col">File</th>"#,
+            r#"<th scope="col" class="num">Downloads</th><th scope="col" class="share">Share</th><th scope="col" class="num">Requests</th>"#,
+            r#"<th scope="col" class="num">Data sent</th></tr> </thead> <tbody> {}{}{}{}</tbody> <tfoot> <tr><th scope="row">Total</th>"#,
+            r#"<td class="num downloads" data-label="Downloads">21</td><td class="share" data-label="Share">100 %</td>"#,
+            r#"<td class="num" data-label="Requests">25</td><td class="num" data-label="Data sent" title="3,558 bytes">3.5 KiB</td></tr> </tfoot> </table>"#
+        ),
+        by_file_row(
+            "/isos/",
+            "my file café.iso",
+            "1",
+            "10.0",
+            "4.8",
+            "1",
+            "10 B",
+            "10"
+        ),
+        by_file_row(
+            "/isos/",
+            "linuxvillage-24.10-amd64.iso",
+            "10",
+            "100.0",
+            "47.6",
+            "12",
+            "2.0 KiB",
+            "2,048"
+        ),
+        by_file_row(
+            "/isos/",
+            "linuxvillage-24.04-amd64.iso",
+            "8",
+            "80.0",
+            "38.1",
+            "10",
+            "1.5 KiB",
+            "1,500"
+        ),
+        by_file_row(
+            "/&lt;script&gt;alert(1)&lt;/",
+            "script&gt;.iso",
+            "2",
+            "20.0",
+            "9.5",
+            "2",
+            "0 B",
+            "0"
+        ),
+    );
+    assert!(html.contains(&by_file), "{by_file}\nnot in\n{html}");
+
+    // By file and month, whole: a row per file in the same order, its whole
+    // path read across, its total, then the months newest first (the gap
+    // month included, empty cells for none); the months' totals at the foot.
+    let num = |v: &str| format!(r#"<td class="num">{v}</td>"#);
+    let pivot_row = |key: &str, folder: &str, name: &str, total: &str, cells: [&str; 4]| {
+        format!(
+            r#"<tr><th scope="row" class="name" title="{key}"><span class="folder-prefix">{folder}</span>{name}</th><td class="num total-col">{total}</td>{}</tr> "#,
             cells.iter().map(|c| num(c)).collect::<String>()
         )
     };
-    let rows = [
-        month_row(
-            "2026-11",
-            ["", "10", "3", "2"],
-            "15",
-            "17",
-            "2.5 KiB",
-            "2,548",
+    let month_col = |m: &str| format!(r#"<th scope="col" class="num month-col">{m}</th>"#);
+    let pivot = format!(
+        concat!(
+            r#"<table class="data pivot" aria-describedby="pivot-note"> <thead> <tr> <th scope="col" class="corner">File</th> "#,
+            r#"<th scope="col" class="num total-col">Total</th> {}{}{}{} </tr> </thead> <tbody> {}{}{}{}</tbody> <tfoot> "#,
+            r#"<tr><th scope="row">Downloads</th><td class="num total-col">21</td>{}{}{}{}</tr> "#,
+            r#"<tr><th scope="row">Requests</th><td class="num total-col">25</td>{}{}{}{}</tr> "#,
+            r#"<tr><th scope="row">Data sent</th><td class="num total-col" title="3,558 bytes">3.5 KiB</td>"#,
+            r#"<td class="num" title="2,548 bytes">2.5 KiB</td><td class="num" title="1,000 bytes">1000 B</td>"#,
+            r#"<td class="num" title="0 bytes">0 B</td><td class="num" title="10 bytes">10 B</td></tr> </tfoot> </table>"#
         ),
-        month_row("2026-10", ["", "", "5", ""], "5", "7", "1000 B", "1,000"),
-        month_row("2026-09", ["", "", "", ""], "0", "0", "0 B", "0"),
-        month_row("2026-08", ["1", "", "", ""], "1", "1", "10 B", "10"),
-    ];
-    let p: Vec<usize> = rows.iter().map(|r| pos(&html, r)).collect();
-    assert!(p.windows(2).all(|w| w[0] < w[1]));
-    assert!(html.contains(concat!(
-        r#"<tfoot> <tr><th scope="row">Total</th><td class="num">1</td><td class="num">10</td><td class="num">8</td><td class="num">2</td>"#,
-        r#"<td class="num total-col">21</td><td class="num">25</td><td class="num" title="3,558 bytes">3.5 KiB</td></tr>"#,
-    )));
-    // Per-file totals with requests and bytes beside the downloads.
-    assert!(html.contains(concat!(
-        r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>linuxvillage-24.04-amd64.iso</th>"#,
-        r#"<td class="num">8</td><td class="share"><span class="share-bar" aria-hidden="true"><span style="width: 80.0%"></span></span>38.1 %</td>"#,
-        r#"<td class="num">10</td><td class="num" title="1,500 bytes">1.5 KiB</td></tr>"#,
-    )));
+        month_col("2026-11"),
+        month_col("2026-10"),
+        month_col("2026-09"),
+        month_col("2026-08"),
+        pivot_row(
+            "/isos/my file café.iso",
+            "/isos/",
+            "my file café.iso",
+            "1",
+            ["", "", "", "1"]
+        ),
+        pivot_row(
+            "/isos/linuxvillage-24.10-amd64.iso",
+            "/isos/",
+            "linuxvillage-24.10-amd64.iso",
+            "10",
+            ["10", "", "", ""]
+        ),
+        pivot_row(
+            "/isos/linuxvillage-24.04-amd64.iso",
+            "/isos/",
+            "linuxvillage-24.04-amd64.iso",
+            "8",
+            ["3", "5", "", ""]
+        ),
+        pivot_row(
+            "/&lt;script&gt;alert(1)&lt;/script&gt;.iso",
+            "/&lt;script&gt;alert(1)&lt;/",
+            "script&gt;.iso",
+            "2",
+            ["2", "", "", ""]
+        ),
+        num("15"),
+        num("5"),
+        num("0"),
+        num("1"),
+        num("17"),
+        num("7"),
+        num("0"),
+        num("1"),
+    );
+    assert!(html.contains(&pivot), "{pivot}\nnot in\n{html}");
+    assert!(html.contains(r#"<h2 id="months-heading">By file and month</h2>"#));
+    // No name is turned on its side any more.
+    assert!(!html.contains("file-col"));
     // The chart: accessible inline SVG, one bar per month, oldest first.
     assert!(html.contains(r#"<svg class="chart-wide" viewBox="0 0 960 280" role="img" aria-labelledby="chart-title-wide chart-desc-wide">"#));
     assert!(html.contains(r#"<svg class="chart-narrow" viewBox="0 0 360 240" role="img" aria-labelledby="chart-title-narrow chart-desc-narrow">"#));
@@ -1079,9 +1185,9 @@ fn the_statistics_show_servers_only_when_several_counted() {
     render_all(&settings(root.path()), &two, now()).unwrap();
     let html = squash(&read(&root.path().join(".stats/index.html")));
     assert!(html.contains(concat!(
-        r#"<tr><th scope="row" class="name">mirror-a</th><td class="num">9</td><td class="num">11</td>"#,
-        r#"<td class="num" title="2,048 bytes">2.0 KiB</td></tr> "#,
-        r#"<tr><th scope="row" class="name">mirror-b</th><td class="num">2</td><td class="num">3</td>"#,
-        r#"<td class="num" title="1,024 bytes">1.0 KiB</td></tr>"#,
+        r#"<tr><th scope="row" class="name">mirror-a</th><td class="num downloads" data-label="Downloads">9</td><td class="num" data-label="Requests">11</td>"#,
+        r#"<td class="num" data-label="Data sent" title="2,048 bytes">2.0 KiB</td></tr> "#,
+        r#"<tr><th scope="row" class="name">mirror-b</th><td class="num downloads" data-label="Downloads">2</td><td class="num" data-label="Requests">3</td>"#,
+        r#"<td class="num" data-label="Data sent" title="1,024 bytes">1.0 KiB</td></tr>"#,
     )), "{html}");
 }

@@ -82,13 +82,18 @@ pub struct FileView {
     pub share: f64,
     /// Downloads relative to the most downloaded file, percent (bar length).
     pub bar: f64,
+    /// Downloads per month in [`StatsView::months`] order (newest first),
+    /// pre-formatted like [`MonthView::cells`]: a row of the file × month table.
+    pub cells: Vec<String>,
 }
 
 #[derive(Serialize)]
 pub struct MonthView {
     pub month: String,
     /// Downloads per file in [`StatsView::files`] order, pre-formatted
-    /// (`1,234`; empty when there were none) to keep big tables fast.
+    /// (`1,234`; empty when there were none) to keep big tables fast. The
+    /// default page shows the same figures by file ([`FileView::cells`]);
+    /// these stay for override templates laid out month by month.
     pub cells: Vec<String>,
     pub downloads: u64,
     pub requests: u64,
@@ -314,6 +319,7 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
                 bytes: 0,
                 share: 0.0,
                 bar: 0.0,
+                cells: Vec::new(),
             }
         })
         .collect();
@@ -360,10 +366,16 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
             *t = t.saturating_add(r.bytes);
         }
     }
+    let cell = |n: u64| if n == 0 { String::new() } else { grouped(n) };
     for (mi, mv) in month_views.iter_mut().enumerate() {
         mv.cells = cells[mi * keys.len()..(mi + 1) * keys.len()]
             .iter()
-            .map(|&n| if n == 0 { String::new() } else { grouped(n) })
+            .map(|&n| cell(n))
+            .collect();
+    }
+    for (fi, f) in files.iter_mut().enumerate() {
+        f.cells = (0..months.len())
+            .map(|mi| cell(cells[mi * keys.len() + fi]))
             .collect();
     }
     let top = files.iter().map(|f| f.downloads).max().unwrap_or(0);
