@@ -1078,6 +1078,59 @@ fn big_fixture(root: &Path) -> StatsSnapshot {
     }
 }
 
+/// A release tree of 50 images for the browser test's file × month table:
+/// ten release folders of five images with long names, each folder with its
+/// `SHA256SUMS`, and 24 months of counts.
+fn fifty_fixture(root: &Path) -> StatsSnapshot {
+    let versions = [
+        "21.04", "21.10", "22.04", "22.10", "23.04", "23.10", "24.04", "24.10", "25.04", "25.10",
+    ];
+    let flavours = [
+        "desktop-amd64",
+        "server-amd64",
+        "server-arm64",
+        "netinst-amd64",
+        "live-i386",
+    ];
+    let mut rows = Vec::new();
+    for (v, version) in versions.iter().enumerate() {
+        let mut sums = String::new();
+        for (f, flavour) in flavours.iter().enumerate() {
+            let i = (v * flavours.len() + f) as u64;
+            let name = format!("linuxvillage-{version}-{flavour}.iso");
+            let rel = format!("releases/{version}/{name}");
+            file(
+                &root.join(&rel),
+                800_000_000 + i * 91_234_567,
+                local_noon(2021 + v as i32 / 2, 4 + 6 * (v as u32 % 2), 20 + f as u32),
+            );
+            sums.push_str(&format!("{}  {name}\n", hex64(i as u32)));
+            for m in 0..24u64 {
+                let ym = 2024 * 12 + 11 + m;
+                let (y, mo) = (ym / 12, ym % 12 + 1);
+                let d = (i * 37 + m * 13) % 211 + i * 40 + m * 3;
+                rows.push(row(
+                    &format!("/{rel}"),
+                    &format!("{y}-{mo:02}"),
+                    d,
+                    d + d / 4,
+                    d * 1_200_000_000,
+                ));
+            }
+        }
+        text_file(
+            &root.join(format!("releases/{version}/SHA256SUMS")),
+            &sums,
+            local_noon(2025, 11, 1),
+        );
+    }
+    StatsSnapshot {
+        rows,
+        counts_json: "{}\n".into(),
+        servers: vec![],
+    }
+}
+
 /// `cargo test --release --lib render::tests::bench_render -- --ignored --nocapture`
 #[test]
 #[ignore = "benchmark: run explicitly in release mode"]
@@ -1104,8 +1157,9 @@ fn bench_render() {
     );
 }
 
-/// Renders the fixture into `$DLCOUNT_RENDER_DIR/{small,big}` for the browser
-/// test: `DLCOUNT_RENDER_DIR=/tmp/x cargo test --lib render::tests::write_fixture_pages -- --ignored`.
+/// Renders the fixtures into `$DLCOUNT_RENDER_DIR/{small,fifty,big}` for the
+/// browser test, with each one's grand total in `NAME.total`:
+/// `DLCOUNT_RENDER_DIR=/tmp/x cargo test --release --lib render::tests::write_fixture_pages -- --ignored`.
 #[test]
 #[ignore = "helper for tests/browser/screenshot.sh"]
 fn write_fixture_pages() {
@@ -1138,6 +1192,15 @@ fn write_fixture_pages() {
     render_all(&settings(&out), &stats, now()).unwrap();
     let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("big.total"), format::grouped(total)).unwrap();
+    let out = dir.join("fifty");
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out).unwrap();
+    let stats = fifty_fixture(&out);
+    let mut s = settings(&out);
+    s.public_counts = true;
+    render_all(&s, &stats, now()).unwrap();
+    let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
+    fs::write(dir.join("fifty.total"), format::grouped(total)).unwrap();
     let total: u64 = st.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("small.total"), format::grouped(total)).unwrap();
 }
