@@ -15,6 +15,7 @@ mod generated;
 mod identity;
 mod import;
 mod migrate;
+mod outage;
 mod pages;
 mod pipe;
 mod privacy;
