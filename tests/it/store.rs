@@ -1023,6 +1023,58 @@ fn check_names_the_privileges_the_logger_lacks() {
         .unwrap();
 }
 
+/// A URL without a password takes it from the password file (`PGPASSFILE`
+/// here; `~/.pgpass` of the user the logger runs as otherwise), which must
+/// be private.
+#[test]
+fn the_password_comes_from_a_private_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(db) = pg_db() else { return };
+    let (code, err) = db.pipe_all(
+        line("192.0.2.1", 20, 1, "/isos/a.iso", 200, 5).as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let name = &db.pg.as_ref().unwrap().name;
+    let role = format!("{name}_reader");
+    let mut admin = pg_connect(&db.arg);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pw:{role}';
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+        ))
+        .unwrap();
+    let hostport = after_at(&db.arg).split('/').next().unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let url = format!("postgres://{role}@{hostport}/{name}");
+    let file = db.write(
+        "pgpass",
+        format!("{host}:{port}:{name}:{role}:pw\\:{role}\n").as_bytes(),
+    );
+    let report = |mode: u32| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        cmd()
+            .args(["report", "--json", "--db", &url])
+            .env("PGPASSFILE", &file)
+            .output()
+            .unwrap()
+    };
+    let out = report(0o600);
+    assert_succeeded(&out);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!({"/isos/a.iso": {"2026-11": 1}})
+    );
+    // Readable by others: ignored, as libpq ignores it.
+    let out = report(0o644);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("as {role}: ")), "{err}");
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}
+
 /// The host part of a URL (after any user info).
 fn after_at(url: &str) -> &str {
     let rest = &url[url.find("://").unwrap() + 3..];

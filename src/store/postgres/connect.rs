@@ -31,6 +31,13 @@
 //!   system's roots); `verify-full`: and name the host connected to.
 //!
 //! `sslrootcert=FILE` in the URL is read as `--pg-ca-file` (which wins).
+//!
+//! A URL without a password takes it from the password file as libpq does
+//! (`$PGPASSFILE`, else `.pgpass` in the home directory of the user we run
+//! as, which the logger has become by then): lines
+//! `host:port:database:user:password`, `*` matching anything, `\:` and `\\`
+//! escaped, the first match wins; a file that group or others may read is
+//! ignored, as libpq ignores it.
 
 use crate::config::{redact_password, PgTarget};
 use anyhow::{anyhow, bail, Context, Result};
@@ -157,6 +164,11 @@ impl Target {
         if !given("application_name") {
             config.application_name("dlcount-pipe");
         }
+        if config.get_password().is_none() {
+            if let Some(pw) = pgpass_password(&config) {
+                config.password(pw);
+            }
+        }
         Ok(Target {
             config,
             verify,
@@ -275,6 +287,66 @@ impl Target {
         }
         Ok(roots)
     }
+}
+
+/// The password for `config`'s first host, port, database and user from the
+/// password file (module header), if it has one.
+fn pgpass_password(config: &postgres::Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(p) => PathBuf::from(p),
+        None => nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()?
+            .dir
+            .join(".pgpass"),
+    };
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        // libpq matches a socket connection's default directory as "localhost".
+        Some(postgres::config::Host::Unix(_)) | None => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user()?;
+    let db = config.get_dbname().unwrap_or(user);
+    let text = std::fs::read_to_string(&path).ok()?;
+    pgpass_lookup(&text, [&host, &port, db, user])
+}
+
+/// The password of the first line of a password file matching `want`
+/// (host, port, database, user).
+fn pgpass_lookup(text: &str, want: [&str; 4]) -> Option<String> {
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut fields = vec![String::new()];
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        fields.last_mut().expect("one field at least").push(n);
+                    }
+                }
+                ':' if fields.len() < 5 => fields.push(String::new()),
+                c => fields.last_mut().expect("one field at least").push(c),
+            }
+        }
+        if fields.len() == 5 && fields.iter().zip(want).all(|(f, w)| f == "*" || f == w) {
+            return fields.pop();
+        }
+    }
+    None
 }
 
 fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -501,6 +573,19 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("pw@"), "{text}");
+    }
+
+    #[test]
+    fn the_password_file_is_read_as_libpq_reads_it() {
+        let text = "# comment\n\
+                    db.example:5432:other:dl:wrong\n\
+                    db.example:*:counts:dl:pa\\:ss\\\\word\n\
+                    *:*:*:*:fallback\n";
+        let want = |db| pgpass_lookup(text, ["db.example", "5432", db, "dl"]);
+        assert_eq!(want("counts").as_deref(), Some("pa:ss\\word"));
+        assert_eq!(want("other").as_deref(), Some("wrong"));
+        assert_eq!(want("third").as_deref(), Some("fallback"));
+        assert_eq!(pgpass_lookup("h:1:d:u\n", ["h", "1", "d", "u"]), None);
     }
 
     #[test]

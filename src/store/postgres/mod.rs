@@ -47,8 +47,10 @@
 //! any WAL archive or base backup, still hold the key until they are
 //! recycled; keep them as private as the database (see the README).
 //!
-//! **Reads** (`report`, the pages): a connection, the schema version, and one
-//! query for every figure (`monthly`), at most once a minute for the pages.
+//! **Reads** (`report`, the pages): a connection (its timeouts set in one
+//! statement), the schema version (one), the figures per file (one,
+//! `monthly`) and per server (one, `by_server`): the pages do that at most
+//! once a `--refresh` interval.
 
 mod apply;
 pub mod connect;
@@ -160,7 +162,7 @@ impl PostgresStore {
     pub fn open_read(pg: &PgTarget) -> Result<PostgresStore> {
         let target = connect::Target::new(pg)?;
         let mut client = target.connect()?;
-        let version = schema::version(&mut client)?;
+        let version = schema::version_now(&mut client)?;
         schema::check_version(version, &target.shown)?;
         if version == 0 {
             return Err(NoSchema(target.shown).into());

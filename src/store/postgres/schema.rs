@@ -59,6 +59,16 @@ pub fn current_schema(c: &mut impl GenericClient) -> Result<String> {
     })
 }
 
+/// The schema version in one statement (outside a transaction: a missing
+/// table is an error, which would abort one): 0 when there are no tables.
+pub fn version_now(c: &mut postgres::Client) -> Result<i64> {
+    match c.query_one("SELECT max(version) FROM dlcount_schema", &[]) {
+        Ok(row) => Ok(row.get::<_, Option<i64>>(0).unwrap_or(0)),
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(0),
+        Err(e) => Err(pg(e)),
+    }
+}
+
 /// The schema version of the database: 0 when it has no dlcount tables.
 pub fn version(c: &mut impl GenericClient) -> Result<i64> {
     let exists: bool = c
@@ -93,7 +103,7 @@ pub fn check_version(version: i64, shown: &str) -> Result<()> {
 /// relation cache is refreshed when a transaction starts, not when an
 /// advisory lock is granted), and take the new tables for a stranger's.
 pub fn migrate(client: &mut postgres::Client, shown: &str) -> Result<()> {
-    let v = version(client)?;
+    let v = version_now(client)?;
     check_version(v, shown)?;
     if v == SCHEMA_VERSION {
         return Ok(());
