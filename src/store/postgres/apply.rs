@@ -335,6 +335,8 @@ impl PostgresStore {
             );
             *hasher = KeyHasher::new(secret);
         }
+        // A queued batch is keyed with the secret it was made with: only this one serves.
+        crate::store::dedup::check_keyed(batches, hasher)?;
         if !days.is_empty() {
             let ascending: Vec<i32> = days.keys().copied().collect();
             tx.execute(&st.lock_days, &[&NS_DAY, &ascending])?;
