@@ -51,6 +51,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     let result = match cli.command {
         None => run_pipe(&cli.pipe, &args),
+        Some(Command::Listen(a)) => crate::source::listen::run(&a, &args),
         Some(cmd) => run_command(cmd),
     };
     match result {
@@ -109,7 +110,7 @@ fn refuse_and_spool(problem: &str, local_dir: &Path, user: Option<String>) {
 /// user was configured or someone else owns the database directory,
 /// [`privs::fallback`]. Stays root only with no user configured and a
 /// database directory of root's own (`Ok(None)`). Returns who we became.
-fn leave_root_to_spool(dir: &Path, user: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn leave_root_to_spool(dir: &Path, user: Option<&str>) -> Result<Option<String>> {
     if let Some(user) = user {
         if privs::drop_to(user).is_ok() {
             return Ok(Some(privs::current()));
@@ -154,32 +155,10 @@ fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
     if settings.user.is_none() && privs::is_root() {
         eprintln!("dlcount: warning: running as root; give --user (e.g. --user dlcount) to drop privileges");
     }
-    let service = if settings.root.is_dir() {
-        Some(pages::PageService::spawn(&settings))
-    } else {
-        eprintln!(
-            "dlcount: warning: --root {} is not a directory; counting without rendering pages",
-            settings.root.display()
-        );
-        None
-    };
-    // Lines an earlier logger kept while the configuration was unusable.
-    let drainer = spool::spawn_drainer(
-        settings.clone(),
-        match &service {
-            Some(s) => s.counts_changed_notifier(),
-            None => Box::new(|| {}),
-        },
-    );
-    let code = pipe::run(
+    Ok(crate::source::run_live(
         &settings,
-        service.as_ref().map(|s| s as &dyn pipe::PageTrigger),
-    );
-    if let Some(left) = drainer.and_then(|d| d.finish(spool::DRAIN_AT_EXIT)) {
-        eprintln!("{left}");
-    }
-    drop(service);
-    Ok(code)
+        Box::new(pipe::StdinSource::new()),
+    ))
 }
 
 fn run_command(cmd: Command) -> Result<i32> {
@@ -292,6 +271,8 @@ fn run_command(cmd: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Check(a) => Ok(check::run(&a)),
+        Command::Listen(a) => crate::source::listen::run(&a, &[]),
+        Command::Follow(a) => crate::source::follow::run(&a),
         Command::Generate(a) => crate::generate::run(&a),
         Command::Templates(a) => {
             // Written for the admin, into a directory of theirs: no switch.

@@ -42,6 +42,10 @@ pub enum Command {
     Templates(TemplatesArgs),
     /// Check a configuration as the logger would use it (same options; run after editing the config)
     Check(PipeArgs),
+    /// Count nginx's access lines sent over syslog (access_log syslog:server=unix:PATH,nohostname,tag=dlcount dlcount;) until SIGTERM
+    Listen(ListenArgs),
+    /// Count the lines of log files as they are written, across logrotate's create and copytruncate, resuming where it stopped
+    Follow(FollowArgs),
     /// Man pages and shell completions from this very command line (for packagers)
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
@@ -52,7 +56,7 @@ pub struct DbArgs {
     /// Database: an SQLite file, or postgres://USER@HOST:PORT/DBNAME for one shared PostgreSQL (add ?sslmode=require for TLS) [default: /var/lib/dlcount/dlcount.sqlite]
     #[arg(long, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
-    /// CA certificate file that PostgreSQL's server certificate must chain to (for sslmode=require and up) [default: the system's roots]
+    /// CA certificate file (PEM) that PostgreSQL's server certificate must chain to: with it, sslmode=prefer/require verify the chain; verify-ca and verify-full always do [default for verify-ca/verify-full: the system's roots]
     #[arg(long, value_name = "FILE")]
     pub pg_ca_file: Option<PathBuf>,
     /// With PostgreSQL: the local directory for what must stay on this machine (the spool) [default: /var/lib/dlcount]
@@ -65,7 +69,7 @@ pub struct DbArgs {
 
 #[derive(Debug, Args, Default, Clone)]
 pub struct ParseArgs {
-    /// Log format: common, combined, vhost_combined, nginx_combined, an Apache LogFormat string, or an nginx log_format string (optionally starting with escape=json or escape=none) [default: combined]
+    /// Log format: common, combined, vhost_combined, nginx_combined, nginx_dlcount (the recommended log_format dlcount), an Apache LogFormat string, or an nginx log_format string (optionally starting with escape=json or escape=none) [default: combined]
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
     /// Counted file extension; repeat for several [default: .iso]
@@ -187,6 +191,48 @@ impl std::str::FromStr for Seconds {
     fn from_str(text: &str) -> Result<Seconds, String> {
         parse_duration(text, 1).map(Seconds)
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    pub live: PipeArgs,
+    /// Unix datagram socket to create and receive on (nginx: access_log syslog:server=unix:PATH,nohostname,tag=dlcount dlcount;). A stale socket is replaced only if nothing receives on it; a symbolic link or any other file there is refused
+    #[arg(long, value_name = "PATH", required_unless_present = "udp")]
+    pub socket: Option<PathBuf>,
+    /// Group that may send to --socket (the group nginx's workers run as, e.g. www-data): the socket is made 0660 and given to it [default: the listener's own group]
+    #[arg(long, value_name = "GROUP", requires = "socket")]
+    pub socket_group: Option<String>,
+    /// UDP address to receive on: PORT (on 127.0.0.1) or ADDR:PORT, for an nginx on another host (access_log syslog:server=ADDR:PORT,tag=dlcount dlcount;)
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub udp: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub live: PipeArgs,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// Log files to follow (each from its checkpoint in the database, else from its start)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Running in the background without systemd (`listen`, `follow`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct DaemonArgs {
+    /// Run in the background (for systems without systemd): detach from the terminal, write --pidfile, append messages to --log
+    #[arg(long, requires_all = ["pidfile", "log"])]
+    pub daemon: bool,
+    /// With --daemon: the file holding the background process's id (locked while it runs; a second instance with the same file refuses to start)
+    #[arg(long, value_name = "FILE", requires = "daemon")]
+    pub pidfile: Option<PathBuf>,
+    /// With --daemon: the file messages are appended to
+    #[arg(long, value_name = "FILE", requires = "daemon")]
+    pub log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

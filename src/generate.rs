@@ -143,8 +143,10 @@ mod tests {
             names,
             [
                 "dlcount-pipe-check.1",
+                "dlcount-pipe-follow.1",
                 "dlcount-pipe-import-json.1",
                 "dlcount-pipe-import.1",
+                "dlcount-pipe-listen.1",
                 "dlcount-pipe-migrate.1",
                 "dlcount-pipe-render.1",
                 "dlcount-pipe-report.1",

@@ -13,7 +13,8 @@ use memchr::memmem;
 mod nginx;
 pub use nginx::Escape;
 
-/// The three nicknames Apache ships, as Debian defines them.
+/// The three nicknames Apache ships, as Debian defines them; nginx's
+/// predefined `combined`; the `log_format dlcount` we recommend for nginx.
 pub const NICKNAMES: &[(&str, &str)] = &[
     ("common", "%h %l %u %t \"%r\" %>s %O"),
     (
@@ -25,6 +26,7 @@ pub const NICKNAMES: &[(&str, &str)] = &[
         "%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"",
     ),
     ("nginx_combined", nginx::COMBINED),
+    ("nginx_dlcount", nginx::DLCOUNT),
 ];
 
 /// A format directive the parser understands. Fields we do not need are
@@ -92,6 +94,8 @@ pub enum Reject {
     /// A byte count no real file can reach (over [`MAX_LINE_BYTES`]).
     AbsurdBytes,
     TooLong,
+    /// A datagram without nginx's syslog header (`listen`).
+    NotSyslog,
 }
 
 impl Reject {
@@ -105,6 +109,7 @@ impl Reject {
             Reject::BadBytes => "unreadable byte count",
             Reject::AbsurdBytes => "byte count beyond any real file (over 16 TiB)",
             Reject::TooLong => "line longer than the line limit",
+            Reject::NotSyslog => "datagram without nginx's syslog header",
         }
     }
 }

@@ -59,12 +59,22 @@
 //! lines of requests still in flight until it closes the pipe, so SIGTERM
 //! means "commit now", and only EOF means "exit". SIGINT (a person at a
 //! terminal) means commit and exit.
+//!
+//! The reader's input is a [`Source`]: stdin here ([`StdinSource`]); nginx's
+//! datagrams and followed files (`source::listen`, `source::follow`) drive
+//! the same reader loop and owner. For those, SIGTERM also ends the reading
+//! (what is queued is read first), and the owner commits and exits. Their
+//! batches may carry an origin (a followed file's, counted as an import of
+//! that file) and a mark (its checkpoint): a transaction holds batches of
+//! one origin, and records the newest mark among them with their lines.
 
 use crate::classify::Classifier;
 use crate::config::DbTarget;
 use crate::config::Settings;
+use crate::logformat::Reject;
 use crate::queue::{Queue, SpillSender};
-use crate::store::{ApplyStats, Origin, Store};
+use crate::source::{Backpressure, Item, Source, Stop};
+use crate::store::{ApplyStats, Mark, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
 use std::io::Read;
 use std::path::Path;
@@ -168,6 +178,10 @@ struct Flow {
     handover_hits: usize,
     /// Where lines past `limit` go while the database is not healthy.
     spill: Option<SpillSender>,
+    /// What the reader may do when the queue is full (see [`Flow::admit`]).
+    backpressure: Backpressure,
+    /// Set when the logger is told to stop (a source that waits for room stops waiting).
+    stop: Option<Arc<Stop>>,
 }
 
 /// Clears [`Flow::busy_since`] when the database call it marks returns.
@@ -200,7 +214,8 @@ impl Flow {
         since == 0 || self.millis().saturating_sub(since) < STUCK.as_millis() as u64
     }
 
-    /// Called by the reader before sending a batch; see the module header.
+    /// Called by the reader before sending a batch; see the module header
+    /// and [`Backpressure`].
     fn admit(&self, batch: &mut Batch) {
         let hits = batch.hits().len();
         if hits == 0 {
@@ -209,32 +224,44 @@ impl Flow {
         loop {
             let cur = self.in_flight.load(Ordering::Acquire);
             let healthy = self.healthy();
-            let fits = if healthy {
+            let fits = match (self.backpressure, healthy) {
                 // An empty queue takes any batch, so a big one cannot wait forever.
-                cur == 0 || cur + hits <= self.healthy_limit
-            } else {
-                cur + hits <= self.limit
+                (Backpressure::WhileHealthy | Backpressure::Always, true) => {
+                    cur == 0 || cur + hits <= self.healthy_limit
+                }
+                (Backpressure::Always, false) => cur == 0 || cur + hits <= self.limit,
+                (Backpressure::WhileHealthy | Backpressure::Never, _) => cur + hits <= self.limit,
             };
-            if fits {
+            let stopping = self.stop.as_ref().is_some_and(|s| s.is_set());
+            if fits || (self.backpressure == Backpressure::Always && stopping) {
                 self.in_flight.fetch_add(hits, Ordering::AcqRel);
                 return;
             }
-            if !healthy {
+            let wait = match self.backpressure {
+                Backpressure::WhileHealthy => healthy,
+                Backpressure::Never => false,
+                Backpressure::Always => true,
+            };
+            if !wait {
                 // Never wait on a database not known to be healthy: Apache
-                // would block on the full pipe. Past the bound the counted
-                // lines go to the outage queue, or, when even the way there
-                // is full, are dropped (counted, reported, recoverable by import).
+                // would block on the full pipe (nginx drops what its socket
+                // cannot queue). Past the bound the counted lines go to the
+                // outage queue, or, when even the way there is full, are
+                // dropped (counted, reported, recoverable by import).
                 if !self.spill.as_ref().is_some_and(|s| s.try_send(batch)) {
                     batch.drop_hits();
                 }
                 return;
             }
-            // Healthy and merely slower than a flood: wait, memory stays flat.
+            // Healthy and merely slower than a flood (or a file, which
+            // keeps its lines): wait, memory stays flat.
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
 
+// A batch moves by value a few times a second: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Batch(Batch),
     Eof { read_error: Option<String> },
@@ -244,10 +271,25 @@ enum Msg {
 
 /// Runs the pipe until stdin's EOF (or SIGINT). Returns the exit code.
 pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
+    run_source(settings, pages, Box::new(StdinSource::new()))
+}
+
+/// Runs the reader on `source` and the database owner until the source
+/// ends (or SIGINT). Returns the exit code.
+pub fn run_source(
+    settings: &Settings,
+    pages: Option<&dyn PageTrigger>,
+    source: Box<dyn Source>,
+) -> i32 {
     let (tx, rx) = mpsc::channel::<Msg>();
-    if let Err(e) = spawn_signal_thread(tx.clone()) {
+    let stop = source.stop();
+    if let Err(e) = spawn_signal_thread(tx.clone(), stop.clone()) {
         eprintln!("dlcount: cannot install signal handlers: {e}; SIGTERM will end the logger");
     }
+    let info = SourceInfo {
+        name: source.name(),
+        recovery: source.recovery(),
+    };
     let hasher_slot = Arc::new(std::sync::OnceLock::new());
     let queue = Queue::start(&settings.db, settings.retention_days, settings.max_pending);
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
@@ -262,19 +304,29 @@ pub fn run(settings: &Settings, pages: Option<&dyn PageTrigger>) -> i32 {
         limit: settings.max_pending,
         handover_hits: HANDOVER_HITS.min(settings.max_pending / 4).max(1),
         spill: Some(queue.sender()),
+        backpressure: source.backpressure(),
+        stop,
     });
     let reader_flow = Arc::clone(&flow);
     let reader = std::thread::Builder::new()
         .name("reader".into())
-        .spawn(move || read_stdin(processor, tx, &reader_flow))
+        .spawn(move || read_input(source, processor, tx, &reader_flow))
         .expect("spawn reader thread");
-    let mut owner = Owner::new(settings, pages, flow, hasher_slot, queue);
+    let mut owner = Owner::new(settings, pages, flow, hasher_slot, queue, info);
     let code = owner.run(rx);
     drop(reader);
     code
 }
 
-fn spawn_signal_thread(tx: Sender<Msg>) -> std::io::Result<()> {
+/// What the owner says about its source.
+struct SourceInfo {
+    name: &'static str,
+    recovery: &'static str,
+}
+
+/// SIGTERM and SIGINT become messages to the owner and, for a source that
+/// ends on them, trigger its `stop`.
+fn spawn_signal_thread(tx: Sender<Msg>, stop: Option<Arc<Stop>>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
@@ -286,7 +338,11 @@ fn spawn_signal_thread(tx: Sender<Msg>) -> std::io::Result<()> {
                 } else {
                     Msg::Interrupt
                 };
-                if tx.send(msg).is_err() {
+                let sent = tx.send(msg).is_ok();
+                if let Some(stop) = &stop {
+                    stop.trigger();
+                }
+                if !sent {
                     break;
                 }
             }
@@ -294,75 +350,171 @@ fn spawn_signal_thread(tx: Sender<Msg>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The reader thread: stdin → batches. Never blocks on anything but its input
-/// (and, while the database is healthy but flooded, on room in the queue).
+/// Apache's pipe: stdin, read unbuffered (a buffer between `poll()` and
+/// `read()` could hide waiting lines), split into lines.
 ///
 /// Apache writes one line per `write()`, so at thousands of requests a second
-/// each `read()` returns a line or two. Handing each to the owner would wake
-/// a second thread per request on cores Apache needs; instead lines collect
-/// here and are handed over when [`HANDOVER_DELAY`] has passed since the first
-/// of them (a `poll()` deadline, so a quiet pipe still hands over on time),
-/// or when the batch is big.
-fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    // Unbuffered: a buffer between poll() and read() could hide waiting lines.
-    let mut stdin = match std::io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(e) => {
-            let _ = tx.send(Msg::Eof {
-                read_error: Some(e.to_string()),
-            });
-            return;
+/// each `read()` returns a line or two; after such a small read the source
+/// naps ([`NAP`]) so that the next lines collect in the pipe.
+pub struct StdinSource {
+    stdin: Option<std::fs::File>,
+    open_error: Option<std::io::Error>,
+    buf: Vec<u8>,
+    splitter: LineSplitter,
+}
+
+impl StdinSource {
+    pub fn new() -> StdinSource {
+        use std::os::fd::AsFd;
+        let (stdin, open_error) = match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => {
+                let f = std::fs::File::from(fd);
+                enlarge_pipe(&f);
+                (Some(f), None)
+            }
+            Err(e) => (None, Some(e)),
+        };
+        StdinSource {
+            stdin,
+            open_error,
+            buf: vec![0u8; READ_CHUNK],
+            splitter: LineSplitter::new(),
         }
-    };
-    enlarge_pipe(&stdin);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut splitter = LineSplitter::new();
+    }
+}
+
+impl Default for StdinSource {
+    fn default() -> StdinSource {
+        StdinSource::new()
+    }
+}
+
+fn deliver(piece: Piece<'_>, sink: &mut dyn FnMut(Item<'_>)) {
+    match piece {
+        Piece::Line(line, no) => sink(Item::Line(line, no)),
+        Piece::TooLong(no) => sink(Item::TooLong(no)),
+    }
+}
+
+impl Source for StdinSource {
+    fn wait(&mut self, timeout: Option<Duration>) -> bool {
+        use std::os::fd::AsFd;
+        match (&self.stdin, timeout) {
+            // No deadline: the next read() blocks, which is the wait.
+            (_, None) | (None, _) => true,
+            (Some(f), Some(t)) => crate::source::poll_fds(&[f.as_fd()], Some(t))[0],
+        }
+    }
+
+    fn read(&mut self, sink: &mut dyn FnMut(Item<'_>)) -> std::io::Result<bool> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self
+                .open_error
+                .take()
+                .unwrap_or_else(|| std::io::Error::other("stdin is not readable")));
+        };
+        let n = match stdin.read(&mut self.buf) {
+            Ok(0) => {
+                self.splitter.finish(|p| deliver(p, sink));
+                return Ok(false);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(true),
+            Err(e) => {
+                self.splitter.finish(|p| deliver(p, sink));
+                return Err(e);
+            }
+        };
+        self.splitter.feed(&self.buf[..n], |p| deliver(p, sink));
+        if n < NAP_BELOW {
+            // A trickle (not a full pipe): let lines collect rather than wake per line.
+            std::thread::sleep(NAP);
+        }
+        Ok(true)
+    }
+
+    fn backpressure(&self) -> Backpressure {
+        Backpressure::WhileHealthy
+    }
+
+    fn stop(&self) -> Option<Arc<Stop>> {
+        None
+    }
+
+    fn name(&self) -> &'static str {
+        "stdin"
+    }
+
+    fn recovery(&self) -> &'static str {
+        "recover them with `dlcount-pipe import` of the access log"
+    }
+}
+
+/// The reader thread: a source → batches. Never blocks on anything but its
+/// input (and, as its [`Backpressure`] allows, on room in the queue).
+///
+/// Lines collect here and are handed over when [`HANDOVER_DELAY`] has passed
+/// since the first of them (a `poll()` deadline, so a quiet input still
+/// hands over on time), or when the batch is big: handing each line to the
+/// owner would wake a second thread per request on cores the web server needs.
+fn read_input(
+    mut source: Box<dyn Source>,
+    mut processor: LineProcessor,
+    tx: Sender<Msg>,
+    flow: &Flow,
+) {
     let mut batch = Batch::new();
     let mut handover_at: Option<Instant> = None;
     let send = |batch: &mut Batch| -> bool {
         let mut full = std::mem::take(batch);
+        batch.origin = full.origin;
         flow.admit(&mut full);
         tx.send(Msg::Batch(full)).is_ok()
     };
     let read_error = loop {
-        if let Some(at) = handover_at {
-            let left = at.saturating_duration_since(Instant::now());
-            let ready = if left.is_zero() {
-                false
-            } else {
-                let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-                let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-                // EINTR (a signal) just means "look again".
-                !matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(0))
-            };
-            if !ready {
-                handover_at = None;
-                if !send(&mut batch) {
-                    return;
-                }
-                continue;
+        let ready = match handover_at {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                !left.is_zero() && source.wait(Some(left))
             }
-        }
-        let n = match stdin.read(&mut buf) {
-            Ok(0) => break None,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => break Some(e.to_string()),
+            None => source.wait(None),
         };
+        if !ready {
+            if handover_at.take().is_some() && !send(&mut batch) {
+                return;
+            }
+            continue;
+        }
         // Hand over inside a read too: one read can hold thousands of lines,
         // and no batch may exceed the hand-over size (the queue bound counts on it).
         let mut receiver_gone = false;
-        splitter.feed(&buf[..n], |piece| {
+        let more = source.read(&mut |item| {
             if receiver_gone {
                 return;
             }
-            match piece {
-                Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
-                Piece::TooLong(no) => processor.too_long(no, &mut batch),
+            let is_mark = matches!(item, Item::Mark(_));
+            match item {
+                Item::Line(line, no) => processor.process_line(line, no, &mut batch),
+                Item::TooLong(no) => processor.too_long(no, &mut batch),
+                Item::NotSyslog(no) => processor.rejected(no, Reject::NotSyslog, &mut batch),
+                Item::Origin(origin) => {
+                    if batch.origin != Some(origin) {
+                        if !batch.is_empty() {
+                            handover_at = None;
+                            receiver_gone = !send(&mut batch);
+                        }
+                        batch.origin = Some(origin);
+                    }
+                    return;
+                }
+                Item::Mark(mark) => batch.mark = Some(mark),
             }
-            if batch.hits().len() >= flow.handover_hits || batch.stats.lines >= HANDOVER_LINES {
+            // A batch with an origin (a followed file's) is handed over only
+            // right after a mark, so it carries the position after its last line.
+            let at_boundary = batch.origin.is_none() || is_mark;
+            let big =
+                batch.hits().len() >= flow.handover_hits || batch.stats.lines >= HANDOVER_LINES;
+            if at_boundary && big {
                 handover_at = None;
                 receiver_gone = !send(&mut batch);
             }
@@ -370,18 +522,20 @@ fn read_stdin(mut processor: LineProcessor, tx: Sender<Msg>, flow: &Flow) {
         if receiver_gone {
             return;
         }
-        if n < NAP_BELOW {
-            // A trickle (not a full pipe): let lines collect rather than wake per line.
-            std::thread::sleep(NAP);
+        match more {
+            Ok(true) => {}
+            Ok(false) => break None,
+            Err(e) => break Some(e.to_string()),
         }
-        if !batch.is_empty() && handover_at.is_none() {
+        if !batch.is_empty() && source.hand_over_each_read() {
+            handover_at = None;
+            if !send(&mut batch) {
+                return;
+            }
+        } else if !batch.is_empty() && handover_at.is_none() {
             handover_at = Some(Instant::now() + HANDOVER_DELAY);
         }
     };
-    splitter.finish(|piece| match piece {
-        Piece::Line(line, no) => processor.process_line(line, no, &mut batch),
-        Piece::TooLong(no) => processor.too_long(no, &mut batch),
-    });
     if !batch.is_empty() && !send(&mut batch) {
         return;
     }
@@ -489,14 +643,24 @@ fn disk_full(e: &anyhow::Error) -> bool {
     })
 }
 
-/// How many leading batches make a piece of at most `cap` counted lines (at least one batch).
+/// How many leading batches make a piece of at most `cap` counted lines (at
+/// least one batch), all of one origin and with marks of one name at most:
+/// a transaction records one origin's lines and one mark.
 fn piece_len(batches: &[Batch], cap: usize) -> usize {
     let mut hits = 0;
     let mut n = 0;
+    let mut mark: Option<&str> = None;
     for b in batches {
         hits += b.hits().len();
-        if n > 0 && hits > cap {
+        let other_mark = b
+            .mark
+            .as_ref()
+            .is_some_and(|m| mark.is_some_and(|name| name != m.name));
+        if n > 0 && (hits > cap || b.origin != batches[0].origin || other_mark) {
             break;
+        }
+        if let Some(m) = &b.mark {
+            mark = Some(&m.name);
         }
         n += 1;
     }
@@ -563,6 +727,7 @@ struct Owner<'a> {
     max_day: i32,
     today: chrono::NaiveDate,
     last_checkpoint: Instant,
+    info: SourceInfo,
 }
 
 impl<'a> Owner<'a> {
@@ -572,6 +737,7 @@ impl<'a> Owner<'a> {
         flow: Arc<Flow>,
         hasher_slot: Arc<std::sync::OnceLock<crate::keys::KeyHasher>>,
         queue: Queue,
+        info: SourceInfo,
     ) -> Owner<'a> {
         let today = chrono::Local::now().date_naive();
         Owner {
@@ -604,6 +770,7 @@ impl<'a> Owner<'a> {
             max_day: crate::store::day_of(today),
             today,
             last_checkpoint: Instant::now(),
+            info,
         }
     }
 
@@ -660,7 +827,8 @@ impl<'a> Owner<'a> {
                     Msg::Eof { read_error } => {
                         if let Some(e) = read_error {
                             eprintln!(
-                                "dlcount: reading stdin failed ({e}); treating it as end of input"
+                                "dlcount: reading {} failed ({e}); treating it as end of input",
+                                self.info.name
                             );
                         }
                         eof_at = Some(Instant::now());
@@ -713,8 +881,11 @@ impl<'a> Owner<'a> {
                     && !self.flow.failing.load(Ordering::Acquire)
                     && at.elapsed() < REPLAY_AT_EXIT;
                 if self.idle() && !replaying {
+                    let stopped = self.flow.stop.as_ref().is_some_and(|s| s.is_set());
                     return self.finish(if terminating {
                         "end of input after SIGTERM"
+                    } else if stopped {
+                        "stopped (SIGTERM or SIGINT)"
                     } else {
                         "end of input"
                     });
@@ -730,8 +901,9 @@ impl<'a> Owner<'a> {
                     };
                     eprintln!(
                         "dlcount: end of input, but the database is still unwritable after {}s: {lost} counted lines \
-                         were not saved{dropped}; recover them with `dlcount-pipe import` of the access log",
-                        EOF_RETRY.as_secs()
+                         were not saved{dropped}; {}",
+                        EOF_RETRY.as_secs(),
+                        self.info.recovery
                     );
                     return 1;
                 }
@@ -871,9 +1043,21 @@ impl<'a> Owner<'a> {
         }
         self.pending_hits += b.hits().len();
         // Lines without counted hits (most of a site's traffic) only add to
-        // the accounting: fold them into the last batch instead of queueing.
+        // the accounting: fold them into the last batch instead of queueing
+        // (with their mark, which then covers the last batch's lines too).
         match self.pending.last_mut() {
-            Some(last) if b.hits().is_empty() => last.stats.merge(&b.stats),
+            Some(last)
+                if b.hits().is_empty()
+                    && b.origin == last.origin
+                    && b.mark
+                        .as_ref()
+                        .is_none_or(|m| last.mark.as_ref().is_none_or(|l| l.name == m.name)) =>
+            {
+                last.stats.merge(&b.stats);
+                if b.mark.is_some() {
+                    last.mark = b.mark;
+                }
+            }
             _ => self.pending.push(b),
         }
     }
@@ -985,7 +1169,17 @@ impl<'a> Owner<'a> {
                     return;
                 }
             }
-            let result = store.apply(&self.pending[..n], Origin::Live);
+            let piece_batches = &self.pending[..n];
+            let origin = piece_batches[0].origin.unwrap_or(Origin::Live);
+            let mark = piece_batches.iter().rev().find_map(|b| b.mark.as_ref());
+            let result = store.apply_marked(
+                piece_batches,
+                origin,
+                mark.map(|m| Mark {
+                    name: &m.name,
+                    value: &m.value,
+                }),
+            );
             // Only a WAL really cut back (no reader holding it) has given space back.
             let checkpointed =
                 !self.disk_was_full || store.checkpoint_truncate().is_ok_and(|cut| cut);

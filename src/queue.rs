@@ -585,6 +585,8 @@ impl Writer {
     }
 }
 
+// A batch moves by value a few times a second: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum SpillMsg {
     Batch(Batch),
     Secret(KeyHasher),

@@ -19,6 +19,7 @@
 use crate::classify::{Classifier, Ignored, Method};
 use crate::keys::{KeyHasher, LineFields, LineKeys, Scratch};
 use crate::logformat::{identity, DayCache, LogFormat, Reject};
+use crate::store::Origin;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -117,6 +118,19 @@ pub struct Batch {
     /// logs are two streams, so a line's identity includes it.
     pub server: Arc<str>,
     pub stats: LineStats,
+    /// Where the lines come from when it is not a live stream (Apache's
+    /// pipe, nginx's datagrams: `None`): a followed file's origin.
+    pub origin: Option<Origin>,
+    /// How far its source is read once this batch is committed (a followed
+    /// file's checkpoint): recorded in the same transaction as its lines.
+    pub mark: Option<BatchMark>,
+}
+
+/// A named position carried by a batch (see `store::Mark`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchMark {
+    pub name: String,
+    pub value: String,
 }
 
 impl Batch {
@@ -257,6 +271,10 @@ impl Batch {
             format_identity: self.format_identity,
             server: self.server.clone(),
             stats: LineStats::default(),
+            origin: self.origin,
+            // The position goes with the lines it covers (a checkpoint
+            // left behind could be committed before them).
+            mark: self.mark.take(),
         }
     }
 
@@ -300,16 +318,19 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hits.is_empty() && self.stats.lines == 0
+        self.hits.is_empty() && self.stats.lines == 0 && self.mark.is_none()
     }
 
     /// Moves hits `at..` (with their keys and bytes) into a new batch of the
-    /// same format; the line accounting stays here. The pipe commits a batch
-    /// in smaller pieces when a full disk cannot take it whole.
+    /// same format and origin; the line accounting stays here, the mark goes
+    /// with the tail (it covers the tail's lines too). The pipe commits a
+    /// batch in smaller pieces when a full disk cannot take it whole.
     pub fn split_off(&mut self, at: usize) -> Batch {
         let mut tail = Batch {
             keyed_with: self.keyed_with,
             format_identity: self.format_identity,
+            origin: self.origin,
+            mark: self.mark.take(),
             server: self.server.clone(),
             ..Batch::default()
         };
@@ -454,8 +475,13 @@ impl LineProcessor {
 
     /// Counts a line that was too long to keep.
     pub fn too_long(&mut self, line_no: u64, batch: &mut Batch) {
+        self.rejected(line_no, Reject::TooLong, batch);
+    }
+
+    /// Counts a line rejected before parsing (too long, not a syslog datagram).
+    pub fn rejected(&mut self, line_no: u64, reason: Reject, batch: &mut Batch) {
         batch.stats.lines += 1;
-        reject(batch, line_no, Reject::TooLong);
+        reject(batch, line_no, reason);
     }
 }
 

@@ -26,6 +26,14 @@ pub enum Escape {
 /// nginx's predefined `combined` format (`ngx_http_log_module.c`).
 pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
+/// The `log_format dlcount` we recommend (`scripts/nginx/dlcount.conf`):
+/// `combined` with `$bytes_sent` (headers included, as Debian's Apache
+/// `%O`), then `$msec $request_time` so the day is the one the request
+/// started on (as Apache's `%t`), then `$request_completion` and
+/// `$sent_http_content_range` (quoted: either may be empty) for the
+/// completed-download facts.
+pub const DLCOUNT: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $bytes_sent \"$http_referer\" \"$http_user_agent\" $msec $request_time \"$request_completion\" \"$sent_http_content_range\"";
+
 /// Whether `spec` is an nginx `log_format` rather than an Apache `LogFormat`:
 /// it names a variable (`$name` or `${name}`) and has no `%` directive.
 pub fn looks_like(spec: &str) -> bool {
@@ -182,5 +190,28 @@ mod tests {
             .to_string()
             .contains("escape=yaml"));
         assert!(tokenize("$remote_addr ${status").is_err());
+    }
+
+    #[test]
+    fn the_shipped_log_format_dlcount_is_the_nickname() {
+        let conf = include_str!("../../scripts/nginx/dlcount.conf");
+        let line = conf
+            .lines()
+            .find(|l| l.starts_with("log_format dlcount "))
+            .expect("a log_format dlcount line");
+        let quoted = line
+            .strip_prefix("log_format dlcount '")
+            .and_then(|l| l.strip_suffix("';"))
+            .expect("one single-quoted string");
+        assert_eq!(quoted, DLCOUNT);
+        let (tokens, escape) = tokenize(DLCOUNT).unwrap();
+        assert_eq!(escape, Escape::Default);
+        assert!(tokens.iter().any(|t| matches!(
+            t,
+            Token::Field {
+                field: Field::Msec,
+                ..
+            }
+        )));
     }
 }

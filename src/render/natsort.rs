@@ -7,7 +7,8 @@
 //! of the other sorts first. Ties (`a01` vs `a1`, `A` vs `a`) are broken by
 //! comparing the raw bytes, so the order is total and deterministic.
 //! The public page lists each folder in *descending* order of this comparator
-//! ("newest release first": `24.10` before `24.04`, `10` before `9`).
+//! ("newest release first": `24.10` before `24.04`, `10` before `9`), and
+//! the folders themselves by [`folder_cmp`]: the same rule per path segment.
 
 use std::cmp::Ordering;
 
@@ -42,6 +43,30 @@ pub fn natural_cmp(a: &[u8], b: &[u8]) -> Ordering {
         }
     }
     (a.len() - i).cmp(&(b.len() - j)).then_with(|| a.cmp(b))
+}
+
+/// Order of folders (paths relative to ROOT, `/`-separated, empty for ROOT):
+/// a folder comes before its subfolders (ROOT first), and sibling folders
+/// newest release first — descending [`natural_cmp`] of their names, the
+/// order of the images inside a folder — so `isos/24.10` comes before
+/// `isos/24.04`, and both after `isos` itself. Total: segment by segment.
+pub fn folder_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    fn segments(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+        // ROOT, the empty path, has no segment at all.
+        p.split(|&c| c == b'/').filter(move |_| !p.is_empty())
+    }
+    let (mut sa, mut sb) = (segments(a), segments(b));
+    loop {
+        match (sa.next(), sb.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => match natural_cmp(y, x) {
+                Ordering::Equal => {}
+                ord => return ord,
+            },
+        }
+    }
 }
 
 fn run_end(s: &[u8], start: usize, digits: bool) -> usize {
@@ -91,6 +116,40 @@ mod tests {
                 "linuxvillage-9-amd64.iso",
             ]
         );
+    }
+
+    #[test]
+    fn folders_parent_first_then_newest_release_first() {
+        let mut v = vec![
+            "isos/24.04",
+            "isos",
+            "",
+            "isos/24.10",
+            "isos/24.04.1",
+            "isos/9",
+            "isos/10/beta",
+            "isos/10",
+            "archive",
+            "isos/24.10/torrents",
+        ];
+        v.sort_by(|a, b| folder_cmp(a.as_bytes(), b.as_bytes()));
+        assert_eq!(
+            v,
+            [
+                "",
+                "isos",
+                "isos/24.10",
+                "isos/24.10/torrents",
+                "isos/24.04.1",
+                "isos/24.04",
+                "isos/10",
+                "isos/10/beta",
+                "isos/9",
+                "archive",
+            ]
+        );
+        assert_eq!(folder_cmp(b"a", b"a"), Ordering::Equal);
+        assert_eq!(folder_cmp(b"", b""), Ordering::Equal);
     }
 
     #[test]

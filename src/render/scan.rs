@@ -1,5 +1,6 @@
 //! Finds the ISO images under ROOT for the public page: recursive, grouped by
-//! folder, each with the checksum/signature files that actually exist beside it.
+//! folder, each with the checksum/signature files that actually exist beside it
+//! and the folder's checksum lists (`SHA256SUMS` …) that really name it.
 //!
 //! Invariants: hidden entries (`.stats`, `.git`, rsync's `.name.XXXX` temp files)
 //! are never listed; a symlink is followed only when its canonical target lies
@@ -18,13 +19,16 @@
 //! mtime is the rule; a writer that stalls mid-file for longer than the settle
 //! time is the one case it cannot see.
 
-use super::natsort::natural_cmp;
+use super::natsort::{folder_cmp, natural_cmp};
 use crate::classify::Classifier;
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +40,23 @@ pub const SIDECAR_EXTS: [&str; 8] = [
 /// Signature suffixes allowed after a folder-level checksum list (`SHA256SUMS.gpg`).
 const SUMS_SIG_EXTS: [&str; 3] = [".gpg", ".asc", ".sig"];
 
+/// Suffixes of lists named after the coreutils tool that wrote them
+/// (`linuxvillage-24.04.sha256sum`, written by `sha256sum *.iso > …`).
+const SUM_TOOL_EXTS: [&str; 7] = [
+    ".md5sum",
+    ".sha1sum",
+    ".sha224sum",
+    ".sha256sum",
+    ".sha384sum",
+    ".sha512sum",
+    ".b2sum",
+];
+
+/// How much of a checksum list is read to find the names it covers: 1 MiB
+/// holds some 10,000 SHA-256 lines, far more than any release folder's list.
+/// Only complete lines within it count; a name listed further on gets no link.
+pub const SUMS_READ_LIMIT: usize = 1 << 20;
+
 /// One image on disk.
 #[derive(Debug, Clone)]
 pub struct IsoFile {
@@ -46,6 +67,9 @@ pub struct IsoFile {
     pub mtime: SystemTime,
     /// Sidecar files that exist: (extension without the dot, file name).
     pub sidecars: Vec<(&'static str, Vec<u8>)>,
+    /// The folder's checksum lists that have a line for this image, in the
+    /// order of [`Folder::sums`] (see [`names_in_sums`]).
+    pub lists: Vec<Vec<u8>>,
 }
 
 /// One folder that holds at least one image.
@@ -60,7 +84,8 @@ pub struct Folder {
 }
 
 /// Whether a name is a folder-level checksum list such as `SHA256SUMS`,
-/// `MD5SUMS`, `B2SUMS`, Fedora's `…-CHECKSUM`, or a signature of one.
+/// `MD5SUMS`, `B2SUMS`, Fedora's `…-CHECKSUM`, a coreutils-named
+/// `NAME.sha256sum`, or a signature of one.
 pub fn is_sums_name(name: &[u8]) -> bool {
     let stem = SUMS_SIG_EXTS
         .iter()
@@ -68,6 +93,138 @@ pub fn is_sums_name(name: &[u8]) -> bool {
         .unwrap_or(name);
     strip_suffix_ci(stem, b"SUMS").is_some_and(|s| !s.is_empty())
         || strip_suffix_ci(stem, b"CHECKSUM").is_some()
+        || SUM_TOOL_EXTS
+            .iter()
+            .any(|e| strip_suffix_ci(stem, e.as_bytes()).is_some_and(|s| !s.is_empty()))
+}
+
+/// Whether a checksum-list name is a binary detached signature (`.gpg`,
+/// `.sig`), which is never read for names. An `.asc` is text — often the
+/// list itself, clear-signed — and is read like a list.
+fn is_binary_signature(name: &[u8]) -> bool {
+    [".gpg", ".sig"]
+        .iter()
+        .any(|e| strip_suffix_ci(name, e.as_bytes()).is_some())
+}
+
+/// The names of files in the list's own folder that a checksum list has a
+/// line for, in the order of the list. A line is one of
+/// - GNU (`sha256sum`, `md5sum`, `b2sum` …): `HASH  NAME` or `HASH *NAME`
+///   (exactly one space, then the mode: a space for text, `*` for binary); a
+///   line starting with `\` has its name escaped (`\\`, `\n`, `\r`);
+/// - BSD tag (`sha256sum --tag`, OpenBSD, FreeBSD, Fedora's CHECKSUM):
+///   `ALGO (NAME) = HASH`, ALGO letters, digits and `-` (`SHA256`, `BLAKE2b-256`);
+///
+/// where HASH is hexadecimal of a digest's length (32, 40, 56, 64, 96 or 128
+/// digits: MD5 to SHA-512 and BLAKE2b). Anything else — comments, blank
+/// lines, the armour of a clear-signed list, prose — names nothing. A name
+/// with a leading `./` is the same name; one with any other `/` is in another
+/// folder and not returned. A trailing CR (a list written on Windows) is not
+/// part of the name. Names are bytes, compared exactly (case included).
+pub fn names_in_sums(text: &[u8]) -> Vec<Vec<u8>> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let name = gnu_line(line).or_else(|| bsd_line(line))?;
+            let name = match name.strip_prefix(b"./") {
+                Some(rest) => rest.to_vec(),
+                None => name.into_owned(),
+            };
+            (!name.is_empty() && !name.contains(&b'/')).then_some(name)
+        })
+        .collect()
+}
+
+fn is_hex_digest(s: &[u8]) -> bool {
+    [32, 40, 56, 64, 96, 128].contains(&s.len()) && s.iter().all(u8::is_ascii_hexdigit)
+}
+
+/// A line's escape mark: coreutils starts a line with `\` when the name holds
+/// a backslash, a newline or a CR, written as `\\`, `\n`, `\r`.
+fn split_escape(line: &[u8]) -> (bool, &[u8]) {
+    match line.strip_prefix(b"\\") {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    }
+}
+
+fn unescape(name: &[u8], escaped: bool) -> Option<Cow<'_, [u8]>> {
+    if !escaped {
+        return Some(Cow::Borrowed(name));
+    }
+    let mut out = Vec::with_capacity(name.len());
+    let mut it = name.iter();
+    while let Some(&b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        out.push(match it.next()? {
+            b'\\' => b'\\',
+            b'n' => b'\n',
+            b'r' => b'\r',
+            _ => return None,
+        });
+    }
+    Some(Cow::Owned(out))
+}
+
+/// `HASH  NAME` / `HASH *NAME`.
+fn gnu_line(line: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let (escaped, rest) = split_escape(line);
+    let space = rest.iter().position(|&b| b == b' ')?;
+    if !is_hex_digest(&rest[..space]) {
+        return None;
+    }
+    let name = match &rest[space + 1..] {
+        [b' ' | b'*', name @ ..] => name,
+        _ => return None,
+    };
+    unescape(name, escaped)
+}
+
+/// `ALGO (NAME) = HASH`; the last `) = ` ends the name, so a name may hold one.
+fn bsd_line(line: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let (escaped, rest) = split_escape(line);
+    let open = rest.windows(2).position(|w| w == b" (")?;
+    let algo = &rest[..open];
+    if !algo.first()?.is_ascii_alphabetic()
+        || !algo.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return None;
+    }
+    let body = &rest[open + 2..];
+    let close = body.windows(4).rposition(|w| w == b") = ")?;
+    if !is_hex_digest(&body[close + 4..]) {
+        return None;
+    }
+    unescape(&body[..close], escaped)
+}
+
+/// The first [`SUMS_READ_LIMIT`] bytes of a list, cut after the last complete
+/// line when the file is longer; `None` when it cannot be read as a regular
+/// file. Opened without following a link (`path` is the entry itself, or a
+/// link's canonical target inside ROOT, checked by the scan) and without
+/// blocking, so a FIFO swapped in after the scan cannot stall the render.
+fn read_list(path: &Path, limit: usize) -> Option<Vec<u8>> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut text).ok()?;
+    if text.len() > limit {
+        let end = text[..limit]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        text.truncate(end);
+    }
+    Some(text)
 }
 
 /// Whether a name is a per-image checksum/signature file (by extension).
@@ -121,10 +278,13 @@ pub struct Scan {
 struct Entry {
     name: Vec<u8>,
     meta: Metadata,
+    /// Where to read it: the entry itself, or a link's canonical target.
+    path: PathBuf,
 }
 
-/// Scans `root` and returns the folders holding complete images, in natural
-/// ascending order of their path (ROOT first).
+/// Scans `root` and returns the folders holding complete images, in
+/// [`folder_cmp`] order: a folder before its subfolders (ROOT first), sibling
+/// folders newest release first, as the images inside each folder.
 pub fn scan(root: &Path, classifier: &Classifier, settle: Settle) -> Result<Scan> {
     let canon_root = fs::canonicalize(root)
         .with_context(|| format!("cannot resolve download root {}", root.display()))?;
@@ -200,7 +360,10 @@ pub fn scan(root: &Path, classifier: &Classifier, settle: Settle) -> Result<Scan
                         unsettled += 1;
                         next_settle = Some(next_settle.map_or(wait, |n| n.min(wait)));
                     }
-                    None => files.push(Entry { name, meta }),
+                    None => {
+                        let path = via_link.unwrap_or_else(|| entry.path());
+                        files.push(Entry { name, meta, path });
+                    }
                 }
             }
         }
@@ -208,7 +371,7 @@ pub fn scan(root: &Path, classifier: &Classifier, settle: Settle) -> Result<Scan
             folders.push(folder);
         }
     }
-    folders.sort_by(|a, b| natural_cmp(&a.rel, &b.rel));
+    folders.sort_by(|a, b| folder_cmp(&a.rel, &b.rel));
     Ok(Scan {
         folders,
         unsettled,
@@ -256,6 +419,7 @@ fn build_folder(rel: Vec<u8>, files: Vec<Entry>, classifier: &Classifier) -> Opt
                 size: e.meta.len(),
                 mtime: e.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 sidecars,
+                lists: Vec::new(),
             }
         })
         .collect();
@@ -263,12 +427,18 @@ fn build_folder(rel: Vec<u8>, files: Vec<Entry>, classifier: &Classifier) -> Opt
         return None;
     }
     isos.sort_by(|a, b| natural_cmp(&b.name, &a.name));
-    let mut sums: Vec<Vec<u8>> = files
-        .iter()
-        .filter(|e| is_sums_name(&e.name))
-        .map(|e| e.name.clone())
-        .collect();
-    sums.sort_by(|a, b| natural_cmp(a, b));
+    let mut sums: Vec<&Entry> = files.iter().filter(|e| is_sums_name(&e.name)).collect();
+    sums.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    for list in sums.iter().filter(|e| !is_binary_signature(&e.name)) {
+        let Some(text) = read_list(&list.path, SUMS_READ_LIMIT) else {
+            continue;
+        };
+        let named: HashSet<Vec<u8>> = names_in_sums(&text).into_iter().collect();
+        for iso in isos.iter_mut().filter(|i| named.contains(&i.name)) {
+            iso.lists.push(list.name.clone());
+        }
+    }
+    let sums = sums.into_iter().map(|e| e.name.clone()).collect();
     Some(Folder { rel, isos, sums })
 }
 
@@ -339,13 +509,211 @@ mod tests {
         ] {
             assert!(is_sums_name(n.as_bytes()), "{n}");
         }
-        for n in ["SUMS", "a.iso", "README", "SHA256SUMS.txt"] {
+        // Lists named after the coreutils tool that wrote them.
+        for n in [
+            "linuxvillage-24.04.sha256sum",
+            "all.MD5SUM",
+            "x.b2sum.asc",
+            "y.sha512sum",
+        ] {
+            assert!(is_sums_name(n.as_bytes()), "{n}");
+        }
+        for n in [
+            "SUMS",
+            "a.iso",
+            "README",
+            "SHA256SUMS.txt",
+            ".sha256sum",
+            "sha256sum",
+            "a.sha256sums.txt",
+        ] {
             assert!(!is_sums_name(n.as_bytes()), "{n}");
         }
         assert!(is_sidecar_name(b"a.iso.sha256"));
         assert!(is_sidecar_name(b"a.TORRENT"));
         assert!(!is_sidecar_name(b".sig"));
         assert!(!is_sidecar_name(b"a.iso"));
+    }
+
+    fn h(n: usize, c: char) -> String {
+        std::iter::repeat_n(c, n).collect()
+    }
+
+    #[test]
+    fn checksum_lines_name_files_of_their_own_folder() {
+        let text = [
+            "-----BEGIN PGP SIGNED MESSAGE-----".to_owned(),
+            "Hash: SHA256".into(),
+            String::new(),
+            "# Fedora-41.iso: 2345 bytes".into(),
+            // GNU, text and binary mode, every digest length.
+            format!("{}  text-mode.iso", h(64, 'a')),
+            format!("{} *binary-mode.iso", h(64, 'B')),
+            format!("{}  md5.iso", h(32, '1')),
+            format!("{}  sha1.iso", h(40, '2')),
+            format!("{}  sha224.iso", h(56, '3')),
+            format!("{}  sha384.iso", h(96, '4')),
+            format!("{}  sha512.iso", h(128, '5')),
+            format!("{}  name with  spaces.iso", h(64, '6')),
+            format!("{}  ./dot-slash.iso", h(64, '7')),
+            format!("{}  windows.iso\r", h(64, '8')),
+            // Escaped names: a backslash and a newline in the name.
+            format!("\\{}  back\\\\slash\\nnewline.iso", h(64, '9')),
+            // BSD tags, a name holding ") = " and an escaped one.
+            format!("SHA256 (bsd.iso) = {}", h(64, 'c')),
+            format!("BLAKE2b-256 (odd) = name.iso) = {}", h(64, 'd')),
+            format!("MD5 (bsd-md5.iso) = {}", h(32, 'e')),
+            format!("\\SHA1 (tab\\\\bsd.iso) = {}", h(40, 'f')),
+            // None of these names anything.
+            format!("{}  other/folder.iso", h(64, 'a')),
+            format!("{}  /absolute.iso", h(64, 'a')),
+            format!("{} single-space.iso", h(64, 'a')),
+            format!("{}  short-hash.iso", h(63, 'a')),
+            format!("{}  not-hex.iso", h(64, 'g')),
+            format!("{}  ", h(64, 'a')),
+            format!("{} *", h(64, 'a')),
+            format!("\\{}  bad\\escape.iso", h(64, 'a')),
+            "SHA256 (no-hash.iso) = ".into(),
+            format!("SHA 256 (space-in-algo.iso) = {}", h(64, 'a')),
+            format!("(no-algo.iso) = {}", h(64, 'a')),
+            format!("SHA256 (dir/in-bsd.iso) = {}", h(64, 'a')),
+            "Verify with sha256sum -c, e.g. 0123  prose.iso".into(),
+            "-----BEGIN PGP SIGNATURE-----".into(),
+            "iQIzBAEBCAAdFiEE".into(),
+            "-----END PGP SIGNATURE-----".into(),
+        ]
+        .join("\n");
+        let names: Vec<String> = names_in_sums(text.as_bytes())
+            .into_iter()
+            .map(|n| String::from_utf8(n).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "text-mode.iso",
+                "binary-mode.iso",
+                "md5.iso",
+                "sha1.iso",
+                "sha224.iso",
+                "sha384.iso",
+                "sha512.iso",
+                "name with  spaces.iso",
+                "dot-slash.iso",
+                "windows.iso",
+                "back\\slash\nnewline.iso",
+                "bsd.iso",
+                "odd) = name.iso",
+                "bsd-md5.iso",
+                "tab\\bsd.iso",
+            ]
+        );
+        // Not UTF-8: bytes in, the same bytes out.
+        let mut line = h(64, 'a').into_bytes();
+        line.extend_from_slice(b"  caf\xe9.iso\n");
+        assert_eq!(names_in_sums(&line), [b"caf\xe9.iso".to_vec()]);
+        assert!(names_in_sums(b"").is_empty());
+    }
+
+    #[test]
+    fn a_list_is_read_up_to_the_limit_in_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("SHA256SUMS");
+        let line = |name: &str| format!("{}  {name}\n", h(64, 'a'));
+        // 100 lines of 76 bytes; a limit of 200 bytes holds two whole lines.
+        let text: String = (0..100).map(|i| line(&format!("f-{i:03}.iso"))).collect();
+        assert_eq!(line("f-000.iso").len(), 76);
+        fs::write(&path, &text).unwrap();
+        let read = read_list(&path, 200).unwrap();
+        assert_eq!(read, text.as_bytes()[..152]);
+        assert_eq!(
+            names_in_sums(&read),
+            [b"f-000.iso".to_vec(), b"f-001.iso".to_vec()]
+        );
+        // Exactly the limit: the whole file; one byte over: its last line goes.
+        assert_eq!(read_list(&path, text.len()).unwrap(), text.as_bytes());
+        assert_eq!(
+            read_list(&path, text.len() - 1).unwrap(),
+            text.as_bytes()[..text.len() - 76]
+        );
+        // A FIFO is refused at once instead of blocking the render.
+        let fifo = dir.path().join("MD5SUMS");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(read_list(&fifo, SUMS_READ_LIMIT), None);
+        // A link is not followed (the scan passes a link's checked target).
+        let link = dir.path().join("SHA512SUMS");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(read_list(&link, SUMS_READ_LIMIT), None);
+        assert_eq!(
+            read_list(&dir.path().join("missing"), SUMS_READ_LIMIT),
+            None
+        );
+    }
+
+    #[test]
+    fn images_get_the_lists_that_name_them() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().join("rel");
+        fs::create_dir(&r).unwrap();
+        for n in ["a.iso", "b.iso", "c.iso", "d.iso", "e.iso"] {
+            fs::write(r.join(n), "x").unwrap();
+        }
+        let line = |name: &str| format!("{}  {name}\n", h(64, 'a'));
+        fs::write(r.join("SHA256SUMS"), line("a.iso") + &line("b.iso")).unwrap();
+        fs::write(r.join("MD5SUMS"), format!("{} *a.iso\n", h(32, '0'))).unwrap();
+        // A clear-signed .asc list is read; binary signatures never are.
+        fs::write(
+            r.join("SHA512SUMS.asc"),
+            format!(
+                "-----BEGIN PGP SIGNED MESSAGE-----\n\n{} *c.iso\n",
+                h(128, 'f')
+            ),
+        )
+        .unwrap();
+        fs::write(r.join("SHA256SUMS.gpg"), line("d.iso")).unwrap();
+        fs::write(r.join("SHA256SUMS.sig"), line("d.iso")).unwrap();
+        // A list linked from elsewhere inside ROOT is read through its target.
+        fs::create_dir(root.path().join("lists")).unwrap();
+        fs::write(root.path().join("lists/all"), line("e.iso")).unwrap();
+        std::os::unix::fs::symlink("../lists/all", r.join("e.sha256sum")).unwrap();
+        // The page's own names, e.g. a list that names a file of another folder.
+        fs::write(root.path().join("top.iso"), "x").unwrap();
+        fs::write(root.path().join("B2SUMS"), line("rel/a.iso")).unwrap();
+        let folders = scan(root.path(), &Classifier::new(&[".iso"]), no_settle())
+            .unwrap()
+            .folders;
+        let lists = |f: &Folder| -> Vec<(String, Vec<String>)> {
+            f.isos
+                .iter()
+                .map(|i| {
+                    let s = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+                    (s(&i.name), i.lists.iter().map(|l| s(l)).collect())
+                })
+                .collect()
+        };
+        assert_eq!(folders.len(), 2);
+        assert_eq!(lists(&folders[0]), [("top.iso".into(), vec![])]);
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            lists(&folders[1]),
+            [
+                ("e.iso".into(), v(&["e.sha256sum"])),
+                ("d.iso".into(), v(&[])),
+                ("c.iso".into(), v(&["SHA512SUMS.asc"])),
+                ("b.iso".into(), v(&["SHA256SUMS"])),
+                ("a.iso".into(), v(&["MD5SUMS", "SHA256SUMS"])),
+            ]
+        );
+        assert_eq!(
+            folders[1].sums,
+            [
+                b"e.sha256sum".to_vec(),
+                b"MD5SUMS".to_vec(),
+                b"SHA256SUMS".to_vec(),
+                b"SHA256SUMS.gpg".to_vec(),
+                b"SHA256SUMS.sig".to_vec(),
+                b"SHA512SUMS.asc".to_vec(),
+            ]
+        );
     }
 
     #[test]

@@ -29,6 +29,52 @@ fn file(path: &Path, size: u64, mtime: std::time::SystemTime) {
     f.set_modified(mtime).unwrap();
 }
 
+/// A file with the given text and mtime.
+fn text_file(path: &Path, text: &str, mtime: std::time::SystemTime) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+/// A SHA-256 digest's worth of hex digits, different for each `n`.
+fn hex64(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+/// `isos/SHA256SUMS` of the fixture: two forms of line, a `./` name, a
+/// file of another folder and a name that differs only in case.
+fn isos_sha256sums() -> String {
+    format!(
+        "# Linux Village release checksums\n\
+         {} *linuxvillage-9-amd64.iso\n\
+         {}  linuxvillage-24.04-amd64.iso\n\
+         {}  ./my file café.iso\n\
+         {}  other/linuxvillage-24.10-amd64.iso\n\
+         {}  LINUXVILLAGE-10-AMD64.ISO\n",
+        hex64(1),
+        hex64(2),
+        hex64(3),
+        hex64(4),
+        hex64(5)
+    )
+}
+
+/// `odd/CHECKSUM` of the fixture: clear-signed, BSD lines, as Fedora's.
+fn odd_checksum() -> String {
+    format!(
+        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n\
+         # a#b?c%d.iso: 2048 bytes\n\
+         SHA256 (a#b?c%d.iso) = {}\n\
+         -----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n-----END PGP SIGNATURE-----\n",
+        hex64(6)
+    )
+}
+
 fn settings(root: &Path) -> PageSettings {
     PageSettings {
         site_title: "Linux Village".into(),
@@ -80,11 +126,12 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
         4_700_000_000,
         local_noon(2021, 6, 30),
     );
-    file(&r.join("isos/SHA256SUMS"), 300, day);
+    text_file(&r.join("isos/SHA256SUMS"), &isos_sha256sums(), day);
     file(&r.join("isos/SHA256SUMS.gpg"), 300, day);
     file(&r.join("isos/README.txt"), 10, day);
     file(&r.join("isos/my file café.iso"), 1000, day);
     file(&r.join("odd/a#b?c%d.iso"), 2048, day);
+    text_file(&r.join("odd/CHECKSUM"), &odd_checksum(), day);
     // '/' cannot be in a file name: the hostile name is a folder plus a file.
     file(&r.join("<script>alert(1)</script>.iso"), 5, day);
     file(&r.join(".hidden/secret.iso"), 5, day);
@@ -146,45 +193,130 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
     assert_eq!(summary.files, 4);
     let html = squash(&read(&root.path().join("index.html")));
 
-    assert!(html.contains(concat!(
-        r#"<th scope="row" class="name"><a href="isos/linuxvillage-24.04-amd64.iso">linuxvillage-24.04-amd64.iso</a></th> "#,
-        r#"<td class="num"><span title="1,536 bytes">1.5 KiB</span></td> "#,
-        r#"<td><time datetime="2026-04-25">2026-04-25</time></td> "#,
-        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.04-amd64.iso.md5" title="linuxvillage-24.04-amd64.iso.md5">md5</a>"#,
-        r#"<a class="chip" href="isos/linuxvillage-24.04-amd64.iso.sha256" title="linuxvillage-24.04-amd64.iso.sha256">sha256</a></div></td> </tr>"#,
-    )));
-    assert!(html.contains(concat!(
-        r#"<a href="isos/linuxvillage-24.10-amd64.iso">linuxvillage-24.10-amd64.iso</a></th> "#,
-        r#"<td class="num"><span title="3,145,729 bytes">3.0 MiB</span></td> "#,
-        r#"<td><time datetime="2026-10-09">2026-10-09</time></td> "#,
-        r#"<td class="links"><div class="chips"><a class="chip" href="isos/linuxvillage-24.10-amd64.iso.sha512" title="linuxvillage-24.10-amd64.iso.sha512">sha512</a>"#,
-        r#"<a class="chip" href="isos/linuxvillage-24.10-amd64.iso.asc" title="linuxvillage-24.10-amd64.iso.asc">asc</a></div></td>"#,
-    )));
-    // No sidecar: a dash, and no link to files that do not exist.
-    assert!(html.contains(concat!(
-        r#"<a href="isos/linuxvillage-9-amd64.iso">linuxvillage-9-amd64.iso</a></th> "#,
-        r#"<td class="num"><span title="734,003,200 bytes">700.0 MiB</span></td> "#,
-        r#"<td><time datetime="2019-01-02">2019-01-02</time></td> <td class="links"><span class="muted">—</span></td>"#,
-    )));
-    assert!(html.contains(r#"<span title="4,700,000,000 bytes">4.4 GiB</span>"#));
+    // Each image's row, exactly: its own sidecars first, then the folder's
+    // lists that name it (by any line form; case and folder must match).
+    let size_date = |exact: &str, human: &str, date: &str| {
+        format!(
+            r#"<td class="num" data-label="Size"><span title="{exact} bytes">{human}</span></td> <td data-label="Uploaded"><time datetime="{date}">{date}</time></td>"#
+        )
+    };
+    let chip = |href: &str, title: &str, label: &str| {
+        format!(r#"<a class="chip" href="{href}" title="{title}">{label}</a>"#)
+    };
+    let verify = |chips: &[String]| {
+        if chips.is_empty() {
+            r#"<td class="links" data-label="Verify"><span class="muted">—</span></td>"#.to_owned()
+        } else {
+            format!(
+                r#"<td class="links" data-label="Verify"><div class="chips">{}</div></td>"#,
+                chips.concat()
+            )
+        }
+    };
+    let row = |href: &str, name: &str, cells: String, chips: &[String]| {
+        format!(
+            r#"<tr> <th scope="row" class="name"><a href="{href}">{name}</a></th> {cells} {} </tr>"#,
+            verify(chips)
+        )
+    };
+    let sums = chip("isos/SHA256SUMS", "SHA256SUMS", "SHA256SUMS");
+    let expected = [
+        row(
+            "isos/linuxvillage-24.04-amd64.iso",
+            "linuxvillage-24.04-amd64.iso",
+            size_date("1,536", "1.5 KiB", "2026-04-25"),
+            &[
+                chip(
+                    "isos/linuxvillage-24.04-amd64.iso.md5",
+                    "linuxvillage-24.04-amd64.iso.md5",
+                    "md5",
+                ),
+                chip(
+                    "isos/linuxvillage-24.04-amd64.iso.sha256",
+                    "linuxvillage-24.04-amd64.iso.sha256",
+                    "sha256",
+                ),
+                sums.clone(),
+            ],
+        ),
+        // Listed only as other/…: a file of another folder, not this one.
+        row(
+            "isos/linuxvillage-24.10-amd64.iso",
+            "linuxvillage-24.10-amd64.iso",
+            size_date("3,145,729", "3.0 MiB", "2026-10-09"),
+            &[
+                chip(
+                    "isos/linuxvillage-24.10-amd64.iso.sha512",
+                    "linuxvillage-24.10-amd64.iso.sha512",
+                    "sha512",
+                ),
+                chip(
+                    "isos/linuxvillage-24.10-amd64.iso.asc",
+                    "linuxvillage-24.10-amd64.iso.asc",
+                    "asc",
+                ),
+            ],
+        ),
+        // No sidecar, but a `HASH *NAME` line in SHA256SUMS.
+        row(
+            "isos/linuxvillage-9-amd64.iso",
+            "linuxvillage-9-amd64.iso",
+            size_date("734,003,200", "700.0 MiB", "2019-01-02"),
+            std::slice::from_ref(&sums),
+        ),
+        // Listed as ./my file café.iso.
+        row(
+            "isos/my%20file%20caf%C3%A9.iso",
+            "my file café.iso",
+            size_date("1,000", "1000 B", "2026-04-25"),
+            std::slice::from_ref(&sums),
+        ),
+        // Listed only as LINUXVILLAGE-10-AMD64.ISO: another name, a dash.
+        row(
+            "isos/linuxvillage-10-amd64.ISO",
+            "linuxvillage-10-amd64.ISO",
+            size_date("4,700,000,000", "4.4 GiB", "2021-06-30"),
+            &[],
+        ),
+        // A BSD line in a clear-signed CHECKSUM.
+        row(
+            "odd/a%23b%3Fc%25d.iso",
+            "a#b?c%d.iso",
+            size_date("2,048", "2.0 KiB", "2026-04-25"),
+            &[chip("odd/CHECKSUM", "CHECKSUM", "CHECKSUM")],
+        ),
+        row(
+            "latest.iso",
+            "latest.iso",
+            size_date("3,145,729", "3.0 MiB", "2026-10-09"),
+            &[],
+        ),
+    ];
+    for r in &expected {
+        assert!(html.contains(r.as_str()), "{r}\nnot in\n{html}");
+    }
     assert!(!html.contains("linuxvillage-9-amd64.iso.sha256"));
     // Folder-level checksum lists, natural order.
     assert!(html.contains(
         r#"<a class="chip" href="isos/SHA256SUMS">SHA256SUMS</a><a class="chip" href="isos/SHA256SUMS.gpg">SHA256SUMS.gpg</a>"#
     ));
+    assert!(html.contains(
+        r#"<p class="folder-sums"><span class="muted">Checksums:</span> <a class="chip" href="odd/CHECKSUM">CHECKSUM</a></p>"#
+    ));
 
-    // Groups in natural order (ROOT first), newest release first inside.
+    // ROOT first, sibling folders newest release first (descending natural
+    // order, like the images inside a folder).
     let order = [
         r#"<h2 id="group-1" class="folder">/</h2>"#,
         r#"href="latest.iso""#,
-        r#"<h2 id="group-2" class="folder">/&lt;script&gt;alert(1)&lt;</h2>"#,
+        r#"<h2 id="group-2" class="folder">/odd</h2>"#,
         r#"<h2 id="group-3" class="folder">/isos</h2>"#,
         r#">my file café.iso<"#,
         r#">linuxvillage-24.10-amd64.iso<"#,
         r#">linuxvillage-24.04-amd64.iso<"#,
         r#">linuxvillage-10-amd64.ISO<"#,
         r#">linuxvillage-9-amd64.iso<"#,
-        r#"<h2 id="group-4" class="folder">/odd</h2>"#,
+        r#"<h2 id="group-4" class="folder">/&lt;script&gt;alert(1)&lt;</h2>"#,
     ];
     let positions: Vec<usize> = order.iter().map(|n| pos(&html, n)).collect();
     assert!(
@@ -221,6 +353,83 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
 }
 
 #[test]
+fn folders_are_listed_newest_release_first_on_both_pages() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let day = local_noon(2026, 4, 25);
+    let folders = [
+        "isos/24.04",
+        "isos/9",
+        "isos/24.10",
+        "isos",
+        "isos/10",
+        "isos/24.04.1",
+        "",
+    ];
+    let mut rows = Vec::new();
+    for (i, f) in folders.iter().enumerate() {
+        let rel = if f.is_empty() {
+            "top.iso".to_owned()
+        } else {
+            format!("{f}/lv-{}.iso", f.replace('/', "-"))
+        };
+        file(&r.join(&rel), 10, day);
+        rows.push(row(&format!("/{rel}"), "2026-11", i as u64 + 1, 1, 1));
+    }
+    let snapshot = StatsSnapshot {
+        rows,
+        counts_json: "{}\n".into(),
+        servers: vec![],
+    };
+    render_all(&settings(r), &snapshot, now()).unwrap();
+    let html = squash(&read(&r.join("index.html")));
+    let expected = [
+        "/",
+        "/isos",
+        "/isos/24.10",
+        "/isos/24.04.1",
+        "/isos/24.04",
+        "/isos/10",
+        "/isos/9",
+    ];
+    let headings: Vec<String> = html
+        .match_indices(r#"class="folder">"#)
+        .map(|(i, m)| {
+            let rest = &html[i + m.len()..];
+            rest[..pos(rest, "</h2>")].to_owned()
+        })
+        .collect();
+    assert_eq!(headings, expected);
+    for (i, f) in expected.iter().enumerate() {
+        assert!(html.contains(&format!(
+            r#"<h2 id="group-{}" class="folder">{f}</h2>"#,
+            i + 1
+        )));
+    }
+    // The statistics list the files in the same order.
+    let stats = squash(&read(&r.join(".stats/index.html")));
+    let names: Vec<String> = stats
+        .match_indices(r#"<th scope="row" class="name" title=""#)
+        .map(|(i, m)| {
+            let rest = &stats[i + m.len()..];
+            rest[..pos(rest, "\"")].to_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "/top.iso",
+            "/isos/lv-isos.iso",
+            "/isos/24.10/lv-isos-24.10.iso",
+            "/isos/24.04.1/lv-isos-24.04.1.iso",
+            "/isos/24.04/lv-isos-24.04.iso",
+            "/isos/10/lv-isos-10.iso",
+            "/isos/9/lv-isos-9.iso",
+        ]
+    );
+}
+
+#[test]
 fn public_counts_show_downloads_summed_over_months() {
     let (root, _outside) = fixture();
     let mut s = settings(root.path());
@@ -232,10 +441,14 @@ fn public_counts_show_downloads_summed_over_months() {
         let start = pos(&html, &format!(">{name}</a></th>"));
         html[start..start + pos(&html[start..], "</tr>")].to_owned()
     };
-    assert!(row_of("linuxvillage-24.04-amd64.iso").ends_with(r#"<td class="num">8</td> "#));
-    assert!(row_of("linuxvillage-24.10-amd64.iso").ends_with(r#"<td class="num">10</td> "#));
-    assert!(row_of("my file café.iso").ends_with(r#"<td class="num">1</td> "#));
-    assert!(row_of("linuxvillage-9-amd64.iso").ends_with(r#"<td class="num">0</td> "#));
+    assert!(row_of("linuxvillage-24.04-amd64.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">8</td> "#));
+    assert!(row_of("linuxvillage-24.10-amd64.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">10</td> "#));
+    assert!(row_of("my file café.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">1</td> "#));
+    assert!(row_of("linuxvillage-9-amd64.iso")
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">0</td> "#));
 
     // A name that is not UTF-8: shown lossily, linked and keyed byte-exactly.
     use std::ffi::OsStr;
@@ -256,11 +469,12 @@ fn public_counts_show_downloads_summed_over_months() {
         "<a href=\"isos/caf%E9.iso\">caf\u{fffd}.iso</a></th>",
     );
     let rest = &html[start..];
-    assert!(rest[..pos(rest, "</tr>")].ends_with(r#"<td class="num">4</td> "#));
+    assert!(rest[..pos(rest, "</tr>")]
+        .ends_with(r#"<td class="num downloads" data-label="Downloads">4</td> "#));
 }
 
 #[test]
-fn stats_page_has_matrix_totals_chart_and_period() {
+fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
     let (root, _outside) = fixture();
     render_all(&settings(root.path()), &stats(), now()).unwrap();
     let html = squash(&read(&root.path().join(".stats/index.html")));
@@ -270,49 +484,152 @@ fn stats_page_has_matrix_totals_chart_and_period() {
     assert!(html.contains(r#"<span class="stat-value">25</span>"#));
     assert!(html.contains(r#"<span class="stat-value" title="3,558 bytes">3.5 KiB</span>"#));
 
-    // Files: ROOT first, then /isos newest release first (the matrix column order).
-    let files = [
-        r#"<th scope="col" class="file-col" title="/&lt;script&gt;alert(1)&lt;/script&gt;.iso"><span>script&gt;.iso</span></th>"#,
-        r#"<th scope="col" class="file-col" title="/isos/my file café.iso"><span>my file café.iso</span></th>"#,
-        r#"<th scope="col" class="file-col" title="/isos/linuxvillage-24.10-amd64.iso"><span>linuxvillage-24.10-amd64.iso</span></th>"#,
-        r#"<th scope="col" class="file-col" title="/isos/linuxvillage-24.04-amd64.iso"><span>linuxvillage-24.04-amd64.iso</span></th>"#,
-    ];
-    let p: Vec<usize> = files.iter().map(|f| pos(&html, f)).collect();
-    assert!(p.windows(2).all(|w| w[0] < w[1]));
-
-    // Months newest first, the gap month included; cells in file order, then month totals.
-    let num = |v: &str| format!(r#"<td class="num">{v}</td>"#);
-    let month_row = |m: &str, cells: [&str; 4], d: &str, r: &str, b: &str, bt: &str| {
+    // By file, whole: folders in the public page's order (/isos before
+    // /<script>alert(1)<: `i` sorts after `<`, newest first), newest release
+    // first inside; on phones each figure shows its data-label.
+    let fig = |label: &str, v: &str| format!(r#"<td class="num" data-label="{label}">{v}</td>"#);
+    let by_file_row = |folder: &str,
+                       name: &str,
+                       d: &str,
+                       bar: &str,
+                       share: &str,
+                       r: &str,
+                       b: &str,
+                       bt: &str| {
         format!(
-            r#"<tr><th scope="row">{m}</th>{}<td class="num total-col">{d}</td><td class="num">{r}</td><td class="num" title="{bt} bytes">{b}</td></tr>"#,
+            concat!(
+                r#"<tr><th scope="row" class="name"><span class="folder-prefix">{}</span>{}</th>"#,
+                r#"<td class="num downloads" data-label="Downloads">{}</td>"#,
+                r#"<td class="share" data-label="Share"><span class="share-bar" aria-hidden="true"><span style="width: {}%"></span></span>{} %</td>"#,
+                r#"{}<td class="num" data-label="Data sent" title="{} bytes">{}</td></tr> "#
+            ),
+            folder,
+            name,
+            d,
+            bar,
+            share,
+            fig("Requests", r),
+            bt,
+            b
+        )
+    };
+    let by_file = format!(
+        concat!(
+            r#"<table class="data stack by-file"> <caption>Totals per file over the whole period</caption> <thead> <tr><th scope="col">File</th>"#,
+            r#"<th scope="col" class="num">Downloads</th><th scope="col" class="share">Share</th><th scope="col" class="num">Requests</th>"#,
+            r#"<th scope="col" class="num">Data sent</th></tr> </thead> <tbody> {}{}{}{}</tbody> <tfoot> <tr><th scope="row">Total</th>"#,
+            r#"<td class="num downloads" data-label="Downloads">21</td><td class="share" data-label="Share">100 %</td>"#,
+            r#"<td class="num" data-label="Requests">25</td><td class="num" data-label="Data sent" title="3,558 bytes">3.5 KiB</td></tr> </tfoot> </table>"#
+        ),
+        by_file_row(
+            "/isos/",
+            "my file café.iso",
+            "1",
+            "10.0",
+            "4.8",
+            "1",
+            "10 B",
+            "10"
+        ),
+        by_file_row(
+            "/isos/",
+            "linuxvillage-24.10-amd64.iso",
+            "10",
+            "100.0",
+            "47.6",
+            "12",
+            "2.0 KiB",
+            "2,048"
+        ),
+        by_file_row(
+            "/isos/",
+            "linuxvillage-24.04-amd64.iso",
+            "8",
+            "80.0",
+            "38.1",
+            "10",
+            "1.5 KiB",
+            "1,500"
+        ),
+        by_file_row(
+            "/&lt;script&gt;alert(1)&lt;/",
+            "script&gt;.iso",
+            "2",
+            "20.0",
+            "9.5",
+            "2",
+            "0 B",
+            "0"
+        ),
+    );
+    assert!(html.contains(&by_file), "{by_file}\nnot in\n{html}");
+
+    // By file and month, whole: a row per file in the same order, its whole
+    // path read across, its total, then the months newest first (the gap
+    // month included, empty cells for none); the months' totals at the foot.
+    let num = |v: &str| format!(r#"<td class="num">{v}</td>"#);
+    let pivot_row = |key: &str, folder: &str, name: &str, total: &str, cells: [&str; 4]| {
+        format!(
+            r#"<tr><th scope="row" class="name" title="{key}"><span class="folder-prefix">{folder}</span>{name}</th><td class="num total-col">{total}</td>{}</tr> "#,
             cells.iter().map(|c| num(c)).collect::<String>()
         )
     };
-    let rows = [
-        month_row(
-            "2026-11",
-            ["2", "", "10", "3"],
-            "15",
-            "17",
-            "2.5 KiB",
-            "2,548",
+    let month_col = |m: &str| format!(r#"<th scope="col" class="num month-col">{m}</th>"#);
+    let pivot = format!(
+        concat!(
+            r#"<table class="data pivot" aria-describedby="pivot-note"> <thead> <tr> <th scope="col" class="corner">File</th> "#,
+            r#"<th scope="col" class="num total-col">Total</th> {}{}{}{} </tr> </thead> <tbody> {}{}{}{}</tbody> <tfoot> "#,
+            r#"<tr><th scope="row">Downloads</th><td class="num total-col">21</td>{}{}{}{}</tr> "#,
+            r#"<tr><th scope="row">Requests</th><td class="num total-col">25</td>{}{}{}{}</tr> "#,
+            r#"<tr><th scope="row">Data sent</th><td class="num total-col" title="3,558 bytes">3.5 KiB</td>"#,
+            r#"<td class="num" title="2,548 bytes">2.5 KiB</td><td class="num" title="1,000 bytes">1000 B</td>"#,
+            r#"<td class="num" title="0 bytes">0 B</td><td class="num" title="10 bytes">10 B</td></tr> </tfoot> </table>"#
         ),
-        month_row("2026-10", ["", "", "", "5"], "5", "7", "1000 B", "1,000"),
-        month_row("2026-09", ["", "", "", ""], "0", "0", "0 B", "0"),
-        month_row("2026-08", ["", "1", "", ""], "1", "1", "10 B", "10"),
-    ];
-    let p: Vec<usize> = rows.iter().map(|r| pos(&html, r)).collect();
-    assert!(p.windows(2).all(|w| w[0] < w[1]));
-    assert!(html.contains(concat!(
-        r#"<tfoot> <tr><th scope="row">Total</th><td class="num">2</td><td class="num">1</td><td class="num">10</td><td class="num">8</td>"#,
-        r#"<td class="num total-col">21</td><td class="num">25</td><td class="num" title="3,558 bytes">3.5 KiB</td></tr>"#,
-    )));
-    // Per-file totals with requests and bytes beside the downloads.
-    assert!(html.contains(concat!(
-        r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>linuxvillage-24.04-amd64.iso</th>"#,
-        r#"<td class="num">8</td><td class="share"><span class="share-bar" aria-hidden="true"><span style="width: 80.0%"></span></span>38.1 %</td>"#,
-        r#"<td class="num">10</td><td class="num" title="1,500 bytes">1.5 KiB</td></tr>"#,
-    )));
+        month_col("2026-11"),
+        month_col("2026-10"),
+        month_col("2026-09"),
+        month_col("2026-08"),
+        pivot_row(
+            "/isos/my file café.iso",
+            "/isos/",
+            "my file café.iso",
+            "1",
+            ["", "", "", "1"]
+        ),
+        pivot_row(
+            "/isos/linuxvillage-24.10-amd64.iso",
+            "/isos/",
+            "linuxvillage-24.10-amd64.iso",
+            "10",
+            ["10", "", "", ""]
+        ),
+        pivot_row(
+            "/isos/linuxvillage-24.04-amd64.iso",
+            "/isos/",
+            "linuxvillage-24.04-amd64.iso",
+            "8",
+            ["3", "5", "", ""]
+        ),
+        pivot_row(
+            "/&lt;script&gt;alert(1)&lt;/script&gt;.iso",
+            "/&lt;script&gt;alert(1)&lt;/",
+            "script&gt;.iso",
+            "2",
+            ["2", "", "", ""]
+        ),
+        num("15"),
+        num("5"),
+        num("0"),
+        num("1"),
+        num("17"),
+        num("7"),
+        num("0"),
+        num("1"),
+    );
+    assert!(html.contains(&pivot), "{pivot}\nnot in\n{html}");
+    assert!(html.contains(r#"<h2 id="months-heading">By file and month</h2>"#));
+    // No name is turned on its side any more.
+    assert!(!html.contains("file-col"));
     // The chart: accessible inline SVG, one bar per month, oldest first.
     assert!(html.contains(r#"<svg class="chart-wide" viewBox="0 0 960 280" role="img" aria-labelledby="chart-title-wide chart-desc-wide">"#));
     assert!(html.contains(r#"<svg class="chart-narrow" viewBox="0 0 360 240" role="img" aria-labelledby="chart-title-narrow chart-desc-narrow">"#));
@@ -761,6 +1078,59 @@ fn big_fixture(root: &Path) -> StatsSnapshot {
     }
 }
 
+/// A release tree of 50 images for the browser test's file × month table:
+/// ten release folders of five images with long names, each folder with its
+/// `SHA256SUMS`, and 24 months of counts.
+fn fifty_fixture(root: &Path) -> StatsSnapshot {
+    let versions = [
+        "21.04", "21.10", "22.04", "22.10", "23.04", "23.10", "24.04", "24.10", "25.04", "25.10",
+    ];
+    let flavours = [
+        "desktop-amd64",
+        "server-amd64",
+        "server-arm64",
+        "netinst-amd64",
+        "live-i386",
+    ];
+    let mut rows = Vec::new();
+    for (v, version) in versions.iter().enumerate() {
+        let mut sums = String::new();
+        for (f, flavour) in flavours.iter().enumerate() {
+            let i = (v * flavours.len() + f) as u64;
+            let name = format!("linuxvillage-{version}-{flavour}.iso");
+            let rel = format!("releases/{version}/{name}");
+            file(
+                &root.join(&rel),
+                800_000_000 + i * 91_234_567,
+                local_noon(2021 + v as i32 / 2, 4 + 6 * (v as u32 % 2), 20 + f as u32),
+            );
+            sums.push_str(&format!("{}  {name}\n", hex64(i as u32)));
+            for m in 0..24u64 {
+                let ym = 2024 * 12 + 11 + m;
+                let (y, mo) = (ym / 12, ym % 12 + 1);
+                let d = (i * 37 + m * 13) % 211 + i * 40 + m * 3;
+                rows.push(row(
+                    &format!("/{rel}"),
+                    &format!("{y}-{mo:02}"),
+                    d,
+                    d + d / 4,
+                    d * 1_200_000_000,
+                ));
+            }
+        }
+        text_file(
+            &root.join(format!("releases/{version}/SHA256SUMS")),
+            &sums,
+            local_noon(2025, 11, 1),
+        );
+    }
+    StatsSnapshot {
+        rows,
+        counts_json: "{}\n".into(),
+        servers: vec![],
+    }
+}
+
 /// `cargo test --release --lib render::tests::bench_render -- --ignored --nocapture`
 #[test]
 #[ignore = "benchmark: run explicitly in release mode"]
@@ -787,8 +1157,9 @@ fn bench_render() {
     );
 }
 
-/// Renders the fixture into `$DLCOUNT_RENDER_DIR/{small,big}` for the browser
-/// test: `DLCOUNT_RENDER_DIR=/tmp/x cargo test --lib render::tests::write_fixture_pages -- --ignored`.
+/// Renders the fixtures into `$DLCOUNT_RENDER_DIR/{small,fifty,big}` for the
+/// browser test, with each one's grand total in `NAME.total`:
+/// `DLCOUNT_RENDER_DIR=/tmp/x cargo test --release --lib render::tests::write_fixture_pages -- --ignored`.
 #[test]
 #[ignore = "helper for tests/browser/screenshot.sh"]
 fn write_fixture_pages() {
@@ -821,6 +1192,15 @@ fn write_fixture_pages() {
     render_all(&settings(&out), &stats, now()).unwrap();
     let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("big.total"), format::grouped(total)).unwrap();
+    let out = dir.join("fifty");
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out).unwrap();
+    let stats = fifty_fixture(&out);
+    let mut s = settings(&out);
+    s.public_counts = true;
+    render_all(&s, &stats, now()).unwrap();
+    let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
+    fs::write(dir.join("fifty.total"), format::grouped(total)).unwrap();
     let total: u64 = st.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("small.total"), format::grouped(total)).unwrap();
 }
@@ -868,9 +1248,9 @@ fn the_statistics_show_servers_only_when_several_counted() {
     render_all(&settings(root.path()), &two, now()).unwrap();
     let html = squash(&read(&root.path().join(".stats/index.html")));
     assert!(html.contains(concat!(
-        r#"<tr><th scope="row" class="name">mirror-a</th><td class="num">9</td><td class="num">11</td>"#,
-        r#"<td class="num" title="2,048 bytes">2.0 KiB</td></tr> "#,
-        r#"<tr><th scope="row" class="name">mirror-b</th><td class="num">2</td><td class="num">3</td>"#,
-        r#"<td class="num" title="1,024 bytes">1.0 KiB</td></tr>"#,
+        r#"<tr><th scope="row" class="name">mirror-a</th><td class="num downloads" data-label="Downloads">9</td><td class="num" data-label="Requests">11</td>"#,
+        r#"<td class="num" data-label="Data sent" title="2,048 bytes">2.0 KiB</td></tr> "#,
+        r#"<tr><th scope="row" class="name">mirror-b</th><td class="num downloads" data-label="Downloads">2</td><td class="num" data-label="Requests">3</td>"#,
+        r#"<td class="num" data-label="Data sent" title="1,024 bytes">1.0 KiB</td></tr>"#,
     )), "{html}");
 }

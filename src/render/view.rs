@@ -7,7 +7,7 @@
 //! sum of either).
 
 use super::format::{grouped, href_for, human_size};
-use super::natsort::natural_cmp;
+use super::natsort::{folder_cmp, natural_cmp};
 use super::scan::Folder;
 use super::{FileMonth, PageSettings};
 use crate::classify::path_key;
@@ -48,6 +48,8 @@ pub struct IsoView {
     pub date: String,
     /// Downloads over all months; only filled with `--public-counts`.
     pub downloads: Option<u64>,
+    /// Its own checksum and signature files (label: the extension), then the
+    /// folder's checksum lists that name it (label: the list's name).
     pub links: Vec<LinkView>,
 }
 
@@ -80,13 +82,18 @@ pub struct FileView {
     pub share: f64,
     /// Downloads relative to the most downloaded file, percent (bar length).
     pub bar: f64,
+    /// Downloads per month in [`StatsView::months`] order (newest first),
+    /// pre-formatted like [`MonthView::cells`]: a row of the file × month table.
+    pub cells: Vec<String>,
 }
 
 #[derive(Serialize)]
 pub struct MonthView {
     pub month: String,
     /// Downloads per file in [`StatsView::files`] order, pre-formatted
-    /// (`1,234`; empty when there were none) to keep big tables fast.
+    /// (`1,234`; empty when there were none) to keep big tables fast. The
+    /// default page shows the same figures by file ([`FileView::cells`]);
+    /// these stay for override templates laid out month by month.
     pub cells: Vec<String>,
     pub downloads: u64,
     pub requests: u64,
@@ -230,6 +237,7 @@ pub fn public(
                             .sidecars
                             .iter()
                             .map(|(ext, n)| link(&f.rel, ext, n))
+                            .chain(iso.lists.iter().map(|n| link(&f.rel, &lossy(n), n)))
                             .collect(),
                     }
                 })
@@ -246,12 +254,15 @@ pub fn public(
 }
 
 /// Order of files on the statistics page: like the public page, folders in
-/// ascending natural order, newest release first inside a folder.
+/// [`folder_cmp`] order (ROOT first, newest release first), newest release
+/// first inside a folder.
 fn file_order(a: &str, b: &str) -> std::cmp::Ordering {
     let (da, na) = a.rsplit_once('/').unwrap_or(("", a));
     let (db, nb) = b.rsplit_once('/').unwrap_or(("", b));
-    natural_cmp(da.as_bytes(), db.as_bytes())
-        .then_with(|| natural_cmp(nb.as_bytes(), na.as_bytes()))
+    fn folder(d: &str) -> &[u8] {
+        d.strip_prefix('/').unwrap_or(d).as_bytes()
+    }
+    folder_cmp(folder(da), folder(db)).then_with(|| natural_cmp(nb.as_bytes(), na.as_bytes()))
 }
 
 fn parse_month(m: &str) -> Option<(i32, u32)> {
@@ -308,6 +319,7 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
                 bytes: 0,
                 share: 0.0,
                 bar: 0.0,
+                cells: Vec::new(),
             }
         })
         .collect();
@@ -354,10 +366,16 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
             *t = t.saturating_add(r.bytes);
         }
     }
+    let cell = |n: u64| if n == 0 { String::new() } else { grouped(n) };
     for (mi, mv) in month_views.iter_mut().enumerate() {
         mv.cells = cells[mi * keys.len()..(mi + 1) * keys.len()]
             .iter()
-            .map(|&n| if n == 0 { String::new() } else { grouped(n) })
+            .map(|&n| cell(n))
+            .collect();
+    }
+    for (fi, f) in files.iter_mut().enumerate() {
+        f.cells = (0..months.len())
+            .map(|mi| cell(cells[mi * keys.len() + fi]))
             .collect();
     }
     let top = files.iter().map(|f| f.downloads).max().unwrap_or(0);

@@ -6,13 +6,24 @@
 # Renders the fixture pages into DIR (default: a fresh temp dir) with the
 # ignored test helper `render::tests::write_fixture_pages`, serves DIR on
 # 127.0.0.1 with python3's http.server (as Apache would serve ROOT), and for
-# both pages of a small fixture and a big one (200 images, 10 years):
+# both pages of a small fixture, one of 50 images in 10 release folders (24
+# months) and a big one (200 images, 10 years):
 #   - loads the page, asserts no console messages and that the DOM holds the
 #     expected grand total,
 #   - asserts the page asked the server for nothing but itself and loads
 #     nothing external (no scripts, stylesheets or remote images),
+#   - measures the page at 390 and 1280 px wide (tests/browser/measure.html
+#     loads it in an iframe of that width and measures it with JavaScript):
+#     the document is no wider than the screen, and every cell of the public
+#     listing (Verify included), every figure of the statistics' by-file
+#     table, and each file's name and total in the file × month table lie
+#     within the screen and within any box that clips or scrolls them, their
+#     text not overflowing them; the file × month table shows each file's
+#     whole path read across (no rotated or cut names); the number of cells
+#     checked is exact,
 #   - saves screenshots (desktop 1280x900, phone 390x844, desktop dark) to
-#     tests/artifacts/.
+#     tests/artifacts/, for the statistics pages also at the by-file table
+#     and the file × month table (…-files, …-pivot).
 # Installs chromium with apt when it is missing and we are root.
 # Prints TAP-like "ok - …"/"not ok - …" lines and "N passed, M failed".
 set -u
@@ -56,7 +67,7 @@ trap cleanup EXIT
 
 out=${1:-$work/pages}
 mkdir -p "$out"
-if DLCOUNT_RENDER_DIR="$out" cargo test --quiet --lib render::tests::write_fixture_pages -- --ignored >"$work/cargo.log" 2>&1; then
+if DLCOUNT_RENDER_DIR="$out" cargo test --release --quiet --lib render::tests::write_fixture_pages -- --ignored >"$work/cargo.log" 2>&1; then
     ok "fixture pages rendered into $out"
 else
     not_ok "fixture pages rendered (see below)"
@@ -120,12 +131,69 @@ page_test() { # page_test NAME URL_PATH EXPECTED_TEXT
     check "$name: dark screenshot" test -s "$artifacts/$name-dark.png"
 }
 
+cp tests/browser/measure.html "$out/measure.html"
+# layout_test NAME URL_PATH WIDTH GROUP=COUNT...: measures the page at WIDTH
+# px; each GROUP must pass with exactly COUNT elements checked, the viewport
+# and the document's width always.
+layout_test() {
+    local name=$1 path=$2 width=$3
+    shift 3
+    local dom="$work/$name-$width.measure"
+    chrome_run "$work/$name-$width.measure.err" --window-size=1400,1000 \
+        --dump-dom "$base/measure.html?page=/$path&width=$width" >"$dom"
+    # The lines of <pre id="out" data-done="1">…</pre>.
+    sed -n '/<pre id="out"/,/<\/pre>/p' "$dom" | sed 's/<[^>]*>//g' >"$dom.lines"
+    check "$name at ${width}px: measured" grep -q 'data-done="1"' "$dom"
+    check "$name at ${width}px: viewport is $width px" grep -qx "PASS viewport n=$width" "$dom.lines"
+    check "$name at ${width}px: document no wider than the screen" grep -q '^PASS document ' "$dom.lines"
+    local g what
+    for g in "$@"; do
+        case ${g%%=*} in
+        pivot-months) what="month headings read across" ;;
+        pivot-names) what="file names whole, read across, within the screen" ;;
+        *) what="${g%%=*} cells within the screen" ;;
+        esac
+        check "$name at ${width}px: $what (${g#*=} checked)" grep -qx "PASS ${g%%=*} n=${g#*=}" "$dom.lines"
+    done
+    if grep -q '^FAIL' "$dom.lines"; then grep '^FAIL' "$dom.lines" | sed 's/^/#   /'; fi
+}
+# anchor_shots NAME URL_PATH: screenshots scrolled to the by-file and the file ×
+# month tables, through measure.html (a page opened at #id comes out blank).
+anchor_shots() {
+    local name=$1 path=$2 w size table
+    for w in phone:390,844 desktop:1280,900; do
+        size=${w#*:}
+        for table in files:files-heading pivot:months-heading; do
+            chrome_run "$work/$name.shot.err" --window-size="$size" \
+                --screenshot="$artifacts/$name-${w%%:*}-${table%%:*}.png" \
+                "$base/measure.html?page=/$path&width=${size%,*}&height=${size#*,}&scroll=${table#*:}" >/dev/null
+        done
+        check "$name: ${w%%:*} screenshots of the tables" \
+            test -s "$artifacts/$name-${w%%:*}-files.png" -a -s "$artifacts/$name-${w%%:*}-pivot.png"
+    done
+}
+
 small_total=$(cat "$out/small.total")
+fifty_total=$(cat "$out/fifty.total")
 big_total=$(cat "$out/big.total")
 page_test public-small small/index.html 'linuxvillage-24.04-amd64.iso'
 page_test stats-small small/.stats/index.html "id=\"grand-total\">$small_total<"
+page_test public-fifty fifty/index.html 'linuxvillage-25.10-desktop-amd64.iso'
+page_test stats-fifty fifty/.stats/index.html "id=\"grand-total\">$fifty_total<"
 page_test public-big big/index.html 'distro-29.9-amd64.iso'
 page_test stats-big big/.stats/index.html "id=\"grand-total\">$big_total<"
+anchor_shots stats-small small/.stats/index.html
+anchor_shots stats-fifty fifty/.stats/index.html
+# Cells: public 8 images × (name + 4 cells) with --public-counts, 50 × 5, 200 × 4;
+# by-file: files × (name + 4 figures) + the 4 totals.
+for w in 390 1280; do
+    layout_test public-small small/index.html $w public-cells=40 verify=8
+    layout_test stats-small small/.stats/index.html $w by-file=24 pivot-names=4 pivot-totals=4 pivot-months=23
+    layout_test public-fifty fifty/index.html $w public-cells=250 verify=50
+    layout_test stats-fifty fifty/.stats/index.html $w by-file=254 pivot-names=50 pivot-totals=50 pivot-months=24
+    layout_test public-big big/index.html $w public-cells=800 verify=200
+    layout_test stats-big big/.stats/index.html $w by-file=1004 pivot-names=200 pivot-totals=200 pivot-months=120
+done
 check "stats-small: chart is an accessible inline SVG" grep -q '<svg[^>]*role="img"' "$work/stats-small.html"
 check "stats-small: hostile name stays text" bash -c "grep -qF 'script&gt;.iso' '$work/public-small.html' && ! grep -q '<script' '$work/public-small.html'"
 echo "# screenshots: $artifacts"

@@ -104,6 +104,8 @@ cases! {
     counting_rules,
     nginx_combined,
     nginx_json_escape,
+    nginx_json_real,
+    nginx_real_lines,
     nginx_start_day,
     request_line_words,
     resumed_download,
