@@ -1,5 +1,6 @@
 //! The database unavailable for longer than `--max-pending` lasts (another
-//! process holding SQLite's write lock): lines past the bound, and at
+//! process holding SQLite's write lock; PostgreSQL behind a connection that
+//! is cut): lines past the bound, and at
 //! SIGTERM and EOF all that is held, go to the outage queue on local disk —
 //! hashed, no address in any form — across logger restarts, and are counted
 //! exactly once when the database can be written again; a torn last record
@@ -356,4 +357,137 @@ fn without_the_secret_lines_past_the_bound_are_dropped_and_counted() {
     assert!(dropped > 0, "{err}");
     assert_eq!(counted - 1 + dropped, 2999, "{err}");
     assert_eq!(site.report(), figures(counted, counted));
+}
+
+/// A TCP forwarder between the logger and PostgreSQL that can be cut: then
+/// every connection through it is shut down and new ones are closed at once,
+/// as a server that went away (and is not even listening) looks.
+struct Proxy {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    down: bool,
+    open: Vec<std::net::TcpStream>,
+}
+
+impl Proxy {
+    fn start(target: std::net::SocketAddr) -> Proxy {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state: std::sync::Arc<std::sync::Mutex<ProxyState>> = Default::default();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut st = shared.lock().unwrap();
+                let server = if st.down {
+                    None
+                } else {
+                    TcpStream::connect(target).ok()
+                };
+                let Some(server) = server else {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                st.open.extend([client, server]);
+            }
+        });
+        Proxy { port, state }
+    }
+
+    fn cut(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.down = true;
+        for s in st.open.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.state.lock().unwrap().down = false;
+    }
+}
+
+/// `url` (`…@HOST:PORT/…`) through the proxy on `port`, and the address it named.
+fn through(url: &str, port: u16) -> (String, std::net::SocketAddr) {
+    let at = url.rfind('@').unwrap() + 1;
+    let end = at + url[at..].find('/').unwrap();
+    let target: std::net::SocketAddr = url[at..end].parse().unwrap();
+    (
+        format!("{}127.0.0.1:{port}{}", &url[..at], &url[end..]),
+        target,
+    )
+}
+
+/// Issue 13, item 5 on PostgreSQL (needs `DLCOUNT_TEST_PG`, see `store`):
+/// the server unreachable while a logger holds a full memory bound, gets
+/// SIGTERM and then EOF, and while the next logger starts (it has never
+/// reached the server: the secret comes from the copy in the state
+/// directory) and ends; once the server answers, the next logger counts
+/// everything exactly once. Nothing in the state directory holds an address.
+#[test]
+fn postgres_unreachable_across_a_graceful_restart_loses_nothing() {
+    use super::store::{Backend, Db};
+    const VISITORS: u32 = 2500;
+    let Some(mut db) = Db::new(Backend::Postgres) else {
+        return;
+    };
+    let (_, target) = through(&db.arg, 0);
+    let proxy = Proxy::start(target);
+    db.arg = through(&db.arg, proxy.port).0;
+    let report = |db: &Db| -> serde_json::Value {
+        let out = db.cmd(&["report", "--json", "--detail"]).output().unwrap();
+        super::assert_succeeded(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let args = ["--max-pending", "1000", "--server", "a"];
+    let mut old = db.spawn_pipe(&args);
+    old.write(lines(0..1, VISITORS).as_bytes());
+    wait_until("the first line is committed", || {
+        // (`report` fails until the logger has made the schema.)
+        let out = db.cmd(&["report", "--json", "--detail"]).output().unwrap();
+        out.status.success()
+            && super::total(&serde_json::from_slice(&out.stdout).unwrap(), "requests") == 1
+    });
+    proxy.cut();
+    old.write(lines(1..3000, VISITORS).as_bytes());
+    wait_until("lines past the bound go to the outage queue", || {
+        old.stderr().contains("to the outage queue")
+    });
+    old.signal(Signal::SIGTERM);
+    let mut new = db.spawn_pipe(&args);
+    old.write(lines(3000..3500, VISITORS).as_bytes());
+    new.write(lines(3500..6000, VISITORS).as_bytes());
+    let old_err = finish_within(old, Duration::from_secs(40));
+    wait_until("the new logger queues too", || {
+        new.stderr().contains("to the outage queue")
+    });
+    let new_err = finish_within(new, Duration::from_secs(40));
+    let queued = figure_before(&old_err, " written to the outage queue")
+        + figure_before(&new_err, " written to the outage queue");
+    assert_eq!(queued, 5999, "{old_err}\n{new_err}");
+    let site = &db.site;
+    assert_no_address(site, VISITORS);
+    proxy.restore();
+    let (code, err) = db.pipe_all(b"", &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(", 5999 from the outage queue (5999 counted, 2499 new downloads)"),
+        "{err}"
+    );
+    assert_eq!(report(&db), figures(u64::from(VISITORS), 6000));
+    assert!(queue_files(site).is_empty(), "{err}");
 }
