@@ -80,8 +80,17 @@ pub fn run(args: &PipeArgs) -> i32 {
             fix.advice()
         ));
     }
+    let queue_dir = crate::queue::dir_for(settings.db.local_dir());
+    if queue_dir.is_dir() && !writable(&queue_dir) {
+        problems.push(format!(
+            "the outage queue {} is not writable: lines kept there could not be counted and deleted {}",
+            queue_dir.display(),
+            fix.advice()
+        ));
+    }
     check_root(&settings, &fix, &mut problems);
     let spooled = spool::spool_files(&spool_dir).unwrap_or_default();
+    let queued = crate::queue::waiting_files(settings.db.local_dir());
     if !problems.is_empty() {
         report(&problems);
         return 1;
@@ -98,6 +107,20 @@ pub fn run(args: &PipeArgs) -> i32 {
             spooled.len(),
             bytes.div_ceil(1024),
             spool_dir.display()
+        );
+    }
+    if !queued.is_empty() {
+        let bytes: u64 = queued
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "dlcount: check: {} outage queue file(s) ({} KiB) in {} wait to be counted: a logger \
+             counts them once the database can be written (the error log says what it finds)",
+            queued.len(),
+            bytes.div_ceil(1024),
+            queue_dir.display()
         );
     }
     // The verdict last: the installer shows the last line.

@@ -56,7 +56,7 @@ pub struct DbArgs {
     /// Database: an SQLite file, or postgres://USER@HOST:PORT/DBNAME for one shared PostgreSQL (add ?sslmode=require for TLS) [default: /var/lib/dlcount/dlcount.sqlite]
     #[arg(long, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
-    /// CA certificate file that PostgreSQL's server certificate must chain to (for sslmode=require and up) [default: the system's roots]
+    /// CA certificate file (PEM) that PostgreSQL's server certificate must chain to: with it, sslmode=prefer/require verify the chain; verify-ca and verify-full always do [default for verify-ca/verify-full: the system's roots]
     #[arg(long, value_name = "FILE")]
     pub pg_ca_file: Option<PathBuf>,
     /// With PostgreSQL: the local directory for what must stay on this machine (the spool) [default: /var/lib/dlcount]

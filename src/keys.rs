@@ -1,5 +1,6 @@
 //! Keyed hashing of client addresses: the only form in which they reach the
-//! disk, and only after the store re-keys them per day (see below).
+//! disk, and only after the store re-keys them per day (see below) — or,
+//! while the database cannot take them, encrypted in the outage queue.
 //!
 //! A visitor key is BLAKE3 keyed with the database's 32-byte secret over
 //! (client, normalised path, day). A line's fingerprint — its **identity**,
@@ -16,7 +17,10 @@
 //! inputs) with the [`DayKey`] of the line's day, a random 32-byte key kept
 //! only while the day is open and deleted when it closes, so
 //! what a closed day left behind (free pages, backups) no longer matches
-//! anything the secret and the old log can recompute.
+//! anything the secret and the old log can recompute. The one other place
+//! they are written is the outage queue (`queue`), which keeps them only
+//! until the database takes them, encrypted with a key of each file that is
+//! overwritten before the file is deleted, for the same reason.
 //!
 //! Invariant: the same secret gives the same keys on any thread, so the
 //! reading thread may hash (spreading the work over both cores) and the
@@ -39,6 +43,23 @@ impl std::fmt::Debug for KeyHasher {
         write!(f, "KeyHasher({:016x})", self.id)
     }
 }
+
+/// Every secret-keyed hash the store may need of one counted line, made
+/// while its raw fields are still at hand, so that they can be dropped: the
+/// visitor key, the line's fingerprint for each of the [`SETS`] identity
+/// sets a day may have (indexed by the set's `logformat::identity` bits; a
+/// day's set is decided in the database when the line is applied, and may
+/// name fields the line lacks, hashed as empty), and schema 1's fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LineKeys {
+    pub visitor: i64,
+    pub line: [i64; SETS],
+    pub line_v1: i64,
+}
+
+/// How many identity sets there are: every combination of the optional
+/// fields and the server (`identity::ALL | identity::SERVER`, plus one).
+pub const SETS: usize = (identity::ALL | identity::SERVER) as usize + 1;
 
 /// Scratch space reused between hashes so the hot loop does not allocate.
 #[derive(Default, Debug, Clone)]
@@ -68,7 +89,8 @@ impl KeyHasher {
         }
     }
 
-    /// The secret itself, to compare with the database's.
+    /// The secret itself, to compare with the database's, and for the
+    /// local copy the outage queue keeps (see `queue`).
     pub fn secret(&self) -> &[u8; 32] {
         &self.secret
     }
@@ -130,6 +152,19 @@ impl KeyHasher {
             buf.extend_from_slice(f.server);
         }
         first8(blake3::keyed_hash(&self.secret, buf))
+    }
+
+    /// All of a line's keys ([`LineKeys`]), given its visitor key.
+    pub fn line_keys(&self, s: &mut Scratch, visitor: i64, f: &LineFields<'_>) -> LineKeys {
+        let mut keys = LineKeys {
+            visitor,
+            line: [0; SETS],
+            line_v1: self.line_v1(s, visitor, f),
+        };
+        for (set, key) in keys.line.iter_mut().enumerate() {
+            *key = self.line(s, visitor, f, set as u8);
+        }
+        keys
     }
 
     /// Schema 1's fingerprint (visitor, method, status, bytes, `%t`), still

@@ -11,7 +11,8 @@
 //!
 //! [`app`] is the entry point; [`pipe`] and [`import`] are the two sources
 //! ([`spool`] keeps the pipe's lines while the configuration is unusable and
-//! feeds them to the same path later); [`check`] validates a configuration;
+//! feeds them to the same path later; [`queue`] keeps its counted lines,
+//! hashed, while the database cannot take them); [`check`] validates a configuration;
 //! [`generate`] writes the man pages and completions for the package.
 //!
 //! Tested building blocks of the statistics and nginx work, not yet wired
@@ -39,6 +40,7 @@ pub mod migrate;
 pub mod pages;
 pub mod pipe;
 pub mod privs;
+pub mod queue;
 pub mod referer;
 pub mod render;
 pub mod report;

@@ -44,8 +44,13 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
     let (rows, server_rows) = if absent {
         (Vec::new(), Vec::new())
     } else {
-        let store = Store::open_read(db)?;
-        (store.monthly()?, store.by_server()?)
+        match Store::open_read(db) {
+            Ok(store) => (store.monthly()?, store.by_server()?),
+            // A PostgreSQL database whose tables the first logger has not
+            // made yet is as empty as an SQLite file not created yet.
+            Err(e) if e.is::<crate::store::postgres::NoSchema>() => (Vec::new(), Vec::new()),
+            Err(e) => return Err(e),
+        }
     };
     let mut servers: std::collections::BTreeMap<String, render::ServerTotal> = Default::default();
     for r in server_rows {

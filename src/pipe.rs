@@ -24,9 +24,21 @@
 //! far beyond any real download server, such as `cat` of a big log): it
 //! waits for room under [`HEALTHY_IN_FLIGHT`], so memory stays flat and
 //! nothing is lost. Otherwise — locked by another writer, read-only, disk
-//! full — it keeps reading and holds up to the bound; batches past the bound
-//! lose their counted lines (counted and reported; `import` of the access
-//! log recovers them). Apache is never blocked by an outage.
+//! full, a server down — it keeps reading and holds up to the bound; the
+//! counted lines of batches past the bound go to the outage queue's spill
+//! thread (`queue`), which hashes them and writes them to local disk (the
+//! reader waits for it only while it makes progress, as many lines again
+//! on their way there at most), and are dropped only when that cannot keep
+//! them (no secret known, the queue full or failing: counted and reported;
+//! `import` of the access log recovers them). Apache is never blocked by
+//! an outage.
+//!
+//! The owner keeps what it holds on disk too when SIGTERM or EOF comes
+//! while the database fails (the logger may be killed soon after, and Apache
+//! waits for nobody), and replays the queue — this logger's and earlier
+//! ones' — whenever the database answers: at the start, when it is
+//! writable again, and now and then; one group commit at a time between
+//! the live ones, and at EOF for at most [`REPLAY_AT_EXIT`].
 //!
 //! Invariants of the owner:
 //! - **Only what is in the database at the path counts.** It remembers the
@@ -60,6 +72,7 @@ use crate::classify::Classifier;
 use crate::config::DbTarget;
 use crate::config::Settings;
 use crate::logformat::Reject;
+use crate::queue::{Queue, SpillSender};
 use crate::source::{Backpressure, Item, Source, Stop};
 use crate::store::{ApplyStats, Mark, Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
@@ -74,8 +87,13 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 256 * 1024;
 /// At most one message per kind of trouble in this interval (Apache's error log is shared).
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// After EOF, how long to keep retrying a database that cannot be written.
+/// After EOF, how long to keep retrying a database that cannot be written,
+/// for the held lines the outage queue cannot keep (no secret known, the
+/// queue failing, the disk full) and those committed to a file not yet
+/// seen at the path; all others go to the queue at once.
 const EOF_RETRY: Duration = Duration::from_secs(30);
+/// After EOF, how long the replay of the outage queue may go on.
+const REPLAY_AT_EXIT: Duration = Duration::from_secs(30);
 /// The reader hands lines over at most this long after the first of them arrived…
 const HANDOVER_DELAY: Duration = Duration::from_millis(100);
 /// …or as soon as this many counted lines (or lines at all) have collected.
@@ -158,6 +176,8 @@ struct Flow {
     limit: usize,
     /// The reader hands a batch over at this many counted lines, well under both limits.
     handover_hits: usize,
+    /// Where lines past `limit` go while the database is not healthy.
+    spill: Option<SpillSender>,
     /// What the reader may do when the queue is full (see [`Flow::admit`]).
     backpressure: Backpressure,
     /// Set when the logger is told to stop (a source that waits for room stops waiting).
@@ -225,9 +245,12 @@ impl Flow {
             if !wait {
                 // Never wait on a database not known to be healthy: Apache
                 // would block on the full pipe (nginx drops what its socket
-                // cannot queue). Past the bound the counted lines are
+                // cannot queue). Past the bound the counted lines go to the
+                // outage queue, or, when even the way there is full, are
                 // dropped (counted, reported, recoverable by import).
-                batch.drop_hits();
+                if !self.spill.as_ref().is_some_and(|s| s.try_send(batch)) {
+                    batch.drop_hits();
+                }
                 return;
             }
             // Healthy and merely slower than a flood (or a file, which
@@ -268,6 +291,7 @@ pub fn run_source(
         recovery: source.recovery(),
     };
     let hasher_slot = Arc::new(std::sync::OnceLock::new());
+    let queue = Queue::start(&settings.db, settings.retention_days, settings.max_pending);
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
         .with_server(&settings.server)
         .with_hasher(Arc::clone(&hasher_slot));
@@ -279,6 +303,7 @@ pub fn run_source(
         healthy_limit: HEALTHY_IN_FLIGHT.min(settings.max_pending),
         limit: settings.max_pending,
         handover_hits: HANDOVER_HITS.min(settings.max_pending / 4).max(1),
+        spill: Some(queue.sender()),
         backpressure: source.backpressure(),
         stop,
     });
@@ -287,7 +312,7 @@ pub fn run_source(
         .name("reader".into())
         .spawn(move || read_input(source, processor, tx, &reader_flow))
         .expect("spawn reader thread");
-    let mut owner = Owner::new(settings, pages, flow, hasher_slot, info);
+    let mut owner = Owner::new(settings, pages, flow, hasher_slot, queue, info);
     let code = owner.run(rx);
     drop(reader);
     code
@@ -545,20 +570,20 @@ fn enlarge_pipe(stdin: &std::fs::File) {
 }
 
 /// Rate limiter for stderr messages.
-struct Throttle {
+pub(crate) struct Throttle {
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl Throttle {
-    fn new() -> Throttle {
+    pub(crate) fn new() -> Throttle {
         Throttle {
             last: None,
             suppressed: 0,
         }
     }
 
-    fn say(&mut self, msg: &str) {
+    pub(crate) fn say(&mut self, msg: &str) {
         let now = Instant::now();
         if self
             .last
@@ -665,6 +690,8 @@ struct Owner<'a> {
     settings: &'a Settings,
     flow: Arc<Flow>,
     hasher_slot: Arc<std::sync::OnceLock<crate::keys::KeyHasher>>,
+    /// Lines kept on disk while the database fails, and their replay.
+    queue: Queue,
     pages: Option<&'a dyn PageTrigger>,
     store: Option<Store>,
     /// The database file the lines go into (kept while the store is closed
@@ -709,6 +736,7 @@ impl<'a> Owner<'a> {
         pages: Option<&'a dyn PageTrigger>,
         flow: Arc<Flow>,
         hasher_slot: Arc<std::sync::OnceLock<crate::keys::KeyHasher>>,
+        queue: Queue,
         info: SourceInfo,
     ) -> Owner<'a> {
         let today = chrono::Local::now().date_naive();
@@ -716,6 +744,7 @@ impl<'a> Owner<'a> {
             settings,
             flow,
             hasher_slot,
+            queue,
             pages,
             store: None,
             db_file: None,
@@ -767,6 +796,12 @@ impl<'a> Owner<'a> {
                 None => TICK,
             }
             .min(LOOK);
+            // A replay under way goes on as soon as nothing else is to do.
+            let wait = if self.replay_ready() {
+                Duration::ZERO
+            } else {
+                wait
+            };
             let mut interrupted = false;
             let mut commit_now = false;
             let first = if eof_at.is_some() {
@@ -805,6 +840,13 @@ impl<'a> Owner<'a> {
                     Msg::Interrupt => interrupted = true,
                 }
             }
+            // The end is near and the database fails: what is held goes to
+            // disk at once (under systemd the logger may be killed right
+            // after Apache exits), not after another wait for the database.
+            let ending = terminating || eof_at.is_some() || interrupted;
+            if ending && self.flow.failing.load(Ordering::Acquire) {
+                self.spill_pending();
+            }
             let now = Instant::now();
             let due = commit_now
                 || eof_at.is_some()
@@ -813,16 +855,32 @@ impl<'a> Owner<'a> {
                 || self.commit_due().is_some_and(|d| now >= d);
             if !self.idle() && due && now >= self.next_retry {
                 self.flush();
+                if ending && self.flow.failing.load(Ordering::Acquire) {
+                    self.spill_pending();
+                }
+            }
+            // Not once input has ended with the database failing: then the
+            // logger exits now, and the next one replays.
+            let gave_up = eof_at.is_some() && self.flow.failing.load(Ordering::Acquire);
+            if self.replay_ready() && !interrupted && !gave_up {
+                self.replay_step();
             }
             self.housekeeping();
             if interrupted {
                 if !self.idle() {
                     self.flush();
+                    if self.flow.failing.load(Ordering::Acquire) {
+                        self.spill_pending();
+                    }
                 }
                 return self.finish("interrupted (SIGINT)");
             }
             if let Some(at) = eof_at {
-                if self.idle() {
+                // The replay goes on a while after EOF; what it leaves, the next logger does.
+                let replaying = self.queue.replaying()
+                    && !self.flow.failing.load(Ordering::Acquire)
+                    && at.elapsed() < REPLAY_AT_EXIT;
+                if self.idle() && !replaying {
                     let stopped = self.flow.stop.as_ref().is_some_and(|s| s.is_set());
                     return self.finish(if terminating {
                         "end of input after SIGTERM"
@@ -832,13 +890,12 @@ impl<'a> Owner<'a> {
                         "end of input"
                     });
                 }
-                if at.elapsed() >= EOF_RETRY {
+                if !self.idle() && at.elapsed() >= EOF_RETRY {
                     let lost = self.pending_hits + self.unverified_hits;
-                    let dropped = if self.dropped_lines > 0 {
-                        format!(
-                            " (and {} dropped earlier over --max-pending)",
-                            self.dropped_lines
-                        )
+                    // What the spill thread still holds reaches the disk first.
+                    let dropped_earlier = self.dropped_lines + self.queue.finish().dropped;
+                    let dropped = if dropped_earlier > 0 {
+                        format!(" (and {dropped_earlier} dropped earlier over --max-pending)")
                     } else {
                         String::new()
                     };
@@ -855,25 +912,107 @@ impl<'a> Owner<'a> {
     }
 
     fn finish(&mut self, why: &str) -> i32 {
+        let spill = self.queue.finish();
+        let dropped = self.dropped_lines + spill.dropped;
         let t = &self.totals;
+        let r = &self.queue.replayed;
         eprintln!(
-            "dlcount: {why}: {} lines, {} counted, {} already counted, {} new downloads, {} rejected{}; exiting",
+            "dlcount: {why}: {} lines, {} counted, {} already counted, {} new downloads, {} rejected{}{}{}; exiting",
             self.lines,
             t.counted_lines,
             t.already_counted_lines,
             t.new_downloads,
             self.rejected,
-            if self.dropped_lines > 0 {
-                format!(", {} DROPPED (over --max-pending)", self.dropped_lines)
+            if spill.spilled > 0 {
+                format!(", {} written to the outage queue", spill.spilled)
+            } else {
+                String::new()
+            },
+            if r.lines > 0 {
+                format!(
+                    ", {} from the outage queue ({} counted, {} new downloads)",
+                    r.lines, r.applied.counted_lines, r.applied.new_downloads
+                )
+            } else {
+                String::new()
+            },
+            if dropped > 0 {
+                format!(", {dropped} DROPPED (over --max-pending)")
             } else {
                 String::new()
             }
         );
-        if self.dropped_lines > 0 {
+        let left = self.queue.files_left();
+        if left > 0 {
+            eprintln!(
+                "dlcount: exiting with {left} outage queue file(s) in {} not counted yet: the next logger \
+                 counts them once the database can be written",
+                self.queue.dir().display()
+            );
+        }
+        if dropped > 0 {
             1
         } else {
             0
         }
+    }
+
+    /// Whether the outage queue may be replayed now: the database is open
+    /// (or may be tried again), nothing live waits, and a replay is due.
+    fn replay_ready(&self) -> bool {
+        let failing = self.flow.failing.load(Ordering::Acquire);
+        self.idle()
+            && (!failing || Instant::now() >= self.next_retry)
+            && (self.store.is_some() || failing)
+            && self.queue.replay_due()
+    }
+
+    /// One transaction of the outage queue's replay.
+    fn replay_step(&mut self) {
+        if !self.ensure_store() {
+            return;
+        }
+        let flow = Arc::clone(&self.flow);
+        let store = self.store.as_mut().expect("store just opened");
+        let result = {
+            let _busy = flow.busy();
+            self.queue.replay_step(store, FLUSH_HITS)
+        };
+        match result {
+            Ok(None) => {}
+            Ok(Some(stats)) => {
+                if let Some(store) = self.store.as_ref() {
+                    self.queue.learned_secret(&store.hasher());
+                }
+                self.counted(&stats);
+                self.recovered();
+            }
+            Err(e) => {
+                self.close_store();
+                self.trouble(&describe(&e));
+            }
+        }
+    }
+
+    /// Sends the held lines to the outage queue (the database fails and the
+    /// end is near), if it can keep them; else they wait for the database
+    /// (for at most [`EOF_RETRY`] after EOF). Not on a full disk: the queue
+    /// beside an SQLite database would be on it too, so the held lines wait
+    /// for space to be freed as before.
+    fn spill_pending(&mut self) {
+        if self.pending.is_empty() || !self.queue.can_spill() || self.disk_was_full {
+            return;
+        }
+        for mut b in self.pending.drain(..) {
+            if !b.hits().is_empty() {
+                self.queue.spill(b.take_hits());
+            }
+        }
+        self.flow
+            .in_flight
+            .fetch_sub(self.pending_hits, Ordering::AcqRel);
+        self.pending_hits = 0;
+        self.first_pending = None;
     }
 
     /// When the pending lines must be committed: counted lines within
@@ -896,8 +1035,9 @@ impl<'a> Owner<'a> {
         if b.stats.dropped > 0 {
             self.dropped_lines += b.stats.dropped;
             self.drop_trouble.say(&format!(
-                "{} counted lines dropped so far: the database has been unwritable and --max-pending ({}) is full; \
-                 recover them later with `dlcount-pipe import` of the access log",
+                "{} counted lines dropped so far: the database has been unwritable, --max-pending ({}) is full \
+                 and as many are on their way to the outage queue; recover them later with `dlcount-pipe import` \
+                 of the access log",
                 self.dropped_lines, self.settings.max_pending
             ));
         }
@@ -959,8 +1099,11 @@ impl<'a> Owner<'a> {
                 self.db_file = Some(id);
                 self.last_look = Instant::now();
                 // From now on the reader hashes (the store re-hashes anything
-                // keyed with another secret, e.g. a replaced database file).
-                let _ = self.hasher_slot.set(s.hasher());
+                // keyed with another secret, e.g. a replaced database file),
+                // and so does the outage queue.
+                let hasher = s.hasher();
+                self.queue.learned_secret(&hasher);
+                let _ = self.hasher_slot.set(hasher);
                 self.store = Some(s);
                 true
             }
@@ -974,10 +1117,16 @@ impl<'a> Owner<'a> {
     fn trouble(&mut self, what: &str) {
         self.flow.failing.store(true, Ordering::Release);
         let since = *self.failing_since.get_or_insert_with(Instant::now);
+        let spilled = self.queue.spilled();
         self.db_trouble.say(&format!(
-            "cannot write the database ({what}); still reading Apache's lines, {} counted lines held in memory \
+            "cannot write the database ({what}); still reading Apache's lines, {} counted lines held in memory{} \
              (failing for {}s, retrying)",
             self.pending_hits + self.unverified_hits,
+            if spilled > 0 {
+                format!(", {spilled} written to the outage queue {}", self.queue.dir().display())
+            } else {
+                String::new()
+            },
             since.elapsed().as_secs()
         ));
         self.next_retry = Instant::now() + self.backoff;
@@ -1038,6 +1187,8 @@ impl<'a> Owner<'a> {
             let hits = hits_of(&self.pending[..n]);
             match result {
                 Ok(stats) => {
+                    // A migrate may have given the database another secret.
+                    self.queue.learned_secret(&store.hasher());
                     self.unverified.extend(self.pending.drain(..n));
                     self.pending_hits -= hits;
                     self.unverified_hits += hits;
@@ -1067,8 +1218,14 @@ impl<'a> Owner<'a> {
         }
         // Healthy again only with the backlog saved: the reader must not
         // wait for room while pieces of it are still being committed.
-        self.flow.failing.store(false, Ordering::Release);
         self.first_pending = None;
+        self.recovered();
+    }
+
+    /// The database took what it was given: healthy again, and the outage
+    /// queue is replayed now if it failed before.
+    fn recovered(&mut self) {
+        self.flow.failing.store(false, Ordering::Release);
         self.disk_was_full = false;
         self.backoff = Duration::from_millis(250);
         if let Some(since) = self.failing_since.take() {
@@ -1076,6 +1233,7 @@ impl<'a> Owner<'a> {
                 "dlcount: database writable again after {}s; all held lines are saved",
                 since.elapsed().as_secs()
             );
+            self.queue.replay_soon();
         }
     }
 
@@ -1137,6 +1295,12 @@ impl<'a> Owner<'a> {
             .fetch_sub(self.unverified_hits, Ordering::AcqRel);
         self.unverified_hits = 0;
         let stats = std::mem::take(&mut self.unverified_stats);
+        self.counted(&stats);
+        self.totals.merge(&stats);
+    }
+
+    /// Lines were counted: the pages follow.
+    fn counted(&mut self, stats: &ApplyStats) {
         if stats.counted_lines > 0 {
             if let Some(p) = self.pages {
                 p.trigger(RenderReason::CountsChanged);
@@ -1150,7 +1314,6 @@ impl<'a> Owner<'a> {
                 }
             }
         }
-        self.totals.merge(&stats);
     }
 
     /// One line in the error log: what happened, and what it cost.

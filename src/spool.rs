@@ -17,7 +17,7 @@
 //! they reach the disk — so they are `0600` in a `0700` directory and live
 //! only until counted.
 //!
-//! Invariants: the spool directory is only ever used through a descriptor
+//! Invariants: the spool directory is a [`PrivateDir`], only ever used through a descriptor
 //! opened without following a link, and only when it is a real directory
 //! owned by the user we run as (or root) and writable by no one else; its
 //! files are created exclusively and opened without following links — so
@@ -31,17 +31,16 @@
 
 use crate::classify::Classifier;
 use crate::config::{db_dir, Settings, DEFAULT_DB};
-use crate::dirfd::{open_subdir, Subdir};
+use crate::dirfd::PrivateDir;
 use crate::store::{Origin, Store};
 use crate::tally::{Batch, LineProcessor, LineSplitter, Piece};
-use anyhow::{bail, Context, Result};
-use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
-use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
-use nix::unistd::{geteuid, unlinkat, UnlinkatFlags};
+use anyhow::{Context, Result};
+use nix::fcntl::{renameat, Flock, FlockArg, OFlag};
+use nix::sys::stat::{fstatat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -262,98 +261,12 @@ pub fn spool_input(
     out
 }
 
-/// A verified spool directory, used only through its descriptor.
-struct SpoolDir {
-    path: PathBuf,
-    fd: OwnedFd,
-}
-
-impl SpoolDir {
-    /// Opens `dir` (creating it `0700` with `create`) without following a
-    /// link, and refuses it unless it is a directory owned by us or root and
-    /// writable by nobody else. `Ok(None)`: it does not exist.
-    fn open(dir: &Path, create: bool) -> Result<Option<SpoolDir>> {
-        let parent_path = dir.parent().unwrap_or(Path::new("."));
-        let name = dir.file_name().unwrap_or(dir.as_os_str());
-        let parent = openat(
-            nix::fcntl::AT_FDCWD,
-            parent_path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("{} is not usable", parent_path.display()))?;
-        let name = name
-            .to_str()
-            .with_context(|| format!("{} is not UTF-8", dir.display()))?;
-        let fd = match open_subdir(&parent, name, create.then_some(Mode::S_IRWXU))
-            .with_context(|| format!("cannot open or create {}", dir.display()))?
-        {
-            Subdir::Dir { fd, .. } => fd,
-            Subdir::Missing => return Ok(None),
-            Subdir::Symlink | Subdir::NotADirectory => bail!(
-                "{} is not a directory (a symbolic link?): refused",
-                dir.display()
-            ),
-        };
-        let st = fstat(&fd).with_context(|| format!("cannot stat {}", dir.display()))?;
-        let me = geteuid().as_raw();
-        if st.st_uid != me && st.st_uid != 0 {
-            bail!(
-                "{} belongs to uid {}, not to uid {me} (the user dlcount runs as) or root: refused",
-                dir.display(),
-                st.st_uid
-            );
-        }
-        if st.st_mode & 0o022 != 0 {
-            bail!(
-                "{} is writable by others (mode {:o}): refused",
-                dir.display(),
-                st.st_mode & 0o7777
-            );
-        }
-        // A spool directory an earlier version made (0750, files 0640) is
-        // made private now: the files hold raw addresses.
-        if st.st_mode & 0o077 != 0 && st.st_uid == me {
-            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700))
-                .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
-        }
-        Ok(Some(SpoolDir {
-            path: dir.to_path_buf(),
-            fd,
-        }))
-    }
-
-    /// A regular file of the directory, opened without following a link.
-    fn open_file(&self, name: &str, flags: OFlag, mode: Mode) -> nix::Result<File> {
-        let fd = openat(
-            &self.fd,
-            name,
-            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            mode,
-        )?;
-        let st = fstat(&fd)?;
-        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-            return Err(nix::errno::Errno::EINVAL);
-        }
-        // An earlier version's 0640 spool file is made private too.
-        if st.st_mode & 0o077 != 0 && st.st_uid == geteuid().as_raw() {
-            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600))?;
-        }
-        Ok(File::from(fd))
-    }
-
-    /// The spool files, oldest first.
-    fn files(&self) -> Result<Vec<String>> {
-        Ok(spool_files(&self.path)?
-            .iter()
-            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
-            .collect())
-    }
-
-    fn size_of(&self, name: &str) -> u64 {
-        fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_or(0, |st| st.st_size as u64)
-    }
+/// The spool files of a verified directory, oldest first.
+fn spool_names(dir: &PrivateDir) -> Result<Vec<String>> {
+    Ok(spool_files(&dir.path)?
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+        .collect())
 }
 
 /// A spool file being written, locked for as long as it is open.
@@ -367,8 +280,8 @@ struct SpoolFile {
 impl SpoolFile {
     fn create(dir: &Path) -> Result<SpoolFile> {
         let dir =
-            SpoolDir::open(dir, true)?.with_context(|| format!("{} vanished", dir.display()))?;
-        let used: u64 = dir.files()?.iter().map(|n| dir.size_of(n)).sum();
+            PrivateDir::open(dir, true)?.with_context(|| format!("{} vanished", dir.display()))?;
+        let used: u64 = spool_names(&dir)?.iter().map(|n| dir.size_of(n)).sum();
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
         // Names sort by time; the sequence number keeps two spools of one
         // process (or a reused pid) within a second apart.
@@ -448,10 +361,10 @@ pub struct DrainStats {
 /// the drain at the offset just committed.
 pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats> {
     let mut stats = DrainStats::default();
-    let Some(dir) = SpoolDir::open(&dir_for(settings.db.local_dir()), false)? else {
+    let Some(dir) = PrivateDir::open(&dir_for(settings.db.local_dir()), false)? else {
         return Ok(stats);
     };
-    let files = dir.files()?;
+    let files = spool_names(&dir)?;
     if files.is_empty() {
         return Ok(stats);
     }
@@ -489,18 +402,7 @@ pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats>
         };
         // Another drainer may have counted and deleted it while we waited
         // for the lock: then this is a dead inode, not the file at `path`.
-        let same = fstatat(
-            &dir.fd,
-            name.as_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .is_ok_and(|m| {
-            file.metadata().is_ok_and(|f| {
-                use std::os::unix::fs::MetadataExt;
-                f.ino() == m.st_ino && f.nlink() > 0
-            })
-        });
-        if !same {
+        if !dir.still_at(name, &file) {
             continue;
         }
         let done = store.spool_offset(name)?;

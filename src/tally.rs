@@ -8,9 +8,16 @@
 //! address lives only in memory: it is hashed with the database's secret
 //! here (or by the store when the secret was not known yet), and the store
 //! keeps only that hash re-keyed with its day's key (see `store`, `keys`).
+//!
+//! A batch can also be **hashed** ([`Batch::hash_all`]): every key the
+//! store may need of each line is made ([`LineKeys`]) and the raw fields
+//! are dropped, leaving only the line's facts (day, method, status, bytes,
+//! identity bits, normalised path). That is the form the outage queue
+//! keeps on disk (see `queue`); `store::dedup::line_keys` serves it from
+//! the keys alone.
 
 use crate::classify::{Classifier, Ignored, Method};
-use crate::keys::{KeyHasher, LineFields, Scratch};
+use crate::keys::{KeyHasher, LineFields, LineKeys, Scratch};
 use crate::logformat::{identity, DayCache, LogFormat, Reject};
 use crate::store::Origin;
 use std::collections::BTreeMap;
@@ -25,6 +32,11 @@ pub const MAX_LINE: usize = 1 << 20;
 const REJECT_SAMPLES: usize = 5;
 
 /// One counted line. Ranges point into the batch arena.
+///
+/// These are a line's facts: one that a later feature adds (a client
+/// class, a country) goes here, and into the outage queue's record
+/// (`queue::encode_batch`, whose format version then goes up), so that a
+/// queued line keeps it.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub day: i32,
@@ -95,8 +107,11 @@ pub struct Batch {
     /// (visitor key, line fingerprint over the hit's own identity fields)
     /// per hit, when the reader could hash.
     keys: Vec<(i64, i64)>,
-    /// Which secret made `keys` (see [`KeyHasher::id`]).
+    /// Which secret made `keys` (see [`KeyHasher::id`]), and `hashed`.
     keyed_with: u64,
+    /// Hashed form (see [`Batch::hash_all`]): every key of every hit, and
+    /// no raw field left in the arena (only paths). `None`: raw form.
+    hashed: Option<Vec<LineKeys>>,
     /// Which identity fields the format that read these lines logs.
     pub format_identity: u8,
     /// The server whose log these lines are from (`--server`): two servers'
@@ -129,10 +144,137 @@ impl Batch {
 
     /// Precomputed keys of hit `i`, if they were made with the secret `id`.
     pub fn keys(&self, i: usize, id: u64) -> Option<(i64, i64)> {
-        if self.keyed_with == id && self.keys.len() == self.hits.len() {
+        if self.hashed.is_none() && self.keyed_with == id && self.keys.len() == self.hits.len() {
             Some(self.keys[i])
         } else {
             None
+        }
+    }
+
+    /// Whether the batch is hashed: its lines are known only by their
+    /// [`LineKeys`], made with the secret [`Batch::keyed_with`].
+    pub fn is_hashed(&self) -> bool {
+        self.hashed.is_some()
+    }
+
+    /// Which secret made the batch's keys (see [`KeyHasher::id`]).
+    pub fn keyed_with(&self) -> u64 {
+        self.keyed_with
+    }
+
+    /// Every key of hit `i` of a hashed batch; `None` for a raw batch.
+    pub fn hashed_keys(&self, i: usize) -> Option<&LineKeys> {
+        self.hashed.as_ref().map(|k| &k[i])
+    }
+
+    /// An empty hashed batch, for lines of `server`'s log keyed with the
+    /// secret `keyed_with` and read with a format that logs the identity
+    /// fields `format_identity`.
+    pub fn hashed(format_identity: u8, server: Arc<str>, keyed_with: u64) -> Batch {
+        Batch {
+            keyed_with,
+            format_identity,
+            server,
+            hashed: Some(Vec::new()),
+            ..Batch::default()
+        }
+    }
+
+    /// Adds a line to a hashed batch: its facts, path and keys.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_hashed(
+        &mut self,
+        day: i32,
+        method: Method,
+        status: u16,
+        bytes: u64,
+        identity: u8,
+        path: &[u8],
+        keys: LineKeys,
+    ) {
+        let path = self.push_bytes(path);
+        self.hits.push(Hit {
+            day,
+            method,
+            status,
+            bytes,
+            identity,
+            client: 0..0,
+            path,
+            time: 0..0,
+            request_line: 0..0,
+            referer: 0..0,
+            user_agent: 0..0,
+        });
+        self.hashed.get_or_insert_with(Vec::new).push(keys);
+    }
+
+    /// Makes every key of every hit with `hasher` and drops the raw fields
+    /// (client, `%t`, `%r`, Referer, User-Agent), keeping one copy of each
+    /// path, and the server's name. The reader's visitor keys serve when `hasher` made them. A
+    /// hashed batch stays as it is (it has nothing left to hash).
+    pub fn hash_all(&mut self, hasher: &KeyHasher, scratch: &mut Scratch) {
+        if self.hashed.is_some() {
+            return;
+        }
+        let reuse = self.keyed_with == hasher.id() && self.keys.len() == self.hits.len();
+        let mut all = Vec::with_capacity(self.hits.len());
+        for (i, h) in self.hits.iter().enumerate() {
+            let visitor = if reuse {
+                self.keys[i].0
+            } else {
+                hasher.visitor(scratch, self.client(h), self.path(h), h.day)
+            };
+            all.push(hasher.line_keys(scratch, visitor, &self.line_fields(h)));
+        }
+        let mut arena = Vec::new();
+        let mut paths: rustc_hash::FxHashMap<&[u8], Range<u32>> = Default::default();
+        let mut hits = std::mem::take(&mut self.hits);
+        for h in &mut hits {
+            let path = &self.arena[h.path.start as usize..h.path.end as usize];
+            h.path = paths
+                .entry(path)
+                .or_insert_with(|| {
+                    let start = arena.len() as u32;
+                    arena.extend_from_slice(path);
+                    start..arena.len() as u32
+                })
+                .clone();
+            for r in [
+                &mut h.client,
+                &mut h.time,
+                &mut h.request_line,
+                &mut h.referer,
+                &mut h.user_agent,
+            ] {
+                *r = 0..0;
+            }
+        }
+        drop(paths);
+        // The raw bytes go now; the old arena is not kept for reuse.
+        self.arena = arena;
+        self.hits = hits;
+        self.keys = Vec::new();
+        self.keyed_with = hasher.id();
+        self.hashed = Some(all);
+    }
+
+    /// Moves the counted hits (with their keys and bytes) into a new batch
+    /// of the same format, leaving this one with the line accounting only.
+    pub fn take_hits(&mut self) -> Batch {
+        Batch {
+            arena: std::mem::take(&mut self.arena),
+            hits: std::mem::take(&mut self.hits),
+            keys: std::mem::take(&mut self.keys),
+            keyed_with: self.keyed_with,
+            hashed: self.hashed.take(),
+            format_identity: self.format_identity,
+            server: self.server.clone(),
+            stats: LineStats::default(),
+            origin: self.origin,
+            // The position goes with the lines it covers (a checkpoint
+            // left behind could be committed before them).
+            mark: self.mark.take(),
         }
     }
 
@@ -172,6 +314,7 @@ impl Batch {
         self.hits = Vec::new();
         self.arena = Vec::new();
         self.keys = Vec::new();
+        self.hashed = None;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,6 +336,9 @@ impl Batch {
         };
         if self.keys.len() == self.hits.len() && at < self.keys.len() {
             tail.keys = self.keys.split_off(at);
+        }
+        if let Some(all) = self.hashed.as_mut() {
+            tail.hashed = Some(all.split_off(at.min(all.len())));
         }
         for mut h in self.hits.split_off(at.min(self.hits.len())) {
             for r in [

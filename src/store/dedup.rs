@@ -11,12 +11,35 @@ use crate::tally::Batch;
 /// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
 pub const SCHEMA1_IDENTITY: i64 = -1;
 
+/// Refuses batches hashed with another secret than `hasher`'s (see
+/// [`line_keys`]): a backend calls it once it knows the secret its
+/// transaction hashes with, so that such a batch is an error of the
+/// transaction (the outage queue then sees the secret changed), never a
+/// line counted under a wrong key.
+pub fn check_keyed(batches: &[Batch], hasher: &KeyHasher) -> anyhow::Result<()> {
+    if let Some(b) = batches
+        .iter()
+        .find(|b| b.is_hashed() && b.keyed_with() != hasher.id())
+    {
+        anyhow::bail!(
+            "{} queued lines were hashed with another secret than the database's",
+            b.hits().len()
+        );
+    }
+    Ok(())
+}
+
 /// The secret-keyed (visitor, line) hashes of hit `i` of `batch`, for a day
 /// whose lines are identified by `day_identity` (`logformat::identity`
 /// bits, or [`SCHEMA1_IDENTITY`]). The reader's precomputed keys serve when
 /// they were made with this secret and this very set; otherwise the line is
-/// hashed again from its fields. These are intermediates: a backend stores
-/// them only re-keyed with the day's key (`keys::DayKey`).
+/// hashed again from its fields. A hashed batch (the outage queue's, see
+/// `tally::Batch::hash_all`) has no fields left: its keys for every
+/// identity set serve, and they must have been made with this very secret
+/// (the queue sets aside what another secret made, so a mismatch here is a
+/// bug, and it panics rather than count a line under a wrong key). These
+/// are intermediates: a backend stores them only re-keyed with the day's
+/// key (`keys::DayKey`).
 pub fn line_keys(
     batch: &Batch,
     i: usize,
@@ -27,6 +50,19 @@ pub fn line_keys(
     let h = &batch.hits()[i];
     let schema1 = day_identity == SCHEMA1_IDENTITY;
     let set = day_identity as u8;
+    if let Some(k) = batch.hashed_keys(i) {
+        assert_eq!(
+            batch.keyed_with(),
+            hasher.id(),
+            "a batch hashed with another database's secret reached the store"
+        );
+        let line = if schema1 {
+            k.line_v1
+        } else {
+            k.line[usize::from(set) % crate::keys::SETS]
+        };
+        return (k.visitor, line);
+    }
     let precomputed = batch.keys(i, hasher.id());
     if let Some(k) = precomputed {
         if !schema1 && set == h.identity {
@@ -104,5 +140,108 @@ impl SeenLine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Classifier;
+    use crate::logformat::LogFormat;
+    use crate::tally::LineProcessor;
+
+    /// A hashed batch gives the store the very keys its raw form gives, for
+    /// every identity set a day may have (schema 1's included), whether the
+    /// reader had hashed or not; the raw fields are gone from it.
+    #[test]
+    fn a_hashed_batch_gives_the_keys_of_its_raw_form_for_every_day_identity() {
+        let hasher = KeyHasher::new([3; 32]);
+        let lines = [
+            r#"192.0.2.1 - - [05/Nov/2026:10:00:00 +0100] "GET /a.iso?x=1 HTTP/1.1" 200 10"#,
+            r#"192.0.2.1 - - [05/Nov/2026:10:00:00 +0100] "GET /a.iso HTTP/1.1" 206 10"#,
+            r#"2001:db8::7 - - [06/Nov/2026:23:59:59 +0100] "HEAD /b/../c.iso HTTP/1.1" 200 0"#,
+        ];
+        let tails = [
+            r#" "https://r.example/" "Wget/1.21""#,
+            r#" "-" "curl/8""#,
+            r#" "-" "-""#,
+        ];
+        for (format, keyed_by_reader) in [("combined", true), ("combined", false), ("common", true)]
+        {
+            let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+            if keyed_by_reader {
+                let _ = slot.set(hasher.clone());
+            }
+            let mut p = LineProcessor::new(
+                LogFormat::compile(format).unwrap(),
+                Classifier::new(&[".iso"]),
+            )
+            .with_server("mirror-a")
+            .with_hasher(slot);
+            let mut raw = Batch::new();
+            for (i, l) in lines.iter().enumerate() {
+                let l = match format {
+                    "common" => l.to_string(),
+                    _ => format!("{l}{}", tails[i]),
+                };
+                p.process_line(l.as_bytes(), i as u64 + 1, &mut raw);
+            }
+            let n = raw.hits().len();
+            assert_eq!(n, 3, "{format}");
+            let mut hashed = raw.clone();
+            hashed.hash_all(&hasher, &mut Scratch::default());
+            assert!(hashed.is_hashed() && !raw.is_hashed());
+            assert_eq!(hashed.keyed_with(), hasher.id());
+            let mut s = Scratch::default();
+            for i in 0..n {
+                let (r, h) = (&raw.hits()[i], &hashed.hits()[i]);
+                assert_eq!(hashed.client(h), b"");
+                assert_eq!(hashed.time(h), b"");
+                assert_eq!(hashed.path(h), raw.path(r));
+                assert_eq!(
+                    (h.day, h.method, h.status, h.bytes, h.identity),
+                    (r.day, r.method, r.status, r.bytes, r.identity)
+                );
+                for day_identity in (0..crate::keys::SETS as i64).chain([SCHEMA1_IDENTITY]) {
+                    assert_eq!(
+                        line_keys(&hashed, i, day_identity, &hasher, &mut s),
+                        line_keys(&raw, i, day_identity, &hasher, &mut s),
+                        "{format}, line {i}, day identity {day_identity}"
+                    );
+                }
+            }
+            // Split as the pipe splits pieces, the keys stay with their lines.
+            let tail = hashed.split_off(1);
+            assert_eq!(
+                line_keys(&tail, 0, 7, &hasher, &mut s),
+                line_keys(&raw, 1, 7, &hasher, &mut s)
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "another database's secret")]
+    fn a_batch_hashed_with_another_secret_is_never_keyed() {
+        let mut p = LineProcessor::new(
+            LogFormat::compile("combined").unwrap(),
+            Classifier::new(&[".iso"]),
+        );
+        let mut b = Batch::new();
+        p.process_line(
+            br#"192.0.2.1 - - [05/Nov/2026:10:00:00 +0100] "GET /a.iso HTTP/1.1" 200 10 "-" "-""#,
+            1,
+            &mut b,
+        );
+        b.hash_all(&KeyHasher::new([1; 32]), &mut Scratch::default());
+        // The store refuses the batch before it hashes anything…
+        let batches = std::slice::from_ref(&b);
+        assert!(check_keyed(batches, &KeyHasher::new([1; 32])).is_ok());
+        let e = check_keyed(batches, &KeyHasher::new([2; 32])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 queued lines were hashed with another secret than the database's"
+        );
+        // …and line_keys would never use it.
+        line_keys(&b, 0, 7, &KeyHasher::new([2; 32]), &mut Scratch::default());
     }
 }

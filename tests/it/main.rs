@@ -17,6 +17,7 @@ mod identity;
 mod import;
 mod listen;
 mod migrate;
+mod outage;
 mod pages;
 mod pipe;
 mod privacy;

@@ -200,8 +200,12 @@ fn no_client_address_reaches_the_disk() {
     }
 }
 
+/// Past the bound, lines go to the outage queue (see `outage`); here it
+/// cannot keep them (its directory cannot be made in the unwritable
+/// database directory, or the logger, another user now, cannot read the
+/// secret's copy there), so lines are dropped and reported; none waits.
 #[test]
-fn past_the_pending_bound_lines_are_dropped_and_reported_never_blocking() {
+fn past_the_pending_bound_lines_are_queued_or_dropped_and_reported_never_blocking() {
     let site = Site::new();
     site.pipe_all(line("192.0.2.1", 8, 1, "/a.iso", 200, 1).as_bytes(), &[]);
     let (mut args, make_writable) = make_unwritable(&site);
@@ -220,14 +224,17 @@ fn past_the_pending_bound_lines_are_dropped_and_reported_never_blocking() {
     assert_eq!(code, 1, "dropped lines make a non-zero exit: {err}");
     let dropped: u64 = err
         .split(", ")
-        .find_map(|part| part.strip_suffix(" DROPPED (over --max-pending); exiting\n"))
-        .and_then(|n| n.parse().ok())
+        .find_map(|part| part.split_once(" DROPPED (over --max-pending)"))
+        .and_then(|(n, _)| n.parse().ok())
         .unwrap_or_else(|| panic!("no drop count in: {err}"));
+    // What went to the queue once it could be made, the next logger counts.
+    let (code, err) = site.pipe_all(b"", &args);
+    assert_eq!(code, 0, "{err}");
     let kept = total(&site.report(), "requests") - 1;
-    assert!(kept <= 1000, "{kept}");
+    assert!(dropped > 0, "{err}");
     assert_eq!(
         kept + dropped,
         3000,
-        "every line is either counted or reported dropped"
+        "every line is either counted or reported dropped: {err}"
     );
 }

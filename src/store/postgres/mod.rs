@@ -20,12 +20,23 @@
 //! on that day: the second one's statements start after the first one's
 //! commit (the lock is released only after the commit is visible) and,
 //! under READ COMMITTED, each statement sees it. Transactions on different
-//! days run side by side. Deadlock-free: the day locks are taken in one
-//! global order before any row is touched, and the only rows outside a day,
-//! `files`, are created *before* the transaction, in autocommit statements
-//! of their own, sorted by path. A serialization failure, a detected deadlock
-//! or a unique violation (none expected) rolls the batch back and retries it
-//! whole, a bounded number of times ([`RETRIES`]).
+//! days run side by side. (The `days` row each batch updates early, to keep
+//! the day from purging, serializes them too; the test of four pipes and
+//! imports on one day fails only when both are taken away.) Deadlock-free:
+//! the day locks are taken in one global order before any row is touched,
+//! and the only rows outside a day, `files` and `servers`, are created
+//! *before* the transaction, in short transactions of their own (files
+//! sorted by path; a server's id under its own advisory lock). A
+//! serialization failure, a detected deadlock or a unique violation (none
+//! expected) rolls the batch back and retries it whole, a bounded number of
+//! times ([`RETRIES`]).
+//!
+//! **`migrate` rewrites everything** (`transform`) in one transaction that
+//! holds [`MIGRATE_LOCK`] exclusively; every write takes it shared first, so
+//! no batch runs during a rewrite. The rewrite renumbers files and servers
+//! and raises `meta.generation`; a batch that finds another generation than
+//! its cached ids were read under drops them and runs again, and one that
+//! finds another secret hashes with the new one (as SQLite's).
 //!
 //! **Closed days.** `purge` takes the same day lock before closing a day, so a
 //! day is closed between two batches, never under one; it deletes the day's
@@ -71,6 +82,22 @@ const SERVERS_LOCK: i32 = 2;
 fn server_bit(id: i64) -> i64 {
     1i64 << (id - 1)
 }
+
+/// `open_read` of a database without dlcount's tables (yet).
+#[derive(Debug)]
+pub struct NoSchema(String);
+
+impl std::fmt::Display for NoSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is not a dlcount database yet (no schema: dlcount-pipe has not counted anything there yet)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NoSchema {}
 
 /// A batch found the cached file and server ids older than a `migrate`
 /// that rewrote the tables: it is tried again with fresh ones.
@@ -136,10 +163,7 @@ impl PostgresStore {
         let version = schema::version(&mut client)?;
         schema::check_version(version, &target.shown)?;
         if version == 0 {
-            anyhow::bail!(
-                "{} is not a dlcount database yet (no schema: dlcount-pipe has not counted anything there yet)",
-                target.shown
-            );
+            return Err(NoSchema(target.shown).into());
         }
         Ok(PostgresStore {
             client: RefCell::new(client),

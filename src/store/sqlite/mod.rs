@@ -361,6 +361,8 @@ impl SqliteStore {
             );
             self.hasher = KeyHasher::new(secret);
         }
+        // A queued batch is keyed with the secret it was made with: only this one serves.
+        super::dedup::check_keyed(batches, &self.hasher)?;
 
         // 1. The days these lines fall on: closed ones are skipped, the
         //    others are touched (which keeps them from purging) and give the
