@@ -4,7 +4,17 @@
 #   scripts/install.sh [--deb FILE | --binary PATH] [--root DIR] [--site [--server-name NAME]]
 #                      [--site-title TEXT] [--allow CIDR]... [--import-logs]
 #                      [--force-conf] [--dry-run]
+#   scripts/install.sh --nginx [--deb FILE | --binary PATH] [--root DIR] [--site [--server-name NAME]]
+#                      [--site-title TEXT] [--allow CIDR]... [--import-logs] [--force-conf] [--dry-run]
 #   scripts/install.sh --uninstall [--purge] [--dry-run]
+#
+# --nginx: the same on a Debian nginx server, counted live through
+# `dlcount-pipe listen` (nginx sends its access lines to a syslog socket):
+# steps 1-4 as below, then, for step 5, nginx's conf snippet, the listener
+# service and the /.stats/ guard, `nginx -t` before any reload, and for
+# steps 6 and 7 nginx's logs and server — see scripts/nginx/install-steps.sh.
+# --uninstall takes back what --nginx did too (recorded in
+# /etc/dlcount/nginx-changes), and only that.
 #
 # Install, idempotent (run it again after an upgrade, with the same flags):
 #  1. the program. With --deb FILE (a dlcount_*.deb, see scripts/build-deb.sh),
@@ -136,6 +146,7 @@ dry_run=0
 force_conf=0
 site=0
 server_name=""
+nginx=0
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 say() { printf 'dlcount-install: %s\n' "$*"; }
@@ -147,6 +158,7 @@ while [ $# -gt 0 ]; do
         --deb) deb=${2:?--deb needs a dlcount_*.deb file}; shift 2 ;;
         --root) root=${2:?--root needs a directory}; shift 2 ;;
         --site) site=1; shift ;;
+        --nginx) nginx=1; shift ;;
         --server-name) server_name=${2:?--server-name needs a host name}; shift 2 ;;
         --site-title) site_title=${2:?--site-title needs a text}; shift 2 ;;
         --allow) allow+=("${2:?--allow needs an address or CIDR}"); shift 2 ;;
@@ -184,9 +196,14 @@ esac
 if [ "$(id -u)" -ne 0 ] && [ "$dry_run" = 0 ]; then
     die "run as root (or add --dry-run to see what it would do)"
 fi
-for tool in apache2ctl a2enconf a2disconf a2enmod a2dismod a2ensite a2dissite; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found: install Apache first (apt-get install apache2)"
-done
+[ "$nginx" = 0 ] || [ "$uninstall" = 0 ] || die "--nginx goes with an install (--uninstall takes back whatever was installed)"
+# Apache's tools: for an Apache install, and to undo one (an nginx-only
+# server has none, and nothing of Apache's to undo).
+if [ "$nginx" = 0 ] && { [ "$uninstall" = 0 ] || command -v apache2ctl >/dev/null 2>&1; }; then
+    for tool in apache2ctl a2enconf a2disconf a2enmod a2dismod a2ensite a2dissite; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool not found: install Apache first (apt-get install apache2)"
+    done
+fi
 # The last step fetches the page over HTTP to prove it is served.
 if [ "$uninstall" = 0 ]; then
     command -v curl >/dev/null 2>&1 || die "curl not found: apt-get install curl (it checks that the pages are served)"
@@ -464,6 +481,9 @@ private_copy_dir() {
     printf '%s\n' "$d"
 }
 
+# shellcheck source=scripts/nginx/install-steps.sh
+. "$HERE/nginx/install-steps.sh"
+
 take_over_saved_index
 
 # ------------------------------------------------------------------ uninstall
@@ -486,6 +506,9 @@ if [ "$uninstall" = 1 ]; then
             run chmod g-w "$root"
         fi
     fi
+    # nginx first, if --nginx installed it: it stops sending, then the
+    # listener stops (scripts/nginx/install-steps.sh).
+    nginx_uninstall
     # 2. Apache as it was before the install: what this script enabled
     #    goes, what it disabled comes back (see the header). Modules first
     #    kept if someone else's configuration now needs them.
@@ -494,33 +517,35 @@ if [ "$uninstall" = 1 ]; then
     if [ "$package" = 1 ] && [ "$(package_state)" = "install ok installed" ]; then
         run env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q dlcount
     fi
-    conf_was_on=0
-    enabled conf "$CONF_NAME" && conf_was_on=1
-    site_was_on=0
-    enabled site "$SITE_NAME" && site_was_on=1
-    # Those two are ours whatever the record says.
-    if [ "$conf_was_on" = 1 ]; then run_a2 a2disconf "$CONF_NAME"; fi
-    if [ "$site_was_on" = 1 ]; then run_a2 a2dissite "$SITE_NAME"; fi
-    mods_undone=()
-    if [ -f "$CHANGES" ]; then
-        mapfile -t mods_undone < <(sed -n 's/^enmod //p' "$CHANGES")
-    fi
-    undo_changes
-    if [ "$dry_run" = 1 ]; then
-        reload_apache
-    elif apache2ctl configtest >/dev/null 2>&1; then
-        reload_apache
-    else
-        # Something of the admin's may use a module we enabled (Header in a
-        # site of theirs): keep the modules, then test again.
-        for m in "${mods_undone[@]}"; do
-            enabled mod "$m" || run_a2 a2enmod "$m"
-            say "kept module $m enabled: apache2ctl configtest fails without it"
-        done
-        if apache2ctl configtest >/dev/null 2>&1; then
+    if command -v apache2ctl >/dev/null 2>&1; then
+        conf_was_on=0
+        enabled conf "$CONF_NAME" && conf_was_on=1
+        site_was_on=0
+        enabled site "$SITE_NAME" && site_was_on=1
+        # Those two are ours whatever the record says.
+        if [ "$conf_was_on" = 1 ]; then run_a2 a2disconf "$CONF_NAME"; fi
+        if [ "$site_was_on" = 1 ]; then run_a2 a2dissite "$SITE_NAME"; fi
+        mods_undone=()
+        if [ -f "$CHANGES" ]; then
+            mapfile -t mods_undone < <(sed -n 's/^enmod //p' "$CHANGES")
+        fi
+        undo_changes
+        if [ "$dry_run" = 1 ]; then
+            reload_apache
+        elif apache2ctl configtest >/dev/null 2>&1; then
             reload_apache
         else
-            say "apache2ctl configtest fails even without dlcount; not reloading (fix it, then reload)"
+            # Something of the admin's may use a module we enabled (Header in a
+            # site of theirs): keep the modules, then test again.
+            for m in "${mods_undone[@]}"; do
+                enabled mod "$m" || run_a2 a2enmod "$m"
+                say "kept module $m enabled: apache2ctl configtest fails without it"
+            done
+            if apache2ctl configtest >/dev/null 2>&1; then
+                reload_apache
+            else
+                say "apache2ctl configtest fails even without dlcount; not reloading (fix it, then reload)"
+            fi
         fi
     fi
     # The old loggers exit on their own once Apache closes their pipes.
@@ -636,7 +661,9 @@ if [ -d "$root" ]; then
 fi
 # --site: which sites it may take over (see "Serving the root").
 disable_stock=0
-if [ "$site" = 1 ] && [ -z "$server_name" ]; then
+if [ "$nginx" = 1 ]; then
+    nginx_preflight
+elif [ "$site" = 1 ] && [ -z "$server_name" ]; then
     mapfile -t others < <(other_sites)
     if [ "${#others[@]}" -eq 0 ]; then
         :
@@ -713,7 +740,9 @@ if [ -f "$TOML" ] && ! { [ "$package" = 1 ] && pristine_conffile "$TOML"; }; the
     [ -z "$site_title" ] || say "note: --site-title ignored, edit site_title in $TOML"
 else
     {
-        sed -e "s#^root = .*#root = $(toml_string "$root")#" "$REPO/apache-conf/dlcount.toml" \
+        fmt_expr=""
+        [ "$nginx" = 0 ] || fmt_expr='s/^format = .*/format = "nginx_dlcount"/'
+        sed -e "s#^root = .*#root = $(toml_string "$root")#" -e "$fmt_expr" "$REPO/apache-conf/dlcount.toml" \
             | if [ -n "$site_title" ]; then
                 # Through awk, not sed: the title may hold any character.
                 TITLE=$(toml_string "$site_title") awk '/^site_title = / { print "site_title = " ENVIRON["TITLE"]; next } { print }'
@@ -792,6 +821,15 @@ if [ ! -e "$(toml_db)" ]; then
     fi
 fi
 run runuser -u "$USER_NAME" -- "$BIN_DEST" render --config "$TOML"
+
+# 5.-7. for nginx (scripts/nginx/install-steps.sh).
+if [ "$nginx" = 1 ]; then
+    nginx_install
+    [ "$import_logs" = 0 ] || nginx_import_logs
+    nginx_rc=0
+    nginx_probe || nginx_rc=$?
+    exit "$nginx_rc"
+fi
 
 # 5. Apache.
 {

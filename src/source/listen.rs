@@ -21,8 +21,10 @@
 //! which never follows a link; a file already at the path is replaced only
 //! if it is a socket nothing receives on (a stale one: `connect()` is
 //! refused), and never if it is a link or any other file; the directory must
-//! not be writable by others unless sticky; the socket is `0660`, given to
-//! `--socket-group`; it is removed at exit only if the path still names it.
+//! not be writable by others unless sticky; the socket is created `0660`
+//! and given to `--socket-group` without following a link (so a listener
+//! started as root never changes a file a link points to); it is removed at
+//! exit only if the path still names it.
 //!
 //! A configuration error does not lose lines: the sockets are opened anyway
 //! and every line received goes to the spool (as the pipe's do) until
@@ -239,9 +241,10 @@ fn bind_unix(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => bail!("--socket {shown}: {e}"),
     }
-    // Made 0600 by bind (the umask), then opened to the group: never
-    // writable by others, not even for a moment. Nothing else runs yet.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    // Made 0660 by bind itself (the umask): never writable by others, not
+    // even for a moment, and no chmod through a path (which would follow a
+    // link put there). Nothing else runs yet.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
     let bound = UnixDatagram::bind(path);
     nix::sys::stat::umask(old);
     let sock = bound.with_context(|| format!("cannot create the socket {shown}"))?;
@@ -267,8 +270,6 @@ fn bind_unix(
             ))
         })?;
     }
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
-        .map_err(|e| cleanup(anyhow::anyhow!("cannot make the socket {shown} 0660: {e}")))?;
     sock.set_nonblocking(true)?;
     let _ = enlarge_rcvbuf(&sock);
     Ok((sock, id))

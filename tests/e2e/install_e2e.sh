@@ -11,7 +11,7 @@
 #     loopback, with 10.9.9.9 added as an "admin network" client address;
 #   - a PID namespace: when the test ends, every process it started ends too.
 #
-# Three scenarios, one after the other, each ending with --uninstall/--purge:
+# Four scenarios, one after the other, each ending with --uninstall/--purge:
 #   A. the README's command on a stock Debian (000-default is the only site,
 #      ROOT=/var/www/file-server elsewhere): no success claimed without
 #      --site, a served root with it; uninstall and purge leave Apache and
@@ -22,7 +22,12 @@
 #      reload, uninstall never exposing the statistics, purge;
 #   C. a server with a site of its own: --site alone is refused before
 #      anything changes, --site --server-name adds a named site and breaks
-#      nothing; a module the admin had enabled stays enabled.
+#      nothing; a module the admin had enabled stays enabled;
+#   D. --nginx on Debian's stock nginx (Apache stopped): refused without a
+#      guard for the statistics, nginx -t failing takes the run back, then
+#      --site --allow --import-logs: the listener as dlcount on a 0660
+#      socket, live and imported downloads counted, /.stats/ guarded;
+#      uninstall leaves /etc/nginx exactly as found, purge removes the rest.
 #
 # Usage: tests/e2e/install_e2e.sh [PATH-TO-dlcount-pipe]  (default target/release/dlcount-pipe)
 # With a dlcount-pipe that has no `check` subcommand, the checks that need it
@@ -477,4 +482,113 @@ check_eq "C: purge: the shop still answers" "$(body_of / shop.test)" "the shop"
 check "C: purge: no generated page left" test ! -e "$R/index.html" -a ! -e "$R/.stats"
 
 apache2ctl stop >/dev/null 2>&1 || true
+
+# ======================================== D. --nginx on a stock Debian nginx
+# Debian's nginx as installed: the stock `default` site serving /var/www/html
+# on port 80 (Apache, stopped above, had it until now), no systemd in the
+# sandbox: the listener runs as `listen --daemon`.
+if ! command -v nginx >/dev/null 2>&1; then
+    skip "D: install.sh --nginx" "nginx is not installed (scripts/test.sh installs it)"
+    results_summary
+    exit
+fi
+nginx_tree() { # /etc/nginx as found: names, modes, owners, sizes, link targets
+    find /etc/nginx -printf '%p %M %u %g %s %l\n' | sort | sha256sum
+}
+NGINX_BEFORE=$(nginx_tree)
+ngx_sites_enabled() { (cd /etc/nginx/sites-enabled && ls) | tr '\n' ' '; }
+listener_pids() { pa_pids_with "dlcount-pipe listen --config /etc/dlcount/dlcount.toml"; }
+nginx
+for _ in $(seq 1 50); do [ -s /run/nginx.pid ] && break; sleep 0.1; done
+check_eq "D: Debian's nginx serves its stock page" "$(status_of 127.0.0.1 /)" 200
+check_eq "D: stock nginx: default is the only site" "$(ngx_sites_enabled)" "default "
+R=/var/www/file-server
+mkdir -p "$R/isos"
+truncate -s 1M "$R/isos/$ISO"
+touch -d '-10 minutes' "$R/isos/$ISO"
+chmod -R a+rX "$R"
+# History in nginx's own access.log (its predefined combined format).
+printf '192.0.2.77 - - [%s] "GET /isos/%s HTTP/1.1" 200 1234 "-" "Wget/1.21.4"\n' \
+    "$(date '+%d/%b/%Y:10:00:00 %z')" "$ISO" >/var/log/nginx/access.log
+
+rc=0
+before=$(snapshot)
+out=$("$INSTALL" --nginx --binary "$BIN" --root "$R" 2>&1) || rc=$?
+show "$out"
+check_eq "D: --nginx without --site, no server guarding the statistics: refused" "$rc" 1
+check "D: ... saying which include line guards them" grep -q 'include snippets/dlcount-stats.conf;' <<<"$out"
+check_eq "D: ... before anything changed" "$(snapshot)" "$before"
+
+# nginx -t fails (a broken file of the admin's): what this run put in
+# /etc/nginx is taken back, nginx keeps serving as before.
+echo "this is not nginx" >/etc/nginx/conf.d/zz-broken.conf
+rc=0
+out=$("$INSTALL" --nginx --binary "$BIN" --root "$R" --site --allow 10.0.0.0/8 2>&1) || rc=$?
+show "$out"
+check_eq "D: nginx -t failing: exit 1" "$rc" 1
+check "D: ... naming nginx -t" grep -q 'nginx -t failed' <<<"$out"
+check "D: ... dlcount's conf taken back" test ! -e /etc/nginx/conf.d/dlcount.conf -a ! -e /etc/nginx/sites-available/dlcount
+check_eq "D: ... the stock site enabled again" "$(ngx_sites_enabled)" "default "
+check_eq "D: ... nginx still serves the stock page" "$(body_of / | sha256sum)" "$DEBIAN_INDEX"
+rm -f /etc/nginx/conf.d/zz-broken.conf
+
+rc=0
+out=$("$INSTALL" --nginx --binary "$BIN" --root "$R" --site --allow 10.0.0.0/8 --import-logs 2>&1) || rc=$?
+show "$out"
+check_eq "D: --nginx --site: exit 0" "$rc" 0
+check_eq "D: last line ends with the URL" "$(final_url "$out")" "http://localhost/"
+check "D: the config has nginx's format" grep -qx 'format = "nginx_dlcount"' /etc/dlcount/dlcount.toml
+check_eq "D: sites: dlcount in place of the stock default" "$(ngx_sites_enabled)" "dlcount "
+check "D: nginx -t passes" nginx -t -q
+check "D: conf.d/dlcount.conf sends to the socket" \
+    grep -q '^access_log syslog:server=unix:/run/dlcount/listen.sock,nohostname,tag=dlcount dlcount;$' /etc/nginx/conf.d/dlcount.conf
+check "D: the stats snippet has the --allow network" grep -q '^    allow 10.0.0.0/8;$' /etc/nginx/snippets/dlcount-stats.conf
+check_eq "D: the socket is dlcount's, 0660 for nginx's www-data" "$(stat -c '%A %U %G' /run/dlcount/listen.sock)" "srw-rw---- dlcount www-data"
+pids=$(listener_pids)
+check "D: the listener runs" test -n "$pids"
+check_eq "D: ... as dlcount" "$(for p in $pids; do ps -o user= -p "$p"; done | sort -u | tr -d ' ')" dlcount
+check_eq "D: ... its pid file" "$(cat /run/dlcount-listen.pid 2>/dev/null)" "$pids"
+check_eq "D: the Unix socket queue raised (sysctl)" "$(cat /proc/sys/net/unix/max_dgram_qlen)" 1024
+check_eq "D: the ISO answers 200" "$(status_of 127.0.0.1 "/isos/$ISO")" 200
+check_eq "D: ... from an admin address too" "$(status_of 10.9.9.9 "/isos/$ISO")" 200
+want="{\"/isos/$ISO\": {\"$MONTH\": 3}}"
+counted=no
+for _ in $(seq 1 50); do
+    got=$(/usr/local/bin/dlcount-pipe report --config /etc/dlcount/dlcount.toml --json 2>/dev/null | tr -d ' \n')
+    [ "$got" = "$(tr -d ' \n' <<<"$want")" ] && { counted=yes; break; }
+    sleep 0.2
+done
+check_eq "D: report: the imported download and the two live ones" "$counted" yes
+[ "$counted" = yes ] || diag "report: $got"
+check_eq "D: /.stats/ served to this host" "$(status_of 127.0.0.1 /.stats/)" 200
+check_eq "D: /.stats/ served to the --allow network" "$(status_of 10.9.9.9 /.stats/counts.json)" 200
+check_eq "D: /.stats/ refused to another client" "$(status_of 127.0.0.3 /.stats/)" 403
+check_eq "D: /%2estats/ refused to another client" "$(status_of 127.0.0.3 /%2estats/counts.json)" 403
+check "D: nginx's own dlcount.log has the lines" grep -q "GET /isos/$ISO HTTP/1.1\" 200" /var/log/nginx/dlcount.log
+
+rc=0
+out=$("$INSTALL" --nginx --binary "$BIN" --root "$R" --site --allow 10.0.0.0/8 2>&1) || rc=$?
+show "$out"
+check_eq "D: second install: exit 0" "$rc" 0
+check "D: second install: conf up to date" grep -q '/etc/nginx/conf.d/dlcount.conf is up to date' <<<"$out"
+check "D: second install: a listener runs again" test -n "$(listener_pids)"
+
+rc=0
+out=$("$INSTALL" --uninstall 2>&1) || rc=$?
+show "$out"
+check_eq "D: uninstall exits 0" "$rc" 0
+check "D: after uninstall /.stats/ is 200 for nobody" stats_closed
+check "D: the listener stopped" pa_wait_no_pids_with "dlcount-pipe listen --config" 15
+check_eq "D: /etc/nginx exactly as found" "$(nginx_tree)" "$NGINX_BEFORE"
+check_eq "D: nginx serves the stock page again" "$(body_of / | sha256sum)" "$DEBIAN_INDEX"
+check "D: the sysctl file removed" test ! -e /etc/sysctl.d/60-dlcount.conf
+check "D: the record is gone" test ! -e /etc/dlcount/nginx-changes
+check "D: counts kept" test -s /var/lib/dlcount/dlcount.sqlite
+rc=0
+"$INSTALL" --uninstall --purge >/dev/null 2>&1 || rc=$?
+check_eq "D: purge exits 0" "$rc" 0
+check "D: purge: user dlcount removed" absent_user dlcount
+check "D: purge: /var/log/dlcount, /etc/dlcount, /var/lib/dlcount removed" \
+    test ! -e /var/log/dlcount -a ! -e /etc/dlcount -a ! -e /var/lib/dlcount
+nginx -s quit 2>/dev/null || true
 results_summary

@@ -243,3 +243,43 @@ fn daemon_writes_its_pid_file_refuses_a_second_instance_and_removes_it_at_exit()
     });
     assert!(!sock.exists());
 }
+
+#[test]
+fn an_unwritable_database_never_stops_the_receiving_and_every_line_is_counted_or_reported() {
+    let site = Site::new();
+    // An existing database with one line in it.
+    site.pipe_all(line("192.0.2.1", 8, 1, "/a.iso", 200, 1).as_bytes(), &[]);
+    let (mut args, make_writable) = super::pipe::make_unwritable(&site);
+    args.extend(["--max-pending".to_string(), "1000".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sock = socket_path(&site);
+    let p = spawn_listen(&site, &sock, &args);
+    let lines: String = (0..3000u32)
+        .map(|i| line(&format!("198.51.100.{}", i % 100), 8, i, "/b.iso", 206, 7))
+        .collect();
+    // A blocking sender: were the listener to wait on the database, this
+    // would block once the socket's queue is full, and never return.
+    send(&sock, &lines);
+    wait_until("drops are reported", || {
+        p.stderr().contains("counted lines dropped so far")
+    });
+    make_writable();
+    p.signal(Signal::SIGTERM);
+    let (code, err) = p.finish();
+    assert_eq!(code, 1, "dropped lines make a non-zero exit: {err}");
+    let dropped: u64 = err
+        .split(", ")
+        .find_map(|part| part.split_once(" DROPPED (over --max-pending)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no drop count in: {err}"));
+    // What went to the on-disk queue meanwhile, the next logger counts.
+    let (code, err) = site.pipe_all(b"", &args);
+    assert_eq!(code, 0, "{err}");
+    let kept = total(&site.report(), "requests") - 1;
+    assert!(dropped > 0, "{err}");
+    assert_eq!(
+        kept + dropped,
+        3000,
+        "every line is either counted or reported dropped: {err}"
+    );
+}

@@ -98,7 +98,7 @@ fn kill_9_after_a_committed_burst_loses_nothing_committed() {
 /// Makes the database unwritable for the logger, returns how to undo it and
 /// the extra arguments the logger needs. As root (CI) permission bits do not
 /// stop us, so the logger drops to `nobody` and the files belong to root.
-fn make_unwritable(site: &Site) -> (Vec<String>, Box<dyn Fn()>) {
+pub fn make_unwritable(site: &Site) -> (Vec<String>, Box<dyn Fn()>) {
     use std::os::unix::fs::PermissionsExt;
     let dir = site.db.parent().unwrap().to_path_buf();
     if nix::unistd::geteuid().is_root() {
