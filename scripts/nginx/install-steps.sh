@@ -224,17 +224,26 @@ ngx_undo() {
     done
 }
 
-# listener_is_ours PID: whether PID runs this install's `dlcount-pipe
-# listen`: /proc/PID/exe is $BIN_DEST (" (deleted)" once an upgrade has
-# replaced the file) and its first argument is `listen`.
+# listener_is_ours PID: whether PID runs the listener this script starts:
+# /proc/PID/exe is dlcount-pipe where install.sh puts it ($BIN_DEST, or the
+# other of /usr/local/bin and /usr/bin after a switch to or from the
+# package; " (deleted)" once an upgrade has replaced the file), its first
+# argument is `listen` and it was given `--pidfile $LISTEN_PIDFILE`.
 listener_is_ours() {
-    local pid=$1 exe arg1
+    local pid=$1 exe args i
     [[ $pid =~ ^[1-9][0-9]{0,9}$ ]] || return 1
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
     exe=${exe% (deleted)}
-    [ "$exe" = "$BIN_DEST" ] || [ "$exe" = "$(readlink -f "$BIN_DEST")" ] || return 1
-    arg1=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 2p)
-    [ "$arg1" = listen ]
+    case $exe in
+        "$BIN_DEST" | /usr/local/bin/dlcount-pipe | /usr/bin/dlcount-pipe) ;;
+        *) return 1 ;;
+    esac
+    mapfile -d '' -t args <"/proc/$pid/cmdline" 2>/dev/null || return 1
+    [ "${args[1]:-}" = listen ] || return 1
+    for ((i = 2; i + 1 < ${#args[@]}; i++)); do
+        [ "${args[i]}" = --pidfile ] && [ "${args[i + 1]}" = "$LISTEN_PIDFILE" ] && return 0
+    done
+    return 1
 }
 
 # listener_stop: the background listener (no systemd) gets SIGTERM, as
@@ -246,7 +255,7 @@ listener_stop() {
     [ -e "$LISTEN_PIDFILE" ] || return 0
     pid=$(head -c 32 "$LISTEN_PIDFILE" | tr -d '[:space:]')
     if ! listener_is_ours "$pid"; then
-        say "$LISTEN_PIDFILE is stale (pid ${pid:-none} is not $BIN_DEST listen): removed, nothing signalled"
+        say "$LISTEN_PIDFILE is stale (pid ${pid:-none} is not our dlcount-pipe listen): removed, nothing signalled"
         run rm -f "$LISTEN_PIDFILE"
         return 0
     fi
