@@ -33,8 +33,8 @@
 # "ensite dlcount", "dissite default -> TARGET", "service dlcount-listen",
 # "daemon dlcount-listen"), only when this script made it; --uninstall
 # undoes exactly those: nginx first (its confs out, nginx -t, reload, so it
-# stops sending), then the listener, then the sysctl file (the running
-# kernel keeps the value until reboot).
+# stops sending), then the listener (its logrotate file first), then the
+# sysctl file (the running kernel keeps the value until reboot).
 #
 # Root never writes through a path dlcount controls: /run/dlcount is
 # dlcount's (so the listener, once it is dlcount, can remove its socket and
