@@ -524,7 +524,9 @@ fn try_send_keeps_at_most_the_bound_on_its_way() {
     // (the clock of progress restarts here: starting the queue on a busy
     // machine may take longer than SPILL_STUCK).
     s.shared.in_flight.fetch_add(10, Ordering::AcqRel);
-    s.shared.progress.store(s.shared.millis(), Ordering::Release);
+    s.shared
+        .progress
+        .store(s.shared.millis(), Ordering::Release);
     let mut b = raw_batch(&lines(10, 10), None);
     b.stats.lines = 12;
     let start = Instant::now();
