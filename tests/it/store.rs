@@ -1128,6 +1128,36 @@ fn an_unreachable_server_is_named_without_the_password() {
     assert!(!err.contains("hunter2"), "{err}");
 }
 
+/// A server (or anything between) that accepts the connection and then
+/// never answers: the client library would wait for its first byte forever
+/// (its connect timeout covers the TCP connect only); the handshake's
+/// deadline (`connect_timeout` per host, plus one for the `SET`) ends it.
+#[test]
+fn a_server_that_accepts_and_never_answers_is_given_up_on_in_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let url = format!("postgres://dl:hunter2@127.0.0.1:{port}/counts?connect_timeout=1");
+    let start = std::time::Instant::now();
+    let out = cmd().args(["report", "--db", &url]).output().unwrap();
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}, database counts, as dl: \
+             no answer within 2 s (the connection was accepted, the handshake never finished)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+}
+
 /// TLS with the CA that signed the test server's certificate: verify-full
 /// and verify-ca work; another CA is refused by name.
 #[test]
