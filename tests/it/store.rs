@@ -7,7 +7,9 @@
 //! URL of a role that may create databases (scripts/test.sh runs the tests
 //! under `tests/e2e/with_pg.sh`, which starts a throwaway cluster and sets
 //! it); each test gets a fresh database, dropped afterwards. Without the
-//! variable those tests print "skipped: DLCOUNT_TEST_PG unset" and pass,
+//! variable those tests pass after one "skipped: …" line on stderr (once
+//! per run) saying why and how to run them
+//! (`tests/e2e/with_pg.sh cargo test --release`),
 //! except under `CI=true`, where they fail: CI must run both halves.
 //!
 //! Tests that only PostgreSQL can have (several writers at once, roles and
@@ -40,9 +42,30 @@ fn admin_url() -> Option<String> {
              (scripts/test.sh runs the tests under tests/e2e/with_pg.sh)"
         ),
         _ => {
-            eprintln!("skipped: DLCOUNT_TEST_PG unset (the URL of a PostgreSQL role that may create databases)");
+            say_skipped(
+                "the PostgreSQL tests: DLCOUNT_TEST_PG (the URL of a role that may create \
+                 databases) is unset",
+            );
             None
         }
+    }
+}
+
+/// Says once per run of the test binary, on its real stderr, what is
+/// skipped, why, and how to run it: `eprintln!` in a test is captured and
+/// shown only when the test fails, and a pass that ran nothing must be
+/// seen. (Once: not one line per test of the suite.)
+fn say_skipped(what: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.iter().any(|w| w == what) {
+        said.push(what.to_string());
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {what}; run with `tests/e2e/with_pg.sh cargo test --release`, \
+             which starts a throwaway PostgreSQL cluster and sets it"
+        );
     }
 }
 
@@ -1167,7 +1190,10 @@ fn tls_verifies_the_server_against_the_ca_file() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("DLCOUNT_TEST_PG_CA is unset and CI=true (tests/e2e/with_pg.sh sets it)");
         }
-        eprintln!("skipped: DLCOUNT_TEST_PG_CA unset (the CA of the test server's certificate)");
+        say_skipped(
+            "the PostgreSQL TLS test: DLCOUNT_TEST_PG_CA (the CA of the test server's \
+             certificate) is unset",
+        );
         return;
     };
     let (code, err) = db.pipe_all(
