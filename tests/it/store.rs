@@ -627,6 +627,11 @@ impl Db {
 /// `migrate --db FROM --to TO` (each `--db …` with its state directory);
 /// what it printed on stdout.
 fn migrate(from: &Db, to: &Db, extra: &[&str]) -> String {
+    migrate_said(from, to, extra).0
+}
+
+/// `migrate` as [`migrate`]; what it printed on stdout and on stderr.
+fn migrate_said(from: &Db, to: &Db, extra: &[&str]) -> (String, String) {
     let out = from
         .cmd(&["migrate"])
         .arg("--to")
@@ -635,7 +640,24 @@ fn migrate(from: &Db, to: &Db, extra: &[&str]) -> String {
         .output()
         .unwrap();
     assert_succeeded(&out);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Two servers' SQLite databases, each of which counted its own log
+/// (`servers::log_a` as mirror-a, `log_b` as mirror-b, one open day each,
+/// each with its own secret), and the logs.
+fn two_sqlite_servers() -> (Db, PathBuf, Db, PathBuf) {
+    use crate::servers::{log_a, log_b};
+    let a_site = Db::new(Backend::Sqlite).unwrap();
+    let a = a_site.write("a.log", log_a().as_bytes());
+    a_site.import_ok(&[&a], &["--server", "mirror-a"]);
+    let b_site = Db::new(Backend::Sqlite).unwrap();
+    let b = b_site.write("b.log", log_b().as_bytes());
+    b_site.import_ok(&[&b], &["--server", "mirror-b"]);
+    (a_site, a, b_site, b)
 }
 
 backends! {
@@ -695,6 +717,64 @@ backends! {
         assert_eq!(db.report()["/c.iso"], json!({"2026-11": month(1, 1, 7)}));
         assert_eq!(db.by_server()["mirror-c"], json!({"2026-11": month(1, 1, 7)}));
         assert_eq!(db.report()["/a.iso"], expected_files()["/a.iso"]);
+    };
+}
+
+// Two servers that counted apart into SQLite, merged into one database of
+// each backend (tests/it/migrate.rs has the SQLite-only variants with
+// their messages): the same test code, exact figures.
+backends! {
+    two_sqlite_servers_merge_into_one_database_exactly_through_the_logs_of_their_open_days => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers};
+        let (a_site, _, b_site, b) = two_sqlite_servers();
+        let said = migrate(&a_site, db, &[]);
+        assert!(said.contains("had counted nothing: it is now a copy of"), "{said}");
+        let only_a = json!({
+            "/a.iso": {"2026-11": month(1, 1, 600)},
+            "/b.iso": {"2026-11": month(1, 1, 50)},
+        });
+        assert_eq!(db.report(), only_a);
+        assert_eq!(db.by_server(), json!({"mirror-a": {"2026-11": month(2, 2, 650)}}));
+        for _ in 0..2 {
+            // B's secret differs: its open day cannot be matched key for
+            // key, so it is left to B's log, and said so (twice: no change).
+            let (said, err) = migrate_said(&b_site, db, &[]);
+            assert!(said.contains("has another secret than"), "{said}");
+            assert!(
+                err.contains("1 day (2026-11-20) still open in") && err.contains("dlcount-pipe import --db"),
+                "{err}"
+            );
+            assert_eq!(db.report(), only_a);
+        }
+        // The exact way: B's log of its open day, imported as B's; twice.
+        for round in 0..2 {
+            let s = db.import_ok(&[&b], &["--server", "mirror-b"]);
+            let counted = if round == 0 { "3 new, 0" } else { "0 new, 3" };
+            assert!(s.contains(&format!("counted lines: {counted} already counted before")), "{s}");
+            assert_eq!(db.report(), expected_files());
+            assert_eq!(db.by_server(), expected_servers());
+        }
+    };
+
+    adding_the_open_days_of_another_secret_is_asked_for_and_done_once => |db: &Db| {
+        use crate::servers::{expected_servers, log_a};
+        let (_, _, b_site, _) = two_sqlite_servers();
+        // A counts into this database itself; B's database is added to it.
+        let a = db.write("a.log", log_a().as_bytes());
+        db.import_ok(&[&a], &["--server", "mirror-a"]);
+        for _ in 0..2 {
+            migrate(&b_site, db, &["--add-open-days"]);
+            // Client .1's download on both servers cannot be matched across
+            // the two secrets: 1 (A's) + 2 (B's) downloads of /a.iso.
+            assert_eq!(
+                db.report(),
+                json!({
+                    "/a.iso": {"2026-11": month(3, 4, 2600)},
+                    "/b.iso": {"2026-11": month(1, 1, 50)},
+                })
+            );
+            assert_eq!(db.by_server(), expected_servers());
+        }
     };
 }
 
