@@ -1178,6 +1178,145 @@ fn the_password_comes_from_a_private_password_file() {
         .unwrap();
 }
 
+/// One text value from SQL, on PostgreSQL.
+fn pg_text(url: &str, sql: &str) -> String {
+    pg_connect(url).query_one(sql, &[]).unwrap().get(0)
+}
+
+/// The columns and constraints of the tables in schema public, one line each.
+fn pg_tables(url: &str) -> String {
+    pg_text(
+        url,
+        "SELECT string_agg(l, E'\\n' ORDER BY l) FROM (
+             SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+                    || ' ' || coalesce(column_default, '') || ' ' || is_identity AS l
+               FROM information_schema.columns WHERE table_schema = 'public'
+             UNION ALL
+             SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid)
+               FROM pg_constraint WHERE connamespace = 'public'::regnamespace) t",
+    )
+}
+
+/// A database at PostgreSQL schema 1 (the first release of the backend),
+/// with days, figures, open days' keys and a secret, upgraded in place by
+/// the current binary: the version is the current one, every figure, the
+/// secret and each open day's key are unchanged, and counting goes on
+/// exactly (its lines again add nothing; a new line adds one).
+///
+/// Schema 1's data is made by counting with this binary and then taking
+/// migration 2 back exactly (its tables and its column dropped, its version
+/// row deleted: 0002 adds nothing else); that the result is schema 1 is
+/// checked against a database made by applying `0001_create.sql` alone, as
+/// `schema.rs` applies it, column for column and constraint for constraint.
+#[test]
+fn a_schema_1_database_is_upgraded_in_place_and_counts_on_exactly() {
+    let Some(db) = pg_db() else { return };
+    assert_eq!(PG_SCHEMA, 2, "a new migration: take it back below too");
+    let reference = PgDb::create(&admin_url().unwrap());
+    {
+        let mut c = pg_connect(&reference.url);
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute(include_str!(
+            "../../src/store/postgres/migrations/0001_create.sql"
+        ))
+        .unwrap();
+        tx.execute("INSERT INTO dlcount_schema(version) VALUES (1)", &[])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let g = generated();
+    let (requests, downloads) = (
+        total(&g.answer_detail, "requests"),
+        total(&g.answer_detail, "downloads"),
+    );
+    let half = g.lines.len() / 2;
+    let (code, err) = db.pipe_all(&bytes_of(&g.lines[..half]), &[]);
+    assert_eq!(code, 0, "{err}");
+    let file = db.write("access.log", &bytes_of(&g.lines));
+    db.import_ok(&[&file], &[]);
+    assert_eq!(db.report(), g.answer_detail);
+    let keys_sql =
+        "SELECT string_agg(day || ':' || encode(key, 'hex'), ',' ORDER BY day) FROM day_keys";
+    let secret_sql = "SELECT encode(value, 'hex') FROM meta WHERE name = 'secret'";
+    let (keys, secret) = (pg_text(&db.arg, keys_sql), pg_text(&db.arg, secret_sql));
+    let open_days = db.sql_i64("SELECT count(*) FROM days WHERE NOT closed");
+    assert!(open_days > 1, "{open_days}");
+    assert_eq!(db.sql_i64("SELECT count(*) FROM day_keys"), open_days);
+    // Migration 2 taken back: schema 1 as its binary left it.
+    db.sql(
+        "DROP TABLE server_daily; DROP TABLE servers;
+         ALTER TABLE visitors DROP COLUMN servers;
+         DELETE FROM dlcount_schema WHERE version = 2;",
+    );
+    assert_eq!(pg_tables(&db.arg), pg_tables(&reference.url));
+    assert_eq!(db.sql_i64("SELECT max(version) FROM dlcount_schema"), 1);
+    // Reading does not upgrade (a report runs with the rights it has)…
+    assert_eq!(db.report(), g.answer_detail);
+    assert_eq!(db.sql_i64("SELECT max(version) FROM dlcount_schema"), 1);
+    // …the first writer does, and counts nothing twice.
+    let again = db.import_ok(&[&file], &[]);
+    assert!(
+        again.contains(&format!("downloads: 0 new, {downloads} already known")),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!(
+            "counted lines: 0 new, {requests} already counted before"
+        )),
+        "{again}"
+    );
+    assert_eq!(
+        db.sql_i64("SELECT max(version) FROM dlcount_schema"),
+        PG_SCHEMA
+    );
+    assert_eq!(db.sql_i64("SELECT count(*) FROM dlcount_schema"), PG_SCHEMA);
+    assert_eq!(db.report(), g.answer_detail);
+    assert_eq!(db.report_plain(), g.answer_plain);
+    assert_eq!(pg_text(&db.arg, secret_sql), secret);
+    assert_eq!(pg_text(&db.arg, keys_sql), keys);
+    // The lines only the import saw, live now: already counted (live
+    // copies of lines the pipe saw before would add up, as before).
+    let rest = g.lines.len() - half;
+    let (code, err) = db.pipe_all(&bytes_of(&g.lines[half..]), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("end of input: {rest} lines, 0 counted, ")),
+        "{err}"
+    );
+    assert_eq!(db.report(), g.answer_detail);
+    // A new client on a counted day is one more download, as before.
+    let extra = line("192.0.2.250", 20, 1, "/isos/new.iso", 200, 77);
+    let (code, err) = db.pipe_all(extra.as_bytes(), &["--server", "mirror-a"]);
+    assert_eq!(code, 0, "{err}");
+    let mut expected = g.answer_detail.clone();
+    expected["/isos/new.iso"] = json!({"2026-11": month(1, 1, 77)});
+    assert_eq!(db.report(), expected);
+    assert_eq!(
+        db.by_server(),
+        json!({"mirror-a": {"2026-11": month(1, 1, 77)}})
+    );
+}
+
+/// The session timeouts of the module header of `connect.rs`, read back
+/// from the server on a connection made by the store's own connect path;
+/// a URL's own `options` keep their value.
+#[test]
+fn a_live_connection_has_the_session_timeouts_set() {
+    let Some(db) = pg_db() else { return };
+    let show = |c: &mut postgres::Client, what: &str| -> String {
+        c.query_one(&format!("SHOW {what}"), &[]).unwrap().get(0)
+    };
+    let mut c = pg_connect(&db.arg);
+    assert_eq!(show(&mut c, "statement_timeout"), "1min");
+    assert_eq!(show(&mut c, "idle_in_transaction_session_timeout"), "2min");
+    assert_eq!(show(&mut c, "application_name"), "dlcount-pipe");
+    let sep = if db.arg.contains('?') { '&' } else { '?' };
+    let own = format!("{}{sep}options=-c%20statement_timeout%3D7s", db.arg);
+    let mut c = pg_connect(&own);
+    assert_eq!(show(&mut c, "statement_timeout"), "7s");
+    assert_eq!(show(&mut c, "idle_in_transaction_session_timeout"), "2min");
+}
+
 /// The host part of a URL (after any user info).
 fn after_at(url: &str) -> &str {
     let rest = &url[url.find("://").unwrap() + 3..];
