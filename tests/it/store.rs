@@ -1384,8 +1384,22 @@ fn a_server_that_accepts_and_never_answers_is_given_up_on_in_time() {
     });
     let url = format!("postgres://dl:hunter2@127.0.0.1:{port}/counts?connect_timeout=1");
     let start = std::time::Instant::now();
-    let out = cmd().args(["report", "--db", &url]).output().unwrap();
+    let mut child = cmd()
+        .args(["report", "--db", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without the deadline `report` waits for good: kill it, fail the test.
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("report still waits for the server after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let took = start.elapsed();
+    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
