@@ -19,10 +19,23 @@
 //!   the store keeps only those hashes re-keyed with the day's random key,
 //!   and closing a day deletes its rows and its key together.
 //! - **Closed days are final; sums never wrap** (they saturate at `i64::MAX`).
+//! - **Facts are joins** ([`facts`]): each download's client class and
+//!   country only move up a lattice, and the per file and day counts of
+//!   downloads by class, country and network (`facts_daily`) move with
+//!   them in the same transaction, so they are exact in any order and
+//!   outlive the purge. Downloads whose facts are not known (counted
+//!   before dlcount kept them) are the difference to `daily`'s downloads.
+//!
+//! **Read model** (for `report` and the statistics pages): [`Backend::monthly`]
+//! (file × month), [`Backend::by_server`] (server × month),
+//! [`Backend::daily`] (file × day: downloads, requests, bytes) and
+//! [`Backend::facts`] (file × day × fact: downloads with each class, country
+//! code and network). Per month and per day views are sums of these rows.
 //!
 //! A batch is applied in one transaction: all of its lines count, or none.
 
 pub mod dedup;
+pub mod facts;
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -128,6 +141,15 @@ pub trait Backend: Send {
     /// servers that counted anything.
     fn by_server(&self) -> Result<Vec<ServerMonthRow>>;
 
+    /// Per file and day figures (legacy months not included), sorted by
+    /// path, then day.
+    fn daily(&self) -> Result<Vec<FileDayRow>>;
+
+    /// Per file, day and fact: how many downloads have it (see [`facts`]),
+    /// for facts of `kind` (`class`, `country`, `network`), sorted by path,
+    /// day, value; rows of 0 left out.
+    fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>>;
+
     /// Everything the store holds, as plain rows (`migrate`).
     fn export(&self) -> Result<migrate::Dump>;
 
@@ -161,6 +183,36 @@ pub struct ServerMonthRow {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+}
+
+/// One file × day of the figures (`daily`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDayRow {
+    pub path: String,
+    pub day: i32,
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// One file × day × fact (`facts_daily`): `n` downloads of `path` on `day`
+/// have the fact `kind` = `value` (a class name, an ISO country code, an
+/// IPv4 /10 network's number or `v6`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactDayRow {
+    pub path: String,
+    pub day: i32,
+    pub kind: String,
+    pub value: String,
+    pub n: u64,
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn date_of(day: i32) -> String {
+    match NaiveDate::from_num_days_from_ce_opt(day) {
+        Some(d) => d.format("%Y-%m-%d").to_string(),
+        None => "0000-00-00".to_string(),
+    }
 }
 
 /// A named position recorded with the counts it covers (see [`Backend::apply_marked`]).

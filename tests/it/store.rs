@@ -1184,3 +1184,174 @@ g55pICNuE515Kdc4aR8qAiEA6ewBapo5Bs1A3PUijov+rcGTYP4jhZy7cnQIydiZ
 Ww8=
 -----END CERTIFICATE-----
 ";
+
+/// A line of `/isos/a.iso` on 2026-11-20 from `ip` at second `sec` with
+/// User-Agent `ua` (real strings, see tests/cases/user-agents.txt).
+fn ua_line(ip: &str, sec: u32, ua: &str) -> String {
+    format!(
+        "{ip} - - [20/Nov/2026:10:00:{sec:02} +0100] \"GET /isos/a.iso HTTP/1.1\" 200 1000 \"-\" \"{ua}\"\n"
+    )
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+const CURL: &str = "curl/8.5.0";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+const GPTBOT: &str =
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.0; +https://openai.com/gptbot)";
+
+/// Four downloads: a bot's, curl's and Firefox's lines from one client
+/// (browser: a human signal wins), two crawlers (bot), curl and an empty
+/// User-Agent over IPv6 (downloader), and "-" alone (other).
+fn class_lines() -> Vec<String> {
+    vec![
+        ua_line("192.0.2.7", 1, GOOGLEBOT),
+        ua_line("192.0.2.7", 2, CURL),
+        ua_line("192.0.2.7", 3, FIREFOX),
+        ua_line("192.0.2.8", 4, GOOGLEBOT),
+        ua_line("192.0.2.8", 5, GPTBOT),
+        ua_line("2001:db8::7", 6, ""),
+        ua_line("2001:db8::7", 7, CURL),
+        ua_line("198.51.100.200", 8, "-"),
+    ]
+}
+
+fn classes(browser: u64, downloader: u64, bot: u64, other: u64) -> Value {
+    json!({"/isos/a.iso": {"2026-11": {
+        "browser": browser, "downloader": downloader, "bot": bot, "other": other
+    }}})
+}
+
+impl Db {
+    /// `report --json --by WHAT`.
+    pub fn by(&self, what: &str) -> Value {
+        self.report_with(&["--json", "--by", what])
+    }
+}
+
+fn test_mmdb() -> PathBuf {
+    // Built by scripts/make-test-mmdb.py (not real data): 192.0.2.0/24 DE,
+    // 198.51.100.0/24 FR, 2001:db8::/33 NL.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/countries.mmdb")
+}
+
+backends! {
+    client_classes_do_not_depend_on_order_or_source => |db: &Db| {
+        let lines = class_lines();
+        let want = classes(1, 1, 1, 1);
+        // One line per import (one transaction each), in order…
+        for (i, l) in lines.iter().enumerate() {
+            let f = db.write(&format!("l{i}.log"), l.as_bytes());
+            db.import_ok(&[&f], &[]);
+        }
+        assert_eq!(db.by("class"), want);
+        // …then all of them again, reversed, through the pipe: nothing moves.
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(reversed.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class"), want);
+        // Reversed, one line per pipe run, into a fresh database.
+        let other = Db::new(db.backend).unwrap();
+        for l in lines.iter().rev() {
+            let (code, err) = other.pipe_all(l.as_bytes(), &[]);
+            assert_eq!(code, 0, "{err}");
+        }
+        assert_eq!(other.by("class"), want);
+        let whole = other.write("all.log", lines.concat().as_bytes());
+        other.import_ok(&[&whole], &[]);
+        assert_eq!(other.by("class"), want);
+        assert_eq!(other.report_plain(), json!({"/isos/a.iso": {"2026-11": 4}}));
+    };
+
+    a_download_moves_to_a_stronger_class_and_leaves_the_weaker => |db: &Db| {
+        let steps = [
+            (ua_line("192.0.2.7", 1, GOOGLEBOT), classes(0, 0, 1, 0)),
+            (ua_line("192.0.2.7", 2, "-"), classes(0, 0, 0, 1)),
+            (ua_line("192.0.2.7", 3, CURL), classes(0, 1, 0, 0)),
+            (ua_line("192.0.2.7", 4, GPTBOT), classes(0, 1, 0, 0)),
+            (ua_line("192.0.2.7", 5, FIREFOX), classes(1, 0, 0, 0)),
+            (ua_line("192.0.2.7", 6, GOOGLEBOT), classes(1, 0, 0, 0)),
+        ];
+        for (l, want) in steps {
+            let (code, err) = db.pipe_all(l.as_bytes(), &[]);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(db.by("class"), want, "after {l}");
+        }
+    };
+
+    countries_come_from_geoip_and_a_code_wins_over_none => |db: &Db| {
+        let mmdb = test_mmdb();
+        let geoip = ["--geoip", mmdb.to_str().unwrap()];
+        let lines = [
+            ua_line("192.0.2.7", 1, CURL),
+            ua_line("2001:db8::7", 2, CURL),
+            ua_line("10.0.0.1", 3, CURL),
+            ua_line("198.51.100.200", 4, CURL),
+        ];
+        // Without --geoip nothing is looked up: every download is unknown.
+        let (code, err) = db.pipe_all(lines[..2].concat().as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let unknown = |n: u64| json!({"/isos/a.iso": {"2026-11": {"unknown": n}}});
+        assert_eq!(db.by("country"), unknown(2));
+        // Imported with it, the same downloads get their codes, once.
+        let f = db.write("access.log", lines.concat().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&f], &geoip);
+            assert_eq!(
+                db.by("country"),
+                json!({"/isos/a.iso": {"2026-11": {"DE": 1, "FR": 1, "NL": 1, "unknown": 1}}})
+            );
+        }
+        // In reverse order through the pipe, into a fresh database.
+        let other = Db::new(db.backend).unwrap();
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = other.pipe_all(reversed.as_bytes(), &geoip);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(other.by("country"), db.by("country"));
+        // A file that is not a MaxMind DB is refused, saying what to use.
+        let dat = db.write("GeoIP.dat", b"legacy");
+        let (code, err) = db.import(&[&f], &["--geoip", dat.to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("legacy .dat format"), "{err}");
+    };
+
+    facts_of_downloads_counted_before_the_upgrade_stay_unknown => |db: &Db| {
+        let (code, err) = db.pipe_all(class_lines()[..5].concat().as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class")["/isos/a.iso"]["2026-11"]["browser"], json!(1));
+        // What a database counted before the upgrade looks like.
+        db.sql("UPDATE visitors SET class = -1, country = -1; DELETE FROM facts_daily;");
+        let unknown = |browser: u64, downloader: u64, unknown: u64| json!({"/isos/a.iso": {"2026-11": {
+            "browser": browser, "downloader": downloader, "bot": 0, "other": 0, "unknown": unknown
+        }}});
+        assert_eq!(db.by("class"), unknown(0, 0, 2));
+        // A new line of such a download cannot make it known (its earlier
+        // lines' classes are lost); a new download is known.
+        let more = format!("{}{}", ua_line("192.0.2.8", 9, FIREFOX), ua_line("192.0.2.99", 9, CURL));
+        let (code, err) = db.pipe_all(more.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class"), unknown(0, 1, 2));
+        assert_eq!(db.report_plain(), json!({"/isos/a.iso": {"2026-11": 3}}));
+    };
+
+    facts_move_with_migrate_and_go_on_exactly => |db: &Db| {
+        let old = Db::new(Backend::Sqlite).unwrap();
+        let mmdb = test_mmdb();
+        let geoip = ["--geoip", mmdb.to_str().unwrap()];
+        let lines = class_lines();
+        let (code, err) = old.pipe_all(lines[..4].concat().as_bytes(), &geoip);
+        assert_eq!(code, 0, "{err}");
+        let said = migrate(&old, db, &[]);
+        assert!(said.contains("had counted nothing: it is now a copy of"), "{said}");
+        assert_eq!(db.by("class"), old.by("class"));
+        assert_eq!(db.by("country"), old.by("country"));
+        // The moved downloads keep their class: the rest of the lines move
+        // them exactly as in one database.
+        let (code, err) = db.pipe_all(lines[4..].concat().as_bytes(), &geoip);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class"), classes(1, 1, 1, 1));
+        assert_eq!(
+            db.by("country"),
+            json!({"/isos/a.iso": {"2026-11": {"DE": 2, "FR": 1, "NL": 1}}})
+        );
+    };
+}

@@ -60,7 +60,9 @@ pub mod schema;
 
 use super::migrate::Dump;
 use super::sqlite::MAX_SERVERS;
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
+use super::{
+    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, Origin, ServerMonthRow,
+};
 use crate::config::PgTarget;
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -503,6 +505,45 @@ impl Backend for PostgresStore {
             e.bytes = e.bytes.saturating_add(figure(r.get(4)));
         }
         Ok(acc.into_values().collect())
+    }
+
+    fn daily(&self) -> Result<Vec<FileDayRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes
+               FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path COLLATE \"C\", d.day",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(FileDayRow {
+                    path: r.get(0),
+                    day: i32::try_from(r.get::<_, i64>(1))?,
+                    downloads: figure(r.get(2)),
+                    requests: figure(r.get(3)),
+                    bytes: figure(r.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT f.path, d.day, d.value, d.n
+               FROM facts_daily d JOIN files f ON f.id = d.file_id
+              WHERE d.kind = $1 AND d.n > 0 ORDER BY f.path COLLATE \"C\", d.day, d.value COLLATE \"C\"",
+            &[&kind],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(FactDayRow {
+                    path: r.get(0),
+                    day: i32::try_from(r.get::<_, i64>(1))?,
+                    kind: kind.to_string(),
+                    value: r.get(2),
+                    n: figure(r.get(3)),
+                })
+            })
+            .collect()
     }
 
     /// Everything, from one snapshot (a read-only REPEATABLE READ transaction).

@@ -32,8 +32,11 @@
 //! in `migrations/`, applied in place by `init_schema`.
 
 use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
-use super::migrate::{DayRow, Dump, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
+use super::facts::{gathered, join_country, settle, Brought, FactDeltas, Held, NO_COUNTRY};
+use super::migrate::{DayRow, Dump, FactRow, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
+use super::{
+    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, Origin, ServerMonthRow,
+};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -95,15 +98,16 @@ pub mod lock_wait {
 }
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
 const PURGE_GRACE_SECS: i64 = 3600;
 
-/// A new database's tables at schema 3; `V4` then brings them to `SCHEMA_VERSION`.
+/// A new database's tables at schema 3; `V4` and `V5` then bring them to `SCHEMA_VERSION`.
 const SCHEMA: &str = include_str!("migrations/v3_create.sql");
 const V4: &str = include_str!("migrations/v4_from_v3.sql");
+const V5: &str = include_str!("migrations/v5_from_v4.sql");
 
 /// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
 /// no figure is negative). `a` is a stored figure (never negative), `b` the
@@ -160,6 +164,8 @@ struct LineAgg {
     server_id: i64,
     /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
     schema1: bool,
+    /// The line's facts (`facts`), joined over its copies.
+    facts: Brought,
 }
 
 /// What a batch needs to know of one day.
@@ -179,6 +185,10 @@ struct VisitorAgg {
     bytes: i64,
     /// Bits of the servers that sent counted lines (see `server_bit`).
     servers: i64,
+    /// The facts of its lines whose copies are new (`None`: no such line).
+    facts: Option<Brought>,
+    /// The country of all its lines (`store::facts::gathered`).
+    country: i64,
 }
 
 /// The most servers one database knows: a visitor row keeps its servers
@@ -307,6 +317,7 @@ impl SqliteStore {
             )?;
             tx.execute_batch("PRAGMA user_version=3")?;
             tx.execute_batch(V4)?;
+            tx.execute_batch(V5)?;
         }
         if version == 1 {
             // Schema 1 hashed the bytes into a line's identity and knew no
@@ -320,6 +331,9 @@ impl SqliteStore {
         }
         if (1..=3).contains(&version) {
             tx.execute_batch(V4)?;
+        }
+        if (1..=4).contains(&version) {
+            tx.execute_batch(V5)?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -486,11 +500,13 @@ impl SqliteStore {
                     }
                 };
                 let bytes = i64::try_from(h.bytes).unwrap_or(i64::MAX);
+                let facts = super::facts::brought(&h.facts, batch.facts_missing);
                 match index.entry((h.day, line)) {
                     std::collections::hash_map::Entry::Occupied(e) => {
                         let l = &mut lines[*e.get()];
                         l.copies += 1;
                         l.bytes = l.bytes.saturating_add(bytes);
+                        l.facts = l.facts.join(facts);
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(lines.len());
@@ -503,6 +519,7 @@ impl SqliteStore {
                             file_id,
                             server_id,
                             schema1,
+                            facts,
                         });
                     }
                 }
@@ -593,13 +610,17 @@ impl SqliteStore {
                     visitor_order.push(key);
                     VisitorAgg {
                         file_id: l.file_id,
+                        country: NO_COUNTRY,
                         ..Default::default()
                     }
                 });
+                v.country = join_country(v.country, l.facts.country);
                 v.requests = v.requests.saturating_add(delta);
                 v.bytes = v.bytes.saturating_add(delta_bytes);
                 if delta > 0 {
                     v.servers |= server_bit(l.server_id);
+                    // Only new lines bring facts (see `facts`).
+                    v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
                 }
                 if delta != 0 || delta_bytes != 0 {
                     let sd = server_days.entry((l.server_id, l.day)).or_default();
@@ -613,44 +634,67 @@ impl SqliteStore {
         //    import run that touched a row, to tell "already known" downloads.
         visitor_order.sort_unstable();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
+        let mut fact_deltas = FactDeltas::new();
         {
             let run = match origin {
                 Origin::Live => 0,
                 Origin::Import { run, .. } => run,
             };
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers,
+                    class, country)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut select =
-                tx.prepare_cached("SELECT run, servers FROM visitors WHERE day = ?1 AND key = ?2")?;
+            let mut select = tx.prepare_cached(
+                "SELECT run, servers, class, country FROM visitors WHERE day = ?1 AND key = ?2",
+            )?;
             let mut update = tx.prepare_cached(concat!(
                 "UPDATE visitors SET requests = ",
                 sat_add!("requests", "?3"),
                 ", bytes = ",
                 sat_add!("bytes", "?4"),
-                ", run = ?5, servers = servers | ?6 WHERE day = ?1 AND key = ?2"
+                ", run = ?5, servers = servers | ?6, class = ?7, country = ?8
+                 WHERE day = ?1 AND key = ?2"
             ))?;
             for key in &visitor_order {
                 let v = &visitors[key];
                 // Bytes can change alone: the live copies of a line replace
                 // an imported file's `%b` figure.
                 let changed = v.requests > 0 || v.bytes != 0;
-                if !changed && run == 0 {
+                let brought = gathered(v.facts, v.country);
+                if !changed && run == 0 && brought.is_none() {
                     continue;
                 }
-                let new_download = v.requests > 0
-                    && insert.execute(params![
-                        key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers
-                    ])? == 1;
+                // A new download holds the facts its lines brought.
+                let fresh = v.facts.and(brought).map(|f| Held {
+                    class: f.class,
+                    country: f.country,
+                });
+                let new_download = match (v.requests > 0, fresh) {
+                    (true, Some(h)) => {
+                        insert.execute(params![
+                            key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers, h.class,
+                            h.country
+                        ])? == 1
+                    }
+                    _ => false,
+                };
                 // A server's download is a (client, file, day) it sent a
                 // counted line of: the first such line adds one for it.
                 let mut new_servers = v.servers;
                 if new_download {
                     stats.new_downloads += 1;
-                } else if let Some((old, old_servers)) = select
+                    if let Some(f) = brought {
+                        settle(v.file_id, key.0, None, f, &mut fact_deltas);
+                    }
+                } else if let Some((old, old_servers, class, country)) = select
                     .query_row(params![key.0, key.1], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
                     })
                     .optional()?
                 {
@@ -658,9 +702,22 @@ impl SqliteStore {
                     if run != 0 && old != run {
                         stats.known_downloads += 1;
                     }
-                    if changed || old != run {
-                        update
-                            .execute(params![key.0, key.1, v.requests, v.bytes, run, v.servers])?;
+                    let was = Held { class, country };
+                    let now = match brought {
+                        Some(f) => settle(v.file_id, key.0, Some(was), f, &mut fact_deltas),
+                        None => was,
+                    };
+                    if changed || old != run || now != was {
+                        update.execute(params![
+                            key.0,
+                            key.1,
+                            v.requests,
+                            v.bytes,
+                            run,
+                            v.servers,
+                            now.class,
+                            now.country
+                        ])?;
                     }
                 }
                 while new_servers != 0 {
@@ -693,7 +750,23 @@ impl SqliteStore {
             }
         }
 
-        // 6. Per server and day figures.
+        // 6. Per file and day facts (see `facts`): moves of one download
+        //    between classes may be negative; a new row takes them clamped.
+        {
+            let mut st = tx.prepare_cached(concat!(
+                "INSERT INTO facts_daily(file_id, day, kind, value, n)
+                 VALUES(?1, ?2, ?3, ?4, max(?5, 0))
+                 ON CONFLICT(file_id, day, kind, value) DO UPDATE SET n = ",
+                sat_add!("n", "?5")
+            ))?;
+            for ((file_id, day, fact), n) in &fact_deltas {
+                if *n != 0 {
+                    st.execute(params![file_id, day, fact.kind(), fact.value(), n])?;
+                }
+            }
+        }
+
+        // 7. Per server and day figures.
         {
             let mut st = tx.prepare_cached(concat!(
                 "INSERT INTO server_daily(server_id, day, downloads, requests, bytes)
@@ -915,6 +988,45 @@ impl Backend for SqliteStore {
             e.bytes = e.bytes.saturating_add(figure(r.get_ref(4)?));
         }
         Ok(acc.into_values().collect())
+    }
+
+    fn daily(&self) -> Result<Vec<FileDayRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes
+               FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path, d.day",
+        )?;
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(FileDayRow {
+                path: r.get(0)?,
+                day: r.get(1)?,
+                downloads: figure(r.get_ref(2)?),
+                requests: figure(r.get_ref(3)?),
+                bytes: figure(r.get_ref(4)?),
+            });
+        }
+        Ok(out)
+    }
+
+    fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT f.path, d.day, d.value, d.n
+               FROM facts_daily d JOIN files f ON f.id = d.file_id
+              WHERE d.kind = ?1 AND d.n > 0 ORDER BY f.path, d.day, d.value",
+        )?;
+        let mut rows = st.query([kind])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(FactDayRow {
+                path: r.get(0)?,
+                day: r.get(1)?,
+                kind: kind.to_string(),
+                value: r.get(2)?,
+                n: figure(r.get_ref(3)?),
+            });
+        }
+        Ok(out)
     }
 
     fn export(&self) -> Result<Dump> {
@@ -1217,7 +1329,8 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     }
     for row in conn
         .prepare(
-            "SELECT day, key, file_id, requests, bytes, run, servers FROM visitors ORDER BY day, key",
+            "SELECT day, key, file_id, requests, bytes, run, servers, class, country
+             FROM visitors ORDER BY day, key",
         )?
         .query_map([], |r| {
             Ok((
@@ -1225,17 +1338,51 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
                 [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                [r.get::<_, i64>(7)?, r.get(8)?],
             ))
         })?
     {
-        let (day, key, file_id, [requests, bytes, run, ids]) = row?;
+        let (day, key, file_id, [requests, bytes, run, ids], [class, country]) = row?;
         let mut servers = 0i64;
         for (&id, &i) in &server_of {
             if ids & server_bit(id) != 0 {
                 servers |= 1i64 << i;
             }
         }
-        dump.visitors.push(VisitorRow { day, key, file: file(file_id)?, requests, bytes, run, servers });
+        dump.visitors.push(VisitorRow {
+            day,
+            key,
+            file: file(file_id)?,
+            requests,
+            bytes,
+            run,
+            servers,
+            class,
+            country,
+        });
+    }
+    for row in conn
+        .prepare(
+            "SELECT file_id, day, kind, value, n FROM facts_daily ORDER BY file_id, day, kind, value",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?
+    {
+        let (id, day, kind, value, n) = row?;
+        dump.facts.push(FactRow {
+            file: file(id)?,
+            day,
+            kind,
+            value,
+            n,
+        });
     }
     for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
         let mut st = conn.prepare(&format!(
@@ -1312,7 +1459,7 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     tx.execute_batch(
         "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
          DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
-         DELETE FROM files; DELETE FROM servers;",
+         DELETE FROM files; DELETE FROM servers; DELETE FROM facts_daily;",
     )?;
     for name in tx
         .prepare("SELECT name FROM meta")?
@@ -1371,8 +1518,8 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
         ])?;
     }
     let mut st = tx.prepare(
-        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for v in &dump.visitors {
         st.execute(params![
@@ -1382,8 +1529,16 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
             v.requests,
             v.bytes,
             v.run,
-            v.servers
+            v.servers,
+            v.class,
+            v.country
         ])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO facts_daily(file_id, day, kind, value, n) VALUES(?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for f in &dump.facts {
+        st.execute(params![f.file as i64 + 1, f.day, f.kind, f.value, f.n])?;
     }
     for (table, column, rows) in [
         ("daily", "file_id", &dump.daily),
