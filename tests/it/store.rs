@@ -335,6 +335,7 @@ backends! {
         );
         assert_eq!(db.report(), g.answer_detail);
         assert_eq!(db.report_plain(), g.answer_plain);
+        assert_eq!(db.by("class"), g.answer_class);
     };
 
     import_again_and_in_reverse_order_changes_nothing => |db: &Db| {
@@ -357,6 +358,7 @@ backends! {
         let file = db.write("reversed.log", &bytes_of(&reversed));
         assert_eq!(db.import_ok(&[&file], &[]), again.replace("access.log", "reversed.log"));
         assert_eq!(db.report(), g.answer_detail);
+        assert_eq!(db.by("class"), g.answer_class);
     };
 
     half_live_then_the_whole_file_imported => |db: &Db| {
@@ -372,6 +374,7 @@ backends! {
         assert_eq!(code, 0, "{err}");
         assert!(err.contains(", 0 counted, "), "{err}");
         assert_eq!(db.report(), g.answer_detail);
+        assert_eq!(db.by("class"), g.answer_class);
     };
 
     every_line_a_new_download => |db: &Db| {
