@@ -242,6 +242,18 @@ fn run_command(cmd: Command) -> Result<i32> {
                     Some(("class", &["browser", "downloader", "bot", "other"][..]))
                 }
                 Some(crate::cli::ReportBy::Country) => Some(("country", &[][..])),
+                Some(crate::cli::ReportBy::Network) => {
+                    let months =
+                        report::network_months(&store.networks()?, &store.facts("network")?);
+                    if a.json {
+                        print!("{}", report::networks_to_json(&months));
+                    } else if a.csv {
+                        print!("{}", report::networks_to_csv(&months));
+                    } else {
+                        print!("{}", report::networks_to_table(&months));
+                    }
+                    return Ok(0);
+                }
                 None => None,
             };
             let rows = store.monthly()?;

@@ -310,6 +310,8 @@ pub enum ReportBy {
     Class,
     /// Countries of the clients (counted with --geoip).
     Country,
+    /// Network coverage per month: how many of the 1,024 IPv4 /10 networks downloaded, and the IPv6 downloads.
+    Network,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@
 //! kept facts, or without a country code) are `unknown`, never left out.
 
 use crate::render::human_size;
-use crate::store::{month_of, FactDayRow, MonthRow, ServerMonthRow};
+use crate::store::{month_of, FactDayRow, MonthRow, NetworkDayRow, ServerMonthRow};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -221,6 +221,69 @@ pub fn facts_to_table(f: &FactMonths, what: &str) -> String {
         out.push_str(
             "unknown: counted before dlcount kept this fact, or not known for the client.\n",
         );
+    }
+    out
+}
+
+/// Per month: (IPv4 /10 networks that downloaded, of 1,024; downloads over IPv6).
+pub type NetworkMonths = BTreeMap<String, (u32, u64)>;
+
+/// See [`NetworkMonths`]: a month's networks are the union of its days'.
+pub fn network_months(days: &[NetworkDayRow], v6: &[FactDayRow]) -> NetworkMonths {
+    let mut bits: BTreeMap<String, [u64; crate::store::facts::NETWORK_WORDS]> = BTreeMap::new();
+    for d in days {
+        let m = bits.entry(month_of(d.day)).or_default();
+        for (a, b) in m.iter_mut().zip(d.bits) {
+            *a |= b;
+        }
+    }
+    let mut out: NetworkMonths = bits
+        .into_iter()
+        .map(|(m, b)| (m, (b.iter().map(|w| w.count_ones()).sum(), 0)))
+        .collect();
+    for f in v6.iter().filter(|f| f.value == "v6") {
+        let e = out.entry(month_of(f.day)).or_default();
+        e.1 = e.1.saturating_add(f.n);
+    }
+    out
+}
+
+/// `report --json --by network`: `{"YYYY-MM": {"ipv4_networks": n, "ipv6_downloads": n}}`.
+pub fn networks_to_json(m: &NetworkMonths) -> String {
+    let top: Map<String, Value> = m
+        .iter()
+        .map(|(month, (v4, v6))| {
+            (
+                month.clone(),
+                json!({"ipv4_networks": v4, "ipv6_downloads": v6}),
+            )
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// `report --csv --by network`.
+pub fn networks_to_csv(m: &NetworkMonths) -> String {
+    let mut out = String::from("month,ipv4_networks,ipv6_downloads\n");
+    for (month, (v4, v6)) in m {
+        let _ = writeln!(out, "{month},{v4},{v6}");
+    }
+    out
+}
+
+/// The readable network table, newest month first.
+pub fn networks_to_table(m: &NetworkMonths) -> String {
+    if m.is_empty() {
+        return "No network coverage counted yet.\n".to_string();
+    }
+    let mut out = format!(
+        "{:<8}  {:>22}  {:>14}\n",
+        "Month", "IPv4 /10 networks", "IPv6 downloads"
+    );
+    for (month, (v4, v6)) in m.iter().rev() {
+        let _ = writeln!(out, "{month:<8}  {:>22}  {v6:>14}", format!("{v4} of 1024"));
     }
     out
 }

@@ -4,9 +4,13 @@
 //! Per download (a `visitors` row, kept until its day closes) the store
 //! keeps its client class and country; per file and day (`facts_daily`,
 //! which outlives the purge like `daily`) it keeps how many downloads have
-//! each class, each country and each network. Those figures are maintained
-//! at apply time from the change of each download's own facts, so they are
-//! exact whatever the order of lines, and nothing needs the purged rows.
+//! each class, each country, and how many came over IPv6; per day
+//! (`network_days`) which of the 1,024 IPv4 /10 networks downloaded, as a
+//! bitmap of 16 words that only ever gains bits (OR). Those figures are
+//! maintained at apply time from the change of each download's own facts,
+//! so they are exact whatever the order of lines, and nothing needs the
+//! purged rows. (A count per network and file would cost a row per new
+//! download: a bitmap per day costs at most 16 per day and batch.)
 //!
 //! Invariant: each per-download fact only moves up a lattice, so the result
 //! is a join — commutative, associative, idempotent — of its lines' facts:
@@ -21,7 +25,10 @@
 //!   `--geoip`) and "not in the database"; two codes (two different
 //!   databases) keep the smaller, so the answer never depends on order.
 //!   Downloads without a code count as `unknown` (`downloads - sum`).
-//! - **network**: fixed per client; counted once, when the download is new.
+//! - **network**: fixed per client; set (IPv4) or counted (IPv6) once, when
+//!   the download is new. A day counted partly before the upgrade has the
+//!   networks of its later downloads only: its class counts say how many
+//!   downloads are unknown.
 //!
 //! A download's class changes only when one of its lines is counted for
 //! the first time (a line seen before brought its class then), so the
@@ -100,8 +107,8 @@ pub enum Fact {
     Class(ClientClass),
     /// A stored country code (`geo::Country::stored`, never 0 or -1).
     Country(i64),
-    /// An IPv4 /10 network, or [`V4_NETWORKS`] for IPv6.
-    Network(u16),
+    /// Downloads over IPv6 (IPv4 networks are in [`FactDeltas::networks`]).
+    Ipv6,
 }
 
 impl Fact {
@@ -110,12 +117,11 @@ impl Fact {
         match self {
             Fact::Class(_) => "class",
             Fact::Country(_) => "country",
-            Fact::Network(_) => "network",
+            Fact::Ipv6 => "network",
         }
     }
 
-    /// `facts_daily.value`: the class name, the ISO code, the /10's number
-    /// (0 to 1023) or `v6`.
+    /// `facts_daily.value`: the class name, the ISO code, or `v6`.
     pub fn value(&self) -> String {
         match *self {
             Fact::Class(c) => c.name().to_string(),
@@ -123,14 +129,40 @@ impl Fact {
                 Some(c) => c.as_str().to_string(),
                 None => "unknown".to_string(),
             },
-            Fact::Network(n) if n >= V4_NETWORKS => "v6".to_string(),
-            Fact::Network(n) => n.to_string(),
+            Fact::Ipv6 => "v6".to_string(),
         }
     }
 }
 
-/// Changes of `facts_daily` a batch makes, per (file id, day, fact).
-pub type FactDeltas = BTreeMap<(i64, i32, Fact), i64>;
+/// Words of a day's network bitmap: bit `n % 64` of word `n / 64` is the
+/// IPv4 /10 network `n`.
+pub const NETWORK_WORDS: usize = V4_NETWORKS as usize / 64;
+
+/// What a batch changes: `facts_daily` per (file id, day, fact), and the
+/// bits each day's network bitmap gains.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FactDeltas {
+    pub counts: BTreeMap<(i64, i32, Fact), i64>,
+    pub networks: BTreeMap<i32, [u64; NETWORK_WORDS]>,
+}
+
+impl FactDeltas {
+    pub fn new() -> FactDeltas {
+        FactDeltas::default()
+    }
+
+    /// The counts that move, and the words that gain bits, per day:
+    /// (day, word index, bits).
+    pub fn network_words(&self) -> impl Iterator<Item = (i32, i64, i64)> + '_ {
+        self.networks.iter().flat_map(|(&day, words)| {
+            words
+                .iter()
+                .enumerate()
+                .filter(|(_, &w)| w != 0)
+                .map(move |(i, &w)| (day, i as i64, w as i64))
+        })
+    }
+}
 
 /// A download's stored facts (`visitors.class`, `visitors.country`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +205,7 @@ pub fn settle(
     deltas: &mut FactDeltas,
 ) -> Held {
     let mut add = |fact: Fact, n: i64| {
-        *deltas.entry((file_id, day, fact)).or_default() += n;
+        *deltas.counts.entry((file_id, day, fact)).or_default() += n;
     };
     let Some(old) = old else {
         if let Some(c) = class_of(brought.class) {
@@ -183,8 +215,11 @@ pub fn settle(
             add(Fact::Country(brought.country), 1);
         }
         match brought.network {
-            Network::V4Slash10(n) => add(Fact::Network(n), 1),
-            Network::V6 => add(Fact::Network(V4_NETWORKS), 1),
+            Network::V4Slash10(n) => {
+                let words = deltas.networks.entry(day).or_default();
+                words[usize::from(n) / 64] |= 1 << (n % 64);
+            }
+            Network::V6 => add(Fact::Ipv6, 1),
             Network::Unknown => {}
         }
         return Held {
@@ -281,16 +316,19 @@ mod tests {
             for i in perm {
                 held = Some(settle(7, 100, held, lines[i], &mut deltas));
             }
-            deltas.retain(|_, n| *n != 0);
+            deltas.counts.retain(|_, n| *n != 0);
             results.push((held, deltas));
         }
-        let want: FactDeltas = [
+        let mut want = FactDeltas::new();
+        want.counts = [
             ((7, 100, Fact::Class(Downloader)), 1),
             ((7, 100, Fact::Country(0x4445)), 1),
-            ((7, 100, Fact::Network(768)), 1),
         ]
         .into_iter()
         .collect();
+        // Network 768 is bit 0 of word 12.
+        want.networks.entry(100).or_default()[12] = 1;
+        assert_eq!(want.network_words().collect::<Vec<_>>(), vec![(100, 12, 1)]);
         for r in &results {
             assert_eq!(
                 r.0,
@@ -317,13 +355,12 @@ mod tests {
             &mut d,
         );
         assert_eq!(held.class, CLASS_UNKNOWN);
-        d.retain(|_, n| *n != 0);
+        d.counts.retain(|_, n| *n != 0);
         assert_eq!(
-            d.into_iter().collect::<Vec<_>>(),
-            vec![((1, 5, Fact::Network(V4_NETWORKS)), 1)]
+            d.counts.into_iter().collect::<Vec<_>>(),
+            vec![((1, 5, Fact::Ipv6), 1)]
         );
-        assert_eq!(Fact::Network(V4_NETWORKS).value(), "v6");
-        assert_eq!(Fact::Network(12).value(), "12");
+        assert_eq!(Fact::Ipv6.value(), "v6");
         assert_eq!(Fact::Country(0x4445).value(), "DE");
         assert_eq!(Fact::Class(Bot).value(), "bot");
     }
@@ -346,9 +383,9 @@ mod tests {
         );
         let both = gathered(Some(line(Some(Browser), "-", Network::V6)), 0x4445).unwrap();
         assert_eq!((both.class, both.country), (0, 0x4445));
-        d.retain(|_, n| *n != 0);
-        assert_eq!(d.len(), 3, "{d:?}");
-        assert_eq!(d[&(1, 5, Fact::Country(0x4445))], 1);
+        d.counts.retain(|_, n| *n != 0);
+        assert_eq!(d.counts.len(), 3, "{d:?}");
+        assert_eq!(d.counts[&(1, 5, Fact::Country(0x4445))], 1);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Dump {
     pub server_daily: Vec<FigureRow>,
     /// Per file (index), day and fact (`store::facts`).
     pub facts: Vec<FactRow>,
+    /// Per day and word of its network bitmap (`store::facts`).
+    pub networks: Vec<NetworkRow>,
     pub legacy: Vec<LegacyRow>,
     /// Import sources (an id in `SeenLine::source` and `VisitorRow::run`).
     pub sources: Vec<SourceRow>,
@@ -78,6 +80,14 @@ pub struct VisitorRow {
     /// `store::facts`: the class's rank (-1 unknown) and the stored country.
     pub class: i64,
     pub country: i64,
+}
+
+/// One word of a day's network bitmap (`store::facts::NETWORK_WORDS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRow {
+    pub day: i32,
+    pub word: i64,
+    pub bits: i64,
 }
 
 /// Downloads of a file on a day that have one fact (`store::facts`).
@@ -192,6 +202,8 @@ struct Merge {
     daily: BTreeMap<(usize, i32), FigureRow>,
     server_daily: BTreeMap<(usize, i32), FigureRow>,
     facts: BTreeMap<(usize, i32, String, String), i64>,
+    /// A set of networks: merged by OR whatever the lineage.
+    networks: BTreeMap<(i32, i64), i64>,
     legacy: BTreeMap<(usize, String), i64>,
     marks: BTreeMap<String, String>,
 }
@@ -233,6 +245,11 @@ impl Merge {
                 .facts
                 .iter()
                 .map(|f| ((f.file, f.day, f.kind.clone(), f.value.clone()), f.n))
+                .collect(),
+            networks: t
+                .networks
+                .iter()
+                .map(|n| ((n.day, n.word), n.bits))
                 .collect(),
             legacy: t
                 .legacy
@@ -338,6 +355,11 @@ impl Merge {
             e.class = super::facts::join_class(e.class, v.class);
             e.country = super::facts::join_country(e.country, v.country);
         }
+        for n in &source.networks {
+            if moved.contains(&n.day) {
+                *self.networks.entry((n.day, n.word)).or_insert(0) |= n.bits;
+            }
+        }
         for f in &source.facts {
             if moved.contains(&f.day) {
                 let file = self.file(&source.files[f.file]);
@@ -392,6 +414,11 @@ impl Merge {
                 add_into(&mut self.server_daily, of, f);
             }
         }
+        for n in &source.networks {
+            if added.contains(&n.day) {
+                *self.networks.entry((n.day, n.word)).or_insert(0) |= n.bits;
+            }
+        }
         for f in &source.facts {
             if added.contains(&f.day) {
                 let file = self.file(&source.files[f.file]);
@@ -429,6 +456,11 @@ impl Merge {
                     value,
                     n,
                 })
+                .collect(),
+            networks: self
+                .networks
+                .into_iter()
+                .map(|((day, word), bits)| NetworkRow { day, word, bits })
                 .collect(),
             legacy: self
                 .legacy

@@ -146,9 +146,13 @@ pub trait Backend: Send {
     fn daily(&self) -> Result<Vec<FileDayRow>>;
 
     /// Per file, day and fact: how many downloads have it (see [`facts`]),
-    /// for facts of `kind` (`class`, `country`, `network`), sorted by path,
-    /// day, value; rows of 0 left out.
+    /// for facts of `kind` (`class`, `country`, `network`: `v6`), sorted by
+    /// path, day, value; rows of 0 left out.
     fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>>;
+
+    /// Per day: which IPv4 /10 networks downloaded (see [`NetworkDayRow`]),
+    /// sorted by day.
+    fn networks(&self) -> Result<Vec<NetworkDayRow>>;
 
     /// Everything the store holds, as plain rows (`migrate`).
     fn export(&self) -> Result<migrate::Dump>;
@@ -205,6 +209,44 @@ pub struct FactDayRow {
     pub kind: String,
     pub value: String,
     pub n: u64,
+}
+
+/// One day's IPv4 network coverage (`network_days`): bit `n % 64` of
+/// `bits[n / 64]` is set when a download came from the /10 network `n`
+/// (0 to 1023). A month's coverage is the OR of its days'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDayRow {
+    pub day: i32,
+    pub bits: [u64; facts::NETWORK_WORDS],
+}
+
+impl NetworkDayRow {
+    /// How many of the 1,024 networks are set.
+    pub fn count(&self) -> u32 {
+        self.bits.iter().map(|w| w.count_ones()).sum()
+    }
+}
+
+/// (day, word, bits) rows, sorted by day, into one row per day.
+fn network_rows(rows: Vec<(i32, i64, i64)>) -> Vec<NetworkDayRow> {
+    let mut out: Vec<NetworkDayRow> = Vec::new();
+    for (day, word, bits) in rows {
+        let Ok(i) = usize::try_from(word) else {
+            continue;
+        };
+        if i >= facts::NETWORK_WORDS {
+            continue;
+        }
+        if out.last().is_none_or(|r| r.day != day) {
+            out.push(NetworkDayRow {
+                day,
+                bits: [0; facts::NETWORK_WORDS],
+            });
+        }
+        let last = out.last_mut().expect("pushed above");
+        last.bits[i] |= bits as u64;
+    }
+    out
 }
 
 /// `YYYY-MM-DD` of a day number.

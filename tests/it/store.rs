@@ -1358,3 +1358,35 @@ backends! {
         );
     };
 }
+
+backends! {
+    network_coverage_is_a_union_of_days_and_counts_ipv6_apart => |db: &Db| {
+        // 192.0.2.x and 192.0.3.x share the /10 768; 10.0.0.1 is network 40,
+        // 0.0.0.1 network 0; two IPv6 downloads; "-" a host name (none).
+        let lines = [
+            ua_line("192.0.2.7", 1, CURL),
+            ua_line("192.0.3.9", 2, CURL),
+            ua_line("10.0.0.1", 3, CURL),
+            ua_line("2001:db8::7", 4, CURL),
+            ua_line("2001:db8::8", 5, CURL),
+            ua_line("::ffff:192.0.2.200", 6, CURL),
+            ua_line("crawler.example.org", 7, CURL),
+        ];
+        let next_day = "0.0.0.1 - - [21/Nov/2026:10:00:00 +0100] \"GET /isos/b.iso HTTP/1.1\" 200 10 \"-\" \"curl/8.5.0\"\n";
+        let want = json!({"2026-11": {"ipv4_networks": 3, "ipv6_downloads": 2}});
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(format!("{reversed}{next_day}").as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("network"), want);
+        let f = db.write("access.log", format!("{next_day}{}", lines.concat()).as_bytes());
+        db.import_ok(&[&f], &[]);
+        assert_eq!(db.by("network"), want);
+        let out = db.cmd(&["report", "--by", "network", "--csv"]).output().unwrap();
+        assert_succeeded(&out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "month,ipv4_networks,ipv6_downloads\n2026-11,3,2\n");
+        // The map moves with migrate.
+        let other = Db::new(Backend::Sqlite).unwrap();
+        migrate(db, &other, &[]);
+        assert_eq!(other.by("network"), want);
+    };
+}

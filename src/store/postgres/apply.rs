@@ -23,7 +23,8 @@
 //!    overflow error, which would abort the batch);
 //! 7. `server_daily`: one statement (update, then insert the rest);
 //! 8. `facts_daily`: one upsert of the moves of the downloads' facts
-//!    (`store::facts`), computed from the rows read in 5;
+//!    (`store::facts`), computed from the rows read in 5; `network_days`:
+//!    one upsert OR-ing the words that gain bits;
 //! 9. [the mark], COMMIT.
 //!
 //! Under the day locks a row's existence cannot change between the SELECT
@@ -84,6 +85,7 @@ pub struct Statements {
     daily_upsert: Statement,
     server_daily_upsert: Statement,
     facts_upsert: Statement,
+    networks_upsert: Statement,
     mark_upsert: Statement,
 }
 
@@ -180,6 +182,9 @@ impl Statements {
                   WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.file_id = u.f AND upd.day = u.d
                         AND upd.kind = u.k AND upd.value = u.v)"
             ))?,
+            networks_upsert: p("INSERT INTO network_days AS t (day, word, bits)
+                                SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])
+                                ON CONFLICT (day, word) DO UPDATE SET bits = t.bits | excluded.bits")?,
             mark_upsert: p("INSERT INTO meta(name, value) VALUES ($1, $2)
                             ON CONFLICT (name) DO UPDATE SET value = excluded.value")?,
         })
@@ -757,11 +762,11 @@ impl PostgresStore {
         }
 
         // 8. Per file and day facts.
-        fact_deltas.retain(|_, n| *n != 0);
-        if !fact_deltas.is_empty() {
+        fact_deltas.counts.retain(|_, n| *n != 0);
+        if !fact_deltas.counts.is_empty() {
             let (mut fs, mut ds, mut ks, mut vs, mut ns) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((file_id, day, fact), n) in &fact_deltas {
+            for ((file_id, day, fact), n) in &fact_deltas.counts {
                 fs.push(*file_id);
                 ds.push(i64::from(*day));
                 ks.push(fact.kind());
@@ -769,6 +774,15 @@ impl PostgresStore {
                 ns.push(*n);
             }
             tx.execute(&st.facts_upsert, &[&fs, &ds, &ks, &vs, &ns])?;
+        }
+        if !fact_deltas.networks.is_empty() {
+            let (mut ds, mut ws, mut bs) = (Vec::new(), Vec::new(), Vec::new());
+            for (day, word, bits) in fact_deltas.network_words() {
+                ds.push(i64::from(day));
+                ws.push(word);
+                bs.push(bits);
+            }
+            tx.execute(&st.networks_upsert, &[&ds, &ws, &bs])?;
         }
 
         if let Some(mark) = mark {

@@ -13,7 +13,7 @@ use super::apply::parse_generation;
 use super::server_bit;
 use crate::store::dedup::SeenLine;
 use crate::store::migrate::{
-    DayRow, Dump, FactRow, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow,
+    DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
 };
 use crate::store::sqlite::MAX_SERVERS;
 use anyhow::{anyhow, bail, Result};
@@ -138,6 +138,16 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
         });
     }
     for r in tx.query(
+        "SELECT day, word, bits FROM network_days ORDER BY day, word",
+        &[],
+    )? {
+        dump.networks.push(NetworkRow {
+            day: day32(r.get(0))?,
+            word: r.get(1),
+            bits: r.get(2),
+        });
+    }
+    for r in tx.query(
         "SELECT file_id, day, downloads, requests, bytes FROM daily ORDER BY file_id, day",
         &[],
     )? {
@@ -200,7 +210,7 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
     }
     tx.batch_execute(
         "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
-         DELETE FROM facts_daily;
+         DELETE FROM facts_daily; DELETE FROM network_days;
          DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
          DELETE FROM files; DELETE FROM servers;",
     )?;
@@ -305,6 +315,16 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
             "INSERT INTO facts_daily(file_id, day, kind, value, n)
              SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[])",
             &[&files, &days, &kinds, &values, &ns],
+        )?;
+    }
+    {
+        let days: Vec<i64> = dump.networks.iter().map(|n| i64::from(n.day)).collect();
+        let words: Vec<i64> = dump.networks.iter().map(|n| n.word).collect();
+        let bits: Vec<i64> = dump.networks.iter().map(|n| n.bits).collect();
+        tx.execute(
+            "INSERT INTO network_days(day, word, bits)
+             SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])",
+            &[&days, &words, &bits],
         )?;
     }
     for (table, column, rows) in [

@@ -61,7 +61,8 @@ pub mod schema;
 use super::migrate::Dump;
 use super::sqlite::MAX_SERVERS;
 use super::{
-    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, Origin, ServerMonthRow,
+    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, NetworkDayRow, Origin,
+    ServerMonthRow,
 };
 use crate::config::PgTarget;
 use crate::keys::{KeyHasher, Scratch};
@@ -544,6 +545,18 @@ impl Backend for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkDayRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT day, word, bits FROM network_days ORDER BY day, word",
+            &[],
+        )?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((i32::try_from(r.get::<_, i64>(0))?, r.get(1), r.get(2))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(super::network_rows(rows))
     }
 
     /// Everything, from one snapshot (a read-only REPEATABLE READ transaction).

@@ -47,6 +47,7 @@ pub const TABLES: &[&str] = &[
     "servers",
     "server_daily",
     "facts_daily",
+    "network_days",
 ];
 
 fn pg(e: postgres::Error) -> anyhow::Error {

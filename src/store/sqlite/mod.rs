@@ -33,9 +33,12 @@
 
 use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
 use super::facts::{gathered, join_country, settle, Brought, FactDeltas, Held, NO_COUNTRY};
-use super::migrate::{DayRow, Dump, FactRow, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
+use super::migrate::{
+    DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
+};
 use super::{
-    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, Origin, ServerMonthRow,
+    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, NetworkDayRow, Origin,
+    ServerMonthRow,
 };
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
@@ -759,10 +762,17 @@ impl SqliteStore {
                  ON CONFLICT(file_id, day, kind, value) DO UPDATE SET n = ",
                 sat_add!("n", "?5")
             ))?;
-            for ((file_id, day, fact), n) in &fact_deltas {
+            for ((file_id, day, fact), n) in &fact_deltas.counts {
                 if *n != 0 {
                     st.execute(params![file_id, day, fact.kind(), fact.value(), n])?;
                 }
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO network_days(day, word, bits) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(day, word) DO UPDATE SET bits = bits | excluded.bits",
+            )?;
+            for (day, word, bits) in fact_deltas.network_words() {
+                st.execute(params![day, word, bits])?;
             }
         }
 
@@ -1027,6 +1037,22 @@ impl Backend for SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkDayRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT day, word, bits FROM network_days ORDER BY day, word")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(super::network_rows(rows))
     }
 
     fn export(&self) -> Result<Dump> {
@@ -1384,6 +1410,18 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
             n,
         });
     }
+    for row in conn
+        .prepare("SELECT day, word, bits FROM network_days ORDER BY day, word")?
+        .query_map([], |r| {
+            Ok(NetworkRow {
+                day: r.get(0)?,
+                word: r.get(1)?,
+                bits: r.get(2)?,
+            })
+        })?
+    {
+        dump.networks.push(row?);
+    }
     for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
         let mut st = conn.prepare(&format!(
             "SELECT {column}, day, downloads, requests, bytes FROM {table} ORDER BY {column}, day"
@@ -1459,7 +1497,8 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     tx.execute_batch(
         "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
          DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
-         DELETE FROM files; DELETE FROM servers; DELETE FROM facts_daily;",
+         DELETE FROM files; DELETE FROM servers; DELETE FROM facts_daily;
+         DELETE FROM network_days;",
     )?;
     for name in tx
         .prepare("SELECT name FROM meta")?
@@ -1539,6 +1578,10 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     )?;
     for f in &dump.facts {
         st.execute(params![f.file as i64 + 1, f.day, f.kind, f.value, f.n])?;
+    }
+    let mut st = tx.prepare("INSERT INTO network_days(day, word, bits) VALUES(?1, ?2, ?3)")?;
+    for n in &dump.networks {
+        st.execute(params![n.day, n.word, n.bits])?;
     }
     for (table, column, rows) in [
         ("daily", "file_id", &dump.daily),

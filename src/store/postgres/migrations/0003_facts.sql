@@ -7,3 +7,6 @@ CREATE TABLE facts_daily (
     file_id BIGINT NOT NULL, day BIGINT NOT NULL,
     kind TEXT NOT NULL, value TEXT NOT NULL, n BIGINT NOT NULL,
     PRIMARY KEY (file_id, day, kind, value));
+CREATE TABLE network_days (
+    day BIGINT NOT NULL, word BIGINT NOT NULL, bits BIGINT NOT NULL,
+    PRIMARY KEY (day, word));
