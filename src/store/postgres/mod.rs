@@ -15,8 +15,10 @@
 //! transaction therefore starts by taking a transaction-scoped advisory lock
 //! per day it touches (`pg_advisory_xact_lock(NS_DAY, day)`), all of them in
 //! one statement, in ascending day order; every row a batch reads or writes
-//! (`days`, `day_keys`, `seen_lines`, `visitors`, `daily`) belongs to one of
-//! those days. So two transactions that share a day run one after the other
+//! (`days`, `day_keys`, `seen_lines`, `visitors`, `daily`, and the facts:
+//! `facts_daily`, `network_days`) belongs to one of those days: the moves
+//! of a download's facts are computed from its `visitors` row as read under
+//! the lock, so they can neither be lost nor counted twice. So two transactions that share a day run one after the other
 //! on that day: the second one's statements start after the first one's
 //! commit (the lock is released only after the commit is visible) and,
 //! under READ COMMITTED, each statement sees it. Transactions on different

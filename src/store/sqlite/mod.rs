@@ -1775,6 +1775,53 @@ mod tests {
                 i64::from(identity::ALL | identity::SERVER)
             ]
         );
+        // The download counted before the upgrade has no class, even after
+        // a new line of it: its earlier lines' classes are lost (unknown,
+        // never guessed). The new day's download has one.
+        let classes: Vec<(i32, String, u64)> = store
+            .facts("class")
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.day, f.value, f.n))
+            .collect();
+        let day21 = batch_of(&[&new_day]).hits()[0].day;
+        assert_eq!(classes, vec![(day21, "other".to_string(), 1)]);
+    }
+
+    /// Lines without facts (an outage queue file of version 1) make their
+    /// download's class unknown, whatever came before or after.
+    #[test]
+    fn lines_without_facts_make_their_download_unknown_in_any_order() {
+        let firefox = r#"192.0.2.7 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 10 "-" "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0""#;
+        let queued = firefox.replace("10:00:00", "10:00:01");
+        let curl = r#"192.0.2.8 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 10 "-" "curl/8.5.0""#;
+        for queued_first in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
+            let mut missing = batch_of(&[&queued]);
+            missing.facts_missing = true;
+            let known = batch_of(&[firefox, curl]);
+            let order = if queued_first {
+                [missing, known]
+            } else {
+                [known, missing]
+            };
+            for b in &order {
+                store.apply(std::slice::from_ref(b), Origin::Live).unwrap();
+            }
+            let classes: Vec<(String, u64)> = store
+                .facts("class")
+                .unwrap()
+                .into_iter()
+                .map(|f| (f.value, f.n))
+                .collect();
+            assert_eq!(
+                classes,
+                vec![("downloader".to_string(), 1)],
+                "{queued_first}"
+            );
+            assert_eq!(store.daily().unwrap()[0].downloads, 2);
+        }
     }
 
     #[test]
