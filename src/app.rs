@@ -242,6 +242,7 @@ fn run_command(cmd: Command) -> Result<i32> {
                     Some(("class", &["browser", "downloader", "bot", "other"][..]))
                 }
                 Some(crate::cli::ReportBy::Country) => Some(("country", &[][..])),
+                Some(crate::cli::ReportBy::Referer) => Some(("referer", &[][..])),
                 Some(crate::cli::ReportBy::Network) => {
                     let months =
                         report::network_months(&store.networks()?, &store.facts("network")?);
@@ -258,7 +259,7 @@ fn run_command(cmd: Command) -> Result<i32> {
             };
             let rows = store.monthly()?;
             if let Some((kind, fixed)) = fact {
-                let f = report::fact_months(&rows, &store.facts(kind)?, fixed);
+                let f = report::fact_months(&rows, &store.facts(kind)?, fixed, kind == "referer");
                 if a.json {
                     print!("{}", report::facts_to_json(&f));
                 } else if a.csv {

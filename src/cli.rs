@@ -310,6 +310,8 @@ pub enum ReportBy {
     Class,
     /// Countries of the clients (counted with --geoip).
     Country,
+    /// Requests per referring host (the Referer's host; "direct" without one), per file and month
+    Referer,
     /// Network coverage per month: how many of the 1,024 IPv4 /10 networks downloaded, and the IPv6 downloads.
     Network,
 }

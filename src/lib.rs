@@ -16,10 +16,9 @@
 //! [`generate`] writes the man pages and completions for the package.
 //!
 //! The facts of each download (`store::facts`) come from [`agent`]
-//! (User-Agent classes) and [`geo`] (country, network), taken in `tally`.
-//! Tested building blocks not yet wired into counting: [`coverage`] (byte
-//! ranges, completion), [`referer`] (referring host), [`syslog`] (nginx's
-//! datagram header), [`follow`] (a log file across rotation).
+//! (User-Agent classes), [`geo`] (country, network) and [`referer`]
+//! (referring host), taken in `tally`. A tested building block not yet
+//! wired into counting: [`coverage`] (byte ranges, completion).
 
 pub mod agent;
 pub mod app;

@@ -29,13 +29,14 @@
 //! (the first 8 bytes of BLAKE3 over the length and the payload as stored),
 //! payload. A payload is one hashed batch, encrypted with the file key's
 //! keystream (BLAKE3's XOF keyed with it over the record's offset): format
-//! identity u8; the server's name (length u32, bytes); paths (count u32,
-//! then length u32 and bytes each); hits (count u32, then [`HIT_BYTES`]
+//! identity u8; the server's name (length u32, bytes); paths and referring
+//! hosts (count u32, then length u32 and bytes each); hits (count u32, then [`HIT_BYTES`]
 //! each: day i32, method u8, status u16, bytes u64, identity u8, path index
 //! u32, the visitor key, the line keys of the [`SETS`] identity sets and
 //! schema 1's, i64 each; then the line's facts (`tally::LineFacts`): client
 //! class u8, country i32 (`geo::Country::stored`), network u16
-//! (`geo::Network::stored`)). Version 1 (before the facts) still replays:
+//! (`geo::Network::stored`), and the index u32 of its Referer's host among
+//! the paths (`u32::MAX`: direct)). Version 1 (before the facts) still replays:
 //! its lines count as they did, and their days' facts become unknown.
 //!
 //! Invariants:
@@ -99,7 +100,7 @@ const RECORD_HEAD: u64 = 12;
 /// Bytes of one hit in a payload of version 1.
 const HIT_BYTES_V1: usize = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (SETS + 2);
 /// Bytes of one hit in a payload: version 1's, then the facts.
-pub const HIT_BYTES: usize = HIT_BYTES_V1 + 1 + 4 + 2;
+pub const HIT_BYTES: usize = HIT_BYTES_V1 + 1 + 4 + 2 + 4;
 /// A payload is cut at about this size (a longer one is refused as corrupt).
 const RECORD_TARGET: usize = 4 << 20;
 const MAX_RECORD: u32 = 64 << 20;
@@ -194,26 +195,30 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
         let mut paths: Vec<&[u8]> = Vec::new();
         let mut index: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
         let mut idx = Vec::new();
+        let mut hosts = Vec::new();
         let mut size = 1 + 4 + batch.server.len() + 4 + 4;
         let mut end = start;
         while end < hits.len() {
             let path = batch.path(&hits[end]);
-            let extra = HIT_BYTES
-                + if index.contains_key(path) {
+            let host = batch.referer_host(&hits[end]);
+            let new_text = |t: &[u8]| {
+                if t.is_empty() || index.contains_key(t) {
                     0
                 } else {
-                    4 + path.len()
-                };
+                    4 + t.len()
+                }
+            };
+            let extra = HIT_BYTES + new_text(path) + new_text(host);
             if end > start && size + extra > RECORD_TARGET {
                 break;
             }
             size += extra;
-            let next = paths.len() as u32;
-            let i = *index.entry(path).or_insert_with(|| {
-                paths.push(path);
-                next
+            idx.push(intern(&mut paths, &mut index, path));
+            hosts.push(if host.is_empty() {
+                u32::MAX
+            } else {
+                intern(&mut paths, &mut index, host)
             });
-            idx.push(i);
             end += 1;
         }
         let mut p = Vec::with_capacity(size);
@@ -246,11 +251,25 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
             p.push(class_code(f.class));
             p.extend_from_slice(&(Country::stored(f.country) as i32).to_le_bytes());
             p.extend_from_slice(&f.network.stored().to_le_bytes());
+            p.extend_from_slice(&hosts[j].to_le_bytes());
         }
         out.push(p);
         start = end;
     }
     out
+}
+
+/// The index of `text` in a payload's table of paths and hosts, added on first sight.
+fn intern<'a>(
+    table: &mut Vec<&'a [u8]>,
+    index: &mut rustc_hash::FxHashMap<&'a [u8], u32>,
+    text: &'a [u8],
+) -> u32 {
+    let next = table.len() as u32;
+    *index.entry(text).or_insert_with(|| {
+        table.push(text);
+        next
+    })
 }
 
 /// Reads a payload; every length and value is checked.
@@ -346,6 +365,7 @@ fn decode_batch_of(payload: &[u8], keyed_with: u64, version: u32) -> Result<Batc
             *l = c.i64()?;
         }
         keys.line_v1 = c.i64()?;
+        let mut host: &[u8] = b"";
         let facts = if with_facts {
             let class = match c.u8()? {
                 0 => ClientClass::Browser,
@@ -358,15 +378,22 @@ fn decode_batch_of(payload: &[u8], keyed_with: u64, version: u32) -> Result<Batc
             if !(-1..=0xffff).contains(&country) {
                 bail!("bad country {country}");
             }
+            let network = Network::from_stored(c.u16()?);
+            let h = c.u32()?;
+            if h != u32::MAX {
+                host = paths.get(h as usize).context("host index out of range")?;
+            }
             LineFacts {
                 class,
                 country: Country::from_stored(i64::from(country)),
-                network: Network::from_stored(c.u16()?),
+                network,
             }
         } else {
             LineFacts::default()
         };
-        b.push_hashed(day, method, status, bytes, identity, facts, path, keys);
+        b.push_hashed(
+            day, method, status, bytes, identity, facts, path, host, keys,
+        );
     }
     Ok(b)
 }

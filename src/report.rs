@@ -113,8 +113,14 @@ pub fn servers_to_table(rows: &[ServerMonthRow]) -> String {
 /// downloads when there is a rest. Months without downloads are left out.
 pub type FactMonths = BTreeMap<String, BTreeMap<String, Vec<(String, u64)>>>;
 
-/// See [`FactMonths`].
-pub fn fact_months(months: &[MonthRow], facts: &[FactDayRow], fixed: &[&str]) -> FactMonths {
+/// See [`FactMonths`]. Referring hosts count requests, not downloads:
+/// with `requests` the month's requests are what the values add up to.
+pub fn fact_months(
+    months: &[MonthRow],
+    facts: &[FactDayRow],
+    fixed: &[&str],
+    requests: bool,
+) -> FactMonths {
     let mut counted: BTreeMap<(&str, String), BTreeMap<&str, u64>> = BTreeMap::new();
     for f in facts {
         let e = counted
@@ -138,7 +144,8 @@ pub fn fact_months(months: &[MonthRow], facts: &[FactDayRow], fixed: &[&str]) ->
             }
         }
         let known = values.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
-        let rest = m.downloads.saturating_sub(known);
+        let total = if requests { m.requests } else { m.downloads };
+        let rest = total.saturating_sub(known);
         if rest > 0 {
             values.push(("unknown".to_string(), rest));
         }
@@ -171,9 +178,14 @@ pub fn facts_to_json(f: &FactMonths) -> String {
     s
 }
 
-/// `report --csv --by class|country`: one row per file, month and value.
+/// `report --csv --by class|country|referer`: one row per file, month and value.
 pub fn facts_to_csv(f: &FactMonths, what: &str) -> String {
-    let mut out = format!("path,month,{what},downloads\n");
+    let unit = if what == "referer" {
+        "requests"
+    } else {
+        "downloads"
+    };
+    let mut out = format!("path,month,{what},{unit}\n");
     for (path, months) in f {
         for (month, values) in months {
             for (v, n) in values {
@@ -203,11 +215,16 @@ pub fn facts_to_table(f: &FactMonths, what: &str) -> String {
         }
     }
     let title = format!("{}{}", what[..1].to_ascii_uppercase(), &what[1..]);
+    let unit = if what == "referer" {
+        "Requests"
+    } else {
+        "Downloads"
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8}  {:<width$}  {title:<10}  {:>10}",
-        "Month", "File", "Downloads"
+        "{:<8}  {:<width$}  {title:<10}  {unit:>10}",
+        "Month", "File"
     );
     for (month, files) in by_month.into_iter().rev() {
         for (path, values) in files {
@@ -460,7 +477,12 @@ mod tests {
             fact("/a,b.iso", 739_557, "bot", 1),
             fact("/b.iso", 739_587, "downloader", 2),
         ];
-        let f = fact_months(&months, &facts, &["browser", "downloader", "bot", "other"]);
+        let f = fact_months(
+            &months,
+            &facts,
+            &["browser", "downloader", "bot", "other"],
+            false,
+        );
         let v: Value = serde_json::from_str(&facts_to_json(&f)).unwrap();
         assert_eq!(
             v,

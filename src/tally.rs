@@ -75,6 +75,9 @@ pub struct Hit {
     /// Which identity fields the line has (`logformat::identity` bits).
     pub identity: u8,
     pub facts: LineFacts,
+    /// The host part of the Referer (`referer::host_part`); empty: direct.
+    /// Kept when the batch is hashed (a host is no client's).
+    referer_host: Range<u32>,
     client: Range<u32>,
     path: Range<u32>,
     time: Range<u32>,
@@ -224,9 +227,11 @@ impl Batch {
         identity: u8,
         facts: LineFacts,
         path: &[u8],
+        referer_host: &[u8],
         keys: LineKeys,
     ) {
         let path = self.push_bytes(path);
+        let referer_host = self.push_bytes(referer_host);
         self.hits.push(Hit {
             day,
             method,
@@ -234,6 +239,7 @@ impl Batch {
             bytes,
             identity,
             facts,
+            referer_host,
             client: 0..0,
             path,
             time: 0..0,
@@ -266,15 +272,17 @@ impl Batch {
         let mut paths: rustc_hash::FxHashMap<&[u8], Range<u32>> = Default::default();
         let mut hits = std::mem::take(&mut self.hits);
         for h in &mut hits {
-            let path = &self.arena[h.path.start as usize..h.path.end as usize];
-            h.path = paths
-                .entry(path)
-                .or_insert_with(|| {
-                    let start = arena.len() as u32;
-                    arena.extend_from_slice(path);
-                    start..arena.len() as u32
-                })
-                .clone();
+            for r in [&mut h.path, &mut h.referer_host] {
+                let text = &self.arena[r.start as usize..r.end as usize];
+                *r = paths
+                    .entry(text)
+                    .or_insert_with(|| {
+                        let start = arena.len() as u32;
+                        arena.extend_from_slice(text);
+                        start..arena.len() as u32
+                    })
+                    .clone();
+            }
             for r in [
                 &mut h.client,
                 &mut h.time,
@@ -324,6 +332,11 @@ impl Batch {
 
     pub fn time(&self, h: &Hit) -> &[u8] {
         self.slice(&h.time)
+    }
+
+    /// The host part of hit `h`'s Referer (empty: direct).
+    pub fn referer_host(&self, h: &Hit) -> &[u8] {
+        self.slice(&h.referer_host)
     }
 
     /// What identifies the line of hit `h` (see `keys`).
@@ -381,6 +394,7 @@ impl Batch {
             for r in [
                 &mut h.client,
                 &mut h.path,
+                &mut h.referer_host,
                 &mut h.time,
                 &mut h.request_line,
                 &mut h.referer,
@@ -477,6 +491,10 @@ impl LineProcessor {
                 let time = batch.push_bytes(rec.time);
                 let request_line = batch.push_bytes(rec.request_line);
                 let referer = batch.push_bytes(rec.referer);
+                let referer_host = match crate::referer::host_part(rec.referer) {
+                    Some(host) => batch.push_bytes(host),
+                    None => 0..0,
+                };
                 let user_agent = batch.push_bytes(rec.user_agent);
                 // The raw address's last use besides its hash (module header).
                 let facts = LineFacts {
@@ -491,6 +509,7 @@ impl LineProcessor {
                     bytes: rec.bytes,
                     identity: rec.identity | identity::SERVER,
                     facts,
+                    referer_host,
                     client,
                     path,
                     time,

@@ -66,6 +66,7 @@ fn same_hits(a: &Batch, b: &Batch) {
             (y.day, y.method, y.status, y.bytes, y.identity, y.facts)
         );
         assert_eq!(a.path(x), b.path(y));
+        assert_eq!(a.referer_host(x), b.referer_host(y));
         assert_eq!(a.hashed_keys(i), b.hashed_keys(i));
     }
 }
@@ -148,6 +149,7 @@ fn a_big_batch_is_cut_into_records_of_whole_lines() {
                 h.identity,
                 h.facts,
                 part.path(h),
+                part.referer_host(h),
                 *part.hashed_keys(i).unwrap(),
             );
         }

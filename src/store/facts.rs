@@ -25,6 +25,9 @@
 //!   `--geoip`) and "not in the database"; two codes (two different
 //!   databases) keep the smaller, so the answer never depends on order.
 //!   Downloads without a code count as `unknown` (`downloads - sum`).
+//! - **referring host**: not a fact of the download but of each request:
+//!   requests per Referer host move exactly as `daily.requests` does, by the
+//!   new copies of each line (so re-reading a line adds nothing).
 //! - **network**: fixed per client; set (IPv4) or counted (IPv6) once, when
 //!   the download is new. A day counted partly before the upgrade has the
 //!   networks of its later downloads only: its class counts say how many
@@ -144,6 +147,9 @@ pub const NETWORK_WORDS: usize = V4_NETWORKS as usize / 64;
 pub struct FactDeltas {
     pub counts: BTreeMap<(i64, i32, Fact), i64>,
     pub networks: BTreeMap<i32, [u64; NETWORK_WORDS]>,
+    /// Requests per (file id, day, referring host label; empty: direct):
+    /// the new copies of lines, as `daily.requests` moves.
+    pub referers: BTreeMap<(i64, i32, Vec<u8>), i64>,
 }
 
 impl FactDeltas {
@@ -151,8 +157,29 @@ impl FactDeltas {
         FactDeltas::default()
     }
 
-    /// The counts that move, and the words that gain bits, per day:
-    /// (day, word index, bits).
+    /// Every `facts_daily` change: (file id, day, kind, value, change).
+    pub fn rows(&self) -> impl Iterator<Item = (i64, i32, &'static str, String, i64)> + '_ {
+        let counts = self
+            .counts
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|(&(f, d, fact), &n)| (f, d, fact.kind(), fact.value(), n));
+        let referers = self
+            .referers
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|((f, d, host), &n)| {
+                let value = if host.is_empty() {
+                    "direct".to_string()
+                } else {
+                    String::from_utf8_lossy(host).into_owned()
+                };
+                (*f, *d, "referer", value, n)
+            });
+        counts.chain(referers)
+    }
+
+    /// The words that gain bits, per day: (day, word index, bits).
     pub fn network_words(&self) -> impl Iterator<Item = (i32, i64, i64)> + '_ {
         self.networks.iter().flat_map(|(&day, words)| {
             words

@@ -1390,3 +1390,58 @@ backends! {
         assert_eq!(other.by("network"), want);
     };
 }
+
+/// A line of `/isos/a.iso` on 2026-11-20 from `ip` at second `sec` with
+/// the Referer `referer`.
+fn ref_line(ip: &str, sec: u32, referer: &str) -> String {
+    format!(
+        "{ip} - - [20/Nov/2026:10:00:{sec:02} +0100] \"GET /isos/a.iso HTTP/1.1\" 206 100 \"{referer}\" \"curl/8.5.0\"\n"
+    )
+}
+
+backends! {
+    requests_by_referring_host_count_each_line_once => |db: &Db| {
+        let twice = ref_line("192.0.2.10", 6, "https://www.google.com/");
+        let lines = [
+            ref_line("192.0.2.7", 1, "https://www.google.com/search?q=linuxvillage+iso"),
+            ref_line("192.0.2.7", 2, "https://Downloads.Example.ORG/isos/"),
+            ref_line("192.0.2.8", 3, "-"),
+            ref_line("192.0.2.8", 4, "http://user:secret@forum.example.net:8080/t/1"),
+            ref_line("192.0.2.9", 5, "https://www.google.com/"),
+            twice.clone(),
+            twice,
+        ];
+        let want = json!({"/isos/a.iso": {"2026-11": {
+            "direct": 1, "downloads.example.org": 1, "forum.example.net": 1, "www.google.com": 4
+        }}});
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(reversed.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("referer"), want);
+        let f = db.write("access.log", lines.concat().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&f], &[]);
+            assert_eq!(db.by("referer"), want);
+        }
+        assert_eq!(db.report(), json!({"/isos/a.iso": {"2026-11": month(4, 7, 700)}}));
+        // One line per import run into a fresh database: the same.
+        let other = Db::new(db.backend).unwrap();
+        for (i, l) in lines.iter().enumerate() {
+            let f = other.write(&format!("l{i}.log"), l.as_bytes());
+            other.import_ok(&[&f], &[]);
+        }
+        // (Split over files, the two identical lines are one copy each:
+        // an imported file counts its own copies, as for requests.)
+        let mut split = want.clone();
+        split["/isos/a.iso"]["2026-11"]["www.google.com"] = json!(3);
+        assert_eq!(other.by("referer"), split);
+        let out = db.cmd(&["report", "--by", "referer", "--csv"]).output().unwrap();
+        assert_succeeded(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "path,month,referer,requests\n/isos/a.iso,2026-11,direct,1\n\
+             /isos/a.iso,2026-11,downloads.example.org,1\n/isos/a.iso,2026-11,forum.example.net,1\n\
+             /isos/a.iso,2026-11,www.google.com,4\n"
+        );
+    };
+}

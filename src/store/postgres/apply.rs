@@ -200,7 +200,7 @@ struct DayState {
 }
 
 /// One counted hit's stored keys (after re-keying with its day's key).
-struct Keyed {
+struct Keyed<'b> {
     day: i32,
     visitor: i64,
     line: i64,
@@ -211,6 +211,8 @@ struct Keyed {
     server_id: i64,
     bytes: i64,
     facts: Brought,
+    /// Its Referer's host (`referer::host_part`, as logged); empty: direct.
+    referer: &'b [u8],
 }
 
 struct LineAgg {
@@ -223,6 +225,8 @@ struct LineAgg {
     server_id: i64,
     schema1: bool,
     facts: Brought,
+    /// Its Referer's host label (`referer::host_label`); empty: direct.
+    referer: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -480,6 +484,7 @@ impl PostgresStore {
                     server_id,
                     bytes: i64::try_from(h.bytes).unwrap_or(i64::MAX),
                     facts: crate::store::facts::brought(&h.facts, batch.facts_missing),
+                    referer: batch.referer_host(h),
                 });
             }
         }
@@ -519,6 +524,11 @@ impl PostgresStore {
                         server_id: k.server_id,
                         schema1: k.schema1,
                         facts: k.facts,
+                        referer: if k.referer.is_empty() {
+                            Vec::new()
+                        } else {
+                            crate::referer::host_label(k.referer).into_bytes()
+                        },
                     });
                 }
             }
@@ -551,6 +561,7 @@ impl PostgresStore {
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         // Per server and day: (new downloads, requests, bytes).
         let mut server_days: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
+        let mut fact_deltas = FactDeltas::new();
         for l in &lines {
             let (delta, delta_bytes) = match before.get(&(l.day, l.hash)) {
                 None => {
@@ -590,6 +601,10 @@ impl PostgresStore {
             v.requests = v.requests.saturating_add(delta);
             v.bytes = v.bytes.saturating_add(delta_bytes);
             if delta > 0 {
+                *fact_deltas
+                    .referers
+                    .entry((l.file_id, l.day, l.referer.clone()))
+                    .or_default() += delta;
                 v.servers |= server_bit(l.server_id);
                 // Only new lines bring facts (see `store::facts`).
                 v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
@@ -651,7 +666,6 @@ impl PostgresStore {
         let mut ins: [Vec<i64>; 9] = Default::default();
         let mut upd: [Vec<i64>; 8] = Default::default();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
-        let mut fact_deltas = FactDeltas::new();
         for key in &candidates {
             let v = &visitors[key];
             let changed = v.requests > 0 || v.bytes != 0;
@@ -762,18 +776,19 @@ impl PostgresStore {
         }
 
         // 8. Per file and day facts.
-        fact_deltas.counts.retain(|_, n| *n != 0);
-        if !fact_deltas.counts.is_empty() {
+        {
             let (mut fs, mut ds, mut ks, mut vs, mut ns) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((file_id, day, fact), n) in &fact_deltas.counts {
-                fs.push(*file_id);
-                ds.push(i64::from(*day));
-                ks.push(fact.kind());
-                vs.push(fact.value());
-                ns.push(*n);
+            for (file_id, day, kind, value, n) in fact_deltas.rows() {
+                fs.push(file_id);
+                ds.push(i64::from(day));
+                ks.push(kind);
+                vs.push(value);
+                ns.push(n);
             }
-            tx.execute(&st.facts_upsert, &[&fs, &ds, &ks, &vs, &ns])?;
+            if !fs.is_empty() {
+                tx.execute(&st.facts_upsert, &[&fs, &ds, &ks, &vs, &ns])?;
+            }
         }
         if !fact_deltas.networks.is_empty() {
             let (mut ds, mut ws, mut bs) = (Vec::new(), Vec::new(), Vec::new());

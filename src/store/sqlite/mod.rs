@@ -169,6 +169,8 @@ struct LineAgg {
     schema1: bool,
     /// The line's facts (`facts`), joined over its copies.
     facts: Brought,
+    /// Its Referer's host label (`referer::host_label`); empty: direct.
+    referer: Vec<u8>,
 }
 
 /// What a batch needs to know of one day.
@@ -523,6 +525,7 @@ impl SqliteStore {
                             server_id,
                             schema1,
                             facts,
+                            referer: referer_label(batch.referer_host(h)),
                         });
                     }
                 }
@@ -535,6 +538,7 @@ impl SqliteStore {
         lines.sort_unstable_by_key(|l| (l.day, l.hash));
         let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
         let mut server_days = ServerDays::new();
+        let mut fact_deltas = FactDeltas::new();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
@@ -621,6 +625,10 @@ impl SqliteStore {
                 v.requests = v.requests.saturating_add(delta);
                 v.bytes = v.bytes.saturating_add(delta_bytes);
                 if delta > 0 {
+                    *fact_deltas
+                        .referers
+                        .entry((l.file_id, l.day, l.referer.clone()))
+                        .or_default() += delta;
                     v.servers |= server_bit(l.server_id);
                     // Only new lines bring facts (see `facts`).
                     v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
@@ -637,7 +645,6 @@ impl SqliteStore {
         //    import run that touched a row, to tell "already known" downloads.
         visitor_order.sort_unstable();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
-        let mut fact_deltas = FactDeltas::new();
         {
             let run = match origin {
                 Origin::Live => 0,
@@ -762,10 +769,8 @@ impl SqliteStore {
                  ON CONFLICT(file_id, day, kind, value) DO UPDATE SET n = ",
                 sat_add!("n", "?5")
             ))?;
-            for ((file_id, day, fact), n) in &fact_deltas.counts {
-                if *n != 0 {
-                    st.execute(params![file_id, day, fact.kind(), fact.value(), n])?;
-                }
+            for (file_id, day, kind, value, n) in fact_deltas.rows() {
+                st.execute(params![file_id, day, kind, value, n])?;
             }
             let mut st = tx.prepare_cached(
                 "INSERT INTO network_days(day, word, bits) VALUES(?1, ?2, ?3)
@@ -1105,6 +1110,15 @@ impl Backend for SqliteStore {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         );
+    }
+}
+
+/// A Referer host as `LineAgg::referer` keeps it (empty: direct).
+fn referer_label(host: &[u8]) -> Vec<u8> {
+    if host.is_empty() {
+        Vec::new()
+    } else {
+        crate::referer::host_label(host).into_bytes()
     }
 }
 
