@@ -1435,6 +1435,13 @@ backends! {
         let mut split = want.clone();
         split["/isos/a.iso"]["2026-11"]["www.google.com"] = json!(3);
         assert_eq!(other.by("referer"), split);
+        let mine = db.report_with(&["--json", "--by", "referer", "--site-host", "DOWNLOADS.example.org."]);
+        assert_eq!(
+            mine,
+            json!({"/isos/a.iso": {"2026-11": {
+                "direct": 1, "this site": 1, "forum.example.net": 1, "www.google.com": 4
+            }}})
+        );
         let out = db.cmd(&["report", "--by", "referer", "--csv"]).output().unwrap();
         assert_succeeded(&out);
         assert_eq!(
