@@ -78,6 +78,27 @@ pub fn check(pg: &PgTarget) -> Result<Verdict> {
             summary: String::new(),
         });
     }
+    // The version is read from dlcount_schema: a role that may not read it
+    // (before the grants) gets the grant it lacks named, not a bare
+    // "permission denied".
+    let readable: Option<bool> = c
+        .query_one(
+            "SELECT CASE WHEN to_regclass('dlcount_schema') IS NULL THEN NULL
+                    ELSE has_table_privilege('dlcount_schema', 'SELECT') END",
+            &[],
+        )
+        .map_err(pg_err)?
+        .get(0);
+    if readable == Some(false) {
+        problems.push(format!(
+            "PostgreSQL at {place}: role {user} lacks SELECT on table {schema}.dlcount_schema \
+             (GRANT SELECT ON {schema}.dlcount_schema TO {user}; see the README for every grant)"
+        ));
+        return Ok(Verdict {
+            problems,
+            summary: String::new(),
+        });
+    }
     let version = schema::version(&mut c)?;
     if version > SCHEMA_VERSION {
         problems.push(format!(
