@@ -38,6 +38,9 @@
 #   DLCOUNT_BIN  binary to measure (default: the release build of this tree)
 #   BENCH_PG     1: also into PostgreSQL; 0: not (default: 1 when a PostgreSQL
 #                server is installed, /usr/lib/postgresql/*/bin/initdb)
+#   BENCH_GEOIP  a .mmdb file: DLCOUNT_BIN's SQLite pipe runs look countries
+#                up in it (--geoip; the baseline runs without: the cost of
+#                the lookups is part of the comparison); default: none
 #   BASELINE_BIN an older dlcount-pipe to compare SQLite's figures with, in
 #                the same run (acceptance: DLCOUNT_BIN's median time at most
 #                5 % above the baseline's); default: none
@@ -57,6 +60,7 @@ if [ -z "${BENCH_PG:-}" ]; then
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && BENCH_PG=1
 fi
 BASELINE_BIN=${BASELINE_BIN:-}
+BENCH_GEOIP=${BENCH_GEOIP:-}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -283,7 +287,10 @@ measure_dl() {
                 run_timed "$k" "$log" "${bins[$j]}" --db "$db" --state-dir "$WORK/state" --root "$WORK/root" ||
                     { all[$k]=FAILED; continue; }
             elif [ "$mode" = pipe ]; then
-                run_timed "$k" "$log" "${bins[$j]}" --db "$db" --root "$WORK/root" || { all[$k]=FAILED; continue; }
+                local -a geo=()
+                [ -z "$BENCH_GEOIP" ] || [ "${bins[$j]}" != "$BIN" ] || geo=(--geoip "$BENCH_GEOIP")
+                run_timed "$k" "$log" "${bins[$j]}" --db "$db" --root "$WORK/root" "${geo[@]}" ||
+                    { all[$k]=FAILED; continue; }
             elif [ "$backend" = pg ]; then
                 run_timed "$k" - "${bins[$j]}" import --db "$db" --state-dir "$WORK/state" "$log" ||
                     { all[$k]=FAILED; continue; }

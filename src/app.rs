@@ -225,18 +225,56 @@ fn run_command(cmd: Command) -> Result<i32> {
             // Reading makes -wal/-shm files: root's would lock the logger out.
             become_configured_user(&settings)?;
             let store = crate::store::Store::open_read(&settings.db)?;
-            if a.by == Some(crate::cli::ReportBy::Server) {
-                let rows = store.by_server()?;
-                if a.json {
-                    print!("{}", report::servers_to_json(&rows));
-                } else {
-                    print!("{}", report::servers_to_table(&rows));
+            let fact = match a.by {
+                Some(crate::cli::ReportBy::Server) => {
+                    if a.csv {
+                        anyhow::bail!("--csv does not go with --by server");
+                    }
+                    let rows = store.by_server()?;
+                    if a.json {
+                        print!("{}", report::servers_to_json(&rows));
+                    } else {
+                        print!("{}", report::servers_to_table(&rows));
+                    }
+                    return Ok(0);
                 }
-                return Ok(0);
-            }
+                Some(crate::cli::ReportBy::Class) => {
+                    Some(("class", &["browser", "downloader", "bot", "other"][..]))
+                }
+                Some(crate::cli::ReportBy::Country) => Some(("country", &[][..])),
+                Some(crate::cli::ReportBy::Referer) => Some(("referer", &[][..])),
+                Some(crate::cli::ReportBy::Network) => {
+                    let months =
+                        report::network_months(&store.networks()?, &store.facts("network")?);
+                    if a.json {
+                        print!("{}", report::networks_to_json(&months));
+                    } else if a.csv {
+                        print!("{}", report::networks_to_csv(&months));
+                    } else {
+                        print!("{}", report::networks_to_table(&months));
+                    }
+                    return Ok(0);
+                }
+                None => None,
+            };
             let rows = store.monthly()?;
-            if a.json {
+            if let Some((kind, fixed)) = fact {
+                let mut facts = store.facts(kind)?;
+                if kind == "referer" {
+                    report::label_own_hosts(&mut facts, &a.site_host);
+                }
+                let f = report::fact_months(&rows, &facts, fixed, kind == "referer");
+                if a.json {
+                    print!("{}", report::facts_to_json(&f));
+                } else if a.csv {
+                    print!("{}", report::facts_to_csv(&f, kind));
+                } else {
+                    print!("{}", report::facts_to_table(&f, kind));
+                }
+            } else if a.json {
                 print!("{}", report::to_json(&rows, a.detail));
+            } else if a.csv {
+                print!("{}", report::to_csv(&rows));
             } else {
                 print!("{}", report::to_table(&rows));
             }

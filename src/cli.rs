@@ -81,6 +81,9 @@ pub struct ParseArgs {
     /// Name of the web server whose log this is, when several count into one database (letters, digits, '.', '-', '_') [default: this machine's host name]
     #[arg(long, value_name = "NAME")]
     pub server: Option<String>,
+    /// Country database (MaxMind DB format: GeoLite2-Country.mmdb or DB-IP's dbip-country-lite .mmdb): count downloads per country, looked up before the address is hashed [default: no countries]
+    #[arg(long, value_name = "FILE")]
+    pub geoip: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -277,9 +280,15 @@ pub struct ReportArgs {
     /// With --json: each month as {"downloads", "requests", "bytes"}
     #[arg(long, requires = "json")]
     pub detail: bool,
-    /// Figures per server and month instead of per file (a download resumed on another server counts for each); with --json: {"<server>": {"YYYY-MM": {"downloads", "requests", "bytes"}}}
+    /// Figures per server and month instead of per file (a download resumed on another server counts for each); with --json: {"<server>": {"YYYY-MM": {"downloads", "requests", "bytes"}}}. Or each file's monthly downloads by client class ({"browser", "downloader", "bot", "other"}) or by country (ISO codes); "unknown": downloads counted before dlcount kept the fact, or without a country
     #[arg(long, value_enum, value_name = "WHAT", conflicts_with = "detail")]
     pub by: Option<ReportBy>,
+    /// Print CSV (one row per file, month and, with --by class|country, value)
+    #[arg(long, conflicts_with_all = ["json", "detail"])]
+    pub csv: bool,
+    /// With --by referer: a host name of this site (repeat for several); its requests are shown as "this site"
+    #[arg(long = "site-host", value_name = "HOST")]
+    pub site_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +309,14 @@ pub struct MigrateArgs {
 pub enum ReportBy {
     /// The web servers (`--server`) that counted into the database.
     Server,
+    /// Client classes from the User-Agent: browser, downloader, bot, other.
+    Class,
+    /// Countries of the clients (counted with --geoip).
+    Country,
+    /// Requests per referring host (the Referer's host; "direct" without one), per file and month
+    Referer,
+    /// Network coverage per month: how many of the 1,024 IPv4 /10 networks downloaded, and the IPv6 downloads.
+    Network,
 }
 
 #[derive(Debug, Args)]

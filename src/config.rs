@@ -54,6 +54,7 @@ pub struct FileConfig {
     pub user: Option<String>,
     pub retention_days: Option<u32>,
     pub server: Option<String>,
+    pub geoip: Option<PathBuf>,
     pub templates: Option<PathBuf>,
     pub site_title: Option<String>,
     pub logo_url: Option<String>,
@@ -136,6 +137,9 @@ pub struct Settings {
     pub retention_days: u32,
     /// The web server whose log is read (`--server`): part of a line's identity.
     pub server: String,
+    /// The country database (`--geoip`), opened once and shared by the
+    /// reading threads; `None`: countries are not looked up.
+    pub geoip: Option<std::sync::Arc<crate::geo::GeoDb>>,
     pub user: Option<String>,
     pub templates: Option<PathBuf>,
     pub site_title: String,
@@ -256,6 +260,7 @@ impl Settings {
             exts: vec![".iso".into()],
             retention_days: DEFAULT_RETENTION_DAYS,
             server: String::new(),
+            geoip: None,
             user: extra.user.clone().or(file.user),
             templates: None,
             site_title: "Downloads".into(),
@@ -311,6 +316,9 @@ impl Settings {
                 Some(name) => server_name(&name)?,
                 None => default_server_name()?,
             };
+            if let Some(path) = parse.geoip.clone().or(file.geoip) {
+                s.geoip = Some(std::sync::Arc::new(crate::geo::GeoDb::open(&path)?));
+            }
         }
         if uses.site {
             s.root = site

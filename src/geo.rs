@@ -1,5 +1,5 @@
 //! What a client address tells before it is hashed away: its country (from
-//! a MaxMind DB file, for the statistics' `--geoip` to come) and its network for the coverage
+//! a MaxMind DB file, `--geoip`) and its network for the coverage
 //! map (the IPv4 /10, DeleGate's 1,024 networks; IPv6 apart).
 //!
 //! Invariant: these are the only facts taken from a raw address besides its
@@ -33,6 +33,28 @@ impl Country {
         }
     }
 
+    /// The stored form of a lookup (`visitors.country`, the outage queue):
+    /// -1 not looked up, 0 unknown, else the two letters as `a << 8 | b`.
+    pub fn stored(looked_up: Option<Country>) -> i64 {
+        match looked_up {
+            None => -1,
+            Some(Country::Unknown) => 0,
+            Some(Country::Code([a, b])) => i64::from(a) << 8 | i64::from(b),
+        }
+    }
+
+    /// Reads [`Country::stored`]'s form (anything else is not looked up).
+    pub fn from_stored(v: i64) -> Option<Country> {
+        match v {
+            0 => Some(Country::Unknown),
+            1..=0xffff => {
+                let code = [(v >> 8) as u8, v as u8];
+                std::str::from_utf8(&code).ok().map(Country::from_code)
+            }
+            _ => None,
+        }
+    }
+
     fn from_code(code: &str) -> Country {
         match code.as_bytes() {
             [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
@@ -62,6 +84,12 @@ pub enum GeoError {
 /// An open country database.
 pub struct GeoDb {
     reader: maxminddb::Reader<Vec<u8>>,
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GeoDb")
+    }
 }
 
 impl GeoDb {
@@ -108,6 +136,27 @@ pub enum Network {
     V6,
     /// Not an address.
     Unknown,
+}
+
+impl Network {
+    /// The stored form (the outage queue): the /10's number, 1024 for
+    /// IPv6, 0xffff for not an address.
+    pub fn stored(self) -> u16 {
+        match self {
+            Network::V4Slash10(n) => n,
+            Network::V6 => V4_NETWORKS,
+            Network::Unknown => u16::MAX,
+        }
+    }
+
+    /// Reads [`Network::stored`]'s form.
+    pub fn from_stored(v: u16) -> Network {
+        match v {
+            n if n < V4_NETWORKS => Network::V4Slash10(n),
+            V4_NETWORKS => Network::V6,
+            _ => Network::Unknown,
+        }
+    }
 }
 
 /// How many IPv4 /10 networks there are.
@@ -173,6 +222,27 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.starts_with("cannot read the country database"), "{e}");
+    }
+
+    #[test]
+    fn stored_forms_round_trip() {
+        for c in [
+            None,
+            Some(Country::Unknown),
+            Some(Country::Code(*b"DE")),
+            Some(Country::Code(*b"JP")),
+        ] {
+            assert_eq!(Country::from_stored(Country::stored(c)), c);
+        }
+        assert_eq!(Country::stored(Some(Country::Code(*b"DE"))), 0x4445);
+        for n in [
+            Network::V4Slash10(0),
+            Network::V4Slash10(1023),
+            Network::V6,
+            Network::Unknown,
+        ] {
+            assert_eq!(Network::from_stored(n.stored()), n);
+        }
     }
 
     #[test]

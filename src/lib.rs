@@ -15,11 +15,10 @@
 //! hashed, while the database cannot take them); [`check`] validates a configuration;
 //! [`generate`] writes the man pages and completions for the package.
 //!
-//! Tested building blocks of the statistics and nginx work, not yet wired
-//! into counting: [`agent`] (User-Agent classes), [`geo`] (country, network),
-//! [`coverage`] (byte ranges, completion), [`referer`] (referring host),
-//! [`syslog`] (nginx's datagram header), [`follow`] (a log file across
-//! rotation).
+//! The facts of each download (`store::facts`) come from [`agent`]
+//! (User-Agent classes), [`geo`] (country, network) and [`referer`]
+//! (referring host), taken in `tally`. A tested building block not yet
+//! wired into counting: [`coverage`] (byte ranges, completion).
 
 pub mod agent;
 pub mod app;

@@ -294,6 +294,7 @@ pub fn run_source(
     let queue = Queue::start(&settings.db, settings.retention_days, settings.max_pending);
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
         .with_server(&settings.server)
+        .with_geoip(settings.geoip.clone())
         .with_hasher(Arc::clone(&hasher_slot));
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),

@@ -22,18 +22,22 @@
 //! under it is never counted (see below). With no secret known at all,
 //! lines past the memory bound are dropped, counted and reported.
 //!
-//! **Format** (version 1, integers little-endian). A file starts with a
+//! **Format** (version 2, integers little-endian). A file starts with a
 //! 64-byte header: `DLCOUNTQ`, version u32, flags u32 (0), the id of the
 //! secret ([`KeyHasher::id`]) u64, a check u64 of those 24 bytes, and the
 //! file key (32 random bytes). Records follow: payload length u32, check u64
 //! (the first 8 bytes of BLAKE3 over the length and the payload as stored),
 //! payload. A payload is one hashed batch, encrypted with the file key's
 //! keystream (BLAKE3's XOF keyed with it over the record's offset): format
-//! identity u8; the server's name (length u32, bytes); paths (count u32,
-//! then length u32 and bytes each); hits (count u32, then [`HIT_BYTES`]
+//! identity u8; the server's name (length u32, bytes); paths and referring
+//! hosts (count u32, then length u32 and bytes each); hits (count u32, then [`HIT_BYTES`]
 //! each: day i32, method u8, status u16, bytes u64, identity u8, path index
 //! u32, the visitor key, the line keys of the [`SETS`] identity sets and
-//! schema 1's, i64 each).
+//! schema 1's, i64 each; then the line's facts (`tally::LineFacts`): client
+//! class u8, country i32 (`geo::Country::stored`), network u16
+//! (`geo::Network::stored`), and the index u32 of its Referer's host among
+//! the paths (`u32::MAX`: direct)). Version 1 (before the facts) still replays:
+//! its lines count as they did, and their days' facts become unknown.
 //!
 //! Invariants:
 //! - **No raw address, and nothing matchable left behind.** Records hold
@@ -59,12 +63,14 @@
 //!   given its header and only then renamed; all files together hold at most
 //!   [`QUEUE_LIMIT`] bytes, past which lines are dropped, counted and reported.
 
+use crate::agent::ClientClass;
 use crate::config::DbTarget;
 use crate::dirfd::PrivateDir;
+use crate::geo::{Country, Network};
 use crate::keys::{KeyHasher, LineKeys, Scratch, SETS};
 use crate::pipe::Throttle;
 use crate::store::{ApplyStats, Mark, Origin, Store};
-use crate::tally::Batch;
+use crate::tally::{Batch, LineFacts};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{renameat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
@@ -84,13 +90,17 @@ use std::time::{Duration, Instant};
 pub const QUEUE_LIMIT: u64 = 1 << 30;
 
 const MAGIC: &[u8; 8] = b"DLCOUNTQ";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before line facts, still replayed.
+const VERSION_NO_FACTS: u32 = 1;
 const HEADER_BYTES: u64 = 64;
 /// Where the file key starts in the header.
 const KEY_AT: u64 = 32;
 const RECORD_HEAD: u64 = 12;
-/// Bytes of one hit in a payload.
-pub const HIT_BYTES: usize = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (SETS + 2);
+/// Bytes of one hit in a payload of version 1.
+const HIT_BYTES_V1: usize = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (SETS + 2);
+/// Bytes of one hit in a payload: version 1's, then the facts.
+pub const HIT_BYTES: usize = HIT_BYTES_V1 + 1 + 4 + 2 + 4;
 /// A payload is cut at about this size (a longer one is refused as corrupt).
 const RECORD_TARGET: usize = 4 << 20;
 const MAX_RECORD: u32 = 64 << 20;
@@ -155,14 +165,14 @@ fn header(secret_id: u64, key: &[u8; 32]) -> [u8; HEADER_BYTES as usize] {
     h
 }
 
-/// What a file's header says: the secret's id and the file key (`None`:
-/// wiped, the file is counted).
-fn parse_header(h: &[u8]) -> Result<(u64, Option<[u8; 32]>)> {
+/// What a file's header says: the secret's id, the file key (`None`:
+/// wiped, the file is counted) and the format version.
+fn parse_header(h: &[u8]) -> Result<(u64, Option<[u8; 32]>, u32)> {
     if h.len() < HEADER_BYTES as usize || &h[..8] != MAGIC {
         bail!("not a dlcount queue file");
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != VERSION_NO_FACTS {
         bail!("queue format version {version}, this dlcount reads {VERSION}");
     }
     if u64::from_le_bytes(h[24..32].try_into().expect("8 bytes")) != check_of(&[&h[..24]]) {
@@ -170,7 +180,7 @@ fn parse_header(h: &[u8]) -> Result<(u64, Option<[u8; 32]>)> {
     }
     let id = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
     let key: [u8; 32] = h[32..64].try_into().expect("32 bytes");
-    Ok((id, (key != [0; 32]).then_some(key)))
+    Ok((id, (key != [0; 32]).then_some(key), version))
 }
 
 /// The plaintext payloads of a hashed batch, each of at most about
@@ -185,26 +195,30 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
         let mut paths: Vec<&[u8]> = Vec::new();
         let mut index: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
         let mut idx = Vec::new();
+        let mut hosts = Vec::new();
         let mut size = 1 + 4 + batch.server.len() + 4 + 4;
         let mut end = start;
         while end < hits.len() {
             let path = batch.path(&hits[end]);
-            let extra = HIT_BYTES
-                + if index.contains_key(path) {
+            let host = batch.referer_host(&hits[end]);
+            let new_text = |t: &[u8]| {
+                if t.is_empty() || index.contains_key(t) {
                     0
                 } else {
-                    4 + path.len()
-                };
+                    4 + t.len()
+                }
+            };
+            let extra = HIT_BYTES + new_text(path) + new_text(host);
             if end > start && size + extra > RECORD_TARGET {
                 break;
             }
             size += extra;
-            let next = paths.len() as u32;
-            let i = *index.entry(path).or_insert_with(|| {
-                paths.push(path);
-                next
+            idx.push(intern(&mut paths, &mut index, path));
+            hosts.push(if host.is_empty() {
+                u32::MAX
+            } else {
+                intern(&mut paths, &mut index, host)
             });
-            idx.push(i);
             end += 1;
         }
         let mut p = Vec::with_capacity(size);
@@ -233,11 +247,29 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
                 p.extend_from_slice(&l.to_le_bytes());
             }
             p.extend_from_slice(&k.line_v1.to_le_bytes());
+            let f = &h.facts;
+            p.push(class_code(f.class));
+            p.extend_from_slice(&(Country::stored(f.country) as i32).to_le_bytes());
+            p.extend_from_slice(&f.network.stored().to_le_bytes());
+            p.extend_from_slice(&hosts[j].to_le_bytes());
         }
         out.push(p);
         start = end;
     }
     out
+}
+
+/// The index of `text` in a payload's table of paths and hosts, added on first sight.
+fn intern<'a>(
+    table: &mut Vec<&'a [u8]>,
+    index: &mut rustc_hash::FxHashMap<&'a [u8], u32>,
+    text: &'a [u8],
+) -> u32 {
+    let next = table.len() as u32;
+    *index.entry(text).or_insert_with(|| {
+        table.push(text);
+        next
+    })
 }
 
 /// Reads a payload; every length and value is checked.
@@ -269,8 +301,26 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The hashed batch of a plaintext payload, keyed with the secret `keyed_with`.
+/// A client class in a payload.
+fn class_code(c: ClientClass) -> u8 {
+    match c {
+        ClientClass::Browser => 0,
+        ClientClass::Downloader => 1,
+        ClientClass::Other => 2,
+        ClientClass::Bot => 3,
+    }
+}
+
+/// The hashed batch of a plaintext payload of the current version, keyed
+/// with the secret `keyed_with`.
 pub fn decode_batch(payload: &[u8], keyed_with: u64) -> Result<Batch> {
+    decode_batch_of(payload, keyed_with, VERSION)
+}
+
+/// The hashed batch of a plaintext payload of format `version`.
+fn decode_batch_of(payload: &[u8], keyed_with: u64, version: u32) -> Result<Batch> {
+    let with_facts = version != VERSION_NO_FACTS;
+    let hit_bytes = if with_facts { HIT_BYTES } else { HIT_BYTES_V1 };
     let all = crate::logformat::identity::ALL | crate::logformat::identity::SERVER;
     let mut c = Cursor(payload);
     let format_identity = c.u8()?;
@@ -286,10 +336,11 @@ pub fn decode_batch(payload: &[u8], keyed_with: u64) -> Result<Batch> {
         paths.push(c.take(len)?);
     }
     let n_hits = c.u32()? as usize;
-    if c.0.len() != n_hits.saturating_mul(HIT_BYTES) {
+    if c.0.len() != n_hits.saturating_mul(hit_bytes) {
         bail!("{n_hits} hits do not fill the record");
     }
     let mut b = Batch::hashed(format_identity, Arc::from(server), keyed_with);
+    b.facts_missing = !with_facts;
     for _ in 0..n_hits {
         let day = c.u32()? as i32;
         let method = match c.u8()? {
@@ -314,7 +365,35 @@ pub fn decode_batch(payload: &[u8], keyed_with: u64) -> Result<Batch> {
             *l = c.i64()?;
         }
         keys.line_v1 = c.i64()?;
-        b.push_hashed(day, method, status, bytes, identity, path, keys);
+        let mut host: &[u8] = b"";
+        let facts = if with_facts {
+            let class = match c.u8()? {
+                0 => ClientClass::Browser,
+                1 => ClientClass::Downloader,
+                2 => ClientClass::Other,
+                3 => ClientClass::Bot,
+                x => bail!("bad client class {x}"),
+            };
+            let country = c.u32()? as i32;
+            if !(-1..=0xffff).contains(&country) {
+                bail!("bad country {country}");
+            }
+            let network = Network::from_stored(c.u16()?);
+            let h = c.u32()?;
+            if h != u32::MAX {
+                host = paths.get(h as usize).context("host index out of range")?;
+            }
+            LineFacts {
+                class,
+                country: Country::from_stored(i64::from(country)),
+                network,
+            }
+        } else {
+            LineFacts::default()
+        };
+        b.push_hashed(
+            day, method, status, bytes, identity, facts, path, host, keys,
+        );
     }
     Ok(b)
 }
@@ -877,6 +956,8 @@ struct Replaying {
     name: String,
     /// The secret its records were made with (its header's).
     secret_id: u64,
+    /// Its format version (its header's).
+    version: u32,
     file: Flock<File>,
     key: [u8; 32],
     offset: u64,
@@ -1110,19 +1191,21 @@ impl Queue {
         let mut torn = None;
         while hits < max_hits {
             match reader.next().map_err(|e| Trouble::Disk(e.into()))? {
-                Next::Record(payload, after) => match decode_batch(&payload, cur.secret_id) {
-                    Ok(b) => {
-                        hits += b.hits().len();
-                        batches.push(b);
-                        offset = after;
+                Next::Record(payload, after) => {
+                    match decode_batch_of(&payload, cur.secret_id, cur.version) {
+                        Ok(b) => {
+                            hits += b.hits().len();
+                            batches.push(b);
+                            offset = after;
+                        }
+                        Err(e) => {
+                            end = Some(Some(format!(
+                                "the record at byte {offset} does not decode: {e:#}"
+                            )));
+                            break;
+                        }
                     }
-                    Err(e) => {
-                        end = Some(Some(format!(
-                            "the record at byte {offset} does not decode: {e:#}"
-                        )));
-                        break;
-                    }
-                },
+                }
                 Next::End => {
                     end = Some(None);
                     break;
@@ -1330,14 +1413,14 @@ impl Queue {
             parse_header(&head)
         };
         let mark_name = format!("{MARK}{name}");
-        let key = match header {
-            Ok((id, _)) if id != secret_id => {
+        let (key, version) = match header {
+            Ok((id, _, _)) if id != secret_id => {
                 self.aside(dir, name, "its header names another secret than its name");
                 return Ok(None);
             }
-            Ok((_, Some(key))) => key,
+            Ok((_, Some(key), version)) => (key, version),
             // Wiped: counted whole, only the deletion was left to do.
-            Ok((_, None)) => {
+            Ok((_, None, _)) => {
                 finish_file(dir, name, &file).map_err(Trouble::Disk)?;
                 return Ok(None);
             }
@@ -1368,6 +1451,7 @@ impl Queue {
         Ok(Some(Replaying {
             name: name.to_string(),
             secret_id,
+            version,
             file,
             key,
             offset,
@@ -1446,7 +1530,7 @@ fn count_lines(dir: &PrivateDir, name: &str) -> Result<u64> {
     let len = file.metadata()?.len();
     let mut head = [0u8; HEADER_BYTES as usize];
     file.read_exact_at(&mut head, 0)?;
-    let (_, key) = parse_header(&head)?;
+    let (_, key, _) = parse_header(&head)?;
     let key = key.context("counted already")?;
     let mut r = RecordReader {
         file: &file,

@@ -33,9 +33,28 @@ impl RefererHost {
 /// The referring host of a Referer as logged; `own_hosts` are the site's own
 /// names, lower case (`downloads.example.org`).
 pub fn referer_host(referer: &[u8], own_hosts: &[String]) -> RefererHost {
-    let Some(rest) = strip_scheme(referer) else {
+    let Some(host) = host_part(referer) else {
         return RefererHost::Direct;
     };
+    let host = host_label(host);
+    if own_hosts.contains(&host) {
+        RefererHost::ThisSite
+    } else {
+        RefererHost::Host(host)
+    }
+}
+
+/// How a host part is named: lower case, without a trailing dot.
+pub fn host_label(host: &[u8]) -> String {
+    host.to_str_lossy()
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// The host part of a Referer as logged, borrowed (no allocation: the line
+/// processor keeps it for every counted line); `None`: direct.
+pub fn host_part(referer: &[u8]) -> Option<&[u8]> {
+    let rest = strip_scheme(referer)?;
     let authority_end = rest.find_byteset(b"/?#\\").unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     // user:password@host — the user info is never kept.
@@ -47,7 +66,7 @@ pub fn referer_host(referer: &[u8], own_hosts: &[String]) -> RefererHost {
         // [IPv6]:port
         match memchr::memchr(b']', host_port) {
             Some(close) => &host_port[..=close],
-            None => return RefererHost::Direct,
+            None => return None,
         }
     } else {
         match memchr::memchr(b':', host_port) {
@@ -59,18 +78,10 @@ pub fn referer_host(referer: &[u8], own_hosts: &[String]) -> RefererHost {
         && host.iter().all(|&b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
         });
-    if !valid {
-        return RefererHost::Direct;
+    if !valid || host.iter().all(|&b| b == b'.') {
+        return None;
     }
-    let host = host
-        .to_str_lossy()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    if own_hosts.contains(&host) {
-        RefererHost::ThisSite
-    } else {
-        RefererHost::Host(host)
-    }
+    Some(host)
 }
 
 fn strip_scheme(r: &[u8]) -> Option<&[u8]> {

@@ -1,12 +1,17 @@
-//! `dlcount-pipe report`: the counts as a readable table or as JSON.
+//! `dlcount-pipe report`: the counts as a readable table, JSON or CSV.
 //!
 //! Invariant: `--json` is exactly the old cron script's `counts.json`
 //! structure, `{"<path>": {"YYYY-MM": downloads}}`, keys sorted (paths
 //! bytewise, months ascending), so existing consumers keep working; the
 //! statistics page writes these very bytes as `.stats/counts.json`.
+//!
+//! The downloads broken down by a fact (`--by class`, `--by country`, see
+//! `store::facts`) always add up to the month's downloads of `report
+//! --json`: the downloads whose fact is not known (counted before dlcount
+//! kept facts, or without a country code) are `unknown`, never left out.
 
 use crate::render::human_size;
-use crate::store::{MonthRow, ServerMonthRow};
+use crate::store::{month_of, FactDayRow, MonthRow, NetworkDayRow, ServerMonthRow};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -100,6 +105,244 @@ pub fn servers_to_table(rows: &[ServerMonthRow]) -> String {
     }
     out.push_str("A download resumed on another server counts for each server it came from.\n");
     out
+}
+
+/// File → month → value → downloads, from the month rows and one kind of
+/// fact rows: `fixed` values are always present (the four classes), the
+/// others as counted, and `unknown` holds the rest of the month's
+/// downloads when there is a rest. Months without downloads are left out.
+pub type FactMonths = BTreeMap<String, BTreeMap<String, Vec<(String, u64)>>>;
+
+/// See [`FactMonths`]. Referring hosts count requests, not downloads:
+/// with `requests` the month's requests are what the values add up to.
+pub fn fact_months(
+    months: &[MonthRow],
+    facts: &[FactDayRow],
+    fixed: &[&str],
+    requests: bool,
+) -> FactMonths {
+    let mut counted: BTreeMap<(&str, String), BTreeMap<&str, u64>> = BTreeMap::new();
+    for f in facts {
+        let e = counted
+            .entry((&f.path, month_of(f.day)))
+            .or_default()
+            .entry(&f.value)
+            .or_default();
+        *e = e.saturating_add(f.n);
+    }
+    let mut out = FactMonths::new();
+    for m in months.iter().filter(|m| m.downloads > 0) {
+        let got = counted.remove(&(m.path.as_str(), m.month.clone()));
+        let got = got.unwrap_or_default();
+        let mut values: Vec<(String, u64)> = fixed
+            .iter()
+            .map(|v| (v.to_string(), got.get(v).copied().unwrap_or(0)))
+            .collect();
+        for (v, n) in &got {
+            if !fixed.contains(v) && *v != "unknown" {
+                values.push((v.to_string(), *n));
+            }
+        }
+        let known = values.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
+        let total = if requests { m.requests } else { m.downloads };
+        let rest = total.saturating_sub(known);
+        if rest > 0 {
+            values.push(("unknown".to_string(), rest));
+        }
+        out.entry(m.path.clone())
+            .or_default()
+            .insert(m.month.clone(), values);
+    }
+    out
+}
+
+/// Names the requests referred by one of the site's own hosts (`--site-host`,
+/// any case, a trailing dot ignored) "this site", as `referer::RefererHost`.
+pub fn label_own_hosts(facts: &mut [FactDayRow], own: &[String]) {
+    let own: Vec<String> = own
+        .iter()
+        .map(|h| crate::referer::host_label(h.as_bytes()))
+        .collect();
+    for f in facts.iter_mut() {
+        if own.contains(&f.value) {
+            f.value = crate::referer::RefererHost::ThisSite.label().to_string();
+        }
+    }
+}
+
+/// `report --json --by class|country`:
+/// `{"<path>": {"YYYY-MM": {"<value>": downloads}}}`.
+pub fn facts_to_json(f: &FactMonths) -> String {
+    let top: Map<String, Value> = f
+        .iter()
+        .map(|(path, months)| {
+            let m: Map<String, Value> = months
+                .iter()
+                .map(|(month, values)| {
+                    let v: Map<String, Value> =
+                        values.iter().map(|(k, n)| (k.clone(), json!(n))).collect();
+                    (month.clone(), Value::Object(v))
+                })
+                .collect();
+            (path.clone(), Value::Object(m))
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// `report --csv --by class|country|referer`: one row per file, month and value.
+pub fn facts_to_csv(f: &FactMonths, what: &str) -> String {
+    let unit = if what == "referer" {
+        "requests"
+    } else {
+        "downloads"
+    };
+    let mut out = format!("path,month,{what},{unit}\n");
+    for (path, months) in f {
+        for (month, values) in months {
+            for (v, n) in values {
+                let _ = writeln!(out, "{},{month},{},{n}", csv_field(path), csv_field(v));
+            }
+        }
+    }
+    out
+}
+
+/// The readable table of [`FactMonths`]: newest month first.
+pub fn facts_to_table(f: &FactMonths, what: &str) -> String {
+    if f.is_empty() {
+        return "No downloads counted yet.\n".to_string();
+    }
+    let width = f
+        .keys()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 70);
+    type Values = Vec<(String, u64)>;
+    let mut by_month: BTreeMap<&str, Vec<(&str, &Values)>> = BTreeMap::new();
+    for (path, months) in f {
+        for (month, values) in months {
+            by_month.entry(month).or_default().push((path, values));
+        }
+    }
+    let title = format!("{}{}", what[..1].to_ascii_uppercase(), &what[1..]);
+    let unit = if what == "referer" {
+        "Requests"
+    } else {
+        "Downloads"
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8}  {:<width$}  {title:<10}  {unit:>10}",
+        "Month", "File"
+    );
+    for (month, files) in by_month.into_iter().rev() {
+        for (path, values) in files {
+            for (i, (v, n)) in values.iter().enumerate() {
+                let (m, p) = if i == 0 { (month, path) } else { ("", "") };
+                let _ = writeln!(out, "{m:<8}  {p:<width$}  {v:<10}  {n:>10}");
+            }
+        }
+    }
+    if what == "class" || what == "country" {
+        out.push_str(
+            "unknown: counted before dlcount kept this fact, or not known for the client.\n",
+        );
+    }
+    out
+}
+
+/// Per month: (IPv4 /10 networks that downloaded, of 1,024; downloads over IPv6).
+pub type NetworkMonths = BTreeMap<String, (u32, u64)>;
+
+/// See [`NetworkMonths`]: a month's networks are the union of its days'.
+pub fn network_months(days: &[NetworkDayRow], v6: &[FactDayRow]) -> NetworkMonths {
+    let mut bits: BTreeMap<String, [u64; crate::store::facts::NETWORK_WORDS]> = BTreeMap::new();
+    for d in days {
+        let m = bits.entry(month_of(d.day)).or_default();
+        for (a, b) in m.iter_mut().zip(d.bits) {
+            *a |= b;
+        }
+    }
+    let mut out: NetworkMonths = bits
+        .into_iter()
+        .map(|(m, b)| (m, (b.iter().map(|w| w.count_ones()).sum(), 0)))
+        .collect();
+    for f in v6.iter().filter(|f| f.value == "v6") {
+        let e = out.entry(month_of(f.day)).or_default();
+        e.1 = e.1.saturating_add(f.n);
+    }
+    out
+}
+
+/// `report --json --by network`: `{"YYYY-MM": {"ipv4_networks": n, "ipv6_downloads": n}}`.
+pub fn networks_to_json(m: &NetworkMonths) -> String {
+    let top: Map<String, Value> = m
+        .iter()
+        .map(|(month, (v4, v6))| {
+            (
+                month.clone(),
+                json!({"ipv4_networks": v4, "ipv6_downloads": v6}),
+            )
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// `report --csv --by network`.
+pub fn networks_to_csv(m: &NetworkMonths) -> String {
+    let mut out = String::from("month,ipv4_networks,ipv6_downloads\n");
+    for (month, (v4, v6)) in m {
+        let _ = writeln!(out, "{month},{v4},{v6}");
+    }
+    out
+}
+
+/// The readable network table, newest month first.
+pub fn networks_to_table(m: &NetworkMonths) -> String {
+    if m.is_empty() {
+        return "No network coverage counted yet.\n".to_string();
+    }
+    let mut out = format!(
+        "{:<8}  {:>22}  {:>14}\n",
+        "Month", "IPv4 /10 networks", "IPv6 downloads"
+    );
+    for (month, (v4, v6)) in m.iter().rev() {
+        let _ = writeln!(out, "{month:<8}  {:>22}  {v6:>14}", format!("{v4} of 1024"));
+    }
+    out
+}
+
+/// `report --csv`: one row per file and month.
+pub fn to_csv(rows: &[MonthRow]) -> String {
+    let mut out = String::from("path,month,downloads,requests,bytes\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            csv_field(&r.path),
+            r.month,
+            r.downloads,
+            r.requests,
+            r.bytes
+        );
+    }
+    out
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// The readable month × file table: newest month first, a total per month,
@@ -218,6 +461,57 @@ mod tests {
         assert_eq!(
             v["/b.iso"]["2026-10"],
             json!({"downloads": 4, "requests": 4, "bytes": 40})
+        );
+    }
+
+    fn fact(path: &str, day: i32, value: &str, n: u64) -> FactDayRow {
+        FactDayRow {
+            path: path.into(),
+            day,
+            kind: "class".into(),
+            value: value.into(),
+            n,
+        }
+    }
+
+    /// The four classes are always there and, with `unknown` for the
+    /// downloads counted before facts were kept, add up to the month.
+    #[test]
+    fn classes_add_up_to_the_month_with_unknown_for_the_rest() {
+        // Day 739_556 is 2025-11-01; 739_587 is 2025-12-02.
+        let months = vec![
+            row("/a,b.iso", "2025-11", 5, 9, 10),
+            row("/b.iso", "2025-12", 2, 2, 10),
+        ];
+        assert_eq!(month_of(739_556), "2025-11");
+        assert_eq!(month_of(739_587), "2025-12");
+        let facts = vec![
+            fact("/a,b.iso", 739_556, "browser", 1),
+            fact("/a,b.iso", 739_556, "bot", 2),
+            fact("/a,b.iso", 739_557, "bot", 1),
+            fact("/b.iso", 739_587, "downloader", 2),
+        ];
+        let f = fact_months(
+            &months,
+            &facts,
+            &["browser", "downloader", "bot", "other"],
+            false,
+        );
+        let v: Value = serde_json::from_str(&facts_to_json(&f)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "/a,b.iso": {"2025-11": {"browser": 1, "downloader": 0, "bot": 3, "other": 0, "unknown": 1}},
+                "/b.iso": {"2025-12": {"browser": 0, "downloader": 2, "bot": 0, "other": 0}}
+            })
+        );
+        let csv = facts_to_csv(&f, "class");
+        assert!(csv.starts_with("path,month,class,downloads\n\"/a,b.iso\",2025-11,browser,1\n"));
+        assert!(csv.ends_with("/b.iso,2025-12,other,0\n"), "{csv}");
+        let t = facts_to_table(&f, "class");
+        assert!(
+            t.lines().nth(1).unwrap().starts_with("2025-12   /b.iso"),
+            "{t}"
         );
     }
 

@@ -409,7 +409,8 @@ pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats>
         file.seek(SeekFrom::Start(done))?;
         let mut processor =
             LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
-                .with_server(&settings.server);
+                .with_server(&settings.server)
+                .with_geoip(settings.geoip.clone());
         let mut splitter = LineSplitter::new();
         let mut buf = vec![0u8; DRAIN_CHUNK];
         // Bytes read so far, and the end of the last whole line among them.

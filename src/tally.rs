@@ -15,8 +15,16 @@
 //! identity bits, normalised path). That is the form the outage queue
 //! keeps on disk (see `queue`); `store::dedup::line_keys` serves it from
 //! the keys alone.
+//!
+//! What the statistics need of the raw fields is taken here too, before
+//! anything is hashed ([`LineFacts`]): the client class of the User-Agent
+//! (`agent`, classified once per distinct string), and the country and
+//! network of the address (`geo`). These are coarse on purpose and are the
+//! only things of the address besides its keyed hash that go further.
 
+use crate::agent::{AgentClassifier, ClientClass};
 use crate::classify::{Classifier, Ignored, Method};
+use crate::geo::{Country, GeoDb, Network};
 use crate::keys::{KeyHasher, LineFields, LineKeys, Scratch};
 use crate::logformat::{identity, DayCache, LogFormat, Reject};
 use crate::store::Origin;
@@ -30,6 +38,27 @@ pub const MAX_LINE: usize = 1 << 20;
 
 /// How many rejected lines are remembered with their line number.
 const REJECT_SAMPLES: usize = 5;
+
+/// What the statistics keep of one counted line's raw fields (see the
+/// module header): fixed per line, so the same line read twice gives the
+/// same facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineFacts {
+    pub class: ClientClass,
+    /// `None`: not looked up (no `--geoip`); else the database's answer.
+    pub country: Option<Country>,
+    pub network: Network,
+}
+
+impl Default for LineFacts {
+    fn default() -> LineFacts {
+        LineFacts {
+            class: ClientClass::Other,
+            country: None,
+            network: Network::Unknown,
+        }
+    }
+}
 
 /// One counted line. Ranges point into the batch arena.
 ///
@@ -45,6 +74,10 @@ pub struct Hit {
     pub bytes: u64,
     /// Which identity fields the line has (`logformat::identity` bits).
     pub identity: u8,
+    pub facts: LineFacts,
+    /// The host part of the Referer (`referer::host_part`); empty: direct.
+    /// Kept when the batch is hashed (a host is no client's).
+    referer_host: Range<u32>,
     client: Range<u32>,
     path: Range<u32>,
     time: Range<u32>,
@@ -124,6 +157,9 @@ pub struct Batch {
     /// How far its source is read once this batch is committed (a followed
     /// file's checkpoint): recorded in the same transaction as its lines.
     pub mark: Option<BatchMark>,
+    /// The hits carry no [`LineFacts`] (lines queued by a dlcount that did
+    /// not take them): the store marks their days' facts unknown.
+    pub facts_missing: bool,
 }
 
 /// A named position carried by a batch (see `store::Mark`).
@@ -189,16 +225,21 @@ impl Batch {
         status: u16,
         bytes: u64,
         identity: u8,
+        facts: LineFacts,
         path: &[u8],
+        referer_host: &[u8],
         keys: LineKeys,
     ) {
         let path = self.push_bytes(path);
+        let referer_host = self.push_bytes(referer_host);
         self.hits.push(Hit {
             day,
             method,
             status,
             bytes,
             identity,
+            facts,
+            referer_host,
             client: 0..0,
             path,
             time: 0..0,
@@ -231,15 +272,17 @@ impl Batch {
         let mut paths: rustc_hash::FxHashMap<&[u8], Range<u32>> = Default::default();
         let mut hits = std::mem::take(&mut self.hits);
         for h in &mut hits {
-            let path = &self.arena[h.path.start as usize..h.path.end as usize];
-            h.path = paths
-                .entry(path)
-                .or_insert_with(|| {
-                    let start = arena.len() as u32;
-                    arena.extend_from_slice(path);
-                    start..arena.len() as u32
-                })
-                .clone();
+            for r in [&mut h.path, &mut h.referer_host] {
+                let text = &self.arena[r.start as usize..r.end as usize];
+                *r = paths
+                    .entry(text)
+                    .or_insert_with(|| {
+                        let start = arena.len() as u32;
+                        arena.extend_from_slice(text);
+                        start..arena.len() as u32
+                    })
+                    .clone();
+            }
             for r in [
                 &mut h.client,
                 &mut h.time,
@@ -275,6 +318,7 @@ impl Batch {
             // The position goes with the lines it covers (a checkpoint
             // left behind could be committed before them).
             mark: self.mark.take(),
+            facts_missing: self.facts_missing,
         }
     }
 
@@ -288,6 +332,11 @@ impl Batch {
 
     pub fn time(&self, h: &Hit) -> &[u8] {
         self.slice(&h.time)
+    }
+
+    /// The host part of hit `h`'s Referer (empty: direct).
+    pub fn referer_host(&self, h: &Hit) -> &[u8] {
+        self.slice(&h.referer_host)
     }
 
     /// What identifies the line of hit `h` (see `keys`).
@@ -332,6 +381,7 @@ impl Batch {
             origin: self.origin,
             mark: self.mark.take(),
             server: self.server.clone(),
+            facts_missing: self.facts_missing,
             ..Batch::default()
         };
         if self.keys.len() == self.hits.len() && at < self.keys.len() {
@@ -344,6 +394,7 @@ impl Batch {
             for r in [
                 &mut h.client,
                 &mut h.path,
+                &mut h.referer_host,
                 &mut h.time,
                 &mut h.request_line,
                 &mut h.referer,
@@ -375,6 +426,9 @@ pub struct LineProcessor {
     hasher: Arc<OnceLock<KeyHasher>>,
     scratch: Scratch,
     server: Arc<str>,
+    /// Per reading thread, so its cache needs no lock (see `agent`).
+    agents: AgentClassifier,
+    geo: Option<Arc<GeoDb>>,
 }
 
 impl LineProcessor {
@@ -387,7 +441,15 @@ impl LineProcessor {
             hasher: Arc::default(),
             scratch: Scratch::default(),
             server: Arc::from(""),
+            agents: AgentClassifier::new(),
+            geo: None,
         }
+    }
+
+    /// Looks up the country of every counted line's address in `db` (`--geoip`).
+    pub fn with_geoip(mut self, db: Option<Arc<GeoDb>>) -> LineProcessor {
+        self.geo = db;
+        self
     }
 
     /// Names the server whose log this processor reads (`--server`).
@@ -430,13 +492,25 @@ impl LineProcessor {
                 let time = batch.push_bytes(rec.time);
                 let request_line = batch.push_bytes(rec.request_line);
                 let referer = batch.push_bytes(rec.referer);
+                let referer_host = match crate::referer::host_part(rec.referer) {
+                    Some(host) => batch.push_bytes(host),
+                    None => 0..0,
+                };
                 let user_agent = batch.push_bytes(rec.user_agent);
+                // The raw address's last use besides its hash (module header).
+                let facts = LineFacts {
+                    class: self.agents.class(rec.user_agent),
+                    country: self.geo.as_ref().map(|g| g.country(rec.client)),
+                    network: crate::geo::network(rec.client),
+                };
                 let hit = Hit {
                     day: rec.day,
                     method,
                     status: rec.status,
                     bytes: rec.bytes,
                     identity: rec.identity | identity::SERVER,
+                    facts,
+                    referer_host,
                     client,
                     path,
                     time,

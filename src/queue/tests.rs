@@ -62,10 +62,11 @@ fn same_hits(a: &Batch, b: &Batch) {
     assert_eq!(a.keyed_with(), b.keyed_with());
     for (i, (x, y)) in a.hits().iter().zip(b.hits()).enumerate() {
         assert_eq!(
-            (x.day, x.method, x.status, x.bytes, x.identity),
-            (y.day, y.method, y.status, y.bytes, y.identity)
+            (x.day, x.method, x.status, x.bytes, x.identity, x.facts),
+            (y.day, y.method, y.status, y.bytes, y.identity, y.facts)
         );
         assert_eq!(a.path(x), b.path(y));
+        assert_eq!(a.referer_host(x), b.referer_host(y));
         assert_eq!(a.hashed_keys(i), b.hashed_keys(i));
     }
 }
@@ -88,6 +89,35 @@ fn a_payload_decodes_to_the_batch_it_was_made_of() {
     same_hits(&b, &back);
     // An empty batch makes no record.
     assert!(encode_batch(&Batch::hashed(15, Arc::from("a"), hasher.id())).is_empty());
+}
+
+/// A record of version 1 (before line facts) still replays: the same
+/// lines, with the batch marked as carrying no facts.
+#[test]
+fn a_version_1_payload_decodes_without_facts() {
+    let hasher = KeyHasher::new([5; 32]);
+    let b = hashed_batch(&lines(3, 3), &hasher);
+    let p = encode_batch(&b).remove(0);
+    // Version 1's payload: each hit without its trailing facts.
+    let head = p.len() - 3 * HIT_BYTES;
+    let mut v1 = p[..head].to_vec();
+    for i in 0..3 {
+        let at = head + i * HIT_BYTES;
+        v1.extend_from_slice(&p[at..at + HIT_BYTES_V1]);
+    }
+    assert!(decode_batch(&v1, hasher.id()).is_err());
+    let back = decode_batch_of(&v1, hasher.id(), VERSION_NO_FACTS).unwrap();
+    assert!(back.facts_missing && !b.facts_missing);
+    assert_eq!(back.hits().len(), 3);
+    for (i, (x, y)) in b.hits().iter().zip(back.hits()).enumerate() {
+        assert_eq!((x.day, x.bytes, x.identity), (y.day, y.bytes, y.identity));
+        assert_eq!(b.hashed_keys(i), back.hashed_keys(i));
+        assert_eq!(y.facts, crate::tally::LineFacts::default());
+    }
+    // And the facts of the current version are the line's own.
+    let now = decode_batch(&p, hasher.id()).unwrap();
+    assert_eq!(now.hits()[0].facts.class, crate::agent::ClientClass::Other);
+    assert_eq!(now.hits()[0].facts.network, b.hits()[0].facts.network);
 }
 
 #[test]
@@ -117,7 +147,9 @@ fn a_big_batch_is_cut_into_records_of_whole_lines() {
                 h.status,
                 h.bytes,
                 h.identity,
+                h.facts,
                 part.path(h),
+                part.referer_host(h),
                 *part.hashed_keys(i).unwrap(),
             );
         }
@@ -177,7 +209,7 @@ fn read_all(dir: &PrivateDir, name: &str) -> (Vec<Vec<u8>>, Next) {
     let len = file.metadata().unwrap().len();
     let mut head = [0u8; HEADER_BYTES as usize];
     file.read_exact_at(&mut head, 0).unwrap();
-    let (_, key) = parse_header(&head).unwrap();
+    let (_, key, _) = parse_header(&head).unwrap();
     let mut r = RecordReader {
         file: &file,
         key: key.unwrap(),

@@ -39,6 +39,10 @@ pub struct Dump {
     pub daily: Vec<FigureRow>,
     /// Per server (index) and day.
     pub server_daily: Vec<FigureRow>,
+    /// Per file (index), day and fact (`store::facts`).
+    pub facts: Vec<FactRow>,
+    /// Per day and word of its network bitmap (`store::facts`).
+    pub networks: Vec<NetworkRow>,
     pub legacy: Vec<LegacyRow>,
     /// Import sources (an id in `SeenLine::source` and `VisitorRow::run`).
     pub sources: Vec<SourceRow>,
@@ -73,6 +77,28 @@ pub struct VisitorRow {
     pub bytes: i64,
     pub run: i64,
     pub servers: i64,
+    /// `store::facts`: the class's rank (-1 unknown) and the stored country.
+    pub class: i64,
+    pub country: i64,
+}
+
+/// One word of a day's network bitmap (`store::facts::NETWORK_WORDS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRow {
+    pub day: i32,
+    pub word: i64,
+    pub bits: i64,
+}
+
+/// Downloads of a file on a day that have one fact (`store::facts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactRow {
+    pub file: usize,
+    pub day: i32,
+    /// `class`, `country` or `network`.
+    pub kind: String,
+    pub value: String,
+    pub n: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +201,9 @@ struct Merge {
     visitors: BTreeMap<(i32, i64), VisitorRow>,
     daily: BTreeMap<(usize, i32), FigureRow>,
     server_daily: BTreeMap<(usize, i32), FigureRow>,
+    facts: BTreeMap<(usize, i32, String, String), i64>,
+    /// A set of networks: merged by OR whatever the lineage.
+    networks: BTreeMap<(i32, i64), i64>,
     legacy: BTreeMap<(usize, String), i64>,
     marks: BTreeMap<String, String>,
 }
@@ -211,6 +240,16 @@ impl Merge {
                 .server_daily
                 .iter()
                 .map(|f| ((f.of, f.day), f.clone()))
+                .collect(),
+            facts: t
+                .facts
+                .iter()
+                .map(|f| ((f.file, f.day, f.kind.clone(), f.value.clone()), f.n))
+                .collect(),
+            networks: t
+                .networks
+                .iter()
+                .map(|n| ((n.day, n.word), n.bits))
                 .collect(),
             legacy: t
                 .legacy
@@ -312,6 +351,24 @@ impl Merge {
             e.requests = e.requests.max(v.requests);
             e.bytes = e.bytes.max(v.bytes);
             e.servers |= servers;
+            // The facts are joins (see `store::facts`): merging is one more join.
+            e.class = super::facts::join_class(e.class, v.class);
+            e.country = super::facts::join_country(e.country, v.country);
+        }
+        for n in &source.networks {
+            if moved.contains(&n.day) {
+                *self.networks.entry((n.day, n.word)).or_insert(0) |= n.bits;
+            }
+        }
+        for f in &source.facts {
+            if moved.contains(&f.day) {
+                let file = self.file(&source.files[f.file]);
+                let e = self
+                    .facts
+                    .entry((file, f.day, f.kind.clone(), f.value.clone()))
+                    .or_insert(0);
+                *e = (*e).max(f.n);
+            }
         }
         for f in &source.daily {
             if moved.contains(&f.day) {
@@ -357,6 +414,21 @@ impl Merge {
                 add_into(&mut self.server_daily, of, f);
             }
         }
+        for n in &source.networks {
+            if added.contains(&n.day) {
+                *self.networks.entry((n.day, n.word)).or_insert(0) |= n.bits;
+            }
+        }
+        for f in &source.facts {
+            if added.contains(&f.day) {
+                let file = self.file(&source.files[f.file]);
+                let e = self
+                    .facts
+                    .entry((file, f.day, f.kind.clone(), f.value.clone()))
+                    .or_insert(0);
+                *e = e.saturating_add(f.n);
+            }
+        }
     }
 
     fn finish(self) -> Dump {
@@ -374,6 +446,22 @@ impl Merge {
             visitors: self.visitors.into_values().collect(),
             daily: self.daily.into_values().collect(),
             server_daily: self.server_daily.into_values().collect(),
+            facts: self
+                .facts
+                .into_iter()
+                .map(|((file, day, kind, value), n)| FactRow {
+                    file,
+                    day,
+                    kind,
+                    value,
+                    n,
+                })
+                .collect(),
+            networks: self
+                .networks
+                .into_iter()
+                .map(|((day, word), bits)| NetworkRow { day, word, bits })
+                .collect(),
             legacy: self
                 .legacy
                 .into_iter()
@@ -473,8 +561,17 @@ mod tests {
                 bytes: 100,
                 run: 0,
                 servers: 1,
+                class: 1,
+                country: -1,
             }],
             daily: vec![figure(0, 100, 3), figure(0, 200, 1)],
+            facts: vec![FactRow {
+                file: 0,
+                day: 200,
+                kind: "class".into(),
+                value: "downloader".into(),
+                n: 1,
+            }],
             server_daily: vec![figure(0, 100, 3), figure(0, 200, 1)],
             ..Default::default()
         }

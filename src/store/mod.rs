@@ -19,10 +19,23 @@
 //!   the store keeps only those hashes re-keyed with the day's random key,
 //!   and closing a day deletes its rows and its key together.
 //! - **Closed days are final; sums never wrap** (they saturate at `i64::MAX`).
+//! - **Facts are joins** ([`facts`]): each download's client class and
+//!   country only move up a lattice, and the per file and day counts of
+//!   downloads by class, country and network (`facts_daily`) move with
+//!   them in the same transaction, so they are exact in any order and
+//!   outlive the purge. Downloads whose facts are not known (counted
+//!   before dlcount kept them) are the difference to `daily`'s downloads.
+//!
+//! **Read model** (for `report` and the statistics pages): [`Backend::monthly`]
+//! (file × month), [`Backend::by_server`] (server × month),
+//! [`Backend::daily`] (file × day: downloads, requests, bytes) and
+//! [`Backend::facts`] (file × day × fact: downloads with each class, country
+//! code and network). Per month and per day views are sums of these rows.
 //!
 //! A batch is applied in one transaction: all of its lines count, or none.
 
 pub mod dedup;
+pub mod facts;
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -128,6 +141,19 @@ pub trait Backend: Send {
     /// servers that counted anything.
     fn by_server(&self) -> Result<Vec<ServerMonthRow>>;
 
+    /// Per file and day figures (legacy months not included), sorted by
+    /// path, then day.
+    fn daily(&self) -> Result<Vec<FileDayRow>>;
+
+    /// Per file, day and fact: how many downloads have it (see [`facts`]),
+    /// for facts of `kind` (`class`, `country`, `network`: `v6`), sorted by
+    /// path, day, value; rows of 0 left out.
+    fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>>;
+
+    /// Per day: which IPv4 /10 networks downloaded (see [`NetworkDayRow`]),
+    /// sorted by day.
+    fn networks(&self) -> Result<Vec<NetworkDayRow>>;
+
     /// Everything the store holds, as plain rows (`migrate`).
     fn export(&self) -> Result<migrate::Dump>;
 
@@ -161,6 +187,74 @@ pub struct ServerMonthRow {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+}
+
+/// One file × day of the figures (`daily`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDayRow {
+    pub path: String,
+    pub day: i32,
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// One file × day × fact (`facts_daily`): `n` downloads of `path` on `day`
+/// have the fact `kind` = `value` (a class name, an ISO country code, an
+/// IPv4 /10 network's number or `v6`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactDayRow {
+    pub path: String,
+    pub day: i32,
+    pub kind: String,
+    pub value: String,
+    pub n: u64,
+}
+
+/// One day's IPv4 network coverage (`network_days`): bit `n % 64` of
+/// `bits[n / 64]` is set when a download came from the /10 network `n`
+/// (0 to 1023). A month's coverage is the OR of its days'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDayRow {
+    pub day: i32,
+    pub bits: [u64; facts::NETWORK_WORDS],
+}
+
+impl NetworkDayRow {
+    /// How many of the 1,024 networks are set.
+    pub fn count(&self) -> u32 {
+        self.bits.iter().map(|w| w.count_ones()).sum()
+    }
+}
+
+/// (day, word, bits) rows, sorted by day, into one row per day.
+fn network_rows(rows: Vec<(i32, i64, i64)>) -> Vec<NetworkDayRow> {
+    let mut out: Vec<NetworkDayRow> = Vec::new();
+    for (day, word, bits) in rows {
+        let Ok(i) = usize::try_from(word) else {
+            continue;
+        };
+        if i >= facts::NETWORK_WORDS {
+            continue;
+        }
+        if out.last().is_none_or(|r| r.day != day) {
+            out.push(NetworkDayRow {
+                day,
+                bits: [0; facts::NETWORK_WORDS],
+            });
+        }
+        let last = out.last_mut().expect("pushed above");
+        last.bits[i] |= bits as u64;
+    }
+    out
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn date_of(day: i32) -> String {
+    match NaiveDate::from_num_days_from_ce_opt(day) {
+        Some(d) => d.format("%Y-%m-%d").to_string(),
+        None => "0000-00-00".to_string(),
+    }
 }
 
 /// A named position recorded with the counts it covers (see [`Backend::apply_marked`]).

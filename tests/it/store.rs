@@ -358,6 +358,7 @@ backends! {
         );
         assert_eq!(db.report(), g.answer_detail);
         assert_eq!(db.report_plain(), g.answer_plain);
+        assert_eq!(db.by("class"), g.answer_class);
     };
 
     import_again_and_in_reverse_order_changes_nothing => |db: &Db| {
@@ -380,6 +381,7 @@ backends! {
         let file = db.write("reversed.log", &bytes_of(&reversed));
         assert_eq!(db.import_ok(&[&file], &[]), again.replace("access.log", "reversed.log"));
         assert_eq!(db.report(), g.answer_detail);
+        assert_eq!(db.by("class"), g.answer_class);
     };
 
     half_live_then_the_whole_file_imported => |db: &Db| {
@@ -395,6 +397,7 @@ backends! {
         assert_eq!(code, 0, "{err}");
         assert!(err.contains(", 0 counted, "), "{err}");
         assert_eq!(db.report(), g.answer_detail);
+        assert_eq!(db.by("class"), g.answer_class);
     };
 
     every_line_a_new_download => |db: &Db| {
@@ -1473,3 +1476,268 @@ g55pICNuE515Kdc4aR8qAiEA6ewBapo5Bs1A3PUijov+rcGTYP4jhZy7cnQIydiZ
 Ww8=
 -----END CERTIFICATE-----
 ";
+
+/// A line of `/isos/a.iso` on 2026-11-20 from `ip` at second `sec` with
+/// User-Agent `ua` (real strings, see tests/cases/user-agents.txt).
+fn ua_line(ip: &str, sec: u32, ua: &str) -> String {
+    format!(
+        "{ip} - - [20/Nov/2026:10:00:{sec:02} +0100] \"GET /isos/a.iso HTTP/1.1\" 200 1000 \"-\" \"{ua}\"\n"
+    )
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+const CURL: &str = "curl/8.5.0";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+const GPTBOT: &str =
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.0; +https://openai.com/gptbot)";
+
+/// Four downloads: a bot's, curl's and Firefox's lines from one client
+/// (browser: a human signal wins), two crawlers (bot), curl and an empty
+/// User-Agent over IPv6 (downloader), and "-" alone (other).
+fn class_lines() -> Vec<String> {
+    vec![
+        ua_line("192.0.2.7", 1, GOOGLEBOT),
+        ua_line("192.0.2.7", 2, CURL),
+        ua_line("192.0.2.7", 3, FIREFOX),
+        ua_line("192.0.2.8", 4, GOOGLEBOT),
+        ua_line("192.0.2.8", 5, GPTBOT),
+        ua_line("2001:db8::7", 6, ""),
+        ua_line("2001:db8::7", 7, CURL),
+        ua_line("198.51.100.200", 8, "-"),
+    ]
+}
+
+fn classes(browser: u64, downloader: u64, bot: u64, other: u64) -> Value {
+    json!({"/isos/a.iso": {"2026-11": {
+        "browser": browser, "downloader": downloader, "bot": bot, "other": other
+    }}})
+}
+
+impl Db {
+    /// `report --json --by WHAT`.
+    pub fn by(&self, what: &str) -> Value {
+        self.report_with(&["--json", "--by", what])
+    }
+}
+
+fn test_mmdb() -> PathBuf {
+    // Built by scripts/make-test-mmdb.py (not real data): 192.0.2.0/24 DE,
+    // 198.51.100.0/24 FR, 2001:db8::/33 NL.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/countries.mmdb")
+}
+
+backends! {
+    client_classes_do_not_depend_on_order_or_source => |db: &Db| {
+        let lines = class_lines();
+        let want = classes(1, 1, 1, 1);
+        // One line per import (one transaction each), in order…
+        for (i, l) in lines.iter().enumerate() {
+            let f = db.write(&format!("l{i}.log"), l.as_bytes());
+            db.import_ok(&[&f], &[]);
+        }
+        assert_eq!(db.by("class"), want);
+        // …then all of them again, reversed, through the pipe: nothing moves.
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(reversed.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class"), want);
+        // Reversed, one line per pipe run, into a fresh database.
+        let other = Db::new(db.backend).unwrap();
+        for l in lines.iter().rev() {
+            let (code, err) = other.pipe_all(l.as_bytes(), &[]);
+            assert_eq!(code, 0, "{err}");
+        }
+        assert_eq!(other.by("class"), want);
+        let whole = other.write("all.log", lines.concat().as_bytes());
+        other.import_ok(&[&whole], &[]);
+        assert_eq!(other.by("class"), want);
+        assert_eq!(other.report_plain(), json!({"/isos/a.iso": {"2026-11": 4}}));
+    };
+
+    a_download_moves_to_a_stronger_class_and_leaves_the_weaker => |db: &Db| {
+        let steps = [
+            (ua_line("192.0.2.7", 1, GOOGLEBOT), classes(0, 0, 1, 0)),
+            (ua_line("192.0.2.7", 2, "-"), classes(0, 0, 0, 1)),
+            (ua_line("192.0.2.7", 3, CURL), classes(0, 1, 0, 0)),
+            (ua_line("192.0.2.7", 4, GPTBOT), classes(0, 1, 0, 0)),
+            (ua_line("192.0.2.7", 5, FIREFOX), classes(1, 0, 0, 0)),
+            (ua_line("192.0.2.7", 6, GOOGLEBOT), classes(1, 0, 0, 0)),
+        ];
+        for (l, want) in steps {
+            let (code, err) = db.pipe_all(l.as_bytes(), &[]);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(db.by("class"), want, "after {l}");
+        }
+    };
+
+    countries_come_from_geoip_and_a_code_wins_over_none => |db: &Db| {
+        let mmdb = test_mmdb();
+        let geoip = ["--geoip", mmdb.to_str().unwrap()];
+        let lines = [
+            ua_line("192.0.2.7", 1, CURL),
+            ua_line("2001:db8::7", 2, CURL),
+            ua_line("10.0.0.1", 3, CURL),
+            ua_line("198.51.100.200", 4, CURL),
+        ];
+        // Without --geoip nothing is looked up: every download is unknown.
+        let (code, err) = db.pipe_all(lines[..2].concat().as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let unknown = |n: u64| json!({"/isos/a.iso": {"2026-11": {"unknown": n}}});
+        assert_eq!(db.by("country"), unknown(2));
+        // Imported with it, the same downloads get their codes, once.
+        let f = db.write("access.log", lines.concat().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&f], &geoip);
+            assert_eq!(
+                db.by("country"),
+                json!({"/isos/a.iso": {"2026-11": {"DE": 1, "FR": 1, "NL": 1, "unknown": 1}}})
+            );
+        }
+        // In reverse order through the pipe, into a fresh database.
+        let other = Db::new(db.backend).unwrap();
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = other.pipe_all(reversed.as_bytes(), &geoip);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(other.by("country"), db.by("country"));
+        // A file that is not a MaxMind DB is refused, saying what to use.
+        let dat = db.write("GeoIP.dat", b"legacy");
+        let (code, err) = db.import(&[&f], &["--geoip", dat.to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("legacy .dat format"), "{err}");
+    };
+
+    facts_of_downloads_counted_before_the_upgrade_stay_unknown => |db: &Db| {
+        let (code, err) = db.pipe_all(class_lines()[..5].concat().as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class")["/isos/a.iso"]["2026-11"]["browser"], json!(1));
+        // What a database counted before the upgrade looks like.
+        db.sql("UPDATE visitors SET class = -1, country = -1; DELETE FROM facts_daily;");
+        let unknown = |browser: u64, downloader: u64, unknown: u64| json!({"/isos/a.iso": {"2026-11": {
+            "browser": browser, "downloader": downloader, "bot": 0, "other": 0, "unknown": unknown
+        }}});
+        assert_eq!(db.by("class"), unknown(0, 0, 2));
+        // A new line of such a download cannot make it known (its earlier
+        // lines' classes are lost); a new download is known.
+        let more = format!("{}{}", ua_line("192.0.2.8", 9, FIREFOX), ua_line("192.0.2.99", 9, CURL));
+        let (code, err) = db.pipe_all(more.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class"), unknown(0, 1, 2));
+        assert_eq!(db.report_plain(), json!({"/isos/a.iso": {"2026-11": 3}}));
+    };
+
+    facts_move_with_migrate_and_go_on_exactly => |db: &Db| {
+        let old = Db::new(Backend::Sqlite).unwrap();
+        let mmdb = test_mmdb();
+        let geoip = ["--geoip", mmdb.to_str().unwrap()];
+        let lines = class_lines();
+        let (code, err) = old.pipe_all(lines[..4].concat().as_bytes(), &geoip);
+        assert_eq!(code, 0, "{err}");
+        let said = migrate(&old, db, &[]);
+        assert!(said.contains("had counted nothing: it is now a copy of"), "{said}");
+        assert_eq!(db.by("class"), old.by("class"));
+        assert_eq!(db.by("country"), old.by("country"));
+        // The moved downloads keep their class: the rest of the lines move
+        // them exactly as in one database.
+        let (code, err) = db.pipe_all(lines[4..].concat().as_bytes(), &geoip);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("class"), classes(1, 1, 1, 1));
+        assert_eq!(
+            db.by("country"),
+            json!({"/isos/a.iso": {"2026-11": {"DE": 2, "FR": 1, "NL": 1}}})
+        );
+    };
+}
+
+backends! {
+    network_coverage_is_a_union_of_days_and_counts_ipv6_apart => |db: &Db| {
+        // 192.0.2.x and 192.0.3.x share the /10 768; 10.0.0.1 is network 40,
+        // 0.0.0.1 network 0; two IPv6 downloads; "-" a host name (none).
+        let lines = [
+            ua_line("192.0.2.7", 1, CURL),
+            ua_line("192.0.3.9", 2, CURL),
+            ua_line("10.0.0.1", 3, CURL),
+            ua_line("2001:db8::7", 4, CURL),
+            ua_line("2001:db8::8", 5, CURL),
+            ua_line("::ffff:192.0.2.200", 6, CURL),
+            ua_line("crawler.example.org", 7, CURL),
+        ];
+        let next_day = "0.0.0.1 - - [21/Nov/2026:10:00:00 +0100] \"GET /isos/b.iso HTTP/1.1\" 200 10 \"-\" \"curl/8.5.0\"\n";
+        let want = json!({"2026-11": {"ipv4_networks": 3, "ipv6_downloads": 2}});
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(format!("{reversed}{next_day}").as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("network"), want);
+        let f = db.write("access.log", format!("{next_day}{}", lines.concat()).as_bytes());
+        db.import_ok(&[&f], &[]);
+        assert_eq!(db.by("network"), want);
+        let out = db.cmd(&["report", "--by", "network", "--csv"]).output().unwrap();
+        assert_succeeded(&out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "month,ipv4_networks,ipv6_downloads\n2026-11,3,2\n");
+        // The map moves with migrate.
+        let other = Db::new(Backend::Sqlite).unwrap();
+        migrate(db, &other, &[]);
+        assert_eq!(other.by("network"), want);
+    };
+}
+
+/// A line of `/isos/a.iso` on 2026-11-20 from `ip` at second `sec` with
+/// the Referer `referer`.
+fn ref_line(ip: &str, sec: u32, referer: &str) -> String {
+    format!(
+        "{ip} - - [20/Nov/2026:10:00:{sec:02} +0100] \"GET /isos/a.iso HTTP/1.1\" 206 100 \"{referer}\" \"curl/8.5.0\"\n"
+    )
+}
+
+backends! {
+    requests_by_referring_host_count_each_line_once => |db: &Db| {
+        let twice = ref_line("192.0.2.10", 6, "https://www.google.com/");
+        let lines = [
+            ref_line("192.0.2.7", 1, "https://www.google.com/search?q=linuxvillage+iso"),
+            ref_line("192.0.2.7", 2, "https://Downloads.Example.ORG/isos/"),
+            ref_line("192.0.2.8", 3, "-"),
+            ref_line("192.0.2.8", 4, "http://user:secret@forum.example.net:8080/t/1"),
+            ref_line("192.0.2.9", 5, "https://www.google.com/"),
+            twice.clone(),
+            twice,
+        ];
+        let want = json!({"/isos/a.iso": {"2026-11": {
+            "direct": 1, "downloads.example.org": 1, "forum.example.net": 1, "www.google.com": 4
+        }}});
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(reversed.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.by("referer"), want);
+        let f = db.write("access.log", lines.concat().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&f], &[]);
+            assert_eq!(db.by("referer"), want);
+        }
+        assert_eq!(db.report(), json!({"/isos/a.iso": {"2026-11": month(4, 7, 700)}}));
+        // One line per import run into a fresh database: the same.
+        let other = Db::new(db.backend).unwrap();
+        for (i, l) in lines.iter().enumerate() {
+            let f = other.write(&format!("l{i}.log"), l.as_bytes());
+            other.import_ok(&[&f], &[]);
+        }
+        // (Split over files, the two identical lines are one copy each:
+        // an imported file counts its own copies, as for requests.)
+        let mut split = want.clone();
+        split["/isos/a.iso"]["2026-11"]["www.google.com"] = json!(3);
+        assert_eq!(other.by("referer"), split);
+        let mine = db.report_with(&["--json", "--by", "referer", "--site-host", "DOWNLOADS.example.org."]);
+        assert_eq!(
+            mine,
+            json!({"/isos/a.iso": {"2026-11": {
+                "direct": 1, "this site": 1, "forum.example.net": 1, "www.google.com": 4
+            }}})
+        );
+        let out = db.cmd(&["report", "--by", "referer", "--csv"]).output().unwrap();
+        assert_succeeded(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "path,month,referer,requests\n/isos/a.iso,2026-11,direct,1\n\
+             /isos/a.iso,2026-11,downloads.example.org,1\n/isos/a.iso,2026-11,forum.example.net,1\n\
+             /isos/a.iso,2026-11,www.google.com,4\n"
+        );
+    };
+}

@@ -37,7 +37,7 @@
 use chrono::{Datelike, Days, NaiveDate};
 use serde_json::{Map, Value};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
@@ -85,12 +85,16 @@ pub struct Generated {
     pub answer_detail: Value,
     /// `report --json`: `{path: {"YYYY-MM": downloads}}`.
     pub answer_plain: Value,
+    /// `report --json --by class`: `{path: {"YYYY-MM": {"browser", "downloader",
+    /// "bot", "other"}}}`, from the kind of client the generator chose for
+    /// each line (never from the text it wrote).
+    pub answer_class: Value,
 }
 
 /// Generates a whole log in memory (meant for tests, up to ~100k lines).
 pub fn generate(cfg: &GenConfig) -> Generated {
     let mut lines = Vec::new();
-    let (answer_detail, answer_plain) = run(cfg, &mut |l: &[u8]| {
+    let (answer_detail, answer_plain, answer_class) = run(cfg, &mut |l: &[u8]| {
         lines.push(l.to_vec());
         Ok(())
     })
@@ -99,6 +103,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
         lines,
         answer_detail,
         answer_plain,
+        answer_class,
     }
 }
 
@@ -107,12 +112,12 @@ pub fn generate(cfg: &GenConfig) -> Generated {
 /// flight and the answer tallies, never the whole log.
 pub fn generate_to(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<(Value, Value)> {
     let mut w = io::BufWriter::with_capacity(1 << 17, out);
-    let answers = run(cfg, &mut |l: &[u8]| {
+    let (detail, plain, _) = run(cfg, &mut |l: &[u8]| {
         w.write_all(l)?;
         w.write_all(b"\n")
     })?;
     w.flush()?;
-    Ok(answers)
+    Ok((detail, plain))
 }
 
 /// The `report --json` structure derived from a `--detail` one.
@@ -435,6 +440,30 @@ const MONITOR_UA: &[&str] = &[
     "check_http/v2.4.0 (monitoring-plugins 2.4.0)",
 ];
 const MIRROR_UA: &str = "mirror-probe/2.3 (+https://linuxvillage.org/mirrors)";
+
+/// The client classes, as `report --by class` names them, strongest first.
+const CLASSES: [&str; 4] = ["browser", "downloader", "other", "bot"];
+
+/// The class of the kind of client the generator picked a User-Agent for
+/// (an index into [`CLASSES`]): browsers, command-line tools, crawlers,
+/// scanners and monitors are the generator's own categories; each string
+/// is looked up in the table it was picked from, never read.
+fn ua_class(ua: &str) -> u8 {
+    const SCANNER_BOTS: [usize; 3] = [1, 4, 5];
+    if BROWSER_UA.contains(&ua) {
+        0
+    } else if CLI_UA.contains(&ua) || ARIA2_UA.contains(&ua) {
+        1
+    } else if BOTS.iter().any(|(b, _)| *b == ua)
+        || SCANNER_BOTS.iter().any(|&i| SCANNER_UA[i] == ua)
+        || MONITOR_UA.contains(&ua)
+    {
+        3
+    } else {
+        // "-", python-requests, Go-http-client, the mirror probe.
+        2
+    }
+}
 const EXTERNAL_REFERERS: &[&str] = &[
     "-",
     "-",
@@ -617,9 +646,12 @@ struct Gen {
     seq: u64,
     lines_made: u64,
     tally: HashMap<(u16, i64), Tally>,
-    /// (client, file) already counted per day; days before the current
-    /// session's start day are dropped, as no later line can carry them.
-    seen: BTreeMap<i64, HashSet<(u128, u16)>>,
+    /// (client, file) already counted per day, with the download's class so
+    /// far; days before the current session's start day are folded into
+    /// `classes` and dropped, as no later line can carry them.
+    seen: BTreeMap<i64, HashMap<(u128, u16), u8>>,
+    /// Downloads per (file, day) and class ([`CLASSES`]) of dropped days.
+    classes: HashMap<(u16, i64), [u64; 4]>,
     seen_floor: i64,
     day_prefix: Vec<Vec<u8>>,
     v4_next: u32,
@@ -631,7 +663,7 @@ struct Gen {
 
 type Sink<'s> = dyn FnMut(&[u8]) -> io::Result<()> + 's;
 
-fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value)> {
+fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value, Value)> {
     let mut g = Gen {
         rng: Rng(cfg.seed ^ 0x6C6F_6773_6765_6E21),
         start: cfg.start,
@@ -640,6 +672,7 @@ fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value)> {
         lines_made: 0,
         tally: HashMap::new(),
         seen: BTreeMap::new(),
+        classes: HashMap::new(),
         seen_floor: 0,
         day_prefix: Vec::new(),
         v4_next: (cfg.seed as u32).wrapping_mul(0x9E37_79B9),
@@ -654,6 +687,18 @@ fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value)> {
     }
     g.flush(i64::MAX, sink)?;
     Ok(g.answers())
+}
+
+/// Adds the downloads of `seen`'s days to `classes`, by class.
+fn fold_classes(
+    classes: &mut HashMap<(u16, i64), [u64; 4]>,
+    seen: &BTreeMap<i64, HashMap<(u128, u16), u8>>,
+) {
+    for (&day, downloads) in seen {
+        for (&(_, file), &class) in downloads {
+            classes.entry((file, day)).or_default()[usize::from(class)] += 1;
+        }
+    }
 }
 
 /// Relative traffic per local hour (evening peak, early-morning trough).
@@ -707,7 +752,9 @@ impl Gen {
     fn begin_session(&mut self, t: i64) {
         let day = t.div_euclid(DAY_MS);
         if day > self.seen_floor {
-            self.seen = self.seen.split_off(&day);
+            let keep = self.seen.split_off(&day);
+            let gone = std::mem::replace(&mut self.seen, keep);
+            fold_classes(&mut self.classes, &gone);
             self.seen_floor = day;
         }
     }
@@ -766,7 +813,8 @@ impl Gen {
                 // The counting decision, taken from what was chosen, not from the text.
                 let counted = matches!(method, "GET" | "HEAD") && matches!(h.status, 200 | 206);
                 if counted {
-                    self.count(c.key, file, h.start.div_euclid(DAY_MS), h.bytes);
+                    let class = ua_class(h.ua);
+                    self.count(c.key, file, h.start.div_euclid(DAY_MS), h.bytes, class);
                 }
             }
             Req::Text(t) => line.extend_from_slice(t.as_bytes()),
@@ -786,16 +834,58 @@ impl Gen {
         self.lines_made += 1;
     }
 
-    fn count(&mut self, ip: u128, file: usize, day: i64, bytes: u64) {
+    fn count(&mut self, ip: u128, file: usize, day: i64, bytes: u64, class: u8) {
         let t = self.tally.entry((file as u16, day)).or_default();
         t.requests += 1;
         t.bytes += bytes;
-        if self.seen.entry(day).or_default().insert((ip, file as u16)) {
-            t.downloads += 1;
+        match self.seen.entry(day).or_default().entry((ip, file as u16)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(class);
+                t.downloads += 1;
+            }
+            // A download's class is the strongest of its lines'.
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let c = o.get_mut();
+                *c = (*c).min(class);
+            }
         }
     }
 
-    fn answers(&self) -> (Value, Value) {
+    /// `report --json --by class`, from `classes` and the days still in `seen`.
+    fn answer_class(&self) -> Value {
+        let mut classes = self.classes.clone();
+        fold_classes(&mut classes, &self.seen);
+        let files = iso_files();
+        let mut by: BTreeMap<&str, BTreeMap<String, [u64; 4]>> = BTreeMap::new();
+        for (&(file, day), n) in &classes {
+            let d = self.start + Days::new(day as u64);
+            let month = format!("{:04}-{:02}", d.year(), d.month());
+            let e = by
+                .entry(files[file as usize].path)
+                .or_default()
+                .entry(month)
+                .or_default();
+            for (a, b) in e.iter_mut().zip(n) {
+                *a += b;
+            }
+        }
+        let mut out = Map::new();
+        for (path, months) in by {
+            let mut m = Map::new();
+            for (month, n) in months {
+                let mut o = Map::new();
+                for name in ["browser", "downloader", "bot", "other"] {
+                    let i = CLASSES.iter().position(|c| *c == name).expect("a class");
+                    o.insert(name.into(), n[i].into());
+                }
+                m.insert(month, Value::Object(o));
+            }
+            out.insert(path.to_owned(), Value::Object(m));
+        }
+        Value::Object(out)
+    }
+
+    fn answers(&self) -> (Value, Value, Value) {
         let files = iso_files();
         let mut by: BTreeMap<&str, BTreeMap<String, Tally>> = BTreeMap::new();
         for (&(file, day), t) in &self.tally {
@@ -825,7 +915,7 @@ impl Gen {
         }
         let detail = Value::Object(detail);
         let plain = plain_from_detail(&detail);
-        (detail, plain)
+        (detail, plain, self.answer_class())
     }
 
     // --- random choices ----------------------------------------------------
@@ -1711,6 +1801,7 @@ fn catalogue_start(i: usize) -> i64 {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::HashSet;
 
     fn cfg(lines: usize, seed: u64, mode: Mode) -> GenConfig {
         GenConfig {

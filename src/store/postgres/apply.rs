@@ -22,7 +22,10 @@
 //! 6. `daily`: one upsert whose sums saturate in SQL (never a BIGINT
 //!    overflow error, which would abort the batch);
 //! 7. `server_daily`: one statement (update, then insert the rest);
-//! 8. [the mark], COMMIT.
+//! 8. `facts_daily`: one upsert of the moves of the downloads' facts
+//!    (`store::facts`), computed from the rows read in 5; `network_days`:
+//!    one upsert OR-ing the words that gain bits;
+//! 9. [the mark], COMMIT.
 //!
 //! Under the day locks a row's existence cannot change between the SELECT
 //! and the COPY, so the new rows need no ON CONFLICT: a conflict would mean
@@ -31,6 +34,7 @@
 use super::{server_bit, PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
 use crate::keys::{DayKey, KeyHasher};
 use crate::store::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
+use crate::store::facts::{gathered, join_country, settle, Brought, FactDeltas, Held, NO_COUNTRY};
 use crate::store::{ApplyStats, Mark, Origin};
 use crate::tally::Batch;
 use anyhow::{anyhow, Result};
@@ -80,6 +84,8 @@ pub struct Statements {
     visitors_update: Statement,
     daily_upsert: Statement,
     server_daily_upsert: Statement,
+    facts_upsert: Statement,
+    networks_upsert: Statement,
     mark_upsert: Statement,
 }
 
@@ -118,7 +124,7 @@ impl Statements {
                                      imported_bytes, source_bytes)
                             WHERE s.day = u.day AND s.hash = u.hash",
             )?,
-            visitors_read: p("SELECT v.day, v.key, v.run, v.servers
+            visitors_read: p("SELECT v.day, v.key, v.run, v.servers, v.class, v.country
                                 FROM unnest($1::int8[], $2::int8[]) AS u(day, key)
                                 JOIN visitors v ON v.day = u.day AND v.key = u.key")?,
             visitors_update: p(concat!(
@@ -126,9 +132,11 @@ impl Statements {
                 sat_add!("v.requests", "u.requests"),
                 ", bytes = ",
                 sat_add!("v.bytes", "u.bytes"),
-                ", run = u.run, servers = v.servers | u.servers
-                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
-                     AS u(day, key, requests, bytes, run, servers)
+                ", run = u.run, servers = v.servers | u.servers, class = u.class,
+                   country = u.country
+                 FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                     $7::int8[], $8::int8[])
+                     AS u(day, key, requests, bytes, run, servers, class, country)
                  WHERE v.day = u.day AND v.key = u.key"
             ))?,
             daily_upsert: p(concat!(
@@ -159,6 +167,24 @@ impl Statements {
                  SELECT s, d, GREATEST(dl, 0), GREATEST(rq, 0), GREATEST(by, 0) FROM u
                   WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.server_id = u.s AND upd.day = u.d)"
             ))?,
+            // As SQLite's: a move may be negative; a new row takes it clamped.
+            // (ON CONFLICT could not see the unclamped move): the update,
+            // then the insert of the rest, in one statement (rows of locked days).
+            facts_upsert: p(concat!(
+                "WITH u AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[],
+                        $5::int8[]) AS u(f, d, k, v, n)),
+                 upd AS (UPDATE facts_daily t SET n = ",
+                sat_add!("t.n", "u.n"),
+                " FROM u WHERE t.file_id = u.f AND t.day = u.d AND t.kind = u.k AND t.value = u.v
+                   RETURNING t.file_id, t.day, t.kind, t.value)
+                 INSERT INTO facts_daily(file_id, day, kind, value, n)
+                 SELECT f, d, k, v, GREATEST(n, 0) FROM u
+                  WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.file_id = u.f AND upd.day = u.d
+                        AND upd.kind = u.k AND upd.value = u.v)"
+            ))?,
+            networks_upsert: p("INSERT INTO network_days AS t (day, word, bits)
+                                SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])
+                                ON CONFLICT (day, word) DO UPDATE SET bits = t.bits | excluded.bits")?,
             mark_upsert: p("INSERT INTO meta(name, value) VALUES ($1, $2)
                             ON CONFLICT (name) DO UPDATE SET value = excluded.value")?,
         })
@@ -174,7 +200,7 @@ struct DayState {
 }
 
 /// One counted hit's stored keys (after re-keying with its day's key).
-struct Keyed {
+struct Keyed<'b> {
     day: i32,
     visitor: i64,
     line: i64,
@@ -184,6 +210,9 @@ struct Keyed {
     file_id: i64,
     server_id: i64,
     bytes: i64,
+    facts: Brought,
+    /// Its Referer's host (`referer::host_part`, as logged); empty: direct.
+    referer: &'b [u8],
 }
 
 struct LineAgg {
@@ -195,6 +224,9 @@ struct LineAgg {
     file_id: i64,
     server_id: i64,
     schema1: bool,
+    facts: Brought,
+    /// Its Referer's host label (`referer::host_label`); empty: direct.
+    referer: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -204,6 +236,10 @@ struct VisitorAgg {
     bytes: i64,
     /// Bits of the servers that sent counted lines (`server_bit`).
     servers: i64,
+    /// The facts of its lines whose copies are new (`None`: no such line).
+    facts: Option<Brought>,
+    /// The country of all its lines (`store::facts::gathered`).
+    country: i64,
 }
 
 /// Arrays of `seen_lines` rows for unnest.
@@ -447,6 +483,8 @@ impl PostgresStore {
                     file_id,
                     server_id,
                     bytes: i64::try_from(h.bytes).unwrap_or(i64::MAX),
+                    facts: crate::store::facts::brought(&h.facts, batch.facts_missing),
+                    referer: batch.referer_host(h),
                 });
             }
         }
@@ -472,6 +510,7 @@ impl PostgresStore {
                     let l = &mut lines[*e.get()];
                     l.copies += 1;
                     l.bytes = l.bytes.saturating_add(k.bytes);
+                    l.facts = l.facts.join(k.facts);
                 }
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(lines.len());
@@ -484,6 +523,12 @@ impl PostgresStore {
                         file_id: k.file_id,
                         server_id: k.server_id,
                         schema1: k.schema1,
+                        facts: k.facts,
+                        referer: if k.referer.is_empty() {
+                            Vec::new()
+                        } else {
+                            crate::referer::host_label(k.referer).into_bytes()
+                        },
                     });
                 }
             }
@@ -516,6 +561,7 @@ impl PostgresStore {
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         // Per server and day: (new downloads, requests, bytes).
         let mut server_days: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
+        let mut fact_deltas = FactDeltas::new();
         for l in &lines {
             let (delta, delta_bytes) = match before.get(&(l.day, l.hash)) {
                 None => {
@@ -547,13 +593,21 @@ impl PostgresStore {
                 visitor_order.push(key);
                 VisitorAgg {
                     file_id: l.file_id,
+                    country: NO_COUNTRY,
                     ..Default::default()
                 }
             });
+            v.country = join_country(v.country, l.facts.country);
             v.requests = v.requests.saturating_add(delta);
             v.bytes = v.bytes.saturating_add(delta_bytes);
             if delta > 0 {
+                *fact_deltas
+                    .referers
+                    .entry((l.file_id, l.day, l.referer.clone()))
+                    .or_default() += delta;
                 v.servers |= server_bit(l.server_id);
+                // Only new lines bring facts (see `store::facts`).
+                v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
             }
             if delta != 0 || delta_bytes != 0 {
                 let sd = server_days.entry((l.server_id, l.day)).or_default();
@@ -588,33 +642,48 @@ impl PostgresStore {
             .copied()
             .filter(|k| {
                 let v = &visitors[k];
-                v.requests > 0 || v.bytes != 0 || run != 0
+                v.requests > 0 || v.bytes != 0 || run != 0 || gathered(v.facts, v.country).is_some()
             })
             .collect();
-        let mut old_rows: HashMap<(i32, i64), (i64, i64)> = HashMap::default();
+        let mut old_rows: HashMap<(i32, i64), (i64, i64, Held)> = HashMap::default();
         if !candidates.is_empty() {
             let ds: Vec<i64> = candidates.iter().map(|k| i64::from(k.0)).collect();
             let ks: Vec<i64> = candidates.iter().map(|k| k.1).collect();
             for r in tx.query(&st.visitors_read, &[&ds, &ks])? {
                 old_rows.insert(
                     (i32::try_from(r.get::<_, i64>(0))?, r.get(1)),
-                    (r.get(2), r.get(3)),
+                    (
+                        r.get(2),
+                        r.get(3),
+                        Held {
+                            class: r.get(4),
+                            country: r.get(5),
+                        },
+                    ),
                 );
             }
         }
-        let mut ins: [Vec<i64>; 7] = Default::default();
-        let mut upd: [Vec<i64>; 6] = Default::default();
+        let mut ins: [Vec<i64>; 9] = Default::default();
+        let mut upd: [Vec<i64>; 8] = Default::default();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
         for key in &candidates {
             let v = &visitors[key];
             let changed = v.requests > 0 || v.bytes != 0;
             let old = old_rows.get(key).copied();
-            let new_download = v.requests > 0 && old.is_none();
+            // A new download holds the facts its lines brought (a new
+            // line's, so `facts` is set whenever `requests > 0`).
+            let brought = gathered(v.facts, v.country);
+            let fresh = match (v.requests > 0 && old.is_none(), v.facts.and(brought)) {
+                (true, Some(f)) => Some(f),
+                _ => None,
+            };
+            let new_download = fresh.is_some();
             // A server's download is a (client, file, day) it sent a
             // counted line of: the first such line adds one for it.
             let mut new_servers = v.servers;
-            if new_download {
+            if let Some(f) = fresh {
                 stats.new_downloads += 1;
+                let held = settle(v.file_id, key.0, None, f, &mut fact_deltas);
                 for (col, x) in ins.iter_mut().zip([
                     i64::from(key.0),
                     key.1,
@@ -623,15 +692,21 @@ impl PostgresStore {
                     v.bytes,
                     run,
                     v.servers,
+                    held.class,
+                    held.country,
                 ]) {
                     col.push(x);
                 }
-            } else if let Some((old, old_servers)) = old {
+            } else if let Some((old, old_servers, was)) = old {
                 new_servers &= !old_servers;
                 if run != 0 && old != run {
                     stats.known_downloads += 1;
                 }
-                if changed || old != run {
+                let now = match brought {
+                    Some(f) => settle(v.file_id, key.0, Some(was), f, &mut fact_deltas),
+                    None => was,
+                };
+                if changed || old != run || now != was {
                     for (col, x) in upd.iter_mut().zip([
                         i64::from(key.0),
                         key.1,
@@ -639,6 +714,8 @@ impl PostgresStore {
                         v.bytes,
                         run,
                         v.servers,
+                        now.class,
+                        now.country,
                     ]) {
                         col.push(x);
                     }
@@ -656,15 +733,16 @@ impl PostgresStore {
                 d.2 = d.2.saturating_add(v.bytes);
             }
         }
-        let [a, b, c, d, e, f, g] = &ins;
+        let [a, b, c, d, e, f, g, h, i] = &ins;
         copy_rows(
             &mut tx,
-            "COPY visitors(day, key, file_id, requests, bytes, run, servers) FROM STDIN BINARY",
-            &[a, b, c, d, e, f, g],
+            "COPY visitors(day, key, file_id, requests, bytes, run, servers, class, country)
+                 FROM STDIN BINARY",
+            &[a, b, c, d, e, f, g, h, i],
         )?;
         if !upd[0].is_empty() {
-            let [a, b, c, d, e, f] = &upd;
-            tx.execute(&st.visitors_update, &[a, b, c, d, e, f])?;
+            let [a, b, c, d, e, f, g, h] = &upd;
+            tx.execute(&st.visitors_update, &[a, b, c, d, e, f, g, h])?;
         }
 
         // 6. Per file and day figures.
@@ -695,6 +773,31 @@ impl PostgresStore {
             }
             let [a, b, c, d, e] = &cols;
             tx.execute(&st.server_daily_upsert, &[a, b, c, d, e])?;
+        }
+
+        // 8. Per file and day facts.
+        {
+            let (mut fs, mut ds, mut ks, mut vs, mut ns) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (file_id, day, kind, value, n) in fact_deltas.rows() {
+                fs.push(file_id);
+                ds.push(i64::from(day));
+                ks.push(kind);
+                vs.push(value);
+                ns.push(n);
+            }
+            if !fs.is_empty() {
+                tx.execute(&st.facts_upsert, &[&fs, &ds, &ks, &vs, &ns])?;
+            }
+        }
+        if !fact_deltas.networks.is_empty() {
+            let (mut ds, mut ws, mut bs) = (Vec::new(), Vec::new(), Vec::new());
+            for (day, word, bits) in fact_deltas.network_words() {
+                ds.push(i64::from(day));
+                ws.push(word);
+                bs.push(bits);
+            }
+            tx.execute(&st.networks_upsert, &[&ds, &ws, &bs])?;
         }
 
         if let Some(mark) = mark {

@@ -12,7 +12,9 @@
 use super::apply::parse_generation;
 use super::server_bit;
 use crate::store::dedup::SeenLine;
-use crate::store::migrate::{DayRow, Dump, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
+use crate::store::migrate::{
+    DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
+};
 use crate::store::sqlite::MAX_SERVERS;
 use anyhow::{anyhow, bail, Result};
 use postgres::Transaction;
@@ -100,7 +102,8 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
         });
     }
     for r in tx.query(
-        "SELECT day, key, file_id, requests, bytes, run, servers FROM visitors ORDER BY day, key",
+        "SELECT day, key, file_id, requests, bytes, run, servers, class, country
+           FROM visitors ORDER BY day, key",
         &[],
     )? {
         let ids: i64 = r.get(6);
@@ -118,6 +121,30 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
             bytes: r.get(4),
             run: r.get(5),
             servers,
+            class: r.get(7),
+            country: r.get(8),
+        });
+    }
+    for r in tx.query(
+        "SELECT file_id, day, kind, value, n FROM facts_daily ORDER BY file_id, day, kind, value",
+        &[],
+    )? {
+        dump.facts.push(FactRow {
+            file: file(r.get(0))?,
+            day: day32(r.get(1))?,
+            kind: r.get(2),
+            value: r.get(3),
+            n: r.get(4),
+        });
+    }
+    for r in tx.query(
+        "SELECT day, word, bits FROM network_days ORDER BY day, word",
+        &[],
+    )? {
+        dump.networks.push(NetworkRow {
+            day: day32(r.get(0))?,
+            word: r.get(1),
+            bits: r.get(2),
         });
     }
     for r in tx.query(
@@ -183,6 +210,7 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
     }
     tx.batch_execute(
         "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
+         DELETE FROM facts_daily; DELETE FROM network_days;
          DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
          DELETE FROM files; DELETE FROM servers;",
     )?;
@@ -252,7 +280,7 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
             &[a, b, c, d, e, f, g, h, i],
         )?;
     }
-    let mut cols: [Vec<i64>; 7] = Default::default();
+    let mut cols: [Vec<i64>; 9] = Default::default();
     for v in &dump.visitors {
         for (c, x) in cols.iter_mut().zip([
             i64::from(v.day),
@@ -262,17 +290,41 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
             v.bytes,
             v.run,
             v.servers,
+            v.class,
+            v.country,
         ]) {
             c.push(x);
         }
     }
     {
-        let [a, b, c, d, e, f, g] = &cols;
+        let [a, b, c, d, e, f, g, h, i] = &cols;
         tx.execute(
-            "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
+            "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country)
              SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
-                $6::int8[], $7::int8[])",
-            &[a, b, c, d, e, f, g],
+                $6::int8[], $7::int8[], $8::int8[], $9::int8[])",
+            &[a, b, c, d, e, f, g, h, i],
+        )?;
+    }
+    {
+        let files: Vec<i64> = dump.facts.iter().map(|f| f.file as i64 + 1).collect();
+        let days: Vec<i64> = dump.facts.iter().map(|f| i64::from(f.day)).collect();
+        let kinds: Vec<&str> = dump.facts.iter().map(|f| f.kind.as_str()).collect();
+        let values: Vec<&str> = dump.facts.iter().map(|f| f.value.as_str()).collect();
+        let ns: Vec<i64> = dump.facts.iter().map(|f| f.n).collect();
+        tx.execute(
+            "INSERT INTO facts_daily(file_id, day, kind, value, n)
+             SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[])",
+            &[&files, &days, &kinds, &values, &ns],
+        )?;
+    }
+    {
+        let days: Vec<i64> = dump.networks.iter().map(|n| i64::from(n.day)).collect();
+        let words: Vec<i64> = dump.networks.iter().map(|n| n.word).collect();
+        let bits: Vec<i64> = dump.networks.iter().map(|n| n.bits).collect();
+        tx.execute(
+            "INSERT INTO network_days(day, word, bits)
+             SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])",
+            &[&days, &words, &bits],
         )?;
     }
     for (table, column, rows) in [

@@ -15,8 +15,10 @@
 //! transaction therefore starts by taking a transaction-scoped advisory lock
 //! per day it touches (`pg_advisory_xact_lock(NS_DAY, day)`), all of them in
 //! one statement, in ascending day order; every row a batch reads or writes
-//! (`days`, `day_keys`, `seen_lines`, `visitors`, `daily`) belongs to one of
-//! those days. So two transactions that share a day run one after the other
+//! (`days`, `day_keys`, `seen_lines`, `visitors`, `daily`, and the facts:
+//! `facts_daily`, `network_days`) belongs to one of those days: the moves
+//! of a download's facts are computed from its `visitors` row as read under
+//! the lock, so they can neither be lost nor counted twice. So two transactions that share a day run one after the other
 //! on that day: the second one's statements start after the first one's
 //! commit (the lock is released only after the commit is visible) and,
 //! under READ COMMITTED, each statement sees it. Transactions on different
@@ -60,7 +62,10 @@ pub mod schema;
 
 use super::migrate::Dump;
 use super::sqlite::MAX_SERVERS;
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
+use super::{
+    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, NetworkDayRow, Origin,
+    ServerMonthRow,
+};
 use crate::config::PgTarget;
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -503,6 +508,57 @@ impl Backend for PostgresStore {
             e.bytes = e.bytes.saturating_add(figure(r.get(4)));
         }
         Ok(acc.into_values().collect())
+    }
+
+    fn daily(&self) -> Result<Vec<FileDayRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes
+               FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path COLLATE \"C\", d.day",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(FileDayRow {
+                    path: r.get(0),
+                    day: i32::try_from(r.get::<_, i64>(1))?,
+                    downloads: figure(r.get(2)),
+                    requests: figure(r.get(3)),
+                    bytes: figure(r.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT f.path, d.day, d.value, d.n
+               FROM facts_daily d JOIN files f ON f.id = d.file_id
+              WHERE d.kind = $1 AND d.n > 0 ORDER BY f.path COLLATE \"C\", d.day, d.value COLLATE \"C\"",
+            &[&kind],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(FactDayRow {
+                    path: r.get(0),
+                    day: i32::try_from(r.get::<_, i64>(1))?,
+                    kind: kind.to_string(),
+                    value: r.get(2),
+                    n: figure(r.get(3)),
+                })
+            })
+            .collect()
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkDayRow>> {
+        let rows = self.read_client()?.query(
+            "SELECT day, word, bits FROM network_days ORDER BY day, word",
+            &[],
+        )?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((i32::try_from(r.get::<_, i64>(0))?, r.get(1), r.get(2))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(super::network_rows(rows))
     }
 
     /// Everything, from one snapshot (a read-only REPEATABLE READ transaction).

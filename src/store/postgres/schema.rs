@@ -23,6 +23,7 @@ use postgres::GenericClient;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_create.sql")),
     (2, include_str!("migrations/0002_servers.sql")),
+    (3, include_str!("migrations/0003_facts.sql")),
 ];
 
 /// The schema version this binary writes.
@@ -45,6 +46,8 @@ pub const TABLES: &[&str] = &[
     "day_keys",
     "servers",
     "server_daily",
+    "facts_daily",
+    "network_days",
 ];
 
 fn pg(e: postgres::Error) -> anyhow::Error {

@@ -32,8 +32,14 @@
 //! in `migrations/`, applied in place by `init_schema`.
 
 use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
-use super::migrate::{DayRow, Dump, FigureRow, LegacyRow, SeenRow, SourceRow, VisitorRow};
-use super::{month_of, ApplyStats, Backend, Mark, MonthRow, Origin, ServerMonthRow};
+use super::facts::{gathered, join_country, settle, Brought, FactDeltas, Held, NO_COUNTRY};
+use super::migrate::{
+    DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
+};
+use super::{
+    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, NetworkDayRow, Origin,
+    ServerMonthRow,
+};
 use crate::classify::path_key;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -95,15 +101,16 @@ pub mod lock_wait {
 }
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
 const PURGE_GRACE_SECS: i64 = 3600;
 
-/// A new database's tables at schema 3; `V4` then brings them to `SCHEMA_VERSION`.
+/// A new database's tables at schema 3; `V4` and `V5` then bring them to `SCHEMA_VERSION`.
 const SCHEMA: &str = include_str!("migrations/v3_create.sql");
 const V4: &str = include_str!("migrations/v4_from_v3.sql");
+const V5: &str = include_str!("migrations/v5_from_v4.sql");
 
 /// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
 /// no figure is negative). `a` is a stored figure (never negative), `b` the
@@ -160,6 +167,10 @@ struct LineAgg {
     server_id: i64,
     /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
     schema1: bool,
+    /// The line's facts (`facts`), joined over its copies.
+    facts: Brought,
+    /// Its Referer's host label (`referer::host_label`); empty: direct.
+    referer: Vec<u8>,
 }
 
 /// What a batch needs to know of one day.
@@ -179,6 +190,10 @@ struct VisitorAgg {
     bytes: i64,
     /// Bits of the servers that sent counted lines (see `server_bit`).
     servers: i64,
+    /// The facts of its lines whose copies are new (`None`: no such line).
+    facts: Option<Brought>,
+    /// The country of all its lines (`store::facts::gathered`).
+    country: i64,
 }
 
 /// The most servers one database knows: a visitor row keeps its servers
@@ -307,6 +322,7 @@ impl SqliteStore {
             )?;
             tx.execute_batch("PRAGMA user_version=3")?;
             tx.execute_batch(V4)?;
+            tx.execute_batch(V5)?;
         }
         if version == 1 {
             // Schema 1 hashed the bytes into a line's identity and knew no
@@ -320,6 +336,9 @@ impl SqliteStore {
         }
         if (1..=3).contains(&version) {
             tx.execute_batch(V4)?;
+        }
+        if (1..=4).contains(&version) {
+            tx.execute_batch(V5)?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -486,11 +505,13 @@ impl SqliteStore {
                     }
                 };
                 let bytes = i64::try_from(h.bytes).unwrap_or(i64::MAX);
+                let facts = super::facts::brought(&h.facts, batch.facts_missing);
                 match index.entry((h.day, line)) {
                     std::collections::hash_map::Entry::Occupied(e) => {
                         let l = &mut lines[*e.get()];
                         l.copies += 1;
                         l.bytes = l.bytes.saturating_add(bytes);
+                        l.facts = l.facts.join(facts);
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(lines.len());
@@ -503,6 +524,8 @@ impl SqliteStore {
                             file_id,
                             server_id,
                             schema1,
+                            facts,
+                            referer: referer_label(batch.referer_host(h)),
                         });
                     }
                 }
@@ -515,6 +538,7 @@ impl SqliteStore {
         lines.sort_unstable_by_key(|l| (l.day, l.hash));
         let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
         let mut server_days = ServerDays::new();
+        let mut fact_deltas = FactDeltas::new();
         let mut visitor_order: Vec<(i32, i64)> = Vec::new();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
@@ -593,13 +617,21 @@ impl SqliteStore {
                     visitor_order.push(key);
                     VisitorAgg {
                         file_id: l.file_id,
+                        country: NO_COUNTRY,
                         ..Default::default()
                     }
                 });
+                v.country = join_country(v.country, l.facts.country);
                 v.requests = v.requests.saturating_add(delta);
                 v.bytes = v.bytes.saturating_add(delta_bytes);
                 if delta > 0 {
+                    *fact_deltas
+                        .referers
+                        .entry((l.file_id, l.day, l.referer.clone()))
+                        .or_default() += delta;
                     v.servers |= server_bit(l.server_id);
+                    // Only new lines bring facts (see `facts`).
+                    v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
                 }
                 if delta != 0 || delta_bytes != 0 {
                     let sd = server_days.entry((l.server_id, l.day)).or_default();
@@ -619,38 +651,60 @@ impl SqliteStore {
                 Origin::Import { run, .. } => run,
             };
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers,
+                    class, country)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut select =
-                tx.prepare_cached("SELECT run, servers FROM visitors WHERE day = ?1 AND key = ?2")?;
+            let mut select = tx.prepare_cached(
+                "SELECT run, servers, class, country FROM visitors WHERE day = ?1 AND key = ?2",
+            )?;
             let mut update = tx.prepare_cached(concat!(
                 "UPDATE visitors SET requests = ",
                 sat_add!("requests", "?3"),
                 ", bytes = ",
                 sat_add!("bytes", "?4"),
-                ", run = ?5, servers = servers | ?6 WHERE day = ?1 AND key = ?2"
+                ", run = ?5, servers = servers | ?6, class = ?7, country = ?8
+                 WHERE day = ?1 AND key = ?2"
             ))?;
             for key in &visitor_order {
                 let v = &visitors[key];
                 // Bytes can change alone: the live copies of a line replace
                 // an imported file's `%b` figure.
                 let changed = v.requests > 0 || v.bytes != 0;
-                if !changed && run == 0 {
+                let brought = gathered(v.facts, v.country);
+                if !changed && run == 0 && brought.is_none() {
                     continue;
                 }
-                let new_download = v.requests > 0
-                    && insert.execute(params![
-                        key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers
-                    ])? == 1;
+                // A new download holds the facts its lines brought.
+                let fresh = v.facts.and(brought).map(|f| Held {
+                    class: f.class,
+                    country: f.country,
+                });
+                let new_download = match (v.requests > 0, fresh) {
+                    (true, Some(h)) => {
+                        insert.execute(params![
+                            key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers, h.class,
+                            h.country
+                        ])? == 1
+                    }
+                    _ => false,
+                };
                 // A server's download is a (client, file, day) it sent a
                 // counted line of: the first such line adds one for it.
                 let mut new_servers = v.servers;
                 if new_download {
                     stats.new_downloads += 1;
-                } else if let Some((old, old_servers)) = select
+                    if let Some(f) = brought {
+                        settle(v.file_id, key.0, None, f, &mut fact_deltas);
+                    }
+                } else if let Some((old, old_servers, class, country)) = select
                     .query_row(params![key.0, key.1], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
                     })
                     .optional()?
                 {
@@ -658,9 +712,22 @@ impl SqliteStore {
                     if run != 0 && old != run {
                         stats.known_downloads += 1;
                     }
-                    if changed || old != run {
-                        update
-                            .execute(params![key.0, key.1, v.requests, v.bytes, run, v.servers])?;
+                    let was = Held { class, country };
+                    let now = match brought {
+                        Some(f) => settle(v.file_id, key.0, Some(was), f, &mut fact_deltas),
+                        None => was,
+                    };
+                    if changed || old != run || now != was {
+                        update.execute(params![
+                            key.0,
+                            key.1,
+                            v.requests,
+                            v.bytes,
+                            run,
+                            v.servers,
+                            now.class,
+                            now.country
+                        ])?;
                     }
                 }
                 while new_servers != 0 {
@@ -693,7 +760,28 @@ impl SqliteStore {
             }
         }
 
-        // 6. Per server and day figures.
+        // 6. Per file and day facts (see `facts`): moves of one download
+        //    between classes may be negative; a new row takes them clamped.
+        {
+            let mut st = tx.prepare_cached(concat!(
+                "INSERT INTO facts_daily(file_id, day, kind, value, n)
+                 VALUES(?1, ?2, ?3, ?4, max(?5, 0))
+                 ON CONFLICT(file_id, day, kind, value) DO UPDATE SET n = ",
+                sat_add!("n", "?5")
+            ))?;
+            for (file_id, day, kind, value, n) in fact_deltas.rows() {
+                st.execute(params![file_id, day, kind, value, n])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO network_days(day, word, bits) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(day, word) DO UPDATE SET bits = bits | excluded.bits",
+            )?;
+            for (day, word, bits) in fact_deltas.network_words() {
+                st.execute(params![day, word, bits])?;
+            }
+        }
+
+        // 7. Per server and day figures.
         {
             let mut st = tx.prepare_cached(concat!(
                 "INSERT INTO server_daily(server_id, day, downloads, requests, bytes)
@@ -917,6 +1005,61 @@ impl Backend for SqliteStore {
         Ok(acc.into_values().collect())
     }
 
+    fn daily(&self) -> Result<Vec<FileDayRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes
+               FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path, d.day",
+        )?;
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(FileDayRow {
+                path: r.get(0)?,
+                day: r.get(1)?,
+                downloads: figure(r.get_ref(2)?),
+                requests: figure(r.get_ref(3)?),
+                bytes: figure(r.get_ref(4)?),
+            });
+        }
+        Ok(out)
+    }
+
+    fn facts(&self, kind: &str) -> Result<Vec<FactDayRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT f.path, d.day, d.value, d.n
+               FROM facts_daily d JOIN files f ON f.id = d.file_id
+              WHERE d.kind = ?1 AND d.n > 0 ORDER BY f.path, d.day, d.value",
+        )?;
+        let mut rows = st.query([kind])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(FactDayRow {
+                path: r.get(0)?,
+                day: r.get(1)?,
+                kind: kind.to_string(),
+                value: r.get(2)?,
+                n: figure(r.get_ref(3)?),
+            });
+        }
+        Ok(out)
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkDayRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT day, word, bits FROM network_days ORDER BY day, word")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(super::network_rows(rows))
+    }
+
     fn export(&self) -> Result<Dump> {
         let tx = self.conn.unchecked_transaction()?;
         export_from(&tx, &self.path)
@@ -967,6 +1110,15 @@ impl Backend for SqliteStore {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         );
+    }
+}
+
+/// A Referer host as `LineAgg::referer` keeps it (empty: direct).
+fn referer_label(host: &[u8]) -> Vec<u8> {
+    if host.is_empty() {
+        Vec::new()
+    } else {
+        crate::referer::host_label(host).into_bytes()
     }
 }
 
@@ -1217,7 +1369,8 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     }
     for row in conn
         .prepare(
-            "SELECT day, key, file_id, requests, bytes, run, servers FROM visitors ORDER BY day, key",
+            "SELECT day, key, file_id, requests, bytes, run, servers, class, country
+             FROM visitors ORDER BY day, key",
         )?
         .query_map([], |r| {
             Ok((
@@ -1225,17 +1378,63 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
                 [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                [r.get::<_, i64>(7)?, r.get(8)?],
             ))
         })?
     {
-        let (day, key, file_id, [requests, bytes, run, ids]) = row?;
+        let (day, key, file_id, [requests, bytes, run, ids], [class, country]) = row?;
         let mut servers = 0i64;
         for (&id, &i) in &server_of {
             if ids & server_bit(id) != 0 {
                 servers |= 1i64 << i;
             }
         }
-        dump.visitors.push(VisitorRow { day, key, file: file(file_id)?, requests, bytes, run, servers });
+        dump.visitors.push(VisitorRow {
+            day,
+            key,
+            file: file(file_id)?,
+            requests,
+            bytes,
+            run,
+            servers,
+            class,
+            country,
+        });
+    }
+    for row in conn
+        .prepare(
+            "SELECT file_id, day, kind, value, n FROM facts_daily ORDER BY file_id, day, kind, value",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?
+    {
+        let (id, day, kind, value, n) = row?;
+        dump.facts.push(FactRow {
+            file: file(id)?,
+            day,
+            kind,
+            value,
+            n,
+        });
+    }
+    for row in conn
+        .prepare("SELECT day, word, bits FROM network_days ORDER BY day, word")?
+        .query_map([], |r| {
+            Ok(NetworkRow {
+                day: r.get(0)?,
+                word: r.get(1)?,
+                bits: r.get(2)?,
+            })
+        })?
+    {
+        dump.networks.push(row?);
     }
     for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
         let mut st = conn.prepare(&format!(
@@ -1312,7 +1511,8 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     tx.execute_batch(
         "DELETE FROM seen_lines; DELETE FROM visitors; DELETE FROM daily; DELETE FROM server_daily;
          DELETE FROM legacy; DELETE FROM days; DELETE FROM day_keys; DELETE FROM sources;
-         DELETE FROM files; DELETE FROM servers;",
+         DELETE FROM files; DELETE FROM servers; DELETE FROM facts_daily;
+         DELETE FROM network_days;",
     )?;
     for name in tx
         .prepare("SELECT name FROM meta")?
@@ -1371,8 +1571,8 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
         ])?;
     }
     let mut st = tx.prepare(
-        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for v in &dump.visitors {
         st.execute(params![
@@ -1382,8 +1582,20 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
             v.requests,
             v.bytes,
             v.run,
-            v.servers
+            v.servers,
+            v.class,
+            v.country
         ])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO facts_daily(file_id, day, kind, value, n) VALUES(?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for f in &dump.facts {
+        st.execute(params![f.file as i64 + 1, f.day, f.kind, f.value, f.n])?;
+    }
+    let mut st = tx.prepare("INSERT INTO network_days(day, word, bits) VALUES(?1, ?2, ?3)")?;
+    for n in &dump.networks {
+        st.execute(params![n.day, n.word, n.bits])?;
     }
     for (table, column, rows) in [
         ("daily", "file_id", &dump.daily),
@@ -1577,6 +1789,53 @@ mod tests {
                 i64::from(identity::ALL | identity::SERVER)
             ]
         );
+        // The download counted before the upgrade has no class, even after
+        // a new line of it: its earlier lines' classes are lost (unknown,
+        // never guessed). The new day's download has one.
+        let classes: Vec<(i32, String, u64)> = store
+            .facts("class")
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.day, f.value, f.n))
+            .collect();
+        let day21 = batch_of(&[&new_day]).hits()[0].day;
+        assert_eq!(classes, vec![(day21, "other".to_string(), 1)]);
+    }
+
+    /// Lines without facts (an outage queue file of version 1) make their
+    /// download's class unknown, whatever came before or after.
+    #[test]
+    fn lines_without_facts_make_their_download_unknown_in_any_order() {
+        let firefox = r#"192.0.2.7 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 10 "-" "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0""#;
+        let queued = firefox.replace("10:00:00", "10:00:01");
+        let curl = r#"192.0.2.8 - - [20/Nov/2026:10:00:00 +0100] "GET /isos/a.iso HTTP/1.1" 200 10 "-" "curl/8.5.0""#;
+        for queued_first in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = SqliteStore::open(&dir.path().join("d.sqlite")).unwrap();
+            let mut missing = batch_of(&[&queued]);
+            missing.facts_missing = true;
+            let known = batch_of(&[firefox, curl]);
+            let order = if queued_first {
+                [missing, known]
+            } else {
+                [known, missing]
+            };
+            for b in &order {
+                store.apply(std::slice::from_ref(b), Origin::Live).unwrap();
+            }
+            let classes: Vec<(String, u64)> = store
+                .facts("class")
+                .unwrap()
+                .into_iter()
+                .map(|f| (f.value, f.n))
+                .collect();
+            assert_eq!(
+                classes,
+                vec![("downloader".to_string(), 1)],
+                "{queued_first}"
+            );
+            assert_eq!(store.daily().unwrap()[0].downloads, 2);
+        }
     }
 
     #[test]
