@@ -24,6 +24,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/e2e/results.sh
+. "$HERE/results.sh"
 
 BIN_SRC=$(pa_binary "${1:-}")
 [ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
@@ -31,8 +33,6 @@ BIN_SRC=$(pa_binary "${1:-}")
 pa_require_tools apache2:/usr/sbin/apache2 curl:curl wget:wget aria2:aria2c python3:python3
 
 START=$(date +%s)
-PASS=0
-FAIL=0
 T=$(mktemp -d /tmp/dlcount-e2e.XXXXXX)
 # Apache's workers run as "nobody" when the test runs as root: they must be
 # able to walk down to the download root.
@@ -58,20 +58,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() { PASS=$((PASS + 1)); printf 'ok - %s\n' "$1"; }
-not_ok() { FAIL=$((FAIL + 1)); printf 'not ok - %s\n' "$1"; }
-# check NAME COMMAND...: one test line from a command's exit status.
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-# check_eq NAME GOT WANT
-check_eq() {
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; diag "got '$2', want '$3'"; fi
-}
-# Diagnostics go to stdout as "# ..." lines, in order with the results.
-diag() { printf '# %s\n' "$@"; }
 page_lists() { curl -sS --max-time 10 "$1" | grep -qF "$2"; }
 is_json() { curl -sS --max-time 10 "$1" | python3 -c 'import json, sys; json.load(sys.stdin)'; }
 absent_from() { ! grep -q "$1" "$2"; }
@@ -447,5 +433,4 @@ done
 check_eq "no client address in the database files" "${leaks:-none}" none
 
 diag "took $(($(date +%s) - START)) s"
-printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-[ "$FAIL" -eq 0 ]
+results_summary
