@@ -195,8 +195,7 @@ diag "the writer wrote $WRITTEN lines; rotations: $(ls "$LOGS" | tr '\n' ' ')"
 report() { "$BIN" report --db "$DB" --json --detail 2>/dev/null; }
 same_as_expected() {
     report >"$T/report.json" || return 1
-    python3 -c 'import json, sys
-sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' "$T/report.json" "$T/expected.json"
+    json_equal "$T/report.json" "$T/expected.json"
 }
 matched=no
 for _ in $(seq 1 300); do

@@ -20,6 +20,8 @@ check() {
 check_eq() {
     if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; printf "# got '%s', want '%s'\n" "$2" "$3"; fi
 }
+# json_equal A B: JSON equality of two files, whatever the key order and layout.
+json_equal() { python3 "$(dirname "${BASH_SOURCE[0]}")/plainlog.py" json-equal "$1" "$2"; }
 diag() { printf '# %s\n' "$@"; }
 show() { printf '%s\n' "$1" | sed 's/^/# | /'; }
 
