@@ -1204,6 +1204,7 @@ fn write_fixture_pages() {
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).unwrap();
     let stats = big_fixture(&out);
+    long_named_list(&out);
     render_all(&settings(&out), &stats, now()).unwrap();
     let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("big.total"), format::grouped(total)).unwrap();
@@ -1218,6 +1219,21 @@ fn write_fixture_pages() {
     fs::write(dir.join("fifty.total"), format::grouped(total)).unwrap();
     let total: u64 = st.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("small.total"), format::grouped(total)).unwrap();
+}
+
+/// A digest list of the big fixture's `releases/9` named after no image, with
+/// a name longer than a phone's line and than the desktop's Verify column,
+/// and no place to break it (`_`, not `-`): its 20 images (which have no
+/// sidecar of their own) link to it.
+fn long_named_list(root: &Path) {
+    let text: String = (0..20)
+        .map(|k| format!("{}  distro-{}.9-amd64.iso\n", "5".repeat(128), 10 + k))
+        .collect();
+    text_file(
+        &root.join("releases/9/distro_release_9_every_image_amd64_checksums.sha512"),
+        &text,
+        local_noon(2024, 1, 1),
+    );
 }
 
 /// Copies the rendered pages and the listed files' names (empty files; sizes
