@@ -126,6 +126,7 @@ pub(crate) fn leave_root_to_spool(dir: &Path, user: Option<&str>) -> Result<Opti
 fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
     let extra = Extra {
         user: args.user.clone(),
+        root: None,
         refresh: args.refresh,
         max_pending: args.max_pending,
     };
@@ -169,7 +170,10 @@ fn run_command(cmd: Command) -> Result<i32> {
                 &a.db,
                 &a.parse,
                 &Default::default(),
-                &Extra::default(),
+                &Extra {
+                    root: a.root.clone(),
+                    ..Extra::default()
+                },
             )?;
             settings.check_db_path()?;
             // As root with a configured user, open the logs first (they are

@@ -253,6 +253,9 @@ pub struct ImportArgs {
     /// No progress bar even on a terminal
     #[arg(long)]
     pub quiet: bool,
+    /// Download root the logged URL paths name files under: their sizes tell completed downloads [default: the config's root; none: completion unknown]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Log files (plain or gzip, recognised by content); `-` reads stdin
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,

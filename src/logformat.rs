@@ -25,6 +25,15 @@ pub const NICKNAMES: &[(&str, &str)] = &[
         "vhost_combined",
         "%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"",
     ),
+    // What the shipped Apache configuration writes (`apache-conf/`):
+    // `combined` (Debian's, with `%O`) and the range a `206` sent, for
+    // completed downloads. Its identity fields are `combined`'s, so days and
+    // logs of either format match; a `combined` line read with it has no
+    // range (the line ends before it).
+    (
+        "dlcount",
+        "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\" \"%{Content-Range}o\"",
+    ),
     ("nginx_combined", nginx::COMBINED),
     ("nginx_dlcount", nginx::DLCOUNT),
 ];
@@ -58,6 +67,9 @@ enum Field {
     Bytes,     // %B
     Referer,   // %{Referer}i
     UserAgent, // %{User-Agent}i
+    /// `%{Content-Range}o`, nginx `$sent_http_content_range`: the range a
+    /// `206` sent (completed downloads, see `coverage`).
+    ContentRange,
     /// Any other known directive: located, never read.
     Opaque(String),
     /// `%{…}i`, `%{…}o`, `%u` and friends: free text that may contain spaces.
@@ -177,6 +189,9 @@ pub struct Record<'a> {
     pub request_line: &'a [u8],
     pub referer: &'a [u8],
     pub user_agent: &'a [u8],
+    /// The logged `Content-Range` (`-` or empty: none); `None` when the
+    /// format does not log it or the line ends before it.
+    pub content_range: Option<&'a [u8]>,
     /// Which [`identity`] fields this line has: the format's, less any the
     /// line ends before (a `common` line read with `combined`).
     pub identity: u8,
@@ -344,7 +359,9 @@ impl LogFormat {
                 || (from_request_line && *f == Field::RequestLine)
                 || (!from_request_line && (*f == Field::Method || *f == target_field))
         };
-        let needed = |f: &Field| essential(f) || matches!(f, Field::Referer | Field::UserAgent);
+        let needed = |f: &Field| {
+            essential(f) || matches!(f, Field::Referer | Field::UserAgent | Field::ContentRange)
+        };
         let last_position = |pred: &dyn Fn(&Field) -> bool| {
             tokens
                 .iter()
@@ -439,6 +456,7 @@ impl LogFormat {
             request_line: b"",
             referer: b"",
             user_agent: b"",
+            content_range: None,
             identity: self.identity,
             end_ms: None,
             took_ms: None,
@@ -498,6 +516,8 @@ impl LogFormat {
         {
             let absent = self.trailing_identity(rec.resume.0);
             rec.identity &= !absent;
+            // A damaged tail places no range (it may be cut mid-value).
+            rec.content_range = None;
             if absent & identity::REFERER != 0 {
                 rec.referer = b"";
             }
@@ -629,7 +649,11 @@ impl LogFormat {
         }
         let free_text = matches!(
             field,
-            Field::FreeText(_) | Field::RequestLine | Field::Referer | Field::UserAgent
+            Field::FreeText(_)
+                | Field::RequestLine
+                | Field::Referer
+                | Field::UserAgent
+                | Field::ContentRange
         );
         if free_text {
             // Unquoted text may hold the separator itself: anchor from the right,
@@ -721,6 +745,7 @@ impl LogFormat {
             }
             Field::Referer => rec.referer = value,
             Field::UserAgent => rec.user_agent = value,
+            Field::ContentRange => rec.content_range = Some(value),
             Field::Method if !self.from_request_line => rec.method = value,
             f if !self.from_request_line && *f == self.target_field => rec.target = value,
             f if *f == self.status => {
@@ -1018,6 +1043,7 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
             ("B", _) => Field::Bytes,
             ("i", Some(h)) if h.eq_ignore_ascii_case("Referer") => Field::Referer,
             ("i", Some(h)) if h.eq_ignore_ascii_case("User-Agent") => Field::UserAgent,
+            ("o", Some(h)) if h.eq_ignore_ascii_case("Content-Range") => Field::ContentRange,
             ("u" | "i" | "o" | "e" | "n" | "C" | "^ti" | "^to", _) => Field::FreeText(format!(
                 "%{}{name}",
                 arg.map(|a| format!("{{{a}}}")).unwrap_or_default()
