@@ -117,7 +117,8 @@ fn size_under(canon_root: &Path, url_path: &[u8]) -> Option<u64> {
         return None;
     }
     let meta = std::fs::metadata(&canon).ok()?;
-    meta.is_file().then(|| meta.len())
+    // An empty file is no download: its size tells nothing.
+    (meta.is_file() && meta.len() > 0).then(|| meta.len())
 }
 
 /// Disjoint, sorted, non-adjacent half-open byte ranges.
@@ -247,6 +248,14 @@ pub fn completion(size: Option<u64>, ranges: Option<&ByteRanges>, bytes: u64) ->
     } else {
         Completion::Incomplete
     }
+}
+
+/// Whether a download of a file of `size` bytes is complete: the bytes of
+/// `[0, size)` its `ranges` cover, or its `unplaced` bytes (lines that
+/// logged no `Content-Range`) capped at the size, whichever is more, reach
+/// the size.
+pub fn is_complete(size: u64, ranges: &ByteRanges, unplaced: u64) -> bool {
+    ranges.covered(size).max(unplaced.min(size)) >= size
 }
 
 #[cfg(test)]

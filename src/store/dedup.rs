@@ -7,6 +7,7 @@
 //! and written their `seen_lines` rows, add up by that change alone.
 
 use super::facts::{join_country, Brought, FactDeltas, NO_COUNTRY};
+use crate::coverage::{ByteRanges, LineCover};
 use super::{ApplyStats, Origin};
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
@@ -269,6 +270,22 @@ pub struct LineAgg {
     pub facts: Brought,
     /// Its Referer's host label (`referer::host_label`); empty: direct.
     pub referer: Vec<u8>,
+    /// What its copies cover of the file (`coverage`): the union of their
+    /// ranges, whether their bytes count unplaced, the file's size.
+    pub ranges: ByteRanges,
+    pub unplaced: bool,
+    pub size: Option<u64>,
+}
+
+impl LineAgg {
+    /// Takes in the cover of one more copy of the line.
+    pub fn cover(&mut self, c: &LineCover) {
+        if let Some((s, e)) = c.range {
+            self.ranges.add(s, e);
+        }
+        self.unplaced |= c.unplaced;
+        self.size = self.size.max(c.size);
+    }
 }
 
 impl LineAgg {
@@ -302,6 +319,46 @@ pub struct VisitorAgg {
     pub facts: Option<Brought>,
     /// The country of all its lines (`store::facts::gathered`).
     pub country: i64,
+    /// The ranges its lines cover, counted or not (a union: a line read
+    /// again adds nothing), and the unplaced bytes of its new copies.
+    pub ranges: ByteRanges,
+    pub unplaced: i64,
+    /// The size of its file, when a line knew it.
+    pub size: Option<u64>,
+}
+
+/// What a download's row keeps of its cover until its day closes
+/// (`visitors.ranges`, `got`, `complete`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldCover {
+    pub ranges: ByteRanges,
+    /// Bytes of its lines that logged no `Content-Range` (`coverage`).
+    pub got: i64,
+    pub complete: bool,
+}
+
+impl HeldCover {
+    /// The row after the batch's `v`, and whether the download became
+    /// complete with it (then its file-day's `completed` goes up by one:
+    /// `complete` only ever turns on, so that happens once).
+    pub fn after(&self, v: &VisitorAgg) -> (HeldCover, bool) {
+        let mut ranges = self.ranges.clone();
+        ranges.union(&v.ranges);
+        let got = self.got.saturating_add(v.unplaced).max(0);
+        let now = v
+            .size
+            .is_some_and(|size| crate::coverage::is_complete(size, &ranges, got as u64));
+        let complete = self.complete || now;
+        let became = complete && !self.complete;
+        (
+            HeldCover {
+                ranges,
+                got,
+                complete,
+            },
+            became,
+        )
+    }
 }
 
 /// The bit of server `id` (1 to 63) in `visitors.servers`.
@@ -340,6 +397,11 @@ impl BatchAccount {
             }
         });
         v.country = join_country(v.country, l.facts.country);
+        v.ranges.union(&l.ranges);
+        if l.unplaced {
+            v.unplaced = v.unplaced.saturating_add(delta_bytes);
+        }
+        v.size = v.size.max(l.size);
         v.requests = v.requests.saturating_add(delta);
         v.bytes = v.bytes.saturating_add(delta_bytes);
         if delta > 0 {
