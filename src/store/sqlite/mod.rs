@@ -1332,7 +1332,7 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     };
     for row in conn
         .prepare(
-            "SELECT d.day, d.touched, d.closed, d.identity, k.key FROM days d
+            "SELECT d.day, d.touched, d.closed, d.identity, k.key, d.completion FROM days d
              LEFT JOIN day_keys k ON k.day = d.day ORDER BY d.day",
         )?
         .query_map([], |r| {
@@ -1342,10 +1342,11 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 r.get(2)?,
                 r.get(3)?,
                 r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, bool>(5)?,
             ))
         })?
     {
-        let (day, touched, closed, identity, key) = row?;
+        let (day, touched, closed, identity, key, completion) = row?;
         let key = match key {
             Some(k) => Some(
                 <[u8; 32]>::try_from(k.as_slice())
@@ -1358,6 +1359,7 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
             touched,
             closed,
             identity,
+            completion,
             key,
         });
     }
@@ -1386,7 +1388,8 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     }
     for row in conn
         .prepare(
-            "SELECT day, key, file_id, requests, bytes, run, servers, class, country
+            "SELECT day, key, file_id, requests, bytes, run, servers, class, country,
+                ranges, got, complete
              FROM visitors ORDER BY day, key",
         )?
         .query_map([], |r| {
@@ -1396,10 +1399,16 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 r.get::<_, i64>(2)?,
                 [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
                 [r.get::<_, i64>(7)?, r.get(8)?],
+                (
+                    r.get::<_, Option<Vec<u8>>>(9)?,
+                    r.get::<_, i64>(10)?,
+                    r.get::<_, bool>(11)?,
+                ),
             ))
         })?
     {
-        let (day, key, file_id, [requests, bytes, run, ids], [class, country]) = row?;
+        let (day, key, file_id, [requests, bytes, run, ids], [class, country], cover) = row?;
+        let (ranges, got, complete) = cover;
         let mut servers = 0i64;
         for (&id, &i) in &server_of {
             if ids & server_bit(id) != 0 {
@@ -1416,6 +1425,9 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
             servers,
             class,
             country,
+            ranges,
+            got,
+            complete,
         });
     }
     for row in conn
@@ -1455,7 +1467,8 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     }
     for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
         let mut st = conn.prepare(&format!(
-            "SELECT {column}, day, downloads, requests, bytes FROM {table} ORDER BY {column}, day"
+            "SELECT {column}, day, downloads, requests, bytes, {} FROM {table} ORDER BY {column}, day",
+            if table == "daily" { "completed" } else { "NULL" }
         ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -1470,6 +1483,7 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 downloads: r.get(2)?,
                 requests: r.get(3)?,
                 bytes: r.get(4)?,
+                completed: r.get(5)?,
             };
             if table == "daily" {
                 dump.daily.push(row);
@@ -1560,11 +1574,12 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     for (i, s) in dump.servers.iter().enumerate() {
         st.execute(params![i as i64 + 1, s])?;
     }
-    let mut st =
-        tx.prepare("INSERT INTO days(day, touched, closed, identity) VALUES(?1, ?2, ?3, ?4)")?;
+    let mut st = tx.prepare(
+        "INSERT INTO days(day, touched, closed, identity, completion) VALUES(?1, ?2, ?3, ?4, ?5)",
+    )?;
     let mut key_st = tx.prepare("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
     for d in &dump.days {
-        st.execute(params![d.day, d.touched, d.closed, d.identity])?;
+        st.execute(params![d.day, d.touched, d.closed, d.identity, d.completion])?;
         if let Some(k) = &d.key {
             key_st.execute(params![d.day, &k[..]])?;
         }
@@ -1588,8 +1603,9 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
         ])?;
     }
     let mut st = tx.prepare(
-        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country,
+            ranges, got, complete)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for v in &dump.visitors {
         st.execute(params![
@@ -1601,7 +1617,10 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
             v.run,
             v.servers,
             v.class,
-            v.country
+            v.country,
+            v.ranges,
+            v.got,
+            v.complete
         ])?;
     }
     let mut st = tx.prepare(
@@ -1619,16 +1638,29 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
         ("server_daily", "server_id", &dump.server_daily),
     ] {
         let mut st = tx.prepare(&format!(
-            "INSERT INTO {table}({column}, day, downloads, requests, bytes) VALUES(?1, ?2, ?3, ?4, ?5)"
+            "INSERT INTO {table}({column}, day, downloads, requests, bytes{}) VALUES(?1, ?2, ?3, ?4, ?5{})",
+            if table == "daily" { ", completed" } else { "" },
+            if table == "daily" { ", ?6" } else { "" },
         ))?;
         for f in rows {
-            st.execute(params![
-                f.of as i64 + 1,
-                f.day,
-                f.downloads,
-                f.requests,
-                f.bytes
-            ])?;
+            if table == "daily" {
+                st.execute(params![
+                    f.of as i64 + 1,
+                    f.day,
+                    f.downloads,
+                    f.requests,
+                    f.bytes,
+                    f.completed
+                ])?;
+            } else {
+                st.execute(params![
+                    f.of as i64 + 1,
+                    f.day,
+                    f.downloads,
+                    f.requests,
+                    f.bytes
+                ])?;
+            }
         }
     }
     let mut st = tx.prepare("INSERT INTO legacy(file_id, month, downloads) VALUES(?1, ?2, ?3)")?;
