@@ -229,6 +229,28 @@ fn run_command(cmd: Command) -> Result<i32> {
             // Reading makes -wal/-shm files: root's would lock the logger out.
             become_configured_user(&settings)?;
             let store = crate::store::Store::open_read(&settings.db)?;
+            if a.daily {
+                let rows = store.daily()?;
+                if a.json {
+                    print!("{}", report::daily_to_json(&rows));
+                } else if a.csv {
+                    print!("{}", report::daily_to_csv(&rows));
+                } else {
+                    print!("{}", report::daily_to_table(&rows));
+                }
+                return Ok(0);
+            }
+            if a.completed {
+                let rows = store.monthly()?;
+                if a.json {
+                    print!("{}", report::completed_to_json(&rows));
+                } else if a.csv {
+                    print!("{}", report::completed_to_csv(&rows));
+                } else {
+                    print!("{}", report::completed_to_table(&rows));
+                }
+                return Ok(0);
+            }
             let fact = match a.by {
                 Some(crate::cli::ReportBy::Server) => {
                     if a.csv {

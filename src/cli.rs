@@ -289,6 +289,12 @@ pub struct ReportArgs {
     /// Print CSV (one row per file, month and, with --by class|country, value)
     #[arg(long, conflicts_with_all = ["json", "detail"])]
     pub csv: bool,
+    /// Completed downloads (those whose bytes covered the whole file, see the README) per file and month; with --json: {"<path>": {"YYYY-MM": completed}}, months of none or unknown left out
+    #[arg(long, conflicts_with_all = ["detail", "by", "daily"])]
+    pub completed: bool,
+    /// Figures per file and day; with --json: {"<path>": {"YYYY-MM-DD": {"downloads", "requests", "bytes", "completed"}}}, completed null when unknown
+    #[arg(long, conflicts_with_all = ["detail", "by"])]
+    pub daily: bool,
     /// With --by referer: a host name of this site (repeat for several); its requests are shown as "this site"
     #[arg(long = "site-host", value_name = "HOST")]
     pub site_host: Vec<String>,
