@@ -750,7 +750,7 @@ mod tests {
             "path,day,downloads,requests,bytes,completed\n/a.iso,2026-11-05,2,3,40,1\n/b.iso,2026-11-05,1,1,4,\n"
         );
         let t = daily_to_table(&days);
-        assert!(t.starts_with("Day         File    Downloads"), "{t}");
+        assert!(t.starts_with("Day         File     Downloads"), "{t}");
         assert!(t.contains("2026-11-05  /a.iso           2           3"), "{t}");
     }
 

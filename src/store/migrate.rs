@@ -552,7 +552,7 @@ mod tests {
             downloads,
             requests: downloads * 2,
             bytes: downloads * 100,
-            completed: Some(downloads / 2),
+            completed: Some(downloads),
         }
     }
 
