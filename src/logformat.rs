@@ -1388,6 +1388,34 @@ mod tests {
         assert_eq!((r.status, r.bytes), (200, 7));
     }
 
+    /// `%{Content-Range}o` (the `dlcount` nickname) and nginx's
+    /// `$sent_http_content_range`: read behind the identity fields, `-`
+    /// kept as logged, absent (`None`) where the line ends before it or the
+    /// format has none; the identity is `combined`'s.
+    #[test]
+    fn content_range_is_read_when_logged_and_absent_otherwise() {
+        let f = LogFormat::compile("dlcount").unwrap();
+        assert_eq!(f.identity(), identity::ALL);
+        let read = |f: &LogFormat, line: &[u8]| {
+            let mut r = f.parse(line, &mut DayCache::default()).unwrap();
+            f.parse_identity(line, &mut r);
+            r.content_range.map(|c| c.to_vec())
+        };
+        let with = [COMBINED_LINE, b" \"bytes 1048576-2097151/4194304\""].concat();
+        assert_eq!(read(&f, &with), Some(b"bytes 1048576-2097151/4194304".to_vec()));
+        let dash = [COMBINED_LINE, b" \"-\""].concat();
+        assert_eq!(read(&f, &dash), Some(b"-".to_vec()));
+        assert_eq!(read(&f, COMBINED_LINE), None);
+        let combined = LogFormat::compile("combined").unwrap();
+        assert_eq!(read(&combined, &with), None);
+        let custom = LogFormat::compile("%h %t \"%r\" %>s %O %{content-range}o").unwrap();
+        let line = br#"192.0.2.1 [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 bytes 0-9/20"#;
+        assert_eq!(read(&custom, line), Some(b"bytes 0-9/20".to_vec()));
+        let nginx = LogFormat::compile("nginx_dlcount").unwrap();
+        let line = br#"192.0.2.1 - - [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 "-" "curl/8" 1795310141.123 0.500 "" "bytes 10-19/20""#;
+        assert_eq!(read(&nginx, line), Some(b"bytes 10-19/20".to_vec()));
+    }
+
     #[test]
     fn identity_fields_are_read_after_the_essential_ones_and_absent_when_missing() {
         let f = LogFormat::compile("combined").unwrap();

@@ -225,6 +225,86 @@ mod tests {
         }
     }
 
+    /// A download's lines, each in a batch of its own, in every order
+    /// (and each line read twice): the same stored cover, and it becomes
+    /// complete exactly once — for a segmented download tiling the file, a
+    /// resume, and never for 60 % or a HEAD.
+    #[test]
+    fn every_order_of_a_downloads_lines_gives_the_same_completion() {
+        let cover = |range: Option<(u64, u64)>, unplaced: i64| VisitorAgg {
+            ranges: {
+                let mut r = ByteRanges::new();
+                if let Some((s, e)) = range {
+                    r.add(s, e);
+                }
+                r
+            },
+            unplaced,
+            size: Some(1000),
+            ..Default::default()
+        };
+        let shapes: [(&str, Vec<VisitorAgg>, bool); 4] = [
+            (
+                "tiling",
+                (0..4)
+                    .map(|i| cover(Some((i * 250, i * 250 + 250)), 0))
+                    .collect(),
+                true,
+            ),
+            (
+                "resumed",
+                vec![cover(Some((0, 300)), 0), cover(Some((300, 1000)), 0)],
+                true,
+            ),
+            (
+                "sixty",
+                vec![cover(Some((0, 400)), 0), cover(Some((200, 600)), 0)],
+                false,
+            ),
+            ("head", vec![cover(None, 0), cover(None, 0)], false),
+        ];
+        fn orders(n: usize) -> Vec<Vec<usize>> {
+            if n == 0 {
+                return vec![vec![]];
+            }
+            let mut out = Vec::new();
+            for rest in orders(n - 1) {
+                for at in 0..=rest.len() {
+                    let mut o = rest.clone();
+                    o.insert(at, n - 1);
+                    out.push(o);
+                }
+            }
+            out
+        }
+        for (name, lines, complete) in shapes {
+            let mut finals = Vec::new();
+            for order in orders(lines.len()) {
+                let mut held = HeldCover::default();
+                let mut became = 0;
+                for &i in order.iter().chain(order.iter()) {
+                    let (now, b) = held.after(&lines[i]);
+                    held = now;
+                    became += u32::from(b);
+                }
+                assert_eq!(became, u32::from(complete), "{name} {order:?}");
+                assert_eq!(held.complete, complete, "{name} {order:?}");
+                finals.push(held);
+            }
+            assert!(finals.windows(2).all(|w| w[0] == w[1]), "{name}");
+        }
+        // Without a known size nothing becomes complete, but the ranges stay.
+        let unknown = VisitorAgg {
+            size: None,
+            ..cover(Some((0, 1000)), 0)
+        };
+        let (held, became) = HeldCover::default().after(&unknown);
+        assert!(!became && !held.complete && held.ranges.covered(1000) == 1000);
+        // Then a line that knows it completes the download.
+        let (held, became) = held.after(&cover(None, 0));
+        assert!(became && held.complete);
+    }
+
     #[test]
     #[should_panic(expected = "another database's secret")]
     fn a_batch_hashed_with_another_secret_is_never_keyed() {

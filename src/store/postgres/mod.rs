@@ -159,6 +159,17 @@ impl PostgresStore {
     }
 
     /// Connects to an existing dlcount database for reading (report, render).
+    /// `daily.completed`, or `NULL::int8` (unknown) in a database of a
+    /// schema before migration 4 that a reader opened (reading never upgrades).
+    fn completed_column(&self) -> Result<&'static str> {
+        let version = schema::version_now(&mut *self.read_client()?)?;
+        Ok(if version >= 4 {
+            "d.completed"
+        } else {
+            "NULL::int8"
+        })
+    }
+
     pub fn open_read(pg: &PgTarget) -> Result<PostgresStore> {
         let target = connect::Target::new(pg)?;
         let mut client = target.connect()?;
@@ -443,12 +454,15 @@ impl Backend for PostgresStore {
 
     /// Every figure in one query: per file and day, and the legacy months.
     fn monthly(&self) -> Result<Vec<MonthRow>> {
+        let completed = self.completed_column()?;
         let rows = self.read_client()?.query(
-            "SELECT f.path, d.day, NULL::text, d.downloads, d.requests, d.bytes, d.completed
-               FROM daily d JOIN files f ON f.id = d.file_id
-             UNION ALL
-             SELECT f.path, NULL::int8, l.month, l.downloads, NULL::int8, NULL::int8, NULL::int8
-               FROM legacy l JOIN files f ON f.id = l.file_id",
+            &format!(
+                "SELECT f.path, d.day, NULL::text, d.downloads, d.requests, d.bytes, {completed}
+                   FROM daily d JOIN files f ON f.id = d.file_id
+                 UNION ALL
+                 SELECT f.path, NULL::int8, l.month, l.downloads, NULL::int8, NULL::int8, NULL::int8
+                   FROM legacy l JOIN files f ON f.id = l.file_id"
+            ),
             &[],
         )?;
         let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
@@ -508,9 +522,13 @@ impl Backend for PostgresStore {
     }
 
     fn daily(&self) -> Result<Vec<FileDayRow>> {
+        let completed = self.completed_column()?;
         let rows = self.read_client()?.query(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, d.completed
-               FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path COLLATE \"C\", d.day",
+            &format!(
+                "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {completed}
+                   FROM daily d JOIN files f ON f.id = d.file_id
+                  ORDER BY f.path COLLATE \"C\", d.day"
+            ),
             &[],
         )?;
         rows.iter()

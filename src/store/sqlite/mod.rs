@@ -261,6 +261,15 @@ impl SqliteStore {
         })
     }
 
+    /// `daily.completed`, or `NULL` (unknown) in a database of a schema
+    /// before it that a reader opened (reading never upgrades).
+    fn completed_column(&self) -> Result<&'static str> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        Ok(if version >= 6 { "d.completed" } else { "NULL" })
+    }
+
     fn init_schema(&mut self) -> Result<()> {
         let tx = self
             .conn
@@ -962,10 +971,11 @@ impl Backend for SqliteStore {
     /// Per file and month figures, downloads merged with legacy months.
     fn monthly(&self) -> Result<Vec<MonthRow>> {
         let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
-        let mut st = self.conn.prepare(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, d.completed
+        let mut st = self.conn.prepare(&format!(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {}
                FROM daily d JOIN files f ON f.id = d.file_id",
-        )?;
+            self.completed_column()?
+        ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let path: String = r.get(0)?;
@@ -1022,10 +1032,11 @@ impl Backend for SqliteStore {
     }
 
     fn daily(&self) -> Result<Vec<FileDayRow>> {
-        let mut st = self.conn.prepare(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, d.completed
+        let mut st = self.conn.prepare(&format!(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {}
                FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path, d.day",
-        )?;
+            self.completed_column()?
+        ))?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
