@@ -118,7 +118,7 @@ fn size_under(canon_root: &Path, url_path: &[u8]) -> Option<u64> {
     }
     let meta = std::fs::metadata(&canon).ok()?;
     // An empty file is no download: its size tells nothing.
-    (meta.is_file() && meta.len() > 0).then(|| meta.len())
+    (meta.is_file() && meta.len() > 0).then_some(meta.len())
 }
 
 /// Disjoint, sorted, non-adjacent half-open byte ranges.

@@ -1402,14 +1402,18 @@ mod tests {
             r.content_range.map(|c| c.to_vec())
         };
         let with = [COMBINED_LINE, b" \"bytes 1048576-2097151/4194304\""].concat();
-        assert_eq!(read(&f, &with), Some(b"bytes 1048576-2097151/4194304".to_vec()));
+        assert_eq!(
+            read(&f, &with),
+            Some(b"bytes 1048576-2097151/4194304".to_vec())
+        );
         let dash = [COMBINED_LINE, b" \"-\""].concat();
         assert_eq!(read(&f, &dash), Some(b"-".to_vec()));
         assert_eq!(read(&f, COMBINED_LINE), None);
         let combined = LogFormat::compile("combined").unwrap();
         assert_eq!(read(&combined, &with), None);
         let custom = LogFormat::compile("%h %t \"%r\" %>s %O %{content-range}o").unwrap();
-        let line = br#"192.0.2.1 [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 bytes 0-9/20"#;
+        let line =
+            br#"192.0.2.1 [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 bytes 0-9/20"#;
         assert_eq!(read(&custom, line), Some(b"bytes 0-9/20".to_vec()));
         let nginx = LogFormat::compile("nginx_dlcount").unwrap();
         let line = br#"192.0.2.1 - - [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 "-" "curl/8" 1795310141.123 0.500 "" "bytes 10-19/20""#;

@@ -751,7 +751,10 @@ mod tests {
         );
         let t = daily_to_table(&days);
         assert!(t.starts_with("Day         File     Downloads"), "{t}");
-        assert!(t.contains("2026-11-05  /a.iso           2           3"), "{t}");
+        assert!(
+            t.contains("2026-11-05  /a.iso           2           3"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -159,7 +159,10 @@ fn a_version_2_payload_decodes_without_cover() {
         unplaced: u,
         size: None,
     };
-    assert_eq!(covers, vec![unplaced(true), unplaced(false), unplaced(true)]);
+    assert_eq!(
+        covers,
+        vec![unplaced(true), unplaced(false), unplaced(true)]
+    );
     for (i, (x, y)) in b.hits().iter().zip(back.hits()).enumerate() {
         assert_eq!((x.day, x.bytes, x.facts), (y.day, y.bytes, y.facts));
         assert_eq!(b.hashed_keys(i), back.hashed_keys(i));

@@ -7,8 +7,8 @@
 //! and written their `seen_lines` rows, add up by that change alone.
 
 use super::facts::{join_country, Brought, FactDeltas, NO_COUNTRY};
-use crate::coverage::{ByteRanges, LineCover};
 use super::{ApplyStats, Origin};
+use crate::coverage::{ByteRanges, LineCover};
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
 use rustc_hash::FxHashMap as HashMap;

@@ -1750,7 +1750,17 @@ backends! {
 
 /// A line of the `dlcount` format (`combined` and `"%{Content-Range}o"`)
 /// on 2026-11-`day` from `ip` at second `sec`.
-fn cr_line(ip: &str, day: u32, sec: u32, method: &str, path: &str, status: u16, bytes: u64, range: &str) -> String {
+#[allow(clippy::too_many_arguments)]
+fn cr_line(
+    ip: &str,
+    day: u32,
+    sec: u32,
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes: u64,
+    range: &str,
+) -> String {
     format!(
         "{ip} - - [{day}/Nov/2026:10:00:{sec:02} +0100] \"{method} {path} HTTP/1.1\" {status} {bytes} \"-\" \"aria2/1.37.0\" \"{range}\"\n"
     )
@@ -1774,9 +1784,27 @@ fn completion_lines() -> Vec<String> {
         cr_line("192.0.2.3", 20, 7, "HEAD", c, 200, 300, "-"),
         cr_line("192.0.2.4", 20, 8, "GET", c, 200, 300, "-"),
         cr_line("192.0.2.5", 20, 9, "GET", c, 200, 300, "-"),
-        cr_line("192.0.2.5", 20, 10, "GET", c, 206, 700, "bytes 300-999/1000"),
+        cr_line(
+            "192.0.2.5",
+            20,
+            10,
+            "GET",
+            c,
+            206,
+            700,
+            "bytes 300-999/1000",
+        ),
         cr_line("192.0.2.6", 20, 11, "GET", c, 200, 300, "-"),
-        cr_line("192.0.2.6", 21, 12, "GET", c, 206, 700, "bytes 300-999/1000"),
+        cr_line(
+            "192.0.2.6",
+            21,
+            12,
+            "GET",
+            c,
+            206,
+            700,
+            "bytes 300-999/1000",
+        ),
         cr_line("192.0.2.7", 20, 13, "GET", "/isos/gone.iso", 200, 1000, "-"),
     ]
 }

@@ -35,8 +35,8 @@
 //! the lock discipline was broken, and fails the transaction (retried).
 
 use super::{PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
-use crate::keys::{DayKey, KeyHasher};
 use crate::coverage::{ByteRanges, LineCover};
+use crate::keys::{DayKey, KeyHasher};
 use crate::store::dedup::{
     line_keys, BatchAccount, HeldCover, LineAgg, SeenLine, SCHEMA1_IDENTITY,
 };

@@ -34,7 +34,6 @@
 use super::dedup::{
     line_keys, server_bit, BatchAccount, HeldCover, LineAgg, SeenLine, SCHEMA1_IDENTITY,
 };
-use crate::coverage::ByteRanges;
 use super::facts::{gathered, settle, Held};
 use super::migrate::{
     DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
@@ -44,6 +43,7 @@ use super::{
     ServerMonthRow,
 };
 use crate::classify::path_key;
+use crate::coverage::ByteRanges;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
 use anyhow::{bail, Context, Result};
@@ -737,8 +737,9 @@ impl SqliteStore {
                 };
                 let was = HeldCover {
                     ranges: match was.0 {
-                        Some(b) => ByteRanges::from_bytes(&b)
-                            .with_context(|| format!("corrupt byte ranges of a download of day {}", key.0))?,
+                        Some(b) => ByteRanges::from_bytes(&b).with_context(|| {
+                            format!("corrupt byte ranges of a download of day {}", key.0)
+                        })?,
                         None => ByteRanges::new(),
                     },
                     got: was.1,
@@ -1590,7 +1591,13 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     )?;
     let mut key_st = tx.prepare("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
     for d in &dump.days {
-        st.execute(params![d.day, d.touched, d.closed, d.identity, d.completion])?;
+        st.execute(params![
+            d.day,
+            d.touched,
+            d.closed,
+            d.identity,
+            d.completion
+        ])?;
         if let Some(k) = &d.key {
             key_st.execute(params![d.day, &k[..]])?;
         }
