@@ -69,7 +69,7 @@ pub struct DbArgs {
 
 #[derive(Debug, Args, Default, Clone)]
 pub struct ParseArgs {
-    /// Log format: common, combined, vhost_combined, nginx_combined, nginx_dlcount (the recommended log_format dlcount), an Apache LogFormat string, or an nginx log_format string (optionally starting with escape=json or escape=none) [default: combined]
+    /// Log format: common, combined, vhost_combined, dlcount (combined, then "%{Content-Range}o": the shipped Apache format), nginx_combined, nginx_dlcount (the recommended log_format dlcount), an Apache LogFormat string, or an nginx log_format string (optionally starting with escape=json or escape=none) [default: combined]
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
     /// Counted file extension; repeat for several [default: .iso]
