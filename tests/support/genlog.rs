@@ -664,7 +664,7 @@ struct Gen {
     classes: HashMap<(u16, i64), [u64; 4]>,
     /// The byte ranges each (client, file) download covered per day, as
     /// `seen`; dropped days are folded into `completed`.
-    covers: BTreeMap<i64, HashMap<(u128, u16), Vec<(u64, u64)>>>,
+    covers: Covers,
     /// Completed downloads per (file, day) of dropped days.
     completed: HashMap<(u16, i64), u64>,
     seen_floor: i64,
@@ -718,12 +718,12 @@ fn fold_classes(
     }
 }
 
+/// Per day, the byte ranges each (client, file) download's lines covered.
+type Covers = BTreeMap<i64, HashMap<(u128, u16), Vec<(u64, u64)>>>;
+
 /// Adds the downloads of `covers`' days whose ranges cover their file to
 /// `completed`: the union of the ranges, clipped to the size, reaches it.
-fn fold_completed(
-    completed: &mut HashMap<(u16, i64), u64>,
-    covers: &BTreeMap<i64, HashMap<(u128, u16), Vec<(u64, u64)>>>,
-) {
+fn fold_completed(completed: &mut HashMap<(u16, i64), u64>, covers: &Covers) {
     for (&day, downloads) in covers {
         for (&(_, file), ranges) in downloads {
             let size = iso_files()[usize::from(file)].size;
