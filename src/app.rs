@@ -126,6 +126,7 @@ pub(crate) fn leave_root_to_spool(dir: &Path, user: Option<&str>) -> Result<Opti
 fn run_pipe(args: &crate::cli::PipeArgs, raw_args: &[OsString]) -> Result<i32> {
     let extra = Extra {
         user: args.user.clone(),
+        root: None,
         refresh: args.refresh,
         max_pending: args.max_pending,
     };
@@ -169,7 +170,10 @@ fn run_command(cmd: Command) -> Result<i32> {
                 &a.db,
                 &a.parse,
                 &Default::default(),
-                &Extra::default(),
+                &Extra {
+                    root: a.root.clone(),
+                    ..Extra::default()
+                },
             )?;
             settings.check_db_path()?;
             // As root with a configured user, open the logs first (they are
@@ -225,6 +229,28 @@ fn run_command(cmd: Command) -> Result<i32> {
             // Reading makes -wal/-shm files: root's would lock the logger out.
             become_configured_user(&settings)?;
             let store = crate::store::Store::open_read(&settings.db)?;
+            if a.daily {
+                let rows = store.daily()?;
+                if a.json {
+                    print!("{}", report::daily_to_json(&rows));
+                } else if a.csv {
+                    print!("{}", report::daily_to_csv(&rows));
+                } else {
+                    print!("{}", report::daily_to_table(&rows));
+                }
+                return Ok(0);
+            }
+            if a.completed {
+                let rows = store.monthly()?;
+                if a.json {
+                    print!("{}", report::completed_to_json(&rows));
+                } else if a.csv {
+                    print!("{}", report::completed_to_csv(&rows));
+                } else {
+                    print!("{}", report::completed_to_table(&rows));
+                }
+                return Ok(0);
+            }
             let fact = match a.by {
                 Some(crate::cli::ReportBy::Server) => {
                     if a.csv {

@@ -27,6 +27,7 @@ pub fn run(args: &PipeArgs) -> i32 {
     let mut problems: Vec<String> = Vec::new();
     let extra = Extra {
         user: args.user.clone(),
+        root: None,
         refresh: args.refresh,
         max_pending: args.max_pending,
     };

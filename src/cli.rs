@@ -69,7 +69,7 @@ pub struct DbArgs {
 
 #[derive(Debug, Args, Default, Clone)]
 pub struct ParseArgs {
-    /// Log format: common, combined, vhost_combined, nginx_combined, nginx_dlcount (the recommended log_format dlcount), an Apache LogFormat string, or an nginx log_format string (optionally starting with escape=json or escape=none) [default: combined]
+    /// Log format: common, combined, vhost_combined, dlcount (combined, then "%{Content-Range}o": the shipped Apache format), nginx_combined, nginx_dlcount (the recommended log_format dlcount), an Apache LogFormat string, or an nginx log_format string (optionally starting with escape=json or escape=none) [default: combined]
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
     /// Counted file extension; repeat for several [default: .iso]
@@ -253,6 +253,9 @@ pub struct ImportArgs {
     /// No progress bar even on a terminal
     #[arg(long)]
     pub quiet: bool,
+    /// Download root the logged URL paths name files under: their sizes tell completed downloads [default: the config's root; none: completion unknown]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Log files (plain or gzip, recognised by content); `-` reads stdin
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -286,6 +289,12 @@ pub struct ReportArgs {
     /// Print CSV (one row per file, month and, with --by class|country, value)
     #[arg(long, conflicts_with_all = ["json", "detail"])]
     pub csv: bool,
+    /// Completed downloads (those whose bytes covered the whole file, see the README) per file and month; with --json: {"<path>": {"YYYY-MM": completed}}, months of none or unknown left out
+    #[arg(long, conflicts_with_all = ["detail", "by", "daily"])]
+    pub completed: bool,
+    /// Figures per file and day; with --json: {"<path>": {"YYYY-MM-DD": {"downloads", "requests", "bytes", "completed"}}}, completed null when unknown
+    #[arg(long, conflicts_with_all = ["detail", "by"])]
+    pub daily: bool,
     /// With --by referer: a host name of this site (repeat for several); its requests are shown as "this site"
     #[arg(long = "site-host", value_name = "HOST")]
     pub site_host: Vec<String>,

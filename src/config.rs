@@ -132,6 +132,10 @@ impl FileConfig {
 pub struct Settings {
     pub db: DbTarget,
     pub root: PathBuf,
+    /// The root whose files' sizes decide completed downloads (`coverage`):
+    /// the logger's `root`; for `import` only a `--root` or the config's
+    /// `root` (none: completion unknown, never guessed).
+    pub size_root: Option<PathBuf>,
     pub format: LogFormat,
     pub exts: Vec<String>,
     pub retention_days: u32,
@@ -157,6 +161,8 @@ pub struct Settings {
 #[derive(Debug, Default, Clone)]
 pub struct Extra {
     pub user: Option<String>,
+    /// `import --root`: see [`Settings::size_root`].
+    pub root: Option<PathBuf>,
     pub refresh: Option<Minutes>,
     pub max_pending: Option<usize>,
 }
@@ -256,6 +262,7 @@ impl Settings {
         let mut s = Settings {
             db: target,
             root: DEFAULT_ROOT.into(),
+            size_root: None,
             format: LogFormat::compile(DEFAULT_FORMAT)?,
             exts: vec![".iso".into()],
             retention_days: DEFAULT_RETENTION_DAYS,
@@ -320,6 +327,9 @@ impl Settings {
                 s.geoip = Some(std::sync::Arc::new(crate::geo::GeoDb::open(&path)?));
             }
         }
+        if uses.lines && !uses.site {
+            s.size_root = extra.root.clone().or(file.root.clone());
+        }
         if uses.site {
             s.root = site
                 .root
@@ -339,6 +349,9 @@ impl Settings {
                 (None, None) => crate::render::DEFAULT_SETTLE,
             };
             s.settle = interval_within(settle, "--settle", "0")?;
+            if uses.lines {
+                s.size_root = Some(s.root.clone());
+            }
         }
         if uses.live {
             let refresh = match (extra.refresh, &file.refresh) {

@@ -11,6 +11,116 @@
 //! range can reach a little past what was really sent: completion is a
 //! statement about what the server sent, never more exact than its log.
 
+use rustc_hash::FxHashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What one counted line tells of the bytes its download received: fixed
+/// per line (so the same line read twice tells the same), made by the
+/// reader and kept by the outage queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineCover {
+    /// The range it sent ([`line_range`]), when its format logged
+    /// `Content-Range`.
+    pub range: Option<(u64, u64)>,
+    /// Its bytes count towards the download without a place: the format
+    /// did not log `Content-Range` and the line is a `GET` 200 or 206.
+    pub unplaced: bool,
+    /// The size of the file under ROOT its URL path names; `None`: unknown.
+    pub size: Option<u64>,
+}
+
+impl LineCover {
+    /// The cover of a line: `content_range` is `None` when its format did
+    /// not log one (or the line ended before it).
+    pub fn of(
+        head: bool,
+        status: u16,
+        bytes: u64,
+        content_range: Option<&[u8]>,
+        size: Option<u64>,
+    ) -> LineCover {
+        match content_range {
+            Some(cr) => LineCover {
+                range: line_range(head, status, bytes, cr),
+                unplaced: false,
+                size,
+            },
+            None => LineCover {
+                range: None,
+                unplaced: !head && matches!(status, 200 | 206),
+                size,
+            },
+        }
+    }
+}
+
+/// How long a looked-up size serves before the file is asked again: a file
+/// replaced under ROOT is seen within this, and a busy log asks the file
+/// system once per path and interval, not once per line.
+pub const SIZE_TTL: Duration = Duration::from_secs(10);
+
+/// Sizes of the files under ROOT by URL path, as the public page's scan
+/// sees them (`render::scan`): a regular file, no hidden component (`.name`),
+/// and its canonical path inside the canonical ROOT (so a symlink out of
+/// ROOT, or `..`, names no file). Anything else has no known size.
+#[derive(Debug, Clone, Default)]
+pub struct FileSizes {
+    root: Option<PathBuf>,
+    cache: FxHashMap<Vec<u8>, Option<u64>>,
+    filled: Option<Instant>,
+}
+
+impl FileSizes {
+    /// Sizes under `root`; without one every size is unknown.
+    pub fn new(root: Option<PathBuf>) -> FileSizes {
+        let root = root.map(|r| std::fs::canonicalize(&r).unwrap_or(r));
+        FileSizes {
+            root,
+            ..FileSizes::default()
+        }
+    }
+
+    /// Forgets sizes older than [`SIZE_TTL`] (called once per batch).
+    pub fn refresh(&mut self) {
+        if self.filled.is_some_and(|t| t.elapsed() >= SIZE_TTL) {
+            self.cache.clear();
+            self.filled = None;
+        }
+    }
+
+    /// The size of the file the normalised URL path `url_path` names.
+    pub fn size(&mut self, url_path: &[u8]) -> Option<u64> {
+        let root = self.root.as_ref()?;
+        if let Some(&s) = self.cache.get(url_path) {
+            return s;
+        }
+        let s = size_under(root, url_path);
+        self.filled.get_or_insert_with(Instant::now);
+        self.cache.insert(url_path.to_vec(), s);
+        s
+    }
+}
+
+fn size_under(canon_root: &Path, url_path: &[u8]) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let rel = url_path.strip_prefix(b"/").unwrap_or(url_path);
+    let hidden_or_odd = rel
+        .split(|&b| b == b'/')
+        .any(|c| c.is_empty() || c.starts_with(b"."));
+    if rel.is_empty() || hidden_or_odd || rel.contains(&0) {
+        return None;
+    }
+    let path = canon_root.join(std::ffi::OsStr::from_bytes(rel));
+    let canon = std::fs::canonicalize(&path).ok()?;
+    if !canon.starts_with(canon_root) {
+        return None;
+    }
+    let meta = std::fs::metadata(&canon).ok()?;
+    // An empty file is no download: its size tells nothing.
+    (meta.is_file() && meta.len() > 0).then_some(meta.len())
+}
+
 /// Disjoint, sorted, non-adjacent half-open byte ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ByteRanges {
@@ -140,6 +250,14 @@ pub fn completion(size: Option<u64>, ranges: Option<&ByteRanges>, bytes: u64) ->
     }
 }
 
+/// Whether a download of a file of `size` bytes is complete: the bytes of
+/// `[0, size)` its `ranges` cover, or its `unplaced` bytes (lines that
+/// logged no `Content-Range`) capped at the size, whichever is more, reach
+/// the size.
+pub fn is_complete(size: u64, ranges: &ByteRanges, unplaced: u64) -> bool {
+    ranges.covered(size).max(unplaced.min(size)) >= size
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +368,57 @@ mod tests {
         assert_eq!(completion(size, None, 1300), Completion::Complete);
         // A file not under ROOT: unknown, never guessed.
         assert_eq!(completion(None, Some(&tiling), 1000), Completion::Unknown);
+    }
+
+    #[test]
+    fn lines_give_their_cover() {
+        let cr = Some(&b"bytes 100-199/1000"[..]);
+        assert_eq!(
+            LineCover::of(false, 206, 100, cr, Some(1000)),
+            LineCover {
+                range: Some((100, 200)),
+                unplaced: false,
+                size: Some(1000)
+            }
+        );
+        // Logged as `-`: a 200 covers from 0; a HEAD nothing.
+        let c = LineCover::of(false, 200, 1000, Some(b"-"), None);
+        assert_eq!((c.range, c.unplaced), (Some((0, 1000)), false));
+        let c = LineCover::of(true, 200, 300, Some(b"-"), None);
+        assert_eq!((c.range, c.unplaced), (None, false));
+        // Not logged: the bytes count without a place, a HEAD's never.
+        let c = LineCover::of(false, 206, 500, None, None);
+        assert_eq!((c.range, c.unplaced), (None, true));
+        let c = LineCover::of(true, 200, 300, None, None);
+        assert_eq!((c.range, c.unplaced), (None, false));
+    }
+
+    #[test]
+    fn sizes_are_those_of_files_under_root_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("isos/.hidden")).unwrap();
+        std::fs::write(root.join("isos/a.iso"), vec![0u8; 1234]).unwrap();
+        std::fs::write(root.join("isos/.hidden/b.iso"), b"xx").unwrap();
+        std::fs::write(dir.path().join("outside.iso"), b"xyz").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.iso"), root.join("out.iso")).unwrap();
+        std::os::unix::fs::symlink(root.join("isos/a.iso"), root.join("in.iso")).unwrap();
+        let mut s = FileSizes::new(Some(root.clone()));
+        assert_eq!(s.size(b"/isos/a.iso"), Some(1234));
+        assert_eq!(s.size(b"/in.iso"), Some(1234));
+        assert_eq!(s.size(b"/isos/.hidden/b.iso"), None);
+        assert_eq!(s.size(b"/out.iso"), None);
+        assert_eq!(s.size(b"/../outside.iso"), None);
+        assert_eq!(s.size(b"/isos"), None);
+        assert_eq!(s.size(b"/missing.iso"), None);
+        // Cached: a change shows only once the interval is over.
+        std::fs::write(root.join("isos/a.iso"), b"short").unwrap();
+        assert_eq!(s.size(b"/isos/a.iso"), Some(1234));
+        s.filled = Some(Instant::now() - SIZE_TTL);
+        s.refresh();
+        assert_eq!(s.size(b"/isos/a.iso"), Some(5));
+        // Without a root nothing is known.
+        assert_eq!(FileSizes::new(None).size(b"/isos/a.iso"), None);
     }
 
     #[test]

@@ -204,6 +204,7 @@ fn import_one(
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
         .with_server(&settings.server)
         .with_geoip(settings.geoip.clone())
+        .with_root(settings.size_root.clone())
         .with_hasher(slot);
     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
     let reader = std::thread::spawn(move || read_batches(input, processor, tx));

@@ -25,6 +25,15 @@ pub const NICKNAMES: &[(&str, &str)] = &[
         "vhost_combined",
         "%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"",
     ),
+    // What the shipped Apache configuration writes (`apache-conf/`):
+    // `combined` (Debian's, with `%O`) and the range a `206` sent, for
+    // completed downloads. Its identity fields are `combined`'s, so days and
+    // logs of either format match; a `combined` line read with it has no
+    // range (the line ends before it).
+    (
+        "dlcount",
+        "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\" \"%{Content-Range}o\"",
+    ),
     ("nginx_combined", nginx::COMBINED),
     ("nginx_dlcount", nginx::DLCOUNT),
 ];
@@ -58,6 +67,9 @@ enum Field {
     Bytes,     // %B
     Referer,   // %{Referer}i
     UserAgent, // %{User-Agent}i
+    /// `%{Content-Range}o`, nginx `$sent_http_content_range`: the range a
+    /// `206` sent (completed downloads, see `coverage`).
+    ContentRange,
     /// Any other known directive: located, never read.
     Opaque(String),
     /// `%{…}i`, `%{…}o`, `%u` and friends: free text that may contain spaces.
@@ -177,6 +189,9 @@ pub struct Record<'a> {
     pub request_line: &'a [u8],
     pub referer: &'a [u8],
     pub user_agent: &'a [u8],
+    /// The logged `Content-Range` (`-` or empty: none); `None` when the
+    /// format does not log it or the line ends before it.
+    pub content_range: Option<&'a [u8]>,
     /// Which [`identity`] fields this line has: the format's, less any the
     /// line ends before (a `common` line read with `combined`).
     pub identity: u8,
@@ -344,7 +359,9 @@ impl LogFormat {
                 || (from_request_line && *f == Field::RequestLine)
                 || (!from_request_line && (*f == Field::Method || *f == target_field))
         };
-        let needed = |f: &Field| essential(f) || matches!(f, Field::Referer | Field::UserAgent);
+        let needed = |f: &Field| {
+            essential(f) || matches!(f, Field::Referer | Field::UserAgent | Field::ContentRange)
+        };
         let last_position = |pred: &dyn Fn(&Field) -> bool| {
             tokens
                 .iter()
@@ -439,6 +456,7 @@ impl LogFormat {
             request_line: b"",
             referer: b"",
             user_agent: b"",
+            content_range: None,
             identity: self.identity,
             end_ms: None,
             took_ms: None,
@@ -498,6 +516,8 @@ impl LogFormat {
         {
             let absent = self.trailing_identity(rec.resume.0);
             rec.identity &= !absent;
+            // A damaged tail places no range (it may be cut mid-value).
+            rec.content_range = None;
             if absent & identity::REFERER != 0 {
                 rec.referer = b"";
             }
@@ -629,7 +649,11 @@ impl LogFormat {
         }
         let free_text = matches!(
             field,
-            Field::FreeText(_) | Field::RequestLine | Field::Referer | Field::UserAgent
+            Field::FreeText(_)
+                | Field::RequestLine
+                | Field::Referer
+                | Field::UserAgent
+                | Field::ContentRange
         );
         if free_text {
             // Unquoted text may hold the separator itself: anchor from the right,
@@ -721,6 +745,7 @@ impl LogFormat {
             }
             Field::Referer => rec.referer = value,
             Field::UserAgent => rec.user_agent = value,
+            Field::ContentRange => rec.content_range = Some(value),
             Field::Method if !self.from_request_line => rec.method = value,
             f if !self.from_request_line && *f == self.target_field => rec.target = value,
             f if *f == self.status => {
@@ -1018,6 +1043,7 @@ fn tokenize(fmt: &str) -> Result<Vec<Token>, FormatError> {
             ("B", _) => Field::Bytes,
             ("i", Some(h)) if h.eq_ignore_ascii_case("Referer") => Field::Referer,
             ("i", Some(h)) if h.eq_ignore_ascii_case("User-Agent") => Field::UserAgent,
+            ("o", Some(h)) if h.eq_ignore_ascii_case("Content-Range") => Field::ContentRange,
             ("u" | "i" | "o" | "e" | "n" | "C" | "^ti" | "^to", _) => Field::FreeText(format!(
                 "%{}{name}",
                 arg.map(|a| format!("{{{a}}}")).unwrap_or_default()
@@ -1360,6 +1386,38 @@ mod tests {
         let r = parse(&f, line).unwrap();
         assert_eq!(r.target, b"/a.iso");
         assert_eq!((r.status, r.bytes), (200, 7));
+    }
+
+    /// `%{Content-Range}o` (the `dlcount` nickname) and nginx's
+    /// `$sent_http_content_range`: read behind the identity fields, `-`
+    /// kept as logged, absent (`None`) where the line ends before it or the
+    /// format has none; the identity is `combined`'s.
+    #[test]
+    fn content_range_is_read_when_logged_and_absent_otherwise() {
+        let f = LogFormat::compile("dlcount").unwrap();
+        assert_eq!(f.identity(), identity::ALL);
+        let read = |f: &LogFormat, line: &[u8]| {
+            let mut r = f.parse(line, &mut DayCache::default()).unwrap();
+            f.parse_identity(line, &mut r);
+            r.content_range.map(|c| c.to_vec())
+        };
+        let with = [COMBINED_LINE, b" \"bytes 1048576-2097151/4194304\""].concat();
+        assert_eq!(
+            read(&f, &with),
+            Some(b"bytes 1048576-2097151/4194304".to_vec())
+        );
+        let dash = [COMBINED_LINE, b" \"-\""].concat();
+        assert_eq!(read(&f, &dash), Some(b"-".to_vec()));
+        assert_eq!(read(&f, COMBINED_LINE), None);
+        let combined = LogFormat::compile("combined").unwrap();
+        assert_eq!(read(&combined, &with), None);
+        let custom = LogFormat::compile("%h %t \"%r\" %>s %O %{content-range}o").unwrap();
+        let line =
+            br#"192.0.2.1 [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 bytes 0-9/20"#;
+        assert_eq!(read(&custom, line), Some(b"bytes 0-9/20".to_vec()));
+        let nginx = LogFormat::compile("nginx_dlcount").unwrap();
+        let line = br#"192.0.2.1 - - [22/Nov/2026:02:35:41 +0100] "GET /a.iso HTTP/1.1" 206 10 "-" "curl/8" 1795310141.123 0.500 "" "bytes 10-19/20""#;
+        assert_eq!(read(&nginx, line), Some(b"bytes 10-19/20".to_vec()));
     }
 
     #[test]

@@ -295,6 +295,7 @@ pub fn run_source(
     let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
         .with_server(&settings.server)
         .with_geoip(settings.geoip.clone())
+        .with_root(settings.size_root.clone())
         .with_hasher(Arc::clone(&hasher_slot));
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),

@@ -22,7 +22,7 @@
 //! under it is never counted (see below). With no secret known at all,
 //! lines past the memory bound are dropped, counted and reported.
 //!
-//! **Format** (version 2, integers little-endian). A file starts with a
+//! **Format** (version 3, integers little-endian). A file starts with a
 //! 64-byte header: `DLCOUNTQ`, version u32, flags u32 (0), the id of the
 //! secret ([`KeyHasher::id`]) u64, a check u64 of those 24 bytes, and the
 //! file key (32 random bytes). Records follow: payload length u32, check u64
@@ -36,8 +36,13 @@
 //! schema 1's, i64 each; then the line's facts (`tally::LineFacts`): client
 //! class u8, country i32 (`geo::Country::stored`), network u16
 //! (`geo::Network::stored`), and the index u32 of its Referer's host among
-//! the paths (`u32::MAX`: direct)). Version 1 (before the facts) still replays:
-//! its lines count as they did, and their days' facts become unknown.
+//! the paths (`u32::MAX`: direct)); then what it covers of its file
+//! (`coverage::LineCover`): flags u8 (1: a range, 2: unplaced bytes, 4: a
+//! known size), range start u64, range end u64, size u64 (0 when absent).
+//! Version 1 (before the facts) still replays: its lines count as they
+//! did, and their days' facts become unknown. Versions 1 and 2 (before the
+//! cover) replay with their bytes unplaced and the size unknown, the bytes
+//! rule of a format without `Content-Range` (`coverage`).
 //!
 //! Invariants:
 //! - **No raw address, and nothing matchable left behind.** Records hold
@@ -65,6 +70,7 @@
 
 use crate::agent::ClientClass;
 use crate::config::DbTarget;
+use crate::coverage::LineCover;
 use crate::dirfd::PrivateDir;
 use crate::geo::{Country, Network};
 use crate::keys::{KeyHasher, LineKeys, Scratch, SETS};
@@ -90,17 +96,21 @@ use std::time::{Duration, Instant};
 pub const QUEUE_LIMIT: u64 = 1 << 30;
 
 const MAGIC: &[u8; 8] = b"DLCOUNTQ";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The version before line facts, still replayed.
 const VERSION_NO_FACTS: u32 = 1;
+/// The version before a line's cover, still replayed.
+const VERSION_NO_COVER: u32 = 2;
 const HEADER_BYTES: u64 = 64;
 /// Where the file key starts in the header.
 const KEY_AT: u64 = 32;
 const RECORD_HEAD: u64 = 12;
 /// Bytes of one hit in a payload of version 1.
 const HIT_BYTES_V1: usize = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (SETS + 2);
-/// Bytes of one hit in a payload: version 1's, then the facts.
-pub const HIT_BYTES: usize = HIT_BYTES_V1 + 1 + 4 + 2 + 4;
+/// Bytes of one hit in a payload of version 2: version 1's, then the facts.
+const HIT_BYTES_V2: usize = HIT_BYTES_V1 + 1 + 4 + 2 + 4;
+/// Bytes of one hit in a payload: version 2's, then the cover.
+pub const HIT_BYTES: usize = HIT_BYTES_V2 + 1 + 8 * 3;
 /// A payload is cut at about this size (a longer one is refused as corrupt).
 const RECORD_TARGET: usize = 4 << 20;
 const MAX_RECORD: u32 = 64 << 20;
@@ -172,7 +182,7 @@ fn parse_header(h: &[u8]) -> Result<(u64, Option<[u8; 32]>, u32)> {
         bail!("not a dlcount queue file");
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if version != VERSION && version != VERSION_NO_FACTS {
+    if ![VERSION, VERSION_NO_COVER, VERSION_NO_FACTS].contains(&version) {
         bail!("queue format version {version}, this dlcount reads {VERSION}");
     }
     if u64::from_le_bytes(h[24..32].try_into().expect("8 bytes")) != check_of(&[&h[..24]]) {
@@ -252,6 +262,15 @@ pub fn encode_batch(batch: &Batch) -> Vec<Vec<u8>> {
             p.extend_from_slice(&(Country::stored(f.country) as i32).to_le_bytes());
             p.extend_from_slice(&f.network.stored().to_le_bytes());
             p.extend_from_slice(&hosts[j].to_le_bytes());
+            let c = &h.cover;
+            let flags = u8::from(c.range.is_some())
+                | (u8::from(c.unplaced) << 1)
+                | (u8::from(c.size.is_some()) << 2);
+            p.push(flags);
+            let (rs, re) = c.range.unwrap_or((0, 0));
+            p.extend_from_slice(&rs.to_le_bytes());
+            p.extend_from_slice(&re.to_le_bytes());
+            p.extend_from_slice(&c.size.unwrap_or(0).to_le_bytes());
         }
         out.push(p);
         start = end;
@@ -320,7 +339,12 @@ pub fn decode_batch(payload: &[u8], keyed_with: u64) -> Result<Batch> {
 /// The hashed batch of a plaintext payload of format `version`.
 fn decode_batch_of(payload: &[u8], keyed_with: u64, version: u32) -> Result<Batch> {
     let with_facts = version != VERSION_NO_FACTS;
-    let hit_bytes = if with_facts { HIT_BYTES } else { HIT_BYTES_V1 };
+    let with_cover = version == VERSION;
+    let hit_bytes = match version {
+        VERSION_NO_FACTS => HIT_BYTES_V1,
+        VERSION_NO_COVER => HIT_BYTES_V2,
+        _ => HIT_BYTES,
+    };
     let all = crate::logformat::identity::ALL | crate::logformat::identity::SERVER;
     let mut c = Cursor(payload);
     let format_identity = c.u8()?;
@@ -391,8 +415,26 @@ fn decode_batch_of(payload: &[u8], keyed_with: u64, version: u32) -> Result<Batc
         } else {
             LineFacts::default()
         };
+        let head = method == crate::classify::Method::Head;
+        let cover = if with_cover {
+            let flags = c.u8()?;
+            if flags & !7 != 0 {
+                bail!("bad cover flags {flags}");
+            }
+            let (rs, re, size) = (c.u64()?, c.u64()?, c.u64()?);
+            if rs > re {
+                bail!("bad range {rs}-{re}");
+            }
+            LineCover {
+                range: (flags & 1 != 0).then_some((rs, re)),
+                unplaced: flags & 2 != 0,
+                size: (flags & 4 != 0).then_some(size),
+            }
+        } else {
+            LineCover::of(head, status, bytes, None, None)
+        };
         b.push_hashed(
-            day, method, status, bytes, identity, facts, path, host, keys,
+            day, method, status, bytes, identity, facts, cover, path, host, keys,
         );
     }
     Ok(b)

@@ -5,13 +5,21 @@
 //! bytewise, months ascending), so existing consumers keep working; the
 //! statistics page writes these very bytes as `.stats/counts.json`.
 //!
+//! Completed downloads (`--completed`, `--daily`; see `coverage`) are
+//! unknown for days counted before dlcount kept them and for files whose
+//! size it does not know: `--completed --json` leaves such months out like
+//! months of none, `--daily --json` writes `null`, CSV an empty field and
+//! the tables `?` — never 0.
+//!
 //! The downloads broken down by a fact (`--by class`, `--by country`, see
 //! `store::facts`) always add up to the month's downloads of `report
 //! --json`: the downloads whose fact is not known (counted before dlcount
 //! kept facts, or without a country code) are `unknown`, never left out.
 
 use crate::render::human_size;
-use crate::store::{month_of, FactDayRow, MonthRow, NetworkDayRow, ServerMonthRow};
+use crate::store::{
+    date_of, month_of, FactDayRow, FileDayRow, MonthRow, NetworkDayRow, ServerMonthRow,
+};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -319,6 +327,181 @@ pub fn networks_to_table(m: &NetworkMonths) -> String {
     out
 }
 
+/// `report --json --completed`: `{"<path>": {"YYYY-MM": completed}}`,
+/// keys sorted as `report --json`; months with none (or unknown) and files
+/// left without a month are left out.
+pub fn completed_to_json(rows: &[MonthRow]) -> String {
+    let mut files: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for r in rows {
+        if let Some(n) = r.completed.filter(|&n| n > 0) {
+            files
+                .entry(&r.path)
+                .or_default()
+                .insert(r.month.clone(), json!(n));
+        }
+    }
+    let top: Map<String, Value> = files
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), Value::Object(m)))
+        .collect();
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// `report --csv --completed`: one row per file and month; `completed`
+/// empty when unknown.
+pub fn completed_to_csv(rows: &[MonthRow]) -> String {
+    let mut out = String::from("path,month,downloads,completed\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{}",
+            csv_field(&r.path),
+            r.month,
+            r.downloads,
+            r.completed.map(|n| n.to_string()).unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// A completed figure for the tables: `?` when unknown.
+fn shown(n: Option<u64>) -> String {
+    n.map_or_else(|| "?".to_string(), |n| n.to_string())
+}
+
+/// The share of downloads completed, for the tables.
+fn rate(completed: Option<u64>, downloads: u64) -> String {
+    match completed {
+        Some(c) if downloads > 0 => format!("{:.0} %", c as f64 * 100.0 / downloads as f64),
+        _ => "?".to_string(),
+    }
+}
+
+/// `report --completed`: per month (newest first) each file's downloads,
+/// completed downloads and their share; `?` where completion is unknown.
+pub fn completed_to_table(rows: &[MonthRow]) -> String {
+    if rows.is_empty() {
+        return "No downloads counted yet.\n".to_string();
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.path.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 70);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8}  {:<width$}  {:>10}  {:>10}  {:>6}",
+        "Month", "File", "Downloads", "Completed", "Rate"
+    );
+    let mut months: BTreeMap<&str, Vec<&MonthRow>> = BTreeMap::new();
+    for r in rows {
+        months.entry(&r.month).or_default().push(r);
+    }
+    for (month, list) in months.into_iter().rev() {
+        for (i, r) in list.iter().enumerate() {
+            let m = if i == 0 { month } else { "" };
+            let _ = writeln!(
+                out,
+                "{m:<8}  {:<width$}  {:>10}  {:>10}  {:>6}",
+                r.path,
+                r.downloads,
+                shown(r.completed),
+                rate(r.completed, r.downloads)
+            );
+        }
+    }
+    out.push_str(
+        "Completed: the bytes a download got that day covered the whole file; ? = unknown \
+         (counted before dlcount kept it, or the file is not under the root).\n",
+    );
+    out
+}
+
+/// `report --json --daily`: `{"<path>": {"YYYY-MM-DD": {"downloads",
+/// "requests", "bytes", "completed"}}}`, `completed` `null` when unknown.
+pub fn daily_to_json(rows: &[FileDayRow]) -> String {
+    let mut files: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for r in rows {
+        files.entry(&r.path).or_default().insert(
+            date_of(r.day),
+            json!({
+                "downloads": r.downloads,
+                "requests": r.requests,
+                "bytes": r.bytes,
+                "completed": r.completed,
+            }),
+        );
+    }
+    let top: Map<String, Value> = files
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), Value::Object(m)))
+        .collect();
+    let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
+    s.push('\n');
+    s
+}
+
+/// `report --csv --daily`: one row per file and day; `completed` empty when unknown.
+pub fn daily_to_csv(rows: &[FileDayRow]) -> String {
+    let mut out = String::from("path,day,downloads,requests,bytes,completed\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            csv_field(&r.path),
+            date_of(r.day),
+            r.downloads,
+            r.requests,
+            r.bytes,
+            r.completed.map(|n| n.to_string()).unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// `report --daily`: per day (newest first) each file's figures.
+pub fn daily_to_table(rows: &[FileDayRow]) -> String {
+    if rows.is_empty() {
+        return "No downloads counted per day yet.\n".to_string();
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.path.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 70);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10}  {:<width$}  {:>10}  {:>10}  {:>11}  {:>10}",
+        "Day", "File", "Downloads", "Requests", "Bytes", "Completed"
+    );
+    let mut days: BTreeMap<i32, Vec<&FileDayRow>> = BTreeMap::new();
+    for r in rows {
+        days.entry(r.day).or_default().push(r);
+    }
+    for (day, list) in days.into_iter().rev() {
+        let date = date_of(day);
+        for (i, r) in list.iter().enumerate() {
+            let d = if i == 0 { date.as_str() } else { "" };
+            let _ = writeln!(
+                out,
+                "{d:<10}  {:<width$}  {:>10}  {:>10}  {:>11}  {:>10}",
+                r.path,
+                r.downloads,
+                r.requests,
+                human_size(r.bytes),
+                shown(r.completed)
+            );
+        }
+    }
+    out
+}
+
 /// `report --csv`: one row per file and month.
 pub fn to_csv(rows: &[MonthRow]) -> String {
     let mut out = String::from("path,month,downloads,requests,bytes\n");
@@ -438,6 +621,7 @@ mod tests {
 
     fn row(path: &str, month: &str, d: u64, q: u64, b: u64) -> MonthRow {
         MonthRow {
+            completed: None,
             path: path.into(),
             month: month.into(),
             downloads: d,
@@ -511,6 +695,64 @@ mod tests {
         let t = facts_to_table(&f, "class");
         assert!(
             t.lines().nth(1).unwrap().starts_with("2025-12   /b.iso"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn completed_and_daily_exports_show_unknown_as_such() {
+        let mut a = row("/a.iso", "2026-11", 5, 9, 100);
+        a.completed = Some(3);
+        let mut b = row("/a.iso", "2026-12", 2, 2, 10);
+        b.completed = Some(0);
+        let c = row("/b.iso", "2026-11", 4, 4, 10);
+        let rows = [a, b, c];
+        assert_eq!(
+            completed_to_json(&rows),
+            "{\n  \"/a.iso\": {\n    \"2026-11\": 3\n  }\n}\n"
+        );
+        assert_eq!(
+            completed_to_csv(&rows),
+            "path,month,downloads,completed\n/a.iso,2026-11,5,3\n/a.iso,2026-12,2,0\n/b.iso,2026-11,4,\n"
+        );
+        let t = completed_to_table(&rows);
+        assert!(t.contains("/a.iso           5           3    60 %"), "{t}");
+        assert!(t.contains("/b.iso           4           ?       ?"), "{t}");
+        let day = crate::store::day_of(chrono::NaiveDate::from_ymd_opt(2026, 11, 5).unwrap());
+        let days = [
+            FileDayRow {
+                path: "/a.iso".into(),
+                day,
+                downloads: 2,
+                requests: 3,
+                bytes: 40,
+                completed: Some(1),
+            },
+            FileDayRow {
+                path: "/b.iso".into(),
+                day,
+                downloads: 1,
+                requests: 1,
+                bytes: 4,
+                completed: None,
+            },
+        ];
+        let v: Value = serde_json::from_str(&daily_to_json(&days)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "/a.iso": {"2026-11-05": {"downloads": 2, "requests": 3, "bytes": 40, "completed": 1}},
+                "/b.iso": {"2026-11-05": {"downloads": 1, "requests": 1, "bytes": 4, "completed": null}},
+            })
+        );
+        assert_eq!(
+            daily_to_csv(&days),
+            "path,day,downloads,requests,bytes,completed\n/a.iso,2026-11-05,2,3,40,1\n/b.iso,2026-11-05,1,1,4,\n"
+        );
+        let t = daily_to_table(&days);
+        assert!(t.starts_with("Day         File     Downloads"), "{t}");
+        assert!(
+            t.contains("2026-11-05  /a.iso           2           3"),
             "{t}"
         );
     }

@@ -410,7 +410,8 @@ pub fn drain(settings: &Settings, stop: &dyn Fn() -> bool) -> Result<DrainStats>
         let mut processor =
             LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
                 .with_server(&settings.server)
-                .with_geoip(settings.geoip.clone());
+                .with_geoip(settings.geoip.clone())
+                .with_root(settings.size_root.clone());
         let mut splitter = LineSplitter::new();
         let mut buf = vec![0u8; DRAIN_CHUNK];
         // Bytes read so far, and the end of the last whole line among them.

@@ -24,6 +24,7 @@
 
 use crate::agent::{AgentClassifier, ClientClass};
 use crate::classify::{Classifier, Ignored, Method};
+use crate::coverage::{FileSizes, LineCover};
 use crate::geo::{Country, GeoDb, Network};
 use crate::keys::{KeyHasher, LineFields, LineKeys, Scratch};
 use crate::logformat::{identity, DayCache, LogFormat, Reject};
@@ -75,6 +76,8 @@ pub struct Hit {
     /// Which identity fields the line has (`logformat::identity` bits).
     pub identity: u8,
     pub facts: LineFacts,
+    /// What the line covers of its file, and the file's size (`coverage`).
+    pub cover: LineCover,
     /// The host part of the Referer (`referer::host_part`); empty: direct.
     /// Kept when the batch is hashed (a host is no client's).
     referer_host: Range<u32>,
@@ -226,6 +229,7 @@ impl Batch {
         bytes: u64,
         identity: u8,
         facts: LineFacts,
+        cover: LineCover,
         path: &[u8],
         referer_host: &[u8],
         keys: LineKeys,
@@ -239,6 +243,7 @@ impl Batch {
             bytes,
             identity,
             facts,
+            cover,
             referer_host,
             client: 0..0,
             path,
@@ -429,6 +434,8 @@ pub struct LineProcessor {
     /// Per reading thread, so its cache needs no lock (see `agent`).
     agents: AgentClassifier,
     geo: Option<Arc<GeoDb>>,
+    /// Sizes of the files under ROOT (`--root`), per reading thread.
+    sizes: FileSizes,
 }
 
 impl LineProcessor {
@@ -443,7 +450,15 @@ impl LineProcessor {
             server: Arc::from(""),
             agents: AgentClassifier::new(),
             geo: None,
+            sizes: FileSizes::default(),
         }
+    }
+
+    /// Looks up the size of each counted line's file under `root`
+    /// (`Settings::size_root`); without one every size is unknown.
+    pub fn with_root(mut self, root: Option<std::path::PathBuf>) -> LineProcessor {
+        self.sizes = FileSizes::new(root);
+        self
     }
 
     /// Looks up the country of every counted line's address in `db` (`--geoip`).
@@ -468,6 +483,10 @@ impl LineProcessor {
     /// Handles one line (without its newline); `line_no` is 1-based within its source.
     pub fn process_line(&mut self, line: &[u8], line_no: u64, batch: &mut Batch) {
         batch.stats.lines += 1;
+        if batch.stats.lines == 1 {
+            // A new batch: sizes older than the interval are asked again.
+            self.sizes.refresh();
+        }
         let mut rec = match self.format.parse(line, &mut self.days) {
             Ok(rec) => rec,
             Err(reason) => return reject(batch, line_no, reason),
@@ -503,6 +522,13 @@ impl LineProcessor {
                     country: self.geo.as_ref().map(|g| g.country(rec.client)),
                     network: crate::geo::network(rec.client),
                 };
+                let cover = LineCover::of(
+                    method == Method::Head,
+                    rec.status,
+                    rec.bytes,
+                    rec.content_range,
+                    self.sizes.size(&self.path_buf),
+                );
                 let hit = Hit {
                     day: rec.day,
                     method,
@@ -510,6 +536,7 @@ impl LineProcessor {
                     bytes: rec.bytes,
                     identity: rec.identity | identity::SERVER,
                     facts,
+                    cover,
                     referer_host,
                     client,
                     path,

@@ -145,8 +145,9 @@ fn field_of(name: &str) -> Field {
         "body_bytes_sent" => Field::Bytes,
         "http_referer" => Field::Referer,
         "http_user_agent" => Field::UserAgent,
+        "sent_http_content_range" => Field::ContentRange,
         // Free text: may hold spaces (`$remote_user`, `$http_x_forwarded_for`,
-        // `$sent_http_content_range`, `$request_completion`, anything else).
+        // `$request_completion`, anything else).
         other => Field::FreeText(format!("${other}")),
     }
 }

@@ -62,8 +62,8 @@ fn same_hits(a: &Batch, b: &Batch) {
     assert_eq!(a.keyed_with(), b.keyed_with());
     for (i, (x, y)) in a.hits().iter().zip(b.hits()).enumerate() {
         assert_eq!(
-            (x.day, x.method, x.status, x.bytes, x.identity, x.facts),
-            (y.day, y.method, y.status, y.bytes, y.identity, y.facts)
+            (x.day, x.method, x.status, x.bytes, x.identity, x.facts, x.cover),
+            (y.day, y.method, y.status, y.bytes, y.identity, y.facts, y.cover)
         );
         assert_eq!(a.path(x), b.path(y));
         assert_eq!(a.referer_host(x), b.referer_host(y));
@@ -120,6 +120,56 @@ fn a_version_1_payload_decodes_without_facts() {
     assert_eq!(now.hits()[0].facts.network, b.hits()[0].facts.network);
 }
 
+/// A record of version 2 (before a line's cover) still replays: the same
+/// lines and facts, their bytes unplaced and their files' sizes unknown.
+#[test]
+fn a_version_2_payload_decodes_without_cover() {
+    let hasher = KeyHasher::new([5; 32]);
+    let mut lines = lines(3, 3);
+    lines[1] = lines[1].replace("\"GET ", "\"HEAD ");
+    let b = {
+        let mut p = LineProcessor::new(
+            LogFormat::compile("dlcount").unwrap(),
+            Classifier::new(&[".iso"]),
+        )
+        .with_server("mirror-a");
+        let mut b = Batch::new();
+        for (i, l) in lines.iter().enumerate() {
+            let l = format!("{l} \"bytes {}-{}/100\"", i * 10, i * 10 + 9);
+            p.process_line(l.as_bytes(), i as u64 + 1, &mut b);
+        }
+        b.hash_all(&hasher, &mut Scratch::default());
+        b
+    };
+    let placed: Vec<_> = b.hits().iter().map(|h| h.cover.range).collect();
+    assert_eq!(placed, vec![Some((0, 10)), None, Some((20, 30))]);
+    let p = encode_batch(&b).remove(0);
+    let head = p.len() - 3 * HIT_BYTES;
+    let mut v2 = p[..head].to_vec();
+    for i in 0..3 {
+        let at = head + i * HIT_BYTES;
+        v2.extend_from_slice(&p[at..at + HIT_BYTES_V2]);
+    }
+    assert!(decode_batch(&v2, hasher.id()).is_err());
+    let back = decode_batch_of(&v2, hasher.id(), VERSION_NO_COVER).unwrap();
+    assert!(!back.facts_missing);
+    let covers: Vec<_> = back.hits().iter().map(|h| h.cover).collect();
+    let unplaced = |u| crate::coverage::LineCover {
+        range: None,
+        unplaced: u,
+        size: None,
+    };
+    assert_eq!(
+        covers,
+        vec![unplaced(true), unplaced(false), unplaced(true)]
+    );
+    for (i, (x, y)) in b.hits().iter().zip(back.hits()).enumerate() {
+        assert_eq!((x.day, x.bytes, x.facts), (y.day, y.bytes, y.facts));
+        assert_eq!(b.hashed_keys(i), back.hashed_keys(i));
+    }
+    same_hits(&b, &decode_batch(&p, hasher.id()).unwrap());
+}
+
 #[test]
 fn a_big_batch_is_cut_into_records_of_whole_lines() {
     let hasher = KeyHasher::new([5; 32]);
@@ -148,6 +198,7 @@ fn a_big_batch_is_cut_into_records_of_whole_lines() {
                 h.bytes,
                 h.identity,
                 h.facts,
+                h.cover,
                 part.path(h),
                 part.referer_host(h),
                 *part.hashed_keys(i).unwrap(),

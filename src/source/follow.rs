@@ -236,6 +236,7 @@ pub fn run(args: &FollowArgs) -> Result<i32> {
     let live = &args.live;
     let extra = Extra {
         user: live.user.clone(),
+        root: None,
         refresh: live.refresh,
         max_pending: live.max_pending,
     };

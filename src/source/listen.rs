@@ -489,6 +489,7 @@ pub fn run(args: &ListenArgs, raw_args: &[OsString]) -> Result<i32> {
     let live = &args.live;
     let extra = Extra {
         user: live.user.clone(),
+        root: None,
         refresh: live.refresh,
         max_pending: live.max_pending,
     };

@@ -8,6 +8,7 @@
 
 use super::facts::{join_country, Brought, FactDeltas, NO_COUNTRY};
 use super::{ApplyStats, Origin};
+use crate::coverage::{ByteRanges, LineCover};
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
 use rustc_hash::FxHashMap as HashMap;
@@ -224,6 +225,86 @@ mod tests {
         }
     }
 
+    /// A download's lines, each in a batch of its own, in every order
+    /// (and each line read twice): the same stored cover, and it becomes
+    /// complete exactly once — for a segmented download tiling the file, a
+    /// resume, and never for 60 % or a HEAD.
+    #[test]
+    fn every_order_of_a_downloads_lines_gives_the_same_completion() {
+        let cover = |range: Option<(u64, u64)>, unplaced: i64| VisitorAgg {
+            ranges: {
+                let mut r = ByteRanges::new();
+                if let Some((s, e)) = range {
+                    r.add(s, e);
+                }
+                r
+            },
+            unplaced,
+            size: Some(1000),
+            ..Default::default()
+        };
+        let shapes: [(&str, Vec<VisitorAgg>, bool); 4] = [
+            (
+                "tiling",
+                (0..4)
+                    .map(|i| cover(Some((i * 250, i * 250 + 250)), 0))
+                    .collect(),
+                true,
+            ),
+            (
+                "resumed",
+                vec![cover(Some((0, 300)), 0), cover(Some((300, 1000)), 0)],
+                true,
+            ),
+            (
+                "sixty",
+                vec![cover(Some((0, 400)), 0), cover(Some((200, 600)), 0)],
+                false,
+            ),
+            ("head", vec![cover(None, 0), cover(None, 0)], false),
+        ];
+        fn orders(n: usize) -> Vec<Vec<usize>> {
+            if n == 0 {
+                return vec![vec![]];
+            }
+            let mut out = Vec::new();
+            for rest in orders(n - 1) {
+                for at in 0..=rest.len() {
+                    let mut o = rest.clone();
+                    o.insert(at, n - 1);
+                    out.push(o);
+                }
+            }
+            out
+        }
+        for (name, lines, complete) in shapes {
+            let mut finals = Vec::new();
+            for order in orders(lines.len()) {
+                let mut held = HeldCover::default();
+                let mut became = 0;
+                for &i in order.iter().chain(order.iter()) {
+                    let (now, b) = held.after(&lines[i]);
+                    held = now;
+                    became += u32::from(b);
+                }
+                assert_eq!(became, u32::from(complete), "{name} {order:?}");
+                assert_eq!(held.complete, complete, "{name} {order:?}");
+                finals.push(held);
+            }
+            assert!(finals.windows(2).all(|w| w[0] == w[1]), "{name}");
+        }
+        // Without a known size nothing becomes complete, but the ranges stay.
+        let unknown = VisitorAgg {
+            size: None,
+            ..cover(Some((0, 1000)), 0)
+        };
+        let (held, became) = HeldCover::default().after(&unknown);
+        assert!(!became && !held.complete && held.ranges.covered(1000) == 1000);
+        // Then a line that knows it completes the download.
+        let (held, became) = held.after(&cover(None, 0));
+        assert!(became && held.complete);
+    }
+
     #[test]
     #[should_panic(expected = "another database's secret")]
     fn a_batch_hashed_with_another_secret_is_never_keyed() {
@@ -269,6 +350,22 @@ pub struct LineAgg {
     pub facts: Brought,
     /// Its Referer's host label (`referer::host_label`); empty: direct.
     pub referer: Vec<u8>,
+    /// What its copies cover of the file (`coverage`): the union of their
+    /// ranges, whether their bytes count unplaced, the file's size.
+    pub ranges: ByteRanges,
+    pub unplaced: bool,
+    pub size: Option<u64>,
+}
+
+impl LineAgg {
+    /// Takes in the cover of one more copy of the line.
+    pub fn cover(&mut self, c: &LineCover) {
+        if let Some((s, e)) = c.range {
+            self.ranges.add(s, e);
+        }
+        self.unplaced |= c.unplaced;
+        self.size = self.size.max(c.size);
+    }
 }
 
 impl LineAgg {
@@ -302,6 +399,46 @@ pub struct VisitorAgg {
     pub facts: Option<Brought>,
     /// The country of all its lines (`store::facts::gathered`).
     pub country: i64,
+    /// The ranges its lines cover, counted or not (a union: a line read
+    /// again adds nothing), and the unplaced bytes of its new copies.
+    pub ranges: ByteRanges,
+    pub unplaced: i64,
+    /// The size of its file, when a line knew it.
+    pub size: Option<u64>,
+}
+
+/// What a download's row keeps of its cover until its day closes
+/// (`visitors.ranges`, `got`, `complete`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldCover {
+    pub ranges: ByteRanges,
+    /// Bytes of its lines that logged no `Content-Range` (`coverage`).
+    pub got: i64,
+    pub complete: bool,
+}
+
+impl HeldCover {
+    /// The row after the batch's `v`, and whether the download became
+    /// complete with it (then its file-day's `completed` goes up by one:
+    /// `complete` only ever turns on, so that happens once).
+    pub fn after(&self, v: &VisitorAgg) -> (HeldCover, bool) {
+        let mut ranges = self.ranges.clone();
+        ranges.union(&v.ranges);
+        let got = self.got.saturating_add(v.unplaced).max(0);
+        let now = v
+            .size
+            .is_some_and(|size| crate::coverage::is_complete(size, &ranges, got as u64));
+        let complete = self.complete || now;
+        let became = complete && !self.complete;
+        (
+            HeldCover {
+                ranges,
+                got,
+                complete,
+            },
+            became,
+        )
+    }
 }
 
 /// The bit of server `id` (1 to 63) in `visitors.servers`.
@@ -340,6 +477,11 @@ impl BatchAccount {
             }
         });
         v.country = join_country(v.country, l.facts.country);
+        v.ranges.union(&l.ranges);
+        if l.unplaced {
+            v.unplaced = v.unplaced.saturating_add(delta_bytes);
+        }
+        v.size = v.size.max(l.size);
         v.requests = v.requests.saturating_add(delta);
         v.bytes = v.bytes.saturating_add(delta_bytes);
         if delta > 0 {

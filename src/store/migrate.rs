@@ -57,6 +57,8 @@ pub struct DayRow {
     pub touched: i64,
     pub closed: bool,
     pub identity: i64,
+    /// `days.completion`: the day keeps its downloads' completion.
+    pub completion: bool,
     /// The day's key; `None` once closed.
     pub key: Option<[u8; 32]>,
 }
@@ -80,6 +82,11 @@ pub struct VisitorRow {
     /// `store::facts`: the class's rank (-1 unknown) and the stored country.
     pub class: i64,
     pub country: i64,
+    /// What it covered (`store::dedup::HeldCover`): ranges (stored form,
+    /// `None`: none), unplaced bytes, complete.
+    pub ranges: Option<Vec<u8>>,
+    pub got: i64,
+    pub complete: bool,
 }
 
 /// One word of a day's network bitmap (`store::facts::NETWORK_WORDS`).
@@ -109,6 +116,8 @@ pub struct FigureRow {
     pub downloads: i64,
     pub requests: i64,
     pub bytes: i64,
+    /// `daily.completed` (`None`: unknown; always `None` for servers).
+    pub completed: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +318,8 @@ impl Merge {
             out.days_merged.push(d.day);
             let day = self.days.entry(d.day).or_insert_with(|| d.clone());
             day.touched = day.touched.max(d.touched);
+            // Completion is known of a day only where both counted it so.
+            day.completion &= d.completion;
             if d.closed && !day.closed {
                 // Closed in the source: final there, and its rows are gone.
                 day.closed = true;
@@ -346,10 +357,18 @@ impl Merge {
                 servers: 0,
                 requests: 0,
                 bytes: 0,
+                ranges: None,
+                got: 0,
+                complete: false,
                 ..v.clone()
             });
             e.requests = e.requests.max(v.requests);
             e.bytes = e.bytes.max(v.bytes);
+            // Covered ranges are a union, the unplaced bytes a figure like
+            // `bytes`, and being complete only ever turns on.
+            e.ranges = union_ranges(e.ranges.as_deref(), v.ranges.as_deref());
+            e.got = e.got.max(v.got);
+            e.complete |= v.complete;
             e.servers |= servers;
             // The facts are joins (see `store::facts`): merging is one more join.
             e.class = super::facts::join_class(e.class, v.class);
@@ -483,11 +502,25 @@ fn max_into(map: &mut BTreeMap<(usize, i32), FigureRow>, of: usize, f: &FigureRo
         downloads: 0,
         requests: 0,
         bytes: 0,
+        completed: Some(0),
         ..f.clone()
     });
     e.downloads = e.downloads.max(f.downloads);
     e.requests = e.requests.max(f.requests);
     e.bytes = e.bytes.max(f.bytes);
+    // One lineage: the larger count of the same downloads; unknown on
+    // either side stays unknown.
+    e.completed = e.completed.zip(f.completed).map(|(a, b)| a.max(b));
+}
+
+/// The union of two stored range sets (`coverage::ByteRanges::to_bytes`);
+/// an unreadable one counts as none.
+fn union_ranges(a: Option<&[u8]>, b: Option<&[u8]>) -> Option<Vec<u8>> {
+    use crate::coverage::ByteRanges;
+    let read = |x: Option<&[u8]>| x.and_then(ByteRanges::from_bytes).unwrap_or_default();
+    let mut r = read(a);
+    r.union(&read(b));
+    (!r.is_empty()).then(|| r.to_bytes())
 }
 
 fn add_into(map: &mut BTreeMap<(usize, i32), FigureRow>, of: usize, f: &FigureRow) {
@@ -496,11 +529,16 @@ fn add_into(map: &mut BTreeMap<(usize, i32), FigureRow>, of: usize, f: &FigureRo
         downloads: 0,
         requests: 0,
         bytes: 0,
+        completed: Some(0),
         ..f.clone()
     });
     e.downloads = e.downloads.saturating_add(f.downloads);
     e.requests = e.requests.saturating_add(f.requests);
     e.bytes = e.bytes.saturating_add(f.bytes);
+    e.completed = e
+        .completed
+        .zip(f.completed)
+        .map(|(a, b)| a.saturating_add(b));
 }
 
 #[cfg(test)]
@@ -514,6 +552,7 @@ mod tests {
             downloads,
             requests: downloads * 2,
             bytes: downloads * 100,
+            completed: Some(downloads),
         }
     }
 
@@ -523,6 +562,7 @@ mod tests {
             touched: 10,
             closed: false,
             identity: 15,
+            completion: true,
             key: Some([key; 32]),
         }
     }
@@ -533,6 +573,7 @@ mod tests {
             touched: 5,
             closed: true,
             identity: 15,
+            completion: true,
             key: None,
         }
     }
@@ -563,6 +604,9 @@ mod tests {
                 servers: 1,
                 class: 1,
                 country: -1,
+                ranges: Some(crate::coverage::ByteRanges::new().to_bytes()),
+                got: 0,
+                complete: false,
             }],
             daily: vec![figure(0, 100, 3), figure(0, 200, 1)],
             facts: vec![FactRow {

@@ -197,6 +197,9 @@ pub struct FileDayRow {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// Completed downloads (see `coverage`); `None`: unknown (the day was
+    /// counted before dlcount kept it, or the file's size is not known).
+    pub completed: Option<u64>,
 }
 
 /// One file × day × fact (`facts_daily`): `n` downloads of `path` on `day`
@@ -358,6 +361,10 @@ pub struct MonthRow {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// Completed downloads of the month's days; `None` (unknown) when any
+    /// of its days does not know them, or old counts.json downloads make
+    /// up the month's figure: a partial sum is never shown as the month's.
+    pub completed: Option<u64>,
 }
 
 impl MonthRow {
@@ -368,7 +375,25 @@ impl MonthRow {
             downloads: 0,
             requests: 0,
             bytes: 0,
+            completed: Some(0),
         }
+    }
+
+    /// Adds a counted day's completed downloads.
+    fn add_completed(&mut self, day: Option<u64>) {
+        self.completed = match (self.completed, day) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            _ => None,
+        };
+    }
+
+    /// Merges a legacy month (the old script's `n` downloads): the larger
+    /// figure wins, and where the legacy one does, completion is unknown.
+    fn merge_legacy(&mut self, n: u64, counted_days: bool) {
+        if !counted_days || n > self.downloads {
+            self.completed = None;
+        }
+        self.downloads = self.downloads.max(n);
     }
 }
 

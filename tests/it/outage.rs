@@ -231,8 +231,9 @@ fn records(path: &Path) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut at = 64;
     // Day, method, status, bytes, identity, path; visitor, 16 line keys,
-    // schema 1's; the facts (version 2): class, country, network, referer host.
-    let hit = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (1 + 16 + 1) + 1 + 4 + 2 + 4;
+    // schema 1's; the facts (version 2): class, country, network, referer
+    // host; the cover (version 3): flags, range start and end, size.
+    let hit = 4 + 1 + 2 + 8 + 1 + 4 + 8 * (1 + 16 + 1) + 1 + 4 + 2 + 4 + 1 + 8 * 3;
     while at + 12 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         // Format identity, the server, one path, the count of hits, then the hits.

@@ -1214,7 +1214,7 @@ fn pg_tables(url: &str) -> String {
 #[test]
 fn a_schema_1_database_is_upgraded_in_place_and_counts_on_exactly() {
     let Some(db) = pg_db() else { return };
-    assert_eq!(PG_SCHEMA, 3, "a new migration: take it back below too");
+    assert_eq!(PG_SCHEMA, 4, "a new migration: take it back below too");
     let reference = PgDb::create(&admin_url().unwrap());
     {
         let mut c = pg_connect(&reference.url);
@@ -1247,7 +1247,10 @@ fn a_schema_1_database_is_upgraded_in_place_and_counts_on_exactly() {
     assert_eq!(db.sql_i64("SELECT count(*) FROM day_keys"), open_days);
     // Migration 2 taken back: schema 1 as its binary left it.
     db.sql(
-        "DROP TABLE network_days; DROP TABLE facts_daily;
+        "ALTER TABLE visitors DROP COLUMN ranges, DROP COLUMN got, DROP COLUMN complete;
+         ALTER TABLE daily DROP COLUMN completed; ALTER TABLE days DROP COLUMN completion;
+         DELETE FROM dlcount_schema WHERE version = 4;
+         DROP TABLE network_days; DROP TABLE facts_daily;
          ALTER TABLE visitors DROP COLUMN class, DROP COLUMN country;
          DELETE FROM dlcount_schema WHERE version = 3;
          DROP TABLE server_daily; DROP TABLE servers;
@@ -1742,5 +1745,246 @@ backends! {
              /isos/a.iso,2026-11,downloads.example.org,1\n/isos/a.iso,2026-11,forum.example.net,1\n\
              /isos/a.iso,2026-11,www.google.com,4\n"
         );
+    };
+}
+
+/// A line of the `dlcount` format (`combined` and `"%{Content-Range}o"`)
+/// on 2026-11-`day` from `ip` at second `sec`.
+#[allow(clippy::too_many_arguments)]
+fn cr_line(
+    ip: &str,
+    day: u32,
+    sec: u32,
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes: u64,
+    range: &str,
+) -> String {
+    format!(
+        "{ip} - - [{day}/Nov/2026:10:00:{sec:02} +0100] \"{method} {path} HTTP/1.1\" {status} {bytes} \"-\" \"aria2/1.37.0\" \"{range}\"\n"
+    )
+}
+
+/// The issue's shapes of download of the 1,000-byte `/isos/c.iso`, as
+/// (client, lines): A tiles the file with four segments (complete); B's
+/// two overlapping ranges cover 60 % (not); C only asks HEAD (not); D
+/// aborted after 300 bytes (not); E resumed the same day (complete); F
+/// resumed the next day (neither day); G fetched a file that is not under
+/// the root (unknown).
+fn completion_lines() -> Vec<String> {
+    let c = "/isos/c.iso";
+    vec![
+        cr_line("192.0.2.1", 20, 1, "GET", c, 206, 250, "bytes 0-249/1000"),
+        cr_line("192.0.2.1", 20, 2, "GET", c, 206, 250, "bytes 250-499/1000"),
+        cr_line("192.0.2.1", 20, 3, "GET", c, 206, 250, "bytes 500-749/1000"),
+        cr_line("192.0.2.1", 20, 4, "GET", c, 206, 250, "bytes 750-999/1000"),
+        cr_line("192.0.2.2", 20, 5, "GET", c, 206, 400, "bytes 0-399/1000"),
+        cr_line("192.0.2.2", 20, 6, "GET", c, 206, 400, "bytes 200-599/1000"),
+        cr_line("192.0.2.3", 20, 7, "HEAD", c, 200, 300, "-"),
+        cr_line("192.0.2.4", 20, 8, "GET", c, 200, 300, "-"),
+        cr_line("192.0.2.5", 20, 9, "GET", c, 200, 300, "-"),
+        cr_line(
+            "192.0.2.5",
+            20,
+            10,
+            "GET",
+            c,
+            206,
+            700,
+            "bytes 300-999/1000",
+        ),
+        cr_line("192.0.2.6", 20, 11, "GET", c, 200, 300, "-"),
+        cr_line(
+            "192.0.2.6",
+            21,
+            12,
+            "GET",
+            c,
+            206,
+            700,
+            "bytes 300-999/1000",
+        ),
+        cr_line("192.0.2.7", 20, 13, "GET", "/isos/gone.iso", 200, 1000, "-"),
+    ]
+}
+
+impl Db {
+    /// `report ARGS…` parsed as JSON.
+    pub fn report_json(&self, args: &[&str]) -> Value {
+        self.report_with(args)
+    }
+
+    /// The 1,000-byte file of [`completion_lines`] under the root.
+    fn put_file(&self) {
+        let dir = self.site.root.join("isos");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("c.iso"), vec![7u8; 1000]).unwrap();
+    }
+}
+
+fn day_figures(downloads: u64, requests: u64, bytes: u64, completed: Option<u64>) -> Value {
+    json!({"downloads": downloads, "requests": requests, "bytes": bytes, "completed": completed})
+}
+
+/// What [`completion_lines`] give, per file and day.
+fn completion_days() -> Value {
+    json!({
+        "/isos/c.iso": {
+            "2026-11-20": day_figures(6, 11, 3700, Some(2)),
+            "2026-11-21": day_figures(1, 1, 700, Some(0)),
+        },
+        "/isos/gone.iso": {"2026-11-20": day_figures(1, 1, 1000, None)},
+    })
+}
+
+backends! {
+    completed_downloads_are_exact_in_any_order_and_source => |db: &Db| {
+        db.put_file();
+        let lines = completion_lines();
+        let fmt = ["--format", "dlcount"];
+        let want_months = json!({"/isos/c.iso": {"2026-11": 2}});
+        let (code, err) = db.pipe_all(lines.concat().as_bytes(), &fmt);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.report_json(&["--json", "--daily"]), completion_days());
+        assert_eq!(db.report_json(&["--json", "--completed"]), want_months);
+        // report --json is what it always was.
+        assert_eq!(
+            db.report_plain(),
+            json!({"/isos/c.iso": {"2026-11": 7}, "/isos/gone.iso": {"2026-11": 1}})
+        );
+        // Re-imported (with the root), nothing moves.
+        let root = db.site.root.to_str().unwrap().to_string();
+        let with_root = ["--format", "dlcount", "--root", root.as_str()];
+        let f = db.write("access.log", lines.concat().as_bytes());
+        for _ in 0..2 {
+            db.import_ok(&[&f], &with_root);
+            assert_eq!(db.report_json(&["--json", "--daily"]), completion_days());
+        }
+        // Reversed through the pipe, into a fresh database.
+        let other = Db::new(db.backend).unwrap();
+        other.put_file();
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = other.pipe_all(reversed.as_bytes(), &fmt);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(other.report_json(&["--json", "--daily"]), completion_days());
+        // One line per import (one transaction each), in a shuffled order.
+        let third = Db::new(db.backend).unwrap();
+        third.put_file();
+        let order = [7, 2, 12, 0, 9, 5, 3, 11, 1, 8, 4, 10, 6];
+        for (n, &i) in order.iter().enumerate() {
+            let f = third.write(&format!("l{n}.log"), lines[i].as_bytes());
+            third.import_ok(&[&f], &with_root);
+        }
+        assert_eq!(third.report_json(&["--json", "--daily"]), completion_days());
+        assert_eq!(third.report_json(&["--json", "--completed"]), want_months);
+        // The CSV and the table say unknown as such.
+        let out = db.cmd(&["report", "--completed", "--csv"]).output().unwrap();
+        assert_succeeded(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "path,month,downloads,completed\n/isos/c.iso,2026-11,7,2\n/isos/gone.iso,2026-11,1,\n"
+        );
+    };
+
+    an_import_without_a_root_knows_no_completion => |db: &Db| {
+        db.put_file();
+        let f = db.write("access.log", completion_lines().concat().as_bytes());
+        db.import_ok(&[&f], &["--format", "dlcount"]);
+        let mut want = completion_days();
+        want["/isos/c.iso"]["2026-11-20"]["completed"] = Value::Null;
+        want["/isos/c.iso"]["2026-11-21"]["completed"] = Value::Null;
+        assert_eq!(db.report_json(&["--json", "--daily"]), want);
+        assert_eq!(db.report_json(&["--json", "--completed"]), json!({}));
+        // The pipe with its root then knows the sizes: the ranges kept so
+        // far count, and each download completes once.
+        let (code, err) = db.pipe_all(completion_lines().concat().as_bytes(), &["--format", "dlcount"]);
+        assert_eq!(code, 0, "{err}");
+        let out = db.cmd(&["report", "--json", "--daily"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["/isos/c.iso"]["2026-11-20"]["completed"], json!(2));
+        assert_eq!(v["/isos/c.iso"]["2026-11-21"]["completed"], json!(0));
+    };
+
+    without_content_range_the_bytes_count_capped_and_head_never => |db: &Db| {
+        db.put_file();
+        let c = "/isos/c.iso";
+        // `combined`: no Content-Range. Two halves (complete by the bytes
+        // rule, even from one place: its documented limit), one 999-byte
+        // download (not), a HEAD of 1,000 bytes and 999 (not: HEAD covers
+        // nothing), a 1,300-byte %O of a whole file with headers (complete).
+        let lines = [
+            line("192.0.2.1", 20, 1, c, 200, 500),
+            line("192.0.2.1", 20, 2, c, 206, 500),
+            line("192.0.2.2", 20, 3, c, 200, 999),
+            format!("192.0.2.3 - - [20/Nov/2026:10:00:04 +0100] \"HEAD {c} HTTP/1.1\" 200 1000 \"-\" \"-\"\n"),
+            line("192.0.2.3", 20, 5, c, 206, 999),
+            line("192.0.2.4", 20, 6, c, 200, 1300),
+        ];
+        let (code, err) = db.pipe_all(lines.concat().as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            db.report_json(&["--json", "--daily"])["/isos/c.iso"]["2026-11-20"]["completed"],
+            json!(2)
+        );
+    };
+
+    completion_of_days_counted_before_the_upgrade_stays_unknown => |db: &Db| {
+        db.put_file();
+        let lines = completion_lines();
+        let fmt = ["--format", "dlcount"];
+        // Day 20 counted by a dlcount without completion: its first lines.
+        let (code, err) = db.pipe_all(lines[..5].concat().as_bytes(), &fmt);
+        assert_eq!(code, 0, "{err}");
+        // The schema before (SQLite 5, PostgreSQL 3), as its binary left it.
+        match db.backend {
+            Backend::Sqlite => db.sql(
+                "ALTER TABLE visitors DROP COLUMN ranges; ALTER TABLE visitors DROP COLUMN got;
+                 ALTER TABLE visitors DROP COLUMN complete; ALTER TABLE daily DROP COLUMN completed;
+                 ALTER TABLE days DROP COLUMN completion; PRAGMA user_version = 5;",
+            ),
+            Backend::Postgres => db.sql(
+                "ALTER TABLE visitors DROP COLUMN ranges, DROP COLUMN got, DROP COLUMN complete;
+                 ALTER TABLE daily DROP COLUMN completed; ALTER TABLE days DROP COLUMN completion;
+                 DELETE FROM dlcount_schema WHERE version = 4;",
+            ),
+        }
+        // The upgraded logger counts the rest: day 20 stays unknown (its
+        // downloads' earlier bytes were not kept), day 21 is known.
+        let (code, err) = db.pipe_all(lines[5..].concat().as_bytes(), &fmt);
+        assert_eq!(code, 0, "{err}");
+        let mut want = completion_days();
+        want["/isos/c.iso"]["2026-11-20"]["completed"] = Value::Null;
+        assert_eq!(db.report_json(&["--json", "--daily"]), want);
+        assert_eq!(db.report_json(&["--json", "--completed"]), json!({}));
+        match db.backend {
+            Backend::Sqlite => assert_eq!(db.sql_i64("PRAGMA user_version"), 6),
+            Backend::Postgres => {
+                assert_eq!(db.sql_i64("SELECT max(version) FROM dlcount_schema"), 4)
+            }
+        }
+    };
+
+    completion_moves_with_migrate_both_ways => |db: &Db| {
+        db.put_file();
+        let lines = completion_lines();
+        let fmt = ["--format", "dlcount"];
+        let old = Db::new(Backend::Sqlite).unwrap();
+        old.put_file();
+        // Half of each download's lines before the move, the rest after.
+        let (first, rest): (Vec<_>, Vec<_>) =
+            lines.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let first: String = first.into_iter().map(|(_, l)| l.clone()).collect();
+        let rest: String = rest.into_iter().map(|(_, l)| l.clone()).collect();
+        let (code, err) = old.pipe_all(first.as_bytes(), &fmt);
+        assert_eq!(code, 0, "{err}");
+        migrate(&old, db, &[]);
+        let (code, err) = db.pipe_all(rest.as_bytes(), &fmt);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.report_json(&["--json", "--daily"]), completion_days());
+        // And back into a fresh SQLite database.
+        let back = Db::new(Backend::Sqlite).unwrap();
+        migrate(db, &back, &[]);
+        assert_eq!(back.report_json(&["--json", "--daily"]), completion_days());
     };
 }

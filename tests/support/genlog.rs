@@ -89,21 +89,29 @@ pub struct Generated {
     /// "bot", "other"}}}`, from the kind of client the generator chose for
     /// each line (never from the text it wrote).
     pub answer_class: Value,
+    /// `report --json --completed` for a root holding every ISO at its
+    /// size: per download (client, file, day) the union of the ranges its
+    /// GET lines sent (a 200 from 0, a 206 from the first byte its
+    /// `Content-Range` names, the bytes it logged), complete when it
+    /// covers the file — from the generator's records, never the text.
+    pub answer_completed: Value,
 }
 
 /// Generates a whole log in memory (meant for tests, up to ~100k lines).
 pub fn generate(cfg: &GenConfig) -> Generated {
     let mut lines = Vec::new();
-    let (answer_detail, answer_plain, answer_class) = run(cfg, &mut |l: &[u8]| {
-        lines.push(l.to_vec());
-        Ok(())
-    })
-    .expect("writing to memory cannot fail");
+    let (answer_detail, answer_plain, answer_class, answer_completed) =
+        run(cfg, &mut |l: &[u8]| {
+            lines.push(l.to_vec());
+            Ok(())
+        })
+        .expect("writing to memory cannot fail");
     Generated {
         lines,
         answer_detail,
         answer_plain,
         answer_class,
+        answer_completed,
     }
 }
 
@@ -112,7 +120,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
 /// flight and the answer tallies, never the whole log.
 pub fn generate_to(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<(Value, Value)> {
     let mut w = io::BufWriter::with_capacity(1 << 17, out);
-    let (detail, plain, _) = run(cfg, &mut |l: &[u8]| {
+    let (detail, plain, _, _) = run(cfg, &mut |l: &[u8]| {
         w.write_all(l)?;
         w.write_all(b"\n")
     })?;
@@ -629,6 +637,8 @@ struct Hit<'a> {
     bytes: u64,
     referer: &'a str,
     ua: &'a str,
+    /// The `Content-Range` a 206 sent (first and last byte); `None`: `-`.
+    range: Option<(u64, u64)>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -652,6 +662,11 @@ struct Gen {
     seen: BTreeMap<i64, HashMap<(u128, u16), u8>>,
     /// Downloads per (file, day) and class ([`CLASSES`]) of dropped days.
     classes: HashMap<(u16, i64), [u64; 4]>,
+    /// The byte ranges each (client, file) download covered per day, as
+    /// `seen`; dropped days are folded into `completed`.
+    covers: Covers,
+    /// Completed downloads per (file, day) of dropped days.
+    completed: HashMap<(u16, i64), u64>,
     seen_floor: i64,
     day_prefix: Vec<Vec<u8>>,
     v4_next: u32,
@@ -663,7 +678,7 @@ struct Gen {
 
 type Sink<'s> = dyn FnMut(&[u8]) -> io::Result<()> + 's;
 
-fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value, Value)> {
+fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value, Value, Value)> {
     let mut g = Gen {
         rng: Rng(cfg.seed ^ 0x6C6F_6773_6765_6E21),
         start: cfg.start,
@@ -673,6 +688,8 @@ fn run(cfg: &GenConfig, sink: &mut Sink<'_>) -> io::Result<(Value, Value, Value)
         tally: HashMap::new(),
         seen: BTreeMap::new(),
         classes: HashMap::new(),
+        covers: BTreeMap::new(),
+        completed: HashMap::new(),
         seen_floor: 0,
         day_prefix: Vec::new(),
         v4_next: (cfg.seed as u32).wrapping_mul(0x9E37_79B9),
@@ -697,6 +714,31 @@ fn fold_classes(
     for (&day, downloads) in seen {
         for (&(_, file), &class) in downloads {
             classes.entry((file, day)).or_default()[usize::from(class)] += 1;
+        }
+    }
+}
+
+/// Per day, the byte ranges each (client, file) download's lines covered.
+type Covers = BTreeMap<i64, HashMap<(u128, u16), Vec<(u64, u64)>>>;
+
+/// Adds the downloads of `covers`' days whose ranges cover their file to
+/// `completed`: the union of the ranges, clipped to the size, reaches it.
+fn fold_completed(completed: &mut HashMap<(u16, i64), u64>, covers: &Covers) {
+    for (&day, downloads) in covers {
+        for (&(_, file), ranges) in downloads {
+            let size = iso_files()[usize::from(file)].size;
+            let mut r = ranges.clone();
+            r.sort_unstable();
+            let (mut covered, mut reach) = (0u64, 0u64);
+            for (s, e) in r {
+                let (s, e) = (s.max(reach).min(size), e.min(size));
+                if e > s {
+                    covered += e - s;
+                    reach = e;
+                }
+            }
+            let n = completed.entry((file, day)).or_default();
+            *n += u64::from(covered >= size);
         }
     }
 }
@@ -755,6 +797,9 @@ impl Gen {
             let keep = self.seen.split_off(&day);
             let gone = std::mem::replace(&mut self.seen, keep);
             fold_classes(&mut self.classes, &gone);
+            let keep = self.covers.split_off(&day);
+            let gone = std::mem::replace(&mut self.covers, keep);
+            fold_completed(&mut self.completed, &gone);
             self.seen_floor = day;
         }
     }
@@ -814,7 +859,22 @@ impl Gen {
                 let counted = matches!(method, "GET" | "HEAD") && matches!(h.status, 200 | 206);
                 if counted {
                     let class = ua_class(h.ua);
-                    self.count(c.key, file, h.start.div_euclid(DAY_MS), h.bytes, class);
+                    // What the line covers of the file (the completion
+                    // rule): a GET 200 from 0, a GET 206 from its range's
+                    // first byte, as many bytes as it logged; HEAD nothing.
+                    let cover = match (method, h.status, h.range) {
+                        ("GET", 200, _) => Some((0, h.bytes)),
+                        ("GET", 206, Some((first, _))) => Some((first, first + h.bytes)),
+                        _ => None,
+                    };
+                    self.count(
+                        c.key,
+                        file,
+                        h.start.div_euclid(DAY_MS),
+                        h.bytes,
+                        class,
+                        cover,
+                    );
                 }
             }
             Req::Text(t) => line.extend_from_slice(t.as_bytes()),
@@ -827,6 +887,15 @@ impl Gen {
         line.extend_from_slice(h.referer.as_bytes());
         line.extend_from_slice(b"\" \"");
         line.extend_from_slice(h.ua.as_bytes());
+        // `"%{Content-Range}o"`: the range a 206 sent, else `-`.
+        line.extend_from_slice(b"\" \"");
+        match (h.range, &h.req) {
+            (Some((first, last)), Req::Iso { file, .. }) => {
+                let size = iso_files()[*file].size;
+                line.extend_from_slice(format!("bytes {first}-{last}/{size}").as_bytes());
+            }
+            _ => line.push(b'-'),
+        }
         line.push(b'"');
         self.heap
             .push(Reverse((h.end.max(h.start), self.seq, line)));
@@ -834,7 +903,22 @@ impl Gen {
         self.lines_made += 1;
     }
 
-    fn count(&mut self, ip: u128, file: usize, day: i64, bytes: u64, class: u8) {
+    fn count(
+        &mut self,
+        ip: u128,
+        file: usize,
+        day: i64,
+        bytes: u64,
+        class: u8,
+        cover: Option<(u64, u64)>,
+    ) {
+        let ranges = self
+            .covers
+            .entry(day)
+            .or_default()
+            .entry((ip, file as u16))
+            .or_default();
+        ranges.extend(cover);
         let t = self.tally.entry((file as u16, day)).or_default();
         t.requests += 1;
         t.bytes += bytes;
@@ -885,7 +969,36 @@ impl Gen {
         Value::Object(out)
     }
 
-    fn answers(&self) -> (Value, Value, Value) {
+    /// `report --json --completed`: `{path: {"YYYY-MM": completed}}`, months
+    /// of none left out.
+    fn answer_completed(&self) -> Value {
+        let mut completed = self.completed.clone();
+        fold_completed(&mut completed, &self.covers);
+        let files = iso_files();
+        let mut by: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+        for (&(file, day), &n) in &completed {
+            let d = self.start + Days::new(day as u64);
+            let month = format!("{:04}-{:02}", d.year(), d.month());
+            *by.entry(files[file as usize].path)
+                .or_default()
+                .entry(month)
+                .or_default() += n;
+        }
+        let mut top = Map::new();
+        for (path, months) in by {
+            let m: Map<String, Value> = months
+                .into_iter()
+                .filter(|&(_, n)| n > 0)
+                .map(|(k, n)| (k, n.into()))
+                .collect();
+            if !m.is_empty() {
+                top.insert(path.to_owned(), Value::Object(m));
+            }
+        }
+        Value::Object(top)
+    }
+
+    fn answers(&self) -> (Value, Value, Value, Value) {
         let files = iso_files();
         let mut by: BTreeMap<&str, BTreeMap<String, Tally>> = BTreeMap::new();
         for (&(file, day), t) in &self.tally {
@@ -915,7 +1028,7 @@ impl Gen {
         }
         let detail = Value::Object(detail);
         let plain = plain_from_detail(&detail);
-        (detail, plain, self.answer_class())
+        (detail, plain, self.answer_class(), self.answer_completed())
     }
 
     // --- random choices ----------------------------------------------------
@@ -1044,6 +1157,7 @@ impl Gen {
         self.emit(
             c,
             Hit {
+                range: None,
                 start: t,
                 end,
                 user: "-",
@@ -1065,6 +1179,7 @@ impl Gen {
         self.emit(
             c,
             Hit {
+                range: None,
                 start: t,
                 end,
                 user: "-",
@@ -1078,6 +1193,21 @@ impl Gen {
     }
 
     fn iso_hit(&mut self, c: &Client, dl: &Dl<'_>, t: i64, end: i64, status: u16, bytes: u64) {
+        self.iso_hit_range(c, dl, t, end, status, bytes, None);
+    }
+
+    /// An ISO line whose `Content-Range` names `range` (first and last byte).
+    #[allow(clippy::too_many_arguments)]
+    fn iso_hit_range(
+        &mut self,
+        c: &Client,
+        dl: &Dl<'_>,
+        t: i64,
+        end: i64,
+        status: u16,
+        bytes: u64,
+        range: Option<(u64, u64)>,
+    ) {
         self.emit(
             c,
             Hit {
@@ -1094,6 +1224,7 @@ impl Gen {
                 bytes,
                 referer: dl.referer,
                 ua: dl.ua,
+                range,
             },
         );
     }
@@ -1131,13 +1262,14 @@ impl Gen {
                 method: "GET",
                 ..*dl
             };
-            self.iso_hit(
+            self.iso_hit_range(
                 c,
                 &resume,
                 s,
                 end,
                 206,
                 hdr_range(got, size - 1, size) + part,
+                Some((got, size - 1)),
             );
             got += part;
             if got == size {
@@ -1190,7 +1322,8 @@ impl Gen {
                 second + (i as i64) * 9
             };
             let end = s + Self::xfer_ms(len, speed);
-            self.iso_hit(c, dl, s, end, 206, hdr_range(first, last, size) + len);
+            let h = hdr_range(first, last, size) + len;
+            self.iso_hit_range(c, dl, s, end, 206, h, Some((first, last)));
             last_end = last_end.max(end);
         }
         last_end
@@ -1453,6 +1586,7 @@ impl Gen {
             self.emit(
                 &c,
                 Hit {
+                    range: None,
                     start: t,
                     end,
                     user: "-",
@@ -1476,6 +1610,7 @@ impl Gen {
             self.emit(
                 &c,
                 Hit {
+                    range: None,
                     start: t,
                     end,
                     user: "-",
@@ -1515,6 +1650,7 @@ impl Gen {
         let ua = BROWSER_UA[0];
         let e = t + 3;
         let hit = |start, end, user, req, status, bytes| Hit {
+            range: None,
             start,
             end,
             user,
@@ -1595,7 +1731,8 @@ impl Gen {
                 self.iso_hit(&c, &dl, t + 1_000, t + 600_000, 200, hdr_full(size_a) + cut);
                 let rest = size_a - cut;
                 let h = hdr_range(cut, size_a - 1, size_a) + rest;
-                self.iso_hit(&c, &dl, t + 2_700_000, t + 3_000_000, 206, h);
+                let range = Some((cut, size_a - 1));
+                self.iso_hit_range(&c, &dl, t + 2_700_000, t + 3_000_000, 206, h, range);
             }
             // aria2: eight equal ranges of B in one second; ranges whose
             // Content-Range has as many digits give identical lines (B +1 dl, 8 requests).
@@ -1654,6 +1791,7 @@ impl Gen {
                 let mut s = t;
                 for &(req, status, bytes) in SCANS {
                     let hit = Hit {
+                        range: None,
                         start: s,
                         end: s + 5,
                         user: "-",
@@ -1704,6 +1842,7 @@ impl Gen {
                     bytes: 526,
                     referer: "-",
                     ua: SCANNER_UA[2],
+                    range: None,
                 };
                 self.emit(&c, hit);
                 let f = iso_index("/isos/linuxvillage-24.04-arm64.iso");
@@ -1910,7 +2049,7 @@ mod tests {
         assert_eq!(
             text[0],
             "203.0.113.7 - - [30/Oct/2026:09:00:00 +0100] \"GET / HTTP/2.0\" 200 8653 \"-\" \
-             \"Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0\""
+             \"Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0\" \"-\""
         );
         let has = |s: &str| text.iter().any(|l| l.contains(s));
         assert!(has(
@@ -1936,13 +2075,17 @@ mod tests {
         // Lines longer than the 4 KiB atomic pipe write, one over 8 KiB.
         assert_eq!(g.lines.iter().filter(|l| l.len() > 4096).count(), 2);
         assert!(g.lines.iter().any(|l| l.len() > 8192));
-        // The segmented download wrote byte-identical lines.
-        let aria: Vec<&String> = text
+        // The segmented download wrote lines identical but for their
+        // Content-Range (which is not part of a line's identity), and its
+        // ranges tile the file.
+        let aria: Vec<&str> = text
             .iter()
             .filter(|l| l.starts_with("2001:db8::5 "))
+            .map(|l| &l[..l.rfind(" \"bytes ").unwrap()])
             .collect();
         assert_eq!(aria.len(), 8);
         assert!((0..8).any(|i| (i + 1..8).any(|j| aria[i] == aria[j])));
+        assert!(has("\" \"bytes 0-"));
     }
 
     #[test]

@@ -25,15 +25,21 @@
 //! 8. `facts_daily`: one upsert of the moves of the downloads' facts
 //!    (`store::facts`), computed from the rows read in 5; `network_days`:
 //!    one upsert OR-ing the words that gain bits;
-//! 9. [the mark], COMMIT.
+//! 9. [completion]: the rows of the downloads whose lines cover bytes (one
+//!    SELECT), [their changed rows (one UPDATE … FROM unnest)], [the
+//!    file-days' completed downloads (one UPDATE … FROM unnest)];
+//! 10. [the mark], COMMIT.
 //!
 //! Under the day locks a row's existence cannot change between the SELECT
 //! and the COPY, so the new rows need no ON CONFLICT: a conflict would mean
 //! the lock discipline was broken, and fails the transaction (retried).
 
 use super::{PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
+use crate::coverage::{ByteRanges, LineCover};
 use crate::keys::{DayKey, KeyHasher};
-use crate::store::dedup::{line_keys, BatchAccount, LineAgg, SeenLine, SCHEMA1_IDENTITY};
+use crate::store::dedup::{
+    line_keys, BatchAccount, HeldCover, LineAgg, SeenLine, SCHEMA1_IDENTITY,
+};
 use crate::store::facts::{gathered, settle, Brought, Held};
 use crate::store::{ApplyStats, Mark, Origin};
 use crate::tally::Batch;
@@ -87,6 +93,9 @@ pub struct Statements {
     facts_upsert: Statement,
     networks_upsert: Statement,
     mark_upsert: Statement,
+    cover_read: Statement,
+    cover_update: Statement,
+    completed_update: Statement,
 }
 
 impl Statements {
@@ -96,11 +105,11 @@ impl Statements {
             lock_shared: p("SELECT pg_advisory_xact_lock_shared($1, $2)")?,
             meta_read: p("SELECT name, value FROM meta WHERE name IN ('secret', 'generation')")?,
             lock_days: p("SELECT pg_advisory_xact_lock($1, d) FROM unnest($2::int4[]) AS d")?,
-            days_read: p("SELECT d.day, d.closed, d.identity, k.key
+            days_read: p("SELECT d.day, d.closed, d.identity, k.key, d.completion
                             FROM days d LEFT JOIN day_keys k ON k.day = d.day
                            WHERE d.day = ANY($1::int8[])")?,
-            days_insert: p("INSERT INTO days(day, touched, identity)
-                            SELECT d, $2, i FROM unnest($1::int8[], $3::int8[]) AS u(d, i)")?,
+            days_insert: p("INSERT INTO days(day, touched, identity, completion)
+                            SELECT d, $2, i, true FROM unnest($1::int8[], $3::int8[]) AS u(d, i)")?,
             days_touch: p("UPDATE days SET touched = $2 WHERE day = ANY($1::int8[])")?,
             keys_insert: p("INSERT INTO day_keys(day, key)
                             SELECT * FROM unnest($1::int8[], $2::bytea[])")?,
@@ -187,6 +196,21 @@ impl Statements {
                                 ON CONFLICT (day, word) DO UPDATE SET bits = t.bits | excluded.bits")?,
             mark_upsert: p("INSERT INTO meta(name, value) VALUES ($1, $2)
                             ON CONFLICT (name) DO UPDATE SET value = excluded.value")?,
+            cover_read: p("SELECT v.day, v.key, v.ranges, v.got, v.complete
+                             FROM unnest($1::int8[], $2::int8[]) AS u(day, key)
+                             JOIN visitors v ON v.day = u.day AND v.key = u.key")?,
+            cover_update: p(
+                "UPDATE visitors v SET ranges = u.ranges, got = u.got, complete = u.complete
+                   FROM unnest($1::int8[], $2::int8[], $3::bytea[], $4::int8[], $5::bool[])
+                        AS u(day, key, ranges, got, complete)
+                  WHERE v.day = u.day AND v.key = u.key",
+            )?,
+            completed_update: p(concat!(
+                "UPDATE daily t SET completed = ",
+                sat_add!("coalesce(t.completed, 0)", "u.n"),
+                " FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS u(f, d, n)
+                  WHERE t.file_id = u.f AND t.day = u.d"
+            ))?,
         })
     }
 }
@@ -197,6 +221,8 @@ struct DayState {
     identity: i64,
     closed: bool,
     key: Option<DayKey>,
+    /// `days.completion`: the day keeps its downloads' completion.
+    completion: bool,
 }
 
 /// One counted hit's stored keys (after re-keying with its day's key).
@@ -213,6 +239,7 @@ struct Keyed<'b> {
     facts: Brought,
     /// Its Referer's host (`referer::host_part`, as logged); empty: direct.
     referer: &'b [u8],
+    cover: LineCover,
 }
 
 /// Arrays of `seen_lines` rows for unnest.
@@ -336,6 +363,7 @@ impl PostgresStore {
                         identity: i64::from(bits),
                         closed: false,
                         key: None,
+                        completion: true,
                     });
             }
         }
@@ -380,6 +408,7 @@ impl PostgresStore {
                     .ok_or_else(|| anyhow!("day {day} was not asked for"))?;
                 state.closed = r.get(1);
                 state.identity = r.get(2);
+                state.completion = r.get(4);
                 if let Some(k) = r.get::<_, Option<Vec<u8>>>(3) {
                     let raw = <[u8; 32]>::try_from(k.as_slice())
                         .map_err(|_| anyhow!("corrupt key of day {day}"))?;
@@ -458,6 +487,7 @@ impl PostgresStore {
                     bytes: i64::try_from(h.bytes).unwrap_or(i64::MAX),
                     facts: crate::store::facts::brought(&h.facts, batch.facts_missing),
                     referer: batch.referer_host(h),
+                    cover: h.cover,
                 });
             }
         }
@@ -484,6 +514,7 @@ impl PostgresStore {
                     l.copies += 1;
                     l.bytes = l.bytes.saturating_add(k.bytes);
                     l.facts = l.facts.join(k.facts);
+                    l.cover(&k.cover);
                 }
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(lines.len());
@@ -502,7 +533,11 @@ impl PostgresStore {
                         } else {
                             crate::referer::host_label(k.referer).into_bytes()
                         },
+                        ranges: ByteRanges::new(),
+                        unplaced: false,
+                        size: None,
                     });
+                    lines.last_mut().expect("pushed").cover(&k.cover);
                 }
             }
         }
@@ -697,6 +732,75 @@ impl PostgresStore {
             }
             let [a, b, c, d, e] = &cols;
             tx.execute(&st.daily_upsert, &[a, b, c, d, e])?;
+        }
+
+        // 6b. Completion, as SQLite's step 4b: under the day locks, so a
+        //     download becomes complete in one transaction only, and its
+        //     file-day's `completed` goes up once.
+        {
+            let covering: Vec<(i32, i64)> = visitor_order
+                .iter()
+                .copied()
+                .filter(|k| {
+                    let v = &visitors[k];
+                    days.get(&k.0).is_some_and(|d| d.completion)
+                        && !(v.ranges.is_empty() && v.unplaced == 0 && v.size.is_none())
+                })
+                .collect();
+            let mut completed: BTreeMap<(i64, i32), i64> = BTreeMap::new();
+            if !covering.is_empty() {
+                let ds: Vec<i64> = covering.iter().map(|k| i64::from(k.0)).collect();
+                let ks: Vec<i64> = covering.iter().map(|k| k.1).collect();
+                let mut held: HashMap<(i32, i64), HeldCover> = HashMap::default();
+                for r in tx.query(&st.cover_read, &[&ds, &ks])? {
+                    let day = i32::try_from(r.get::<_, i64>(0))?;
+                    let ranges = match r.get::<_, Option<Vec<u8>>>(2) {
+                        Some(b) => ByteRanges::from_bytes(&b).ok_or_else(|| {
+                            anyhow!("corrupt byte ranges of a download of day {day}")
+                        })?,
+                        None => ByteRanges::new(),
+                    };
+                    held.insert(
+                        (day, r.get(1)),
+                        HeldCover {
+                            ranges,
+                            got: r.get(3),
+                            complete: r.get(4),
+                        },
+                    );
+                }
+                let (mut ud, mut uk, mut ur, mut ug, mut uc) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for key in &covering {
+                    let Some(was) = held.get(key) else {
+                        continue;
+                    };
+                    let v = &visitors[key];
+                    let (now, became) = was.after(v);
+                    if now != *was {
+                        ud.push(i64::from(key.0));
+                        uk.push(key.1);
+                        ur.push((!now.ranges.is_empty()).then(|| now.ranges.to_bytes()));
+                        ug.push(now.got);
+                        uc.push(now.complete);
+                    }
+                    if v.size.is_some() {
+                        *completed.entry((v.file_id, key.0)).or_default() += i64::from(became);
+                    }
+                }
+                if !ud.is_empty() {
+                    tx.execute(&st.cover_update, &[&ud, &uk, &ur, &ug, &uc])?;
+                }
+            }
+            if !completed.is_empty() {
+                let (mut fs, mut ds, mut ns) = (Vec::new(), Vec::new(), Vec::new());
+                for ((file_id, day), n) in &completed {
+                    fs.push(*file_id);
+                    ds.push(i64::from(*day));
+                    ns.push(*n);
+                }
+                tx.execute(&st.completed_update, &[&fs, &ds, &ns])?;
+            }
         }
 
         // 7. Per server and day figures.

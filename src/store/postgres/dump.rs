@@ -62,7 +62,7 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
             .ok_or_else(|| anyhow!("{shown}: figures of unknown server {id}"))
     };
     for r in tx.query(
-        "SELECT d.day, d.touched, d.closed, d.identity, k.key FROM days d
+        "SELECT d.day, d.touched, d.closed, d.identity, k.key, d.completion FROM days d
          LEFT JOIN day_keys k ON k.day = d.day ORDER BY d.day",
         &[],
     )? {
@@ -79,6 +79,7 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
             touched: r.get(1),
             closed: r.get(2),
             identity: r.get(3),
+            completion: r.get(5),
             key,
         });
     }
@@ -102,7 +103,8 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
         });
     }
     for r in tx.query(
-        "SELECT day, key, file_id, requests, bytes, run, servers, class, country
+        "SELECT day, key, file_id, requests, bytes, run, servers, class, country,
+                ranges, got, complete
            FROM visitors ORDER BY day, key",
         &[],
     )? {
@@ -123,6 +125,9 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
             servers,
             class: r.get(7),
             country: r.get(8),
+            ranges: r.get(9),
+            got: r.get(10),
+            complete: r.get(11),
         });
     }
     for r in tx.query(
@@ -148,7 +153,7 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
         });
     }
     for r in tx.query(
-        "SELECT file_id, day, downloads, requests, bytes FROM daily ORDER BY file_id, day",
+        "SELECT file_id, day, downloads, requests, bytes, completed FROM daily ORDER BY file_id, day",
         &[],
     )? {
         dump.daily.push(FigureRow {
@@ -157,6 +162,7 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
             downloads: r.get(2),
             requests: r.get(3),
             bytes: r.get(4),
+            completed: r.get(5),
         });
     }
     for r in tx.query(
@@ -169,6 +175,7 @@ pub fn export(tx: &mut Transaction<'_>, shown: &str) -> Result<Dump> {
             downloads: r.get(2),
             requests: r.get(3),
             bytes: r.get(4),
+            completed: None,
         });
     }
     for r in tx.query(
@@ -239,10 +246,11 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
     let touched: Vec<i64> = dump.days.iter().map(|d| d.touched).collect();
     let closed: Vec<bool> = dump.days.iter().map(|d| d.closed).collect();
     let identity: Vec<i64> = dump.days.iter().map(|d| d.identity).collect();
+    let completion: Vec<bool> = dump.days.iter().map(|d| d.completion).collect();
     tx.execute(
-        "INSERT INTO days(day, touched, closed, identity)
-         SELECT * FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::int8[])",
-        &[&days, &touched, &closed, &identity],
+        "INSERT INTO days(day, touched, closed, identity, completion)
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::int8[], $5::bool[])",
+        &[&days, &touched, &closed, &identity, &completion],
     )?;
     let (key_days, keys): (Vec<i64>, Vec<Vec<u8>>) = dump
         .days
@@ -304,6 +312,17 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
                 $6::int8[], $7::int8[], $8::int8[], $9::int8[])",
             &[a, b, c, d, e, f, g, h, i],
         )?;
+        let ranges: Vec<Option<&[u8]>> =
+            dump.visitors.iter().map(|v| v.ranges.as_deref()).collect();
+        let got: Vec<i64> = dump.visitors.iter().map(|v| v.got).collect();
+        let complete: Vec<bool> = dump.visitors.iter().map(|v| v.complete).collect();
+        tx.execute(
+            "UPDATE visitors v SET ranges = u.ranges, got = u.got, complete = u.complete
+               FROM unnest($1::int8[], $2::int8[], $3::bytea[], $4::int8[], $5::bool[])
+                    AS u(day, key, ranges, got, complete)
+              WHERE v.day = u.day AND v.key = u.key",
+            &[a, b, &ranges, &got, &complete],
+        )?;
     }
     {
         let files: Vec<i64> = dump.facts.iter().map(|f| f.file as i64 + 1).collect();
@@ -351,6 +370,15 @@ pub fn write(tx: &mut Transaction<'_>, dump: &Dump, shown: &str) -> Result<i64> 
             ),
             &[a, b, c, d, e],
         )?;
+        if table == "daily" {
+            let completed: Vec<Option<i64>> = rows.iter().map(|f| f.completed).collect();
+            tx.execute(
+                "UPDATE daily t SET completed = u.c
+                   FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS u(f, d, c)
+                  WHERE t.file_id = u.f AND t.day = u.d",
+                &[a, b, &completed],
+            )?;
+        }
     }
     let files: Vec<i64> = dump.legacy.iter().map(|l| l.file as i64 + 1).collect();
     let months: Vec<&str> = dump.legacy.iter().map(|l| l.month.as_str()).collect();

@@ -159,6 +159,17 @@ impl PostgresStore {
     }
 
     /// Connects to an existing dlcount database for reading (report, render).
+    /// `daily.completed`, or `NULL::int8` (unknown) in a database of a
+    /// schema before migration 4 that a reader opened (reading never upgrades).
+    fn completed_column(&self) -> Result<&'static str> {
+        let version = schema::version_now(&mut *self.read_client()?)?;
+        Ok(if version >= 4 {
+            "d.completed"
+        } else {
+            "NULL::int8"
+        })
+    }
+
     pub fn open_read(pg: &PgTarget) -> Result<PostgresStore> {
         let target = connect::Target::new(pg)?;
         let mut client = target.connect()?;
@@ -443,12 +454,15 @@ impl Backend for PostgresStore {
 
     /// Every figure in one query: per file and day, and the legacy months.
     fn monthly(&self) -> Result<Vec<MonthRow>> {
+        let completed = self.completed_column()?;
         let rows = self.read_client()?.query(
-            "SELECT f.path, d.day, NULL::text, d.downloads, d.requests, d.bytes
-               FROM daily d JOIN files f ON f.id = d.file_id
-             UNION ALL
-             SELECT f.path, NULL::int8, l.month, l.downloads, NULL::int8, NULL::int8
-               FROM legacy l JOIN files f ON f.id = l.file_id",
+            &format!(
+                "SELECT f.path, d.day, NULL::text, d.downloads, d.requests, d.bytes, {completed}
+                   FROM daily d JOIN files f ON f.id = d.file_id
+                 UNION ALL
+                 SELECT f.path, NULL::int8, l.month, l.downloads, NULL::int8, NULL::int8, NULL::int8
+                   FROM legacy l JOIN files f ON f.id = l.file_id"
+            ),
             &[],
         )?;
         let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
@@ -465,16 +479,18 @@ impl Backend for PostgresStore {
                     e.downloads = e.downloads.saturating_add(figure(3));
                     e.requests = e.requests.saturating_add(figure(4));
                     e.bytes = e.bytes.saturating_add(figure(5));
+                    e.add_completed(r.get::<_, Option<i64>>(6).map(self::figure));
                 }
                 None => legacy.push((path, r.get(2), figure(3))),
             }
         }
         // After every counted day, as SQLite: max(legacy, counted).
         for (path, month, n) in legacy {
+            let counted = acc.contains_key(&(path.clone(), month.clone()));
             let e = acc
                 .entry((path.clone(), month.clone()))
                 .or_insert_with(|| MonthRow::empty(path, month));
-            e.downloads = e.downloads.max(n);
+            e.merge_legacy(n, counted);
         }
         Ok(acc.into_values().collect())
     }
@@ -506,9 +522,13 @@ impl Backend for PostgresStore {
     }
 
     fn daily(&self) -> Result<Vec<FileDayRow>> {
+        let completed = self.completed_column()?;
         let rows = self.read_client()?.query(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes
-               FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path COLLATE \"C\", d.day",
+            &format!(
+                "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {completed}
+                   FROM daily d JOIN files f ON f.id = d.file_id
+                  ORDER BY f.path COLLATE \"C\", d.day"
+            ),
             &[],
         )?;
         rows.iter()
@@ -519,6 +539,7 @@ impl Backend for PostgresStore {
                     downloads: figure(r.get(2)),
                     requests: figure(r.get(3)),
                     bytes: figure(r.get(4)),
+                    completed: r.get::<_, Option<i64>>(5).map(figure),
                 })
             })
             .collect()

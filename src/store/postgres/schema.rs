@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_create.sql")),
     (2, include_str!("migrations/0002_servers.sql")),
     (3, include_str!("migrations/0003_facts.sql")),
+    (4, include_str!("migrations/0004_completed.sql")),
 ];
 
 /// The schema version this binary writes.

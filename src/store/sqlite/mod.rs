@@ -31,7 +31,9 @@
 //! Schema versions live in `PRAGMA user_version`; the DDL of each version is
 //! in `migrations/`, applied in place by `init_schema`.
 
-use super::dedup::{line_keys, server_bit, BatchAccount, LineAgg, SeenLine, SCHEMA1_IDENTITY};
+use super::dedup::{
+    line_keys, server_bit, BatchAccount, HeldCover, LineAgg, SeenLine, SCHEMA1_IDENTITY,
+};
 use super::facts::{gathered, settle, Held};
 use super::migrate::{
     DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
@@ -41,6 +43,7 @@ use super::{
     ServerMonthRow,
 };
 use crate::classify::path_key;
+use crate::coverage::ByteRanges;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
 use anyhow::{bail, Context, Result};
@@ -101,7 +104,7 @@ pub mod lock_wait {
 }
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// A day is purged only if no line touched it for this long, so a purge never
 /// closes a day an import is still working through.
@@ -111,6 +114,7 @@ const PURGE_GRACE_SECS: i64 = 3600;
 const SCHEMA: &str = include_str!("migrations/v3_create.sql");
 const V4: &str = include_str!("migrations/v4_from_v3.sql");
 const V5: &str = include_str!("migrations/v5_from_v4.sql");
+const V6: &str = include_str!("migrations/v6_from_v5.sql");
 
 /// SQL for `a + b` saturating at `i64::MAX` (and, for a negative `b`, at 0:
 /// no figure is negative). `a` is a stored figure (never negative), `b` the
@@ -163,6 +167,9 @@ struct DayState {
     closed: bool,
     /// The day's key (`day_keys`); `None` only for a closed day.
     key: Option<DayKey>,
+    /// `days.completion`: its downloads' completion is kept (a day first
+    /// counted at schema 6 or later).
+    completion: bool,
 }
 
 /// The most servers one database knows: a visitor row keeps its servers
@@ -254,6 +261,15 @@ impl SqliteStore {
         })
     }
 
+    /// `daily.completed`, or `NULL` (unknown) in a database of a schema
+    /// before it that a reader opened (reading never upgrades).
+    fn completed_column(&self) -> Result<&'static str> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        Ok(if version >= 6 { "d.completed" } else { "NULL" })
+    }
+
     fn init_schema(&mut self) -> Result<()> {
         let tx = self
             .conn
@@ -284,6 +300,7 @@ impl SqliteStore {
             tx.execute_batch("PRAGMA user_version=3")?;
             tx.execute_batch(V4)?;
             tx.execute_batch(V5)?;
+            tx.execute_batch(V6)?;
         }
         if version == 1 {
             // Schema 1 hashed the bytes into a line's identity and knew no
@@ -300,6 +317,9 @@ impl SqliteStore {
         }
         if (1..=4).contains(&version) {
             tx.execute_batch(V5)?;
+        }
+        if (1..=5).contains(&version) {
+            tx.execute_batch(V6)?;
         }
         let secret: Vec<u8> =
             tx.query_row("SELECT value FROM meta WHERE name='secret'", [], |r| {
@@ -366,27 +386,36 @@ impl SqliteStore {
                         identity: i64::from(bits),
                         closed: false,
                         key: None,
+                        completion: true,
                     });
             }
         }
         if !days.is_empty() {
             let now = chrono::Utc::now().timestamp();
             let mut select =
-                tx.prepare_cached("SELECT closed, identity FROM days WHERE day = ?1")?;
-            let mut insert =
-                tx.prepare_cached("INSERT INTO days(day, touched, identity) VALUES(?1, ?2, ?3)")?;
+                tx.prepare_cached("SELECT closed, identity, completion FROM days WHERE day = ?1")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO days(day, touched, identity, completion) VALUES(?1, ?2, ?3, 1)",
+            )?;
             let mut touch = tx.prepare_cached("UPDATE days SET touched = ?2 WHERE day = ?1")?;
             let mut select_key = tx.prepare_cached("SELECT key FROM day_keys WHERE day = ?1")?;
             let mut insert_key =
                 tx.prepare_cached("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
             for (&day, state) in days.iter_mut() {
                 match select
-                    .query_row([day], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?)))
+                    .query_row([day], |r| {
+                        Ok((
+                            r.get::<_, bool>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, bool>(2)?,
+                        ))
+                    })
                     .optional()?
                 {
-                    Some((closed, identity)) => {
+                    Some((closed, identity, completion)) => {
                         state.identity = identity;
                         state.closed = closed;
+                        state.completion = completion;
                         if !closed {
                             touch.execute(params![day, now])?;
                         }
@@ -473,6 +502,7 @@ impl SqliteStore {
                         l.copies += 1;
                         l.bytes = l.bytes.saturating_add(bytes);
                         l.facts = l.facts.join(facts);
+                        l.cover(&h.cover);
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(lines.len());
@@ -487,7 +517,11 @@ impl SqliteStore {
                             schema1,
                             facts,
                             referer: referer_label(batch.referer_host(h)),
+                            ranges: Default::default(),
+                            unplaced: false,
+                            size: None,
                         });
+                        lines.last_mut().expect("pushed").cover(&h.cover);
                     }
                 }
             }
@@ -671,6 +705,57 @@ impl SqliteStore {
             }
         }
 
+        // 4b. Completion (see `coverage`): each download of a day that keeps
+        //     it takes its lines' ranges and unplaced bytes into its row; one
+        //     that becomes complete adds one to its file-day's `completed`,
+        //     once (`complete` only turns on). A file-day whose size a line
+        //     knew has a `completed` (0 or more); else it stays unknown.
+        let mut completed: BTreeMap<(i64, i32), i64> = BTreeMap::new();
+        {
+            let mut select = tx.prepare_cached(
+                "SELECT ranges, got, complete FROM visitors WHERE day = ?1 AND key = ?2",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE visitors SET ranges = ?3, got = ?4, complete = ?5 WHERE day = ?1 AND key = ?2",
+            )?;
+            for key in &visitor_order {
+                let v = &visitors[key];
+                if !days.get(&key.0).is_some_and(|d| d.completion) {
+                    continue;
+                }
+                if v.ranges.is_empty() && v.unplaced == 0 && v.size.is_none() {
+                    continue;
+                }
+                let Some(was) = select
+                    .query_row(params![key.0, key.1], |r| {
+                        let ranges: Option<Vec<u8>> = r.get(0)?;
+                        Ok((ranges, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                let was = HeldCover {
+                    ranges: match was.0 {
+                        Some(b) => ByteRanges::from_bytes(&b).with_context(|| {
+                            format!("corrupt byte ranges of a download of day {}", key.0)
+                        })?,
+                        None => ByteRanges::new(),
+                    },
+                    got: was.1,
+                    complete: was.2,
+                };
+                let (now, became) = was.after(v);
+                if now != was {
+                    let ranges = (!now.ranges.is_empty()).then(|| now.ranges.to_bytes());
+                    update.execute(params![key.0, key.1, ranges, now.got, now.complete])?;
+                }
+                if v.size.is_some() {
+                    *completed.entry((v.file_id, key.0)).or_default() += i64::from(became);
+                }
+            }
+        }
+
         // 5. Per file and day figures.
         {
             let mut st = tx.prepare_cached(concat!(
@@ -684,6 +769,17 @@ impl SqliteStore {
             ))?;
             for ((file_id, day), (dl, rq, by)) in &daily {
                 st.execute(params![file_id, day, dl, rq, by])?;
+            }
+        }
+
+        // 5b. Completed downloads per file and day (see 4b), now that every
+        //     file-day of the batch has its `daily` row.
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE daily SET completed = coalesce(completed, 0) + ?3 WHERE file_id = ?1 AND day = ?2",
+            )?;
+            for ((file_id, day), n) in &completed {
+                st.execute(params![file_id, day, n])?;
             }
         }
 
@@ -876,9 +972,11 @@ impl Backend for SqliteStore {
     /// Per file and month figures, downloads merged with legacy months.
     fn monthly(&self) -> Result<Vec<MonthRow>> {
         let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
-        let mut st = self.conn.prepare(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes FROM daily d JOIN files f ON f.id = d.file_id",
-        )?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {}
+               FROM daily d JOIN files f ON f.id = d.file_id",
+            self.completed_column()?
+        ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let path: String = r.get(0)?;
@@ -889,6 +987,7 @@ impl Backend for SqliteStore {
             e.downloads = e.downloads.saturating_add(figure(r.get_ref(2)?));
             e.requests = e.requests.saturating_add(figure(r.get_ref(3)?));
             e.bytes = e.bytes.saturating_add(figure(r.get_ref(4)?));
+            e.add_completed(optional_figure(r.get_ref(5)?));
         }
         let mut st = self.conn.prepare(
             "SELECT f.path, l.month, l.downloads FROM legacy l JOIN files f ON f.id = l.file_id",
@@ -898,10 +997,11 @@ impl Backend for SqliteStore {
             let path: String = r.get(0)?;
             let month: String = r.get(1)?;
             let n = figure(r.get_ref(2)?);
+            let counted = acc.contains_key(&(path.clone(), month.clone()));
             let e = acc
                 .entry((path.clone(), month.clone()))
                 .or_insert_with(|| MonthRow::empty(path, month));
-            e.downloads = e.downloads.max(n);
+            e.merge_legacy(n, counted);
         }
         Ok(acc.into_values().collect())
     }
@@ -933,10 +1033,11 @@ impl Backend for SqliteStore {
     }
 
     fn daily(&self) -> Result<Vec<FileDayRow>> {
-        let mut st = self.conn.prepare(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes
+        let mut st = self.conn.prepare(&format!(
+            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {}
                FROM daily d JOIN files f ON f.id = d.file_id ORDER BY f.path, d.day",
-        )?;
+            self.completed_column()?
+        ))?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -946,6 +1047,7 @@ impl Backend for SqliteStore {
                 downloads: figure(r.get_ref(2)?),
                 requests: figure(r.get_ref(3)?),
                 bytes: figure(r.get_ref(4)?),
+                completed: optional_figure(r.get_ref(5)?),
             });
         }
         Ok(out)
@@ -1242,7 +1344,7 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     };
     for row in conn
         .prepare(
-            "SELECT d.day, d.touched, d.closed, d.identity, k.key FROM days d
+            "SELECT d.day, d.touched, d.closed, d.identity, k.key, d.completion FROM days d
              LEFT JOIN day_keys k ON k.day = d.day ORDER BY d.day",
         )?
         .query_map([], |r| {
@@ -1252,10 +1354,11 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 r.get(2)?,
                 r.get(3)?,
                 r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, bool>(5)?,
             ))
         })?
     {
-        let (day, touched, closed, identity, key) = row?;
+        let (day, touched, closed, identity, key, completion) = row?;
         let key = match key {
             Some(k) => Some(
                 <[u8; 32]>::try_from(k.as_slice())
@@ -1268,6 +1371,7 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
             touched,
             closed,
             identity,
+            completion,
             key,
         });
     }
@@ -1296,7 +1400,8 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     }
     for row in conn
         .prepare(
-            "SELECT day, key, file_id, requests, bytes, run, servers, class, country
+            "SELECT day, key, file_id, requests, bytes, run, servers, class, country,
+                ranges, got, complete
              FROM visitors ORDER BY day, key",
         )?
         .query_map([], |r| {
@@ -1306,10 +1411,16 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 r.get::<_, i64>(2)?,
                 [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
                 [r.get::<_, i64>(7)?, r.get(8)?],
+                (
+                    r.get::<_, Option<Vec<u8>>>(9)?,
+                    r.get::<_, i64>(10)?,
+                    r.get::<_, bool>(11)?,
+                ),
             ))
         })?
     {
-        let (day, key, file_id, [requests, bytes, run, ids], [class, country]) = row?;
+        let (day, key, file_id, [requests, bytes, run, ids], [class, country], cover) = row?;
+        let (ranges, got, complete) = cover;
         let mut servers = 0i64;
         for (&id, &i) in &server_of {
             if ids & server_bit(id) != 0 {
@@ -1326,6 +1437,9 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
             servers,
             class,
             country,
+            ranges,
+            got,
+            complete,
         });
     }
     for row in conn
@@ -1365,7 +1479,8 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
     }
     for (table, column) in [("daily", "file_id"), ("server_daily", "server_id")] {
         let mut st = conn.prepare(&format!(
-            "SELECT {column}, day, downloads, requests, bytes FROM {table} ORDER BY {column}, day"
+            "SELECT {column}, day, downloads, requests, bytes, {} FROM {table} ORDER BY {column}, day",
+            if table == "daily" { "completed" } else { "NULL" }
         ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -1380,6 +1495,7 @@ fn export_from(conn: &Connection, path: &Path) -> Result<Dump> {
                 downloads: r.get(2)?,
                 requests: r.get(3)?,
                 bytes: r.get(4)?,
+                completed: r.get(5)?,
             };
             if table == "daily" {
                 dump.daily.push(row);
@@ -1470,11 +1586,18 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
     for (i, s) in dump.servers.iter().enumerate() {
         st.execute(params![i as i64 + 1, s])?;
     }
-    let mut st =
-        tx.prepare("INSERT INTO days(day, touched, closed, identity) VALUES(?1, ?2, ?3, ?4)")?;
+    let mut st = tx.prepare(
+        "INSERT INTO days(day, touched, closed, identity, completion) VALUES(?1, ?2, ?3, ?4, ?5)",
+    )?;
     let mut key_st = tx.prepare("INSERT INTO day_keys(day, key) VALUES(?1, ?2)")?;
     for d in &dump.days {
-        st.execute(params![d.day, d.touched, d.closed, d.identity])?;
+        st.execute(params![
+            d.day,
+            d.touched,
+            d.closed,
+            d.identity,
+            d.completion
+        ])?;
         if let Some(k) = &d.key {
             key_st.execute(params![d.day, &k[..]])?;
         }
@@ -1498,8 +1621,9 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
         ])?;
     }
     let mut st = tx.prepare(
-        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO visitors(day, key, file_id, requests, bytes, run, servers, class, country,
+            ranges, got, complete)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for v in &dump.visitors {
         st.execute(params![
@@ -1511,7 +1635,10 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
             v.run,
             v.servers,
             v.class,
-            v.country
+            v.country,
+            v.ranges,
+            v.got,
+            v.complete
         ])?;
     }
     let mut st = tx.prepare(
@@ -1529,16 +1656,29 @@ fn write_dump(tx: &rusqlite::Transaction<'_>, dump: &Dump, path: &Path) -> Resul
         ("server_daily", "server_id", &dump.server_daily),
     ] {
         let mut st = tx.prepare(&format!(
-            "INSERT INTO {table}({column}, day, downloads, requests, bytes) VALUES(?1, ?2, ?3, ?4, ?5)"
+            "INSERT INTO {table}({column}, day, downloads, requests, bytes{}) VALUES(?1, ?2, ?3, ?4, ?5{})",
+            if table == "daily" { ", completed" } else { "" },
+            if table == "daily" { ", ?6" } else { "" },
         ))?;
         for f in rows {
-            st.execute(params![
-                f.of as i64 + 1,
-                f.day,
-                f.downloads,
-                f.requests,
-                f.bytes
-            ])?;
+            if table == "daily" {
+                st.execute(params![
+                    f.of as i64 + 1,
+                    f.day,
+                    f.downloads,
+                    f.requests,
+                    f.bytes,
+                    f.completed
+                ])?;
+            } else {
+                st.execute(params![
+                    f.of as i64 + 1,
+                    f.day,
+                    f.downloads,
+                    f.requests,
+                    f.bytes
+                ])?;
+            }
         }
     }
     let mut st = tx.prepare("INSERT INTO legacy(file_id, month, downloads) VALUES(?1, ?2, ?3)")?;
@@ -1570,6 +1710,14 @@ fn figure(v: rusqlite::types::ValueRef<'_>) -> u64 {
     match v {
         rusqlite::types::ValueRef::Integer(i) if i >= 0 => i as u64,
         _ => SATURATED as u64,
+    }
+}
+
+/// A figure that may be unknown (NULL), such as `daily.completed`.
+fn optional_figure(v: rusqlite::types::ValueRef<'_>) -> Option<u64> {
+    match v {
+        rusqlite::types::ValueRef::Null => None,
+        v => Some(figure(v)),
     }
 }
 
