@@ -109,8 +109,13 @@ const STATS_DELAY: Duration = Duration::from_secs(5);
 /// it touched into the WAL), small enough to keep memory flat.
 const FLUSH_HITS: usize = 24_576;
 /// Counted lines on their way to a healthy database before the reader waits:
-/// minutes of a busy server's ISO traffic, about 5 MiB of memory.
-const HEALTHY_IN_FLIGHT: usize = 32_768;
+/// minutes of a busy server's ISO traffic. Room for two full transactions
+/// and their last hand-overs, so that the reader parses the next
+/// [`FLUSH_HITS`] while the owner commits the last (two cores working, not
+/// one waiting for the other: with room for only one, a flood — `follow` of
+/// a big file, `cat` into the pipe — ran half serially); about 20 MiB
+/// of memory at most, in a flood only.
+const HEALTHY_IN_FLIGHT: usize = 2 * (FLUSH_HITS + HANDOVER_HITS);
 /// After a small read (a trickle, see [`NAP_BELOW`]), the reader naps this long
 /// so the next lines collect in the pipe: Apache's `write()` then lands in a buffer with
 /// nobody to wake (no context switch per request on the cores it needs), and
@@ -469,6 +474,7 @@ fn read_input(
     let send = |batch: &mut Batch| -> bool {
         let mut full = std::mem::take(batch);
         batch.origin = full.origin;
+        batch.reserve_like(&full);
         flow.admit(&mut full);
         tx.send(Msg::Batch(full)).is_ok()
     };
