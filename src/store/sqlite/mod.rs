@@ -496,7 +496,14 @@ impl SqliteStore {
         // 3. Lines: how many copies are new? Sorted by key so the B-tree is
         //    walked in order; plain SELECT then INSERT or UPDATE, which is much
         //    cheaper in SQLite than an upsert with RETURNING.
-        lines.sort_unstable_by_key(|l| (l.day, l.hash));
+        // The keys are sorted with the lines' places, not the lines
+        // themselves: a `LineAgg` is large, and moving it is most of a sort.
+        let mut order: Vec<(i32, i64, u32)> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.day, l.hash, i as u32))
+            .collect();
+        order.sort_unstable();
         let mut account = BatchAccount::default();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
@@ -515,7 +522,7 @@ impl SqliteStore {
                     live_bytes = ?7, imported_bytes = ?8, source_bytes = ?9
                  WHERE day = ?1 AND hash = ?2",
             )?;
-            for l in &lines {
+            for l in order.iter().map(|&(_, _, i)| &lines[i as usize]) {
                 let fresh = SeenLine::default().seen(l.copies, l.bytes, origin);
                 let inserted = insert.execute(params![
                     l.day,
