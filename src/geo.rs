@@ -188,25 +188,32 @@ fn parse_ip(client: &[u8]) -> Option<IpAddr> {
 /// else, which then goes to the standard parser.
 fn parse_ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut n: u16 = 0;
-        for &d in part {
-            if !d.is_ascii_digit() {
-                return None;
+    let mut part = 0;
+    // The current part's value and digits so far.
+    let (mut n, mut digits) = (0u16, 0);
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                // A second digit after a leading zero, or a fourth digit.
+                if (digits == 1 && n == 0) || digits == 3 {
+                    return None;
+                }
+                n = n * 10 + u16::from(b - b'0');
+                digits += 1;
             }
-            n = n * 10 + u16::from(d - b'0');
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = u8::try_from(n).ok()?;
+                part += 1;
+                (n, digits) = (0, 0);
+            }
+            _ => return None,
         }
-        *o = u8::try_from(n).ok()?;
     }
-    parts
-        .next()
-        .is_none()
-        .then_some(std::net::Ipv4Addr::from(octets))
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(n).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]

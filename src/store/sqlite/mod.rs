@@ -498,10 +498,16 @@ impl SqliteStore {
         //    cheaper in SQLite than an upsert with RETURNING.
         // The keys are sorted with the lines' places, not the lines
         // themselves: a `LineAgg` is large, and moving it is most of a sort.
-        let mut order: Vec<(i32, i64, u32)> = lines
+        // One integer per line, ordered as (day, hash, place): the sign
+        // bits flipped so that unsigned order is the signed one.
+        let mut order: Vec<u128> = lines
             .iter()
             .enumerate()
-            .map(|(i, l)| (l.day, l.hash, i as u32))
+            .map(|(i, l)| {
+                let day = u128::from((l.day as u32) ^ (1 << 31));
+                let hash = u128::from((l.hash as u64) ^ (1 << 63));
+                (day << 96) | (hash << 32) | i as u128
+            })
             .collect();
         order.sort_unstable();
         let mut account = BatchAccount::default();
@@ -522,7 +528,7 @@ impl SqliteStore {
                     live_bytes = ?7, imported_bytes = ?8, source_bytes = ?9
                  WHERE day = ?1 AND hash = ?2",
             )?;
-            for l in order.iter().map(|&(_, _, i)| &lines[i as usize]) {
+            for l in order.iter().map(|&k| &lines[k as u32 as usize]) {
                 let fresh = SeenLine::default().seen(l.copies, l.bytes, origin);
                 let inserted = insert.execute(params![
                     l.day,
