@@ -109,15 +109,8 @@ const STATS_DELAY: Duration = Duration::from_secs(5);
 /// it touched into the WAL), small enough to keep memory flat.
 const FLUSH_HITS: usize = 24_576;
 /// Counted lines on their way to a healthy database before the reader waits:
-/// minutes of a busy server's ISO traffic. Room for two full transactions
-/// and their last hand-overs, so that the reader parses the next
-/// [`FLUSH_HITS`] while the owner commits the last (two cores working, not
-/// one waiting for the other: with room for only one, a flood — `follow` of
-/// a big file, `cat` into the pipe — ran half serially). A counted line in
-/// flight holds about 500 bytes (its raw identity fields until hashed), so
-/// this is some 25 MiB at most, in a flood only (peak RSS of the 1M-line
-/// benchmark logs: +11 MiB against room for one transaction).
-const HEALTHY_IN_FLIGHT: usize = 2 * (FLUSH_HITS + HANDOVER_HITS);
+/// minutes of a busy server's ISO traffic, about 5 MiB of memory.
+const HEALTHY_IN_FLIGHT: usize = 32_768;
 /// After a small read (a trickle, see [`NAP_BELOW`]), the reader naps this long
 /// so the next lines collect in the pipe: Apache's `write()` then lands in a buffer with
 /// nobody to wake (no context switch per request on the cores it needs), and
