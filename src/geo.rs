@@ -173,14 +173,99 @@ pub fn network(client: &[u8]) -> Network {
 /// An address as logged; an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
 /// what a dual-stack socket logs) is its IPv4 address.
 fn parse_ip(client: &[u8]) -> Option<IpAddr> {
+    if let Some(v4) = parse_ipv4(client) {
+        return Some(IpAddr::V4(v4));
+    }
     let text = std::str::from_utf8(client).ok()?;
     let ip: IpAddr = text.parse().ok()?;
     Some(ip.to_canonical())
 }
 
+/// A dotted-quad IPv4 address, read as `Ipv4Addr`'s `FromStr` reads it
+/// (four decimal parts of one to three digits, each at most 255, none with
+/// a leading zero), in a plain pass: it runs for every counted line, and
+/// the standard parser costs several times as much. `None` for anything
+/// else, which then goes to the standard parser.
+fn parse_ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut part = 0;
+    // The current part's value and digits so far.
+    let (mut n, mut digits) = (0u16, 0);
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                // A second digit after a leading zero, or a fourth digit.
+                if (digits == 1 && n == 0) || digits == 3 {
+                    return None;
+                }
+                n = n * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = u8::try_from(n).ok()?;
+                part += 1;
+                (n, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(n).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_ipv4_reader_agrees_with_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "00.1.2.3",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1000.1.1.1",
+            "192.0.2.1",
+            "::ffff:192.0.2.1",
+            "-",
+            "",
+            "a.b.c.d",
+            "1.2.3.4a",
+            "2001:db8::1",
+            "999.999.999.999",
+            "10.0.0.255",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every part from 0 to 999 with and without leading zeros, in each position.
+        for n in 0..1000 {
+            for part in [format!("{n}"), format!("0{n}"), format!("{n:03}")] {
+                cases.push(format!("{part}.1.2.3"));
+                cases.push(format!("1.2.3.{part}"));
+            }
+        }
+        for c in &cases {
+            let want: Option<std::net::Ipv4Addr> = c.parse().ok();
+            assert_eq!(parse_ipv4(c.as_bytes()), want, "{c:?}");
+            let want_ip = c.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+            assert_eq!(parse_ip(c.as_bytes()), want_ip, "{c:?}");
+        }
+    }
 
     fn test_db() -> GeoDb {
         // Built by scripts/make-test-mmdb.py (not real data).

@@ -231,10 +231,12 @@ pub struct LogFormat {
     day_from_msec: bool,
     /// How values are escaped (Apache's and nginx's default escaping agree).
     escape: Escape,
-    /// Prebuilt substring searchers for multi-byte literals, by token index.
+    /// Prebuilt substring searchers for literals longer than
+    /// [`SHORT_LITERAL`], by token index.
     finders: Vec<Option<memmem::Finder<'static>>>,
-    /// For a field followed by a literal and `%t`: a searcher for that literal plus `[`.
-    before_time: Vec<Option<memmem::Finder<'static>>>,
+    /// By token index: a field followed by a literal and `%t` (its end is
+    /// that literal followed by `[`).
+    before_time: Vec<bool>,
 }
 
 /// Cache of the last `dd/Mon/yyyy` seen: log lines arrive day after day.
@@ -383,23 +385,24 @@ impl LogFormat {
         let finders = tokens
             .iter()
             .map(|t| match t {
-                Token::Literal(l) if l.len() > 1 => Some(memmem::Finder::new(l).into_owned()),
+                Token::Literal(l) if l.len() > SHORT_LITERAL => {
+                    Some(memmem::Finder::new(l).into_owned())
+                }
                 _ => None,
             })
             .collect();
         let before_time = (0..tokens.len())
-            .map(|i| match (tokens.get(i + 1), tokens.get(i + 2)) {
-                (
-                    Some(Token::Literal(l)),
-                    Some(Token::Field {
-                        field: Field::Time, ..
-                    }),
-                ) => {
-                    let mut pat = l.clone();
-                    pat.push(b'[');
-                    Some(memmem::Finder::new(&pat).into_owned())
-                }
-                _ => None,
+            .map(|i| {
+                matches!(
+                    (tokens.get(i + 1), tokens.get(i + 2)),
+                    (
+                        Some(Token::Literal(_)),
+                        Some(Token::Field {
+                            field: Field::Time,
+                            ..
+                        }),
+                    )
+                )
             })
             .collect();
         Ok(LogFormat {
@@ -567,7 +570,7 @@ impl LogFormat {
             }
             match tok {
                 Token::Literal(lit) => {
-                    if !line[pos..].starts_with(lit) {
+                    if !literal_at(line, pos, lit) {
                         return Err(Reject::Layout);
                     }
                     pos += lit.len();
@@ -592,7 +595,7 @@ impl LogFormat {
         field: &Field,
         quoted: bool,
     ) -> Result<usize, Reject> {
-        if *field == Field::Time {
+        if matches!(field, Field::Time) {
             // `[dd/Mon/yyyy:HH:MM:SS +zzzz]` holds a space: find its bracket instead.
             if line.get(pos) != Some(&b'[') {
                 return Err(Reject::BadTime);
@@ -641,9 +644,8 @@ impl LogFormat {
         };
         let rest = &line[pos..];
         // `%u ` followed by `%t`: search for " [" so a user name with a space still parses.
-        if let Some(before_time) = &self.before_time[i] {
-            return before_time
-                .find(rest)
+        if self.before_time[i] {
+            return find_before_bracket(next, rest)
                 .map(|j| pos + j)
                 .ok_or(Reject::Layout);
         }
@@ -665,10 +667,10 @@ impl LogFormat {
             }
             return Ok(pos + end);
         }
-        let found = if next.len() == 1 {
-            memchr::memchr(next[0], rest)
-        } else {
-            self.finders[i + 1].as_ref().and_then(|f| f.find(rest))
+        let found = match next.len() {
+            1 => find_byte(next[0], rest),
+            2..=SHORT_LITERAL => find_short(next, rest),
+            _ => self.finders[i + 1].as_ref().and_then(|f| f.find(rest)),
         };
         match found {
             Some(j) => Ok(pos + j),
@@ -706,9 +708,9 @@ impl LogFormat {
         days: &mut DayCache,
     ) -> Result<(), Reject> {
         match field {
-            f if *f == self.client => rec.client = value,
+            f if same(f, &self.client) => rec.client = value,
             Field::Time | Field::TimeLocal => {
-                let inner = if *field == Field::Time {
+                let inner = if matches!(field, Field::Time) {
                     &value[1..value.len() - 1]
                 } else {
                     value
@@ -747,8 +749,8 @@ impl LogFormat {
             Field::UserAgent => rec.user_agent = value,
             Field::ContentRange => rec.content_range = Some(value),
             Field::Method if !self.from_request_line => rec.method = value,
-            f if !self.from_request_line && *f == self.target_field => rec.target = value,
-            f if *f == self.status => {
+            f if !self.from_request_line && same(f, &self.target_field) => rec.target = value,
+            f if same(f, &self.status) => {
                 rec.status = if value == b"-" {
                     0
                 } else {
@@ -757,7 +759,7 @@ impl LogFormat {
                         .ok_or(Reject::BadStatus)? as u16
                 }
             }
-            f if Some(f) == self.bytes.as_ref() => {
+            f if self.bytes.as_ref().is_some_and(|b| same(f, b)) => {
                 rec.bytes = if value == b"-" {
                     0
                 } else {
@@ -772,6 +774,71 @@ impl LogFormat {
         }
         Ok(())
     }
+}
+
+/// Whether `field` is the field `role` names. The roles `compile` picks
+/// (client, status, bytes, target) are variants without a payload, so the
+/// variant alone decides — without the derived comparison's call per token.
+#[inline]
+fn same(field: &Field, role: &Field) -> bool {
+    std::mem::discriminant(field) == std::mem::discriminant(role)
+}
+
+/// Literals up to this long are searched for by their first byte
+/// ([`find_short`]); longer ones with their prebuilt `memmem` searcher.
+const SHORT_LITERAL: usize = 4;
+
+/// Whether `line` has `lit` at `pos` (a format's literals are a byte or
+/// two: compared in place, not through `memcmp`).
+#[inline]
+fn literal_at(line: &[u8], pos: usize, lit: &[u8]) -> bool {
+    match (lit, line.get(pos..)) {
+        ([b], Some([c, ..])) => b == c,
+        (_, Some(rest)) => rest.len() >= lit.len() && lit.iter().zip(rest).all(|(a, b)| a == b),
+        (_, None) => false,
+    }
+}
+
+/// The first `b` in `hay`, as `memchr`. The unquoted fields a separator
+/// ends are short (`-`, a status, an address): their first bytes are
+/// looked at in a plain loop, which costs less than `memchr`'s set-up.
+#[inline]
+fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
+    const HEAD: usize = 16;
+    let head = hay.len().min(HEAD);
+    match hay[..head].iter().position(|&c| c == b) {
+        Some(i) => Some(i),
+        None => memchr::memchr(b, &hay[head..]).map(|i| i + head),
+    }
+}
+
+/// The first occurrence of the short literal `lit` (two bytes or more) in
+/// `hay`, as `memmem::find`: each occurrence of its first byte, in order.
+fn find_short(lit: &[u8], hay: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(k) = find_byte(lit[0], &hay[from..]) {
+        let at = from + k;
+        if literal_at(hay, at, lit) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The first occurrence of `lit` followed by `[` in `hay` (a field before
+/// `%t`; see [`LogFormat::field_end`]), as `memmem::find` of the two
+/// together: each `[` in order, with `lit` right before it.
+fn find_before_bracket(lit: &[u8], hay: &[u8]) -> Option<usize> {
+    let mut from = lit.len();
+    while let Some(k) = hay.get(from..).and_then(|h| find_byte(b'[', h)) {
+        let at = from + k;
+        if literal_at(hay, at - lit.len(), lit) {
+            return Some(at - lit.len());
+        }
+        from = at + 1;
+    }
+    None
 }
 
 fn trim_line_end(mut line: &[u8]) -> &[u8] {
@@ -898,7 +965,7 @@ fn skip_space(r: &[u8], mut i: usize) -> usize {
 /// End of the word starting at `i`: the next log-escaped whitespace, or the end.
 fn word_end(r: &[u8], mut i: usize) -> usize {
     // Jump between spaces and escapes; everything else is part of the word.
-    while let Some(k) = memchr::memchr2(b' ', b'\\', &r[i.min(r.len())..]) {
+    while let Some(k) = find_space_or_escape(&r[i.min(r.len())..]) {
         let at = i + k;
         if space_at(r, at) > 0 {
             return at;
@@ -907,6 +974,18 @@ fn word_end(r: &[u8], mut i: usize) -> usize {
         i = at + 2;
     }
     r.len()
+}
+
+/// The first space or backslash, as `memchr2`; a method is a few bytes
+/// long, so they are looked at in a plain loop first (see [`find_byte`]).
+#[inline]
+fn find_space_or_escape(hay: &[u8]) -> Option<usize> {
+    const HEAD: usize = 16;
+    let head = hay.len().min(HEAD);
+    match hay[..head].iter().position(|&c| c == b' ' || c == b'\\') {
+        Some(i) => Some(i),
+        None => memchr::memchr2(b' ', b'\\', &hay[head..]).map(|i| i + head),
+    }
 }
 
 /// Parses the calendar date of `dd/Mon/yyyy:HH:MM:SS +zzzz` (the date as
@@ -923,9 +1002,13 @@ fn parse_day(t: &[u8], cache: &mut DayCache) -> Result<i32, Reject> {
     {
         return Err(Reject::BadTime);
     }
-    let hms_ok = [12, 13, 15, 16, 18, 19]
-        .iter()
-        .all(|&i| t[i].is_ascii_digit());
+    // Unrolled: this runs for every line.
+    let hms_ok = t[12].is_ascii_digit()
+        & t[13].is_ascii_digit()
+        & t[15].is_ascii_digit()
+        & t[16].is_ascii_digit()
+        & t[18].is_ascii_digit()
+        & t[19].is_ascii_digit();
     if !hms_ok {
         return Err(Reject::BadTime);
     }

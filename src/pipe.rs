@@ -470,6 +470,7 @@ fn read_input(
     let send = |batch: &mut Batch| -> bool {
         let mut full = std::mem::take(batch);
         batch.origin = full.origin;
+        batch.reserve_like(&full);
         flow.admit(&mut full);
         tx.send(Msg::Batch(full)).is_ok()
     };

@@ -413,6 +413,15 @@ impl Batch {
         tail
     }
 
+    /// Makes room for as many hits and bytes as `last` held: a reader's
+    /// batches are alike in size, and each would otherwise grow (copying
+    /// its arena several times) up to the size of the one before.
+    pub fn reserve_like(&mut self, last: &Batch) {
+        self.arena.reserve(last.arena.len());
+        self.hits.reserve(last.hits.len());
+        self.keys.reserve(last.keys.len());
+    }
+
     fn push_bytes(&mut self, b: &[u8]) -> Range<u32> {
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(b);
