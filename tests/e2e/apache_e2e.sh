@@ -58,23 +58,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-page_lists() { curl -sS --max-time 10 "$1" | grep -qF "$2"; }
+# grep reads the whole page (no -q): quitting at the first match would leave
+# curl writing into a closed pipe, a failure under pipefail.
+page_lists() { curl -sS --max-time 10 "$1" | grep -F "$2" >/dev/null; }
 is_json() { curl -sS --max-time 10 "$1" | python3 -c 'import json, sys; json.load(sys.stdin)'; }
 absent_from() { ! grep -q "$1" "$2"; }
 
 # ---------------------------------------------------------------- the model
-# Counting rules (DESIGN.md): a line counts when GET/HEAD, status 200/206 and
-# the normalised path ends in .iso; one download per (client, path, day). The
-# whole run happens on one local day (TZ below), so day = run.
-declare -A REQ=() DL=() SEEN=()
-expect() { # expect CLIENT PATH [REQUESTS]
-    local client=$1 path=$2 n=${3:-1}
-    REQ[$path]=$((${REQ[$path]:-0} + n))
-    if [ -z "${SEEN[$client $path]:-}" ]; then
-        SEEN[$client $path]=1
-        DL[$path]=$((${DL[$path]:-0} + 1))
-    fi
-}
+# shellcheck source=tests/e2e/model.sh
+. "$HERE/model.sh"
 # aria2 decides at run time how many ranges it requests (it re-splits
 # segments when a connection finishes early), so for its one (client, path)
 # pair the number of requests is read back from Apache's plain log at the end.
@@ -111,7 +103,7 @@ if [ "$(id -u)" -eq 0 ]; then
     LOGGER_GROUP=$(id -gn nobody)
 fi
 {
-    printf 'db = "%s"\nroot = "%s"\nformat = "combined"\next = [".iso"]\n' "$DB" "$WWW"
+    printf 'db = "%s"\nroot = "%s"\nformat = "dlcount"\next = [".iso"]\n' "$DB" "$WWW"
     printf 'site_title = "dlcount e2e"\n'
     # ISOs are created moments before the check: a short settle time keeps the test fast.
     printf 'settle = 2\n'
@@ -199,13 +191,16 @@ size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # more request, not one more download.
 check_eq "curl full download 200" "$(cu $A "$URL$P_SRV")" 200
 expect $A "$P_SRV"
+done_ $A "$P_SRV"
 check_eq "wget full download" "$(timeout 60 wget -q --bind-address=$B -O /dev/null "$URL$P_SRV" && echo complete)" complete
 expect $B "$P_SRV"
+done_ $B "$P_SRV"
 check_eq "curl same file again, same client" "$(cu $A "$URL$P_SRV")" 200
 expect $A "$P_SRV"
 got=$(curl -sS --max-time 120 --interface $B -o /dev/null -w '%{http_code} %{size_download}' "$URL$P_DESK" || true)
 check_eq "curl full 3 GiB download" "$got" "200 $((3 * 1024 * 1024 * 1024))"
 expect $B "$P_DESK"
+done_ $B "$P_DESK"
 
 # Interrupted then resumed with curl -C -: the first part is a range request
 # (206, counted), the resume another 206.
@@ -213,13 +208,14 @@ check_eq "curl partial first part 206" "$(cuf $C "$DL_DIR/arm.iso" --range 0-104
 check_eq "curl -C - resume 206" "$(cuf $C "$DL_DIR/arm.iso" -C - "$URL$P_ARM")" 206
 check_eq "curl resumed file complete" "$(size_of "$DL_DIR/arm.iso")" $((128 * 1024 * 1024))
 expect $C "$P_ARM" 2
+done_ $C "$P_ARM" # the first MiB, then the rest: together the whole file
 
 # Resumed with wget -c from a 5 MiB partial file (made locally: no request).
 mkdir -p "$DL_DIR/wget"
 head -c $((5 * 1024 * 1024)) /dev/zero >"$DL_DIR/wget/${P_OLD##*/}"
 timeout 60 wget -q -c --bind-address=$D -P "$DL_DIR/wget" "$URL$P_OLD" || true
 check_eq "wget -c resumed file complete" "$(size_of "$DL_DIR/wget/${P_OLD##*/}")" $((64 * 1024 * 1024))
-expect $D "$P_OLD"
+expect $D "$P_OLD" # not complete: its first 5 MiB were never sent
 
 # Segmented download, two ways. Four parallel equal-sized curl ranges ...
 seg_pids=()
@@ -230,12 +226,13 @@ done
 seg_fail=0
 for pid in "${seg_pids[@]}"; do wait "$pid" || seg_fail=1; done
 check_eq "4 parallel curl ranges" "$seg_fail" 0
-expect $E "$P_NET" 4
+expect $E "$P_NET" 4 # not complete: bytes 10,000,000 to 89,999,999 only
 # ... and aria2 with 4 connections.
 timeout 60 aria2c -q -x4 -s4 -k1M --interface=$ARIA_CLIENT --allow-overwrite=true \
     -d "$DL_DIR" -o aria.iso "$URL$P_NET" || true
 check_eq "aria2c -x4 -s4 complete" "$(size_of "$DL_DIR/aria.iso")" 100000000
 expect $ARIA_CLIENT "$P_NET" 0
+done_ $ARIA_CLIENT "$P_NET" # its ranges tile the file
 
 # HEAD counts as a request (and a download for a new client). Query strings,
 # %-escapes and doubled slashes name the same file.
@@ -270,6 +267,7 @@ slow_rc=0
 wait "$slow" || slow_rc=$?
 check_eq "slow download spanning the graceful completed" "$slow_rc $(size_of "$DL_DIR/min.iso")" "0 $((16 * 1024 * 1024))"
 expect $B "$P_MIN"
+done_ $B "$P_MIN"
 check_eq "request after graceful 206" "$(cu $C --range 0-1023 "$URL$P_MIN")" 206
 expect $C "$P_MIN"
 
@@ -288,6 +286,7 @@ check_eq "public page lists a new ISO within 15 s" "$listed" yes
 check "public page through apache lists the new ISO" page_lists "$URL/" "${P_NEW##*/}"
 check_eq "download of the new ISO 200" "$(cu $A "$URL$P_NEW")" 200
 expect $A "$P_NEW"
+done_ $A "$P_NEW"
 
 # The public page lists every ISO (hidden ones are not required either way).
 page=$(curl -sS --max-time 10 "$URL/" || true)
@@ -391,6 +390,18 @@ print(json.dumps({p: {m: c["downloads"] for m, c in ms.items()} for p, ms in d.i
     "$T/expected.json" >"$T/expected-plain.json" 2>/dev/null || true
 timeout 60 "$BIN" report --db "$DB" --json >"$T/report.json" 2>>"$T/report.err" || true
 check "report --json equals the expected downloads" json_equal "$T/report.json" "$T/expected-plain.json"
+
+# Completed downloads: the model's, per path this month (paths with none
+# are left out, as `report --json` leaves them out).
+model_completed_json "$MONTH" >"$T/expected-completed.json"
+timeout 60 "$BIN" report --db "$DB" --json --completed >"$T/report-completed.json" 2>>"$T/report.err" || true
+if json_equal "$T/report-completed.json" "$T/expected-completed.json"; then
+    ok "report --json --completed equals the downloads curl, wget and aria2 completed"
+else
+    not_ok "report --json --completed equals the downloads curl, wget and aria2 completed"
+    diag "expected:"; sed 's/^/#   /' "$T/expected-completed.json"
+    diag "report:"; sed 's/^/#   /' "$T/report-completed.json"
+fi
 
 # No raw client address on disk: the SQLite database and its companions.
 check "database file exists" test -s "$DB"

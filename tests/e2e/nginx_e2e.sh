@@ -70,15 +70,8 @@ trap 'exit 130' INT TERM
 absent_from() { ! grep -q "$1" "$2"; }
 
 # ---------------------------------------------------------------- the model
-declare -A REQ=() DL=() SEEN=()
-expect() { # expect CLIENT PATH [REQUESTS]
-    local client=$1 path=$2 n=${3:-1}
-    REQ[$path]=$((${REQ[$path]:-0} + n))
-    if [ -z "${SEEN[$client $path]:-}" ]; then
-        SEEN[$client $path]=1
-        DL[$path]=$((${DL[$path]:-0} + 1))
-    fi
-}
+# shellcheck source=tests/e2e/model.sh
+. "$HERE/model.sh"
 # aria2 picks its ranges at run time: its requests are read back from the file log.
 ARIA_CLIENT=127.0.0.6
 # The only client used while the listener is stopped.
@@ -223,20 +216,23 @@ size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
 check_eq "curl full download 200" "$(cu $A "$URL$P_SRV")" 200
 expect $A "$P_SRV"
+done_ $A "$P_SRV"
 check_eq "wget full download" "$(timeout 60 wget -q --bind-address=$B -O /dev/null "$URL$P_SRV" && echo complete)" complete
 expect $B "$P_SRV"
+done_ $B "$P_SRV"
 check_eq "curl same file again, same client" "$(cu $A "$URL$P_SRV")" 200
 expect $A "$P_SRV"
 got=$(curl -sS --max-time 120 --interface $B -o /dev/null -w '%{http_code} %{size_download}' "$URL$P_DESK" || true)
 check_eq "curl full 1 GiB download" "$got" "200 $((1024 * 1024 * 1024))"
 expect $B "$P_DESK"
+done_ $B "$P_DESK"
 
 # wget -c: a 5 MiB partial file (made locally) resumed with a range request.
 mkdir -p "$DL_DIR/wget"
 head -c $((5 * 1024 * 1024)) /dev/zero >"$DL_DIR/wget/${P_OLD##*/}"
 timeout 60 wget -q -c --bind-address=$D -P "$DL_DIR/wget" "$URL$P_OLD" || true
 check_eq "wget -c resumed file complete" "$(size_of "$DL_DIR/wget/${P_OLD##*/}")" $((64 * 1024 * 1024))
-expect $D "$P_OLD"
+expect $D "$P_OLD" # not complete: its first 5 MiB were never sent
 
 # Segmented: four parallel equal-sized curl ranges (their lines can be
 # identical: all must count), and aria2c with four connections.
@@ -253,6 +249,7 @@ timeout 60 aria2c -q -x4 -s4 -k1M --interface=$ARIA_CLIENT --allow-overwrite=tru
     -d "$DL_DIR" -o aria.iso "$URL$P_NET" || true
 check_eq "aria2c -x4 -s4 complete" "$(size_of "$DL_DIR/aria.iso")" 100000000
 expect $ARIA_CLIENT "$P_NET" 0
+done_ $ARIA_CLIENT "$P_NET" # its ranges tile the file
 
 check_eq "HEAD 200" "$(cu $A -I "$URL$P_ARM")" 200
 expect $A "$P_ARM"
@@ -279,6 +276,7 @@ slow_rc=0
 wait "$slow" || slow_rc=$?
 check_eq "slow download spanning nginx -s reload completed" "$slow_rc $(size_of "$DL_DIR/min.iso")" "0 $((16 * 1024 * 1024))"
 expect $B "$P_MIN"
+done_ $B "$P_MIN"
 check_eq "request after the reload 206" "$(cu $C --range 0-1023 "$URL$P_MIN")" 206
 expect $C "$P_MIN"
 
@@ -298,6 +296,7 @@ done
 start_listener 2
 check_eq "curl after the listener's restart 200" "$(cu $D "$URL$P_MIN")" 200
 expect $D "$P_MIN"
+done_ $D "$P_MIN"
 check_eq "curl range after the listener's restart 206" "$(cu $E --range 0-1023 "$URL$P_DESK")" 206
 expect $E "$P_DESK"
 
@@ -406,6 +405,17 @@ fi
 timeout 120 "$BIN" import --config "$T/dlcount.toml" --quiet "$FILE_LOG" 2>>"$T/import.err" || true
 report >"$T/report2.json" 2>>"$T/report.err" || true
 check "a second import changes nothing" json_equal "$T/report2.json" "$T/expected.json"
+
+# Completed downloads, from $sent_http_content_range and $bytes_sent.
+model_completed_json "$MONTH" >"$T/expected-completed.json"
+timeout 60 "$BIN" report --config "$T/dlcount.toml" --json --completed >"$T/report-completed.json" 2>>"$T/report.err" || true
+if json_equal "$T/report-completed.json" "$T/expected-completed.json"; then
+    ok "report --json --completed equals the downloads curl, wget and aria2 completed"
+else
+    not_ok "report --json --completed equals the downloads curl, wget and aria2 completed"
+    diag "expected:"; sed 's/^/#   /' "$T/expected-completed.json"
+    diag "report:"; sed 's/^/#   /' "$T/report-completed.json"
+fi
 
 leaks=""
 for f in "$DB" "$DB-wal" "$DB-shm"; do
