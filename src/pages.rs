@@ -41,14 +41,27 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
     let absent = db
         .sqlite()
         .is_some_and(|p| matches!(p.try_exists(), Ok(false)));
-    let (rows, server_rows) = if absent {
-        (Vec::new(), Vec::new())
+    let (rows, server_rows, day_rows) = if absent {
+        (Vec::new(), Vec::new(), render::DayRows::default())
     } else {
         match Store::open_read(db) {
-            Ok(store) => (store.monthly()?, store.by_server()?),
+            Ok(store) => {
+                let mut facts = Vec::new();
+                for kind in ["class", "country", "referer", "network"] {
+                    facts.extend(store.facts(kind)?);
+                }
+                let day_rows = render::DayRows {
+                    days: store.daily()?,
+                    facts,
+                    networks: store.networks()?,
+                };
+                (store.monthly()?, store.by_server()?, day_rows)
+            }
             // A PostgreSQL database whose tables the first logger has not
             // made yet is as empty as an SQLite file not created yet.
-            Err(e) if e.is::<crate::store::postgres::NoSchema>() => (Vec::new(), Vec::new()),
+            Err(e) if e.is::<crate::store::postgres::NoSchema>() => {
+                (Vec::new(), Vec::new(), render::DayRows::default())
+            }
             Err(e) => return Err(e),
         }
     };
@@ -80,6 +93,7 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
             .collect(),
         counts_json,
         servers: servers.into_values().collect(),
+        day_rows,
     })
 }
 

@@ -18,6 +18,7 @@
 //! The public page lists only complete files: one written within the settle
 //! time is left out (see `scan`), and the summary says when to render again.
 
+pub mod detail;
 mod format;
 mod natsort;
 mod scan;
@@ -25,6 +26,7 @@ mod view;
 mod watch;
 mod write;
 
+pub use detail::DayRows;
 pub use format::human_size;
 pub use watch::TreeWatcher;
 
@@ -107,6 +109,52 @@ pub struct StatsSnapshot {
     pub counts_json: String,
     /// Per server, sorted by name; the page shows them when there are several.
     pub servers: Vec<ServerTotal>,
+    /// Per file and day figures and facts: the overview's per day sections
+    /// and the month pages (none: only the monthly figures are shown).
+    pub day_rows: DayRows,
+}
+
+/// A month page, as the overview and the other month pages link it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MonthLink {
+    pub month: String,
+    pub href: String,
+    pub downloads: u64,
+}
+
+/// "Mean downloads per day this month" (DeleGate's means): the month so
+/// far, over the days of it that were counted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MeanView {
+    pub month: String,
+    pub days: i32,
+    pub mean: String,
+}
+
+/// The overview's per day sections (see `detail`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OverviewDetail {
+    pub all: detail::RangeView,
+    /// The last 90 days (from the first counted day when that is later).
+    pub daily: Option<detail::DailyChart>,
+    /// The first day with per day figures.
+    pub began: Option<String>,
+    pub this_month: Option<MeanView>,
+    /// Newest first.
+    pub months: Vec<MonthLink>,
+}
+
+/// What a month page shows (`ROOT/.stats/YYYY-MM.html`).
+#[derive(serde::Serialize)]
+struct MonthPage<'a> {
+    site: view::SiteView,
+    generated: view::GeneratedView,
+    month: &'a str,
+    prev: Option<&'a MonthLink>,
+    next: Option<&'a MonthLink>,
+    range: detail::RangeView,
+    daily: Option<detail::DailyChart>,
+    mean: MeanView,
 }
 
 /// What one [`render_all`] did.
@@ -128,8 +176,13 @@ pub struct RenderSummary {
 
 /// The default templates, embedded at build time. `base.html` is the shared
 /// layout, `style.css` is included inline (pages load nothing external).
-const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
+const DEFAULT_TEMPLATES: [(&str, &str); 6] = [
     ("base.html", include_str!("../../templates/base.html")),
+    ("month.html", include_str!("../../templates/month.html")),
+    (
+        "sections.html",
+        include_str!("../../templates/sections.html"),
+    ),
     ("public.html", include_str!("../../templates/public.html")),
     ("stats.html", include_str!("../../templates/stats.html")),
     ("style.css", include_str!("../../templates/style.css")),
@@ -163,6 +216,50 @@ pub fn render_all(
     let summary_counts = (public_view.iso_count, stats_view.files.len());
 
     let env = environment(settings.templates_dir.clone());
+    let today = crate::store::day_of(now.date_naive());
+    let by_month = detail::Slice::by_month(&stats.day_rows);
+    let links: Vec<MonthLink> = by_month
+        .iter()
+        .map(|(m, slice)| MonthLink {
+            month: m.clone(),
+            href: format!("{m}.html"),
+            downloads: slice
+                .days
+                .iter()
+                .fold(0u64, |a, r| a.saturating_add(r.downloads)),
+        })
+        .collect();
+    stats_view.detail = overview_detail(&stats.day_rows, &by_month, &links, today);
+    let mut month_pages = Vec::with_capacity(links.len());
+    for (i, link) in links.iter().enumerate() {
+        let Some((from, to)) = detail::month_days(&link.month) else {
+            continue;
+        };
+        let slice = &by_month[&link.month];
+        let range = detail::range(slice, from, to);
+        let page = MonthPage {
+            site: view::site(settings),
+            generated: view::generated(&now),
+            month: &link.month,
+            prev: i.checked_sub(1).map(|p| &links[p]),
+            next: links.get(i + 1),
+            daily: detail::daily_chart(slice, from, to.min(today.max(from))),
+            mean: mean(
+                &link.month,
+                range.downloads,
+                range.first_day.as_deref(),
+                from,
+                to,
+                today,
+            ),
+            range,
+        };
+        let html = render(&env, "month.html", Value::from(Serde(&page)))?;
+        month_pages.push((
+            format!("{}.html", link.month),
+            stamped(html, &page.generated),
+        ));
+    }
     let public_html = render(&env, "public.html", Value::from(Serde(&public_view)))?;
     let stats_html = render(&env, "stats.html", Value::from(Serde(&stats_view)))?;
 
@@ -170,6 +267,16 @@ pub fn render_all(
     let stats_refused = match root.subdir(STATS_DIR)? {
         Ok(stats_dir) => {
             stats_dir.write_atomic("counts.json", stats.counts_json.as_bytes())?;
+            for (name, (html, stamp)) in &month_pages {
+                // A month whose page would say the same (time of rendering
+                // aside) is not written again: past months stay untouched.
+                let same = stats_dir
+                    .read(name)?
+                    .is_some_and(|old| old.ends_with(stamp.as_bytes()));
+                if !same {
+                    stats_dir.write_atomic(name, html.as_bytes())?;
+                }
+            }
             stats_dir.write_atomic("index.html", stats_html.as_bytes())?;
             None
         }
@@ -196,6 +303,91 @@ pub fn render_all(
         elapsed: start.elapsed(),
         stats_refused,
     })
+}
+
+/// The overview's per day sections, when any day was counted.
+fn overview_detail(
+    rows: &DayRows,
+    by_month: &std::collections::BTreeMap<String, detail::Slice<'_>>,
+    links: &[MonthLink],
+    today: i32,
+) -> Option<OverviewDetail> {
+    if rows.days.is_empty() {
+        return None;
+    }
+    let all = detail::Slice::all(rows);
+    let whole = detail::range(&all, i32::MIN, i32::MAX);
+    let first = rows.days.iter().map(|r| r.day).min()?;
+    let last = rows.days.iter().map(|r| r.day).max()?.max(today);
+    let from = first.max(last - 89);
+    // The chart and this month's mean read only their months' rows.
+    let mut recent = detail::Slice::default();
+    for (_, s) in by_month.range(crate::store::month_of(from)..) {
+        recent.days.extend(&s.days);
+        recent.facts.extend(&s.facts);
+    }
+    let this_month = crate::store::month_of(today);
+    let this_month = detail::month_days(&this_month).map(|(from, to)| {
+        let r = by_month
+            .get(&this_month)
+            .map(|s| detail::range(s, from, to));
+        let (downloads, first) = r.map_or((0, None), |r| (r.downloads, r.first_day));
+        mean(&this_month, downloads, first.as_deref(), from, to, today)
+    });
+    Some(OverviewDetail {
+        daily: detail::daily_chart(&recent, from, last),
+        began: Some(crate::store::date_of(first)),
+        this_month,
+        months: links.iter().rev().cloned().collect(),
+        all: whole,
+    })
+}
+
+/// Mean downloads per day of a month: over its days up to `today` (the
+/// whole month once it is over), from the first counted day when counting
+/// began inside it, so days before counting are not zeros.
+fn mean(
+    month: &str,
+    downloads: u64,
+    first: Option<&str>,
+    from: i32,
+    to: i32,
+    today: i32,
+) -> MeanView {
+    let start = first
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map_or(from, |d| crate::store::day_of(d).max(from));
+    let end = to.min(today.max(start));
+    let days = (end - start + 1).max(1);
+    let m = downloads as f64 / days as f64;
+    MeanView {
+        month: month.to_string(),
+        days,
+        mean: if m >= 100.0 {
+            grouped_f(m.round())
+        } else {
+            format!("{m:.1}")
+        },
+    }
+}
+
+fn grouped_f(x: f64) -> String {
+    format::grouped(x as u64)
+}
+
+/// `html` with a last line that identifies its content: a hash of the page
+/// without the time it was rendered, so a month page whose figures (or
+/// templates) did not change is recognised on disk and left alone.
+fn stamped(mut html: String, generated: &view::GeneratedView) -> (String, String) {
+    let content = html
+        .replace(&generated.iso, "")
+        .replace(&generated.text, "");
+    let stamp = format!(
+        "<!-- dlcount content {} -->\n",
+        &blake3::hash(content.as_bytes()).to_hex()[..32]
+    );
+    html.push_str(&stamp);
+    (html, stamp)
 }
 
 /// `dlcount-pipe templates --dump DIR`: writes the default templates into

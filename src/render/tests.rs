@@ -161,6 +161,7 @@ fn stats() -> StatsSnapshot {
         ],
         counts_json: COUNTS_JSON.into(),
         servers: vec![],
+        day_rows: Default::default(),
     }
 }
 
@@ -380,6 +381,7 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
+        day_rows: Default::default(),
     };
     render_all(&settings(r), &snapshot, now()).unwrap();
     let html = squash(&read(&r.join("index.html")));
@@ -656,6 +658,7 @@ fn empty_statistics_render_without_chart_or_tables() {
             rows: vec![],
             counts_json: "{}\n".into(),
             servers: vec![],
+            day_rows: Default::default(),
         },
         now(),
     )
@@ -866,6 +869,7 @@ fn broken_override_names_template_and_line_and_keeps_old_pages() {
         rows: vec![],
         counts_json: "{}".into(),
         servers: vec![],
+        day_rows: Default::default(),
     };
     let err = format!("{:#}", render_all(&s, &other, now()).unwrap_err());
     assert!(
@@ -914,9 +918,16 @@ fn dump_templates_writes_defaults_and_refuses_to_overwrite_changes() {
         .collect();
     assert_eq!(
         names,
-        ["base.html", "public.html", "stats.html", "style.css"]
+        [
+            "base.html",
+            "month.html",
+            "sections.html",
+            "public.html",
+            "stats.html",
+            "style.css"
+        ]
     );
-    assert_eq!(read(&out.join("style.css")), DEFAULT_TEMPLATES[3].1);
+    assert_eq!(read(&out.join("style.css")), DEFAULT_TEMPLATES[5].1);
     // Identical files are fine and left alone.
     assert!(dump_templates(&out).unwrap().is_empty());
     fs::write(out.join("public.html"), "changed").unwrap();
@@ -1033,6 +1044,227 @@ fn polling_fallback_sees_adds_and_in_place_rewrites_but_not_our_writes() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+fn day(y: i32, m: u32, d: u32) -> i32 {
+    crate::store::day_of(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
+}
+
+fn day_row(
+    path: &str,
+    day: i32,
+    downloads: u64,
+    requests: u64,
+    bytes: u64,
+) -> crate::store::FileDayRow {
+    crate::store::FileDayRow {
+        path: path.into(),
+        day,
+        downloads,
+        requests,
+        bytes,
+    }
+}
+
+fn fact(path: &str, day: i32, kind: &str, value: &str, n: u64) -> crate::store::FactDayRow {
+    crate::store::FactDayRow {
+        path: path.into(),
+        day,
+        kind: kind.into(),
+        value: value.into(),
+        n,
+    }
+}
+
+fn networks(day: i32, nets: &[usize]) -> crate::store::NetworkDayRow {
+    let mut bits = [0u64; crate::store::facts::NETWORK_WORDS];
+    for n in nets {
+        bits[n / 64] |= 1 << (n % 64);
+    }
+    crate::store::NetworkDayRow { day, bits }
+}
+
+/// Per day rows of two files: `b.iso` counted on 2026-10-15 before dlcount
+/// kept facts (all of its facts unknown), `a.iso` on 2026-11-01 and -02
+/// with classes, countries, referring hosts and networks.
+fn day_rows() -> DayRows {
+    let (a, b) = ("/isos/a.iso", "/isos/b.iso");
+    let (n1, n2) = (day(2026, 11, 1), day(2026, 11, 2));
+    DayRows {
+        days: vec![
+            day_row(a, n1, 5, 7, 100),
+            day_row(a, n2, 3, 3, 50),
+            day_row(b, day(2026, 10, 15), 4, 4, 40),
+        ],
+        facts: vec![
+            fact(a, n1, "class", "browser", 2),
+            fact(a, n1, "class", "downloader", 1),
+            fact(a, n1, "class", "bot", 2),
+            fact(a, n2, "class", "bot", 1),
+            fact(a, n2, "class", "other", 2),
+            fact(a, n1, "country", "DE", 3),
+            fact(a, n1, "country", "FR", 1),
+            fact(a, n2, "country", "DE", 1),
+            fact(a, n1, "referer", "direct", 5),
+            fact(a, n1, "referer", "example.org", 2),
+            fact(a, n2, "referer", "this site", 3),
+            fact(a, n1, "network", "v6", 1),
+        ],
+        networks: vec![networks(n1, &[0, 64, 1023]), networks(n2, &[0, 5])],
+    }
+}
+
+#[test]
+fn per_day_figures_are_exact_with_unknown_for_days_before_facts() {
+    let rows = day_rows();
+    let all = detail::Slice::all(&rows);
+    let r = detail::range(&all, i32::MIN, i32::MAX);
+    assert_eq!((r.downloads, r.requests, r.bytes), (12, 14, 190));
+    let vals = |v: &[detail::ValueView]| {
+        v.iter()
+            .map(|v| (v.value.clone(), v.n, v.share))
+            .collect::<Vec<_>>()
+    };
+    let own = |v: &[(&str, u64, f64)]| {
+        v.iter()
+            .map(|(a, n, s)| (a.to_string(), *n, *s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        vals(&r.classes),
+        own(&[
+            ("browser", 2, 16.7),
+            ("downloader", 1, 8.3),
+            ("other", 2, 16.7),
+            ("bot", 3, 25.0),
+            ("unknown", 4, 33.3)
+        ])
+    );
+    assert_eq!((r.bots, r.bot_share, r.unknown_class), (3, 25.0, 4));
+    assert_eq!(
+        vals(&r.countries),
+        own(&[("DE", 4, 33.3), ("FR", 1, 8.3), ("unknown", 7, 58.3)])
+    );
+    assert_eq!(
+        vals(&r.referers),
+        own(&[
+            ("direct", 5, 35.7),
+            ("this site", 3, 21.4),
+            ("example.org", 2, 14.3),
+            ("unknown", 4, 28.6)
+        ])
+    );
+    assert_eq!(r.coverage.networks, 4);
+    assert_eq!(r.coverage.ipv6_downloads, 1);
+    assert_eq!(r.coverage.cells, vec![(0, 0), (5, 0), (0, 2), (31, 31)]);
+    let files: Vec<_> = r
+        .files
+        .iter()
+        .map(|f| (f.key.as_str(), f.downloads, f.bots))
+        .collect();
+    assert_eq!(files, [("/isos/a.iso", 8, 3), ("/isos/b.iso", 4, 0)]);
+    assert_eq!(r.first_day.as_deref(), Some("2026-10-15"));
+
+    // November alone: every download's class is known.
+    let by_month = detail::Slice::by_month(&rows);
+    assert_eq!(by_month.keys().collect::<Vec<_>>(), ["2026-10", "2026-11"]);
+    let (from, to) = detail::month_days("2026-11").unwrap();
+    let nov = detail::range(&by_month["2026-11"], from, to);
+    assert_eq!(
+        (nov.downloads, nov.bots, nov.bot_share, nov.unknown_class),
+        (8, 3, 37.5, 0)
+    );
+    assert_eq!(nov.classes.len(), 4);
+    // Without any country known, no country table at all.
+    let oct = detail::range(&by_month["2026-10"], i32::MIN, i32::MAX);
+    assert!(oct.countries.is_empty());
+    assert_eq!(
+        vals(&oct.classes).last().unwrap(),
+        &("unknown".to_string(), 4, 100.0)
+    );
+
+    let chart = detail::daily_chart(&all, day(2026, 10, 15), day(2026, 11, 22)).unwrap();
+    assert_eq!(chart.bars.len(), 39);
+    assert_eq!((chart.max, chart.max_label.as_str()), (5, "5"));
+    let first_nov = &chart.bars[17];
+    assert_eq!(
+        (
+            first_nov.date.as_str(),
+            first_nov.downloads,
+            first_nov.bots,
+            first_nov.h,
+            first_nov.bot_h
+        ),
+        ("2026-11-01", 5, 2, 160.0, 64.0)
+    );
+}
+
+#[test]
+fn overview_and_month_pages_show_the_per_day_figures() {
+    let (root, _outside) = fixture();
+    let mut snapshot = stats();
+    snapshot.day_rows = day_rows();
+    render_all(&settings(root.path()), &snapshot, now()).unwrap();
+    let page = squash(&read(&root.path().join(".stats/index.html")));
+    for want in [
+        r#"<span class="stat-label">By bots</span><span class="stat-value" id="bot-share" title="3 of 12 downloads counted per day">25.0 %</span>"#,
+        // 8 downloads over 2026-11-01 to -22: counting began before the month.
+        r#"<span class="stat-label">Per day in 2026-11</span><span class="stat-value" title="mean over 22 days">0.4</span>"#,
+        r#"<span class="stat-label">Counting per day since</span><span class="stat-value">2026-10-15</span>"#,
+        "4 downloads were counted before dlcount kept each client's class",
+        r#"<li><a href="2026-11.html">2026-11</a> <span class="muted">8</span></li><li><a href="2026-10.html">2026-10</a> <span class="muted">4</span></li>"#,
+        r#"<tr class="bot-row"><th scope="row" class="name">bot</th><td class="num downloads" data-label="Downloads">3</td><td class="num" data-label="Share">25.0 %</td></tr>"#,
+        r#"<th scope="row" class="name">unknown</th><td class="num downloads" data-label="Downloads">4</td><td class="num" data-label="Share">33.3 %</td>"#,
+        r#"<th scope="row" class="name">DE</th><td class="num downloads" data-label="Downloads">4</td>"#,
+        r#"<th scope="row" class="name">this site</th><td class="num downloads" data-label="Requests">3</td><td class="num" data-label="Share">21.4 %</td>"#,
+        "4 of the 1,024 IPv4 /10 networks downloaded (0.4 %); 1 download over IPv6",
+        "Downloads per day from 2026-10-15 to 2026-11-22; highest: 5 on 2026-11-01",
+        r#"<title>2026-11-01: 5 downloads, 2 by bots</title>"#,
+    ] {
+        assert!(page.contains(want), "missing {want:?}");
+    }
+    assert!(!page.contains("<script"));
+    // The month pages, linked to each other.
+    let oct = squash(&read(&root.path().join(".stats/2026-10.html")));
+    let nov = squash(&read(&root.path().join(".stats/2026-11.html")));
+    assert!(oct.contains(r#"<a href="index.html">All months</a> · <a rel="next" href="2026-11.html">2026-11 →</a></nav>"#));
+    assert!(nov.contains(r#"<a href="index.html">All months</a> · <a rel="prev" href="2026-10.html">← 2026-10</a></nav>"#));
+    // October: counting began on the 15th, so 4 downloads over 17 days.
+    assert!(oct.contains(r#"<span class="stat-value" title="over 17 days">0.2</span>"#));
+    assert!(!oct.contains("Countries"), "no country known in October");
+    assert!(nov.contains(r#"<span class="stat-value" id="month-total">8</span>"#));
+    assert!(nov.contains(
+        r#"<span class="stat-label">By bots</span><span class="stat-value">37.5 %</span>"#
+    ));
+    assert!(nov.contains(r#"<span class="folder-prefix">/isos/</span>a.iso</th><td class="num downloads" data-label="Downloads">8</td><td class="num" data-label="Bots">3</td><td class="num" data-label="Requests">10</td>"#));
+    assert!(nov.contains("4 of the 1,024 IPv4 /10 networks downloaded (0.4 %)"));
+    assert!(
+        oct.contains("0 of the 1,024 IPv4 /10 networks downloaded (0.0 %); 0 downloads over IPv6")
+    );
+}
+
+#[test]
+fn a_month_page_is_written_again_only_when_its_figures_change() {
+    let (root, _outside) = fixture();
+    let mut snapshot = stats();
+    snapshot.day_rows = day_rows();
+    let s = settings(root.path());
+    render_all(&s, &snapshot, now()).unwrap();
+    let oct = root.path().join(".stats/2026-10.html");
+    // Marked, so a rewrite would show: the content stamp stays at the end.
+    let marked = format!("<!-- kept -->{}", read(&oct));
+    fs::write(&oct, &marked).unwrap();
+    let later = now() + chrono::Duration::hours(5);
+    render_all(&s, &snapshot, later).unwrap();
+    assert_eq!(read(&oct), marked, "same figures: not written again");
+    snapshot.day_rows.days[2].downloads = 6;
+    render_all(&s, &snapshot, later).unwrap();
+    let again = read(&oct);
+    assert!(
+        !again.starts_with("<!-- kept -->"),
+        "changed figures: written"
+    );
+    assert!(squash(&again).contains(r#"id="month-total">6</span>"#));
+}
+
 /// A generated fixture: 200 sparse images in 10 folders, 120 months × 200 files of rows.
 fn big_fixture(root: &Path) -> StatsSnapshot {
     let mut rows = Vec::new();
@@ -1075,7 +1307,61 @@ fn big_fixture(root: &Path) -> StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
+        day_rows: fixture_days(200, day(2016, 1, 1), 3653, |i| {
+            format!(
+                "/releases/{}/distro-{}.{}-amd64.iso",
+                i % 10,
+                10 + i / 10,
+                i % 10
+            )
+        }),
     }
+}
+
+/// Per day rows of `files` files over `days` days from `start`: every file
+/// downloaded every day, with classes (bots among them), countries for
+/// most, referring hosts, IPv6 and a few networks a day.
+fn fixture_days(files: u64, start: i32, days: i32, path: impl Fn(u64) -> String) -> DayRows {
+    let mut rows = DayRows::default();
+    let countries = ["DE", "FR", "US", "BR", "JP", "IN", "NL", "SE"];
+    let hosts = ["direct", "this site", "forum.example", "news.example.org"];
+    for i in 0..files {
+        let p = path(i);
+        for d in 0..days {
+            let n = (i * 13 + d as u64 * 7) % 23 + 1;
+            let dayn = start + d;
+            rows.days
+                .push(day_row(&p, dayn, n, n + n / 2, n * 900_000_000));
+            let bots = n / 5;
+            rows.facts
+                .push(fact(&p, dayn, "class", "browser", n - bots - n / 3));
+            rows.facts
+                .push(fact(&p, dayn, "class", "downloader", n / 3));
+            rows.facts.push(fact(&p, dayn, "class", "bot", bots));
+            rows.facts.push(fact(
+                &p,
+                dayn,
+                "country",
+                countries[(i as usize + d as usize) % 8],
+                n - 1,
+            ));
+            rows.facts.push(fact(
+                &p,
+                dayn,
+                "referer",
+                hosts[(i as usize + d as usize) % 4],
+                n,
+            ));
+        }
+    }
+    for d in 0..days {
+        let nets: Vec<usize> = (0..12).map(|k| (d as usize * 37 + k * 89) % 1024).collect();
+        rows.networks.push(networks(start + d, &nets));
+        rows.facts
+            .push(fact(&path(0), start + d, "network", "v6", 1));
+    }
+    rows.facts.retain(|f| f.n > 0);
+    rows
 }
 
 /// A release tree of 50 images for the browser test's file × month table:
@@ -1124,10 +1410,19 @@ fn fifty_fixture(root: &Path) -> StatsSnapshot {
             local_noon(2025, 11, 1),
         );
     }
+    let fifty_paths: Vec<String> = {
+        let mut p: Vec<String> = rows.iter().map(|r| r.path.clone()).collect();
+        p.dedup();
+        p
+    };
     StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
+        // The last 120 days of its 24 months (to 2026-10-31).
+        day_rows: fixture_days(50, day(2026, 7, 4), 120, |i| {
+            fifty_paths[i as usize].clone()
+        }),
     }
 }
 
@@ -1148,8 +1443,11 @@ fn bench_render() {
         .unwrap()
         .len();
     println!(
-        "render_all, 200 images + 120 months x 200 files ({} rows, stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
+        "render_all, 200 images + 120 months x 200 files ({} rows; per day {} file-day rows, {} fact rows, {} month pages; stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
         stats.rows.len(),
+        stats.day_rows.days.len(),
+        stats.day_rows.facts.len(),
+        fs::read_dir(root.path().join(".stats")).unwrap().count() - 2,
         html / 1024,
         times[runs / 2].as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3,

@@ -101,6 +101,24 @@ impl Dir {
         written
     }
 
+    /// The content of the regular file `name`, `None` when there is none
+    /// (a link is not followed: it reads as none, and is then replaced).
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut File::from(fd), &mut data)
+                    .with_context(|| format!("cannot read {}", self.path.join(name).display()))?;
+                Ok(Some(data))
+            }
+            Err(Errno::ENOENT | Errno::ELOOP) => Ok(None),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read {}", self.path.join(name).display()))
+            }
+        }
+    }
+
     /// A new, empty temp file of ours; `O_EXCL` makes an existing entry of
     /// that name (a planted link included) a collision, never a file we write.
     fn create_temp(&self) -> Result<(String, OwnedFd)> {
