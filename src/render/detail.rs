@@ -12,8 +12,9 @@
 //!   their share; countries and referring sites are per file and day, not
 //!   per class, so those tables say how many of their downloads are bots'.
 //! - Completed downloads are not a fact of the store yet: nothing here shows
-//!   completion. When the store reads them, they are one more field of
-//!   [`Tally`] and one more column.
+//!   completion. When the store reads them (a `completed` fact per file and
+//!   day), they are one more field of [`RangeView`] and [`FileRow`]
+//!   summed in [`range`], and one more column or figure in the templates.
 //!
 //! All arithmetic saturates, like the monthly figures (see `view`).
 
