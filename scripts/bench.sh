@@ -479,8 +479,19 @@ if [ "$BENCH_LIVE" = 1 ]; then
     measure_listen listen "$WORK/mixed.log" "$WORK/mixed.plain.json"
     measure_follow follow "$WORK/mixed.log" "$WORK/mixed.plain.json"
     head -n 200000 "$WORK/mixed.log" >"$WORK/paced.log"
+    QLEN_NOW=$(cat /proc/sys/net/unix/max_dgram_qlen 2>/dev/null || echo '?')
     PACED_UNIX=$(paced_loss socket "$WORK/paced.log")
     PACED_UDP=$(paced_loss udp "$WORK/paced.log")
+    # Once more with the queue install.sh --nginx sets
+    # (scripts/nginx/60-dlcount-unix-queue.conf), where this run may set it
+    # (root); the machine's value is put back at once.
+    QLEN_INSTALLED=$(sed -n 's/^net.unix.max_dgram_qlen *= *//p' scripts/nginx/60-dlcount-unix-queue.conf)
+    PACED_UNIX_INSTALLED=
+    if [ "$QLEN_NOW" != "$QLEN_INSTALLED" ] && [ -w /proc/sys/net/unix/max_dgram_qlen ] &&
+        echo "$QLEN_INSTALLED" >/proc/sys/net/unix/max_dgram_qlen 2>/dev/null; then
+        PACED_UNIX_INSTALLED=$(paced_loss socket "$WORK/paced.log")
+        echo "$QLEN_NOW" >/proc/sys/net/unix/max_dgram_qlen
+    fi
 fi
 if [ "$BENCH_PG" = 1 ]; then
     measure_dl pg_pipe pipe "$WORK/mixed.log" "$WORK/mixed.plain.json" pg
@@ -632,7 +643,9 @@ echo "python old script: $PY_AGREES"
 echo "probe (catalogue): $probe"
 if [ "$BENCH_LIVE" = 1 ]; then
     echo "nginx-like sender (non-blocking, $BENCH_PACED_RATE lines/s, 200,000 lines):"
-    echo "  Unix socket (net.unix.max_dgram_qlen=$(cat /proc/sys/net/unix/max_dgram_qlen 2>/dev/null || echo '?')): $PACED_UNIX"
+    echo "  Unix socket (net.unix.max_dgram_qlen=$QLEN_NOW, this machine's): $PACED_UNIX"
+    [ -z "$PACED_UNIX_INSTALLED" ] ||
+        echo "  Unix socket (net.unix.max_dgram_qlen=$QLEN_INSTALLED, as install.sh --nginx sets it): $PACED_UNIX_INSTALLED"
     echo "  UDP on loopback: $PACED_UDP"
 fi
 

@@ -259,7 +259,11 @@ fn run_command(cmd: Command) -> Result<i32> {
             };
             let rows = store.monthly()?;
             if let Some((kind, fixed)) = fact {
-                let f = report::fact_months(&rows, &store.facts(kind)?, fixed, kind == "referer");
+                let mut facts = store.facts(kind)?;
+                if kind == "referer" {
+                    report::label_own_hosts(&mut facts, &a.site_host);
+                }
+                let f = report::fact_months(&rows, &facts, fixed, kind == "referer");
                 if a.json {
                     print!("{}", report::facts_to_json(&f));
                 } else if a.csv {

@@ -2,12 +2,14 @@
 //! and turns its request target into the file's report key.
 //!
 //! Invariant: the path we count is what Apache's `%U` would log for the
-//! request — query removed, `\xhh` log escapes undone, percent-decoded, `.`/`..`
+//! request — query removed, the format's log escapes undone (Apache's and
+//! nginx's default `\xhh`, nginx's `escape=json`, nothing under nginx's
+//! `escape=none`, where a backslash is the client's), percent-decoded, `.`/`..`
 //! segments resolved and repeated `/` collapsed — so `/isos//a.iso?x=1` and
 //! `/isos/%61.iso` land on the same key as `/isos/a.iso`. Keys are injective
 //! text: two different byte paths never share a key.
 
-use crate::logformat::TargetForm;
+use crate::logformat::{Escape, TargetForm};
 
 /// Why a well-formed line was not counted (counted per reason for the summary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +59,8 @@ impl Classifier {
     }
 
     /// Classifies a parsed request. `target` is the request target as logged,
-    /// `form` says whether it came from `%r` or from `%U`. On success the
+    /// `form` says whether it came from `%r` or from `%U`, `escape` how the
+    /// format escaped it. On success the
     /// normalised path is left in `path_out`, reused so the hot loop does not allocate.
     pub fn classify(
         &self,
@@ -65,6 +68,7 @@ impl Classifier {
         status: u16,
         target: &[u8],
         form: TargetForm,
+        escape: Escape,
         path_out: &mut Vec<u8>,
     ) -> Result<Method, Ignored> {
         let status_ok = matches!(status, 200 | 206);
@@ -76,7 +80,7 @@ impl Classifier {
         if !status_ok {
             return Err(Ignored::Status);
         }
-        normalize_target(target, form, path_out);
+        normalize_target(target, form, escape, path_out);
         if self.has_counted_ext(path_out) {
             Ok(method)
         } else {
@@ -87,9 +91,10 @@ impl Classifier {
 
 /// Normalises a request target into a `%U`-style path in `out`.
 ///
-/// Both forms still carry Apache's log escaping (`\"`, `\\`, `\xhh`); a `%r`
-/// target is also percent-encoded, while `%U` was already decoded by Apache.
-pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
+/// Both forms still carry the format's log escaping (`escape`: see
+/// [`unescape_log`]); a `%r` target is also percent-encoded, while `%U` was
+/// already decoded by Apache.
+pub fn normalize_target(target: &[u8], form: TargetForm, escape: Escape, out: &mut Vec<u8>) {
     out.clear();
     let mut raw: &[u8] = target;
     // Absolute-form targets (`GET http://host/path`) are served by path.
@@ -107,6 +112,8 @@ pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
         raw = &raw[..q];
     }
     // Fast path: nothing to undo or resolve (the overwhelmingly common case).
+    // The escape mode is not looked at here: a backslash under `escape=none`
+    // only takes the slow path, which keeps it, so the hot loop is unchanged.
     // One SIMD pass for `/` (a handful per path), each checked for `//` or
     // `/.`; a substring search per call would build its searcher every time.
     let simple = !raw.is_empty()
@@ -119,8 +126,8 @@ pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
     }
     let mut decoded = Vec::with_capacity(raw.len());
     let unescaped: Vec<u8>;
-    let src: &[u8] = if raw.contains(&b'\\') {
-        unescaped = unescape_log(raw);
+    let src: &[u8] = if escape != Escape::None && raw.contains(&b'\\') {
+        unescaped = unescape_log(raw, escape);
         &unescaped
     } else {
         raw
@@ -134,9 +141,18 @@ pub fn normalize_target(target: &[u8], form: TargetForm, out: &mut Vec<u8>) {
     }
 }
 
-/// Undoes Apache's and nginx's log escaping: `\"`, `\\`, `\xhh`, the C-style
-/// `\b \n \t \v \f \r` and nginx's JSON `\u00XX`. Unknown escapes are kept verbatim.
-pub fn unescape_log(s: &[u8]) -> Vec<u8> {
+/// Undoes a format's log escaping. [`Escape::Default`] (Apache's, and
+/// nginx's default, which only ever writes `\xHH` and so agrees with it):
+/// `\"`, `\\`, `\xhh` and the C-style `\b \n \t \v \f \r`.
+/// [`Escape::Json`] (nginx's `escape=json`): JSON's `\" \\ \/ \b \f \n \r \t`
+/// and `\u00XX` only — nginx writes a backslash as `\\` there, so a `\x41`
+/// in such a line is not one of its escapes. [`Escape::None`]: nothing (the
+/// bytes are the client's). Unknown escapes are kept verbatim.
+pub fn unescape_log(s: &[u8], escape: Escape) -> Vec<u8> {
+    if escape == Escape::None {
+        return s.to_vec();
+    }
+    let json = escape == Escape::Json;
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -153,7 +169,7 @@ pub fn unescape_log(s: &[u8]) -> Vec<u8> {
                     i += 2;
                     continue;
                 }
-                b'x' => {
+                b'x' if !json => {
                     if let (Some(h), Some(l)) = (hex(s.get(i + 2)), hex(s.get(i + 3))) {
                         out.push(h << 4 | l);
                         i += 4;
@@ -182,13 +198,19 @@ pub fn unescape_log(s: &[u8]) -> Vec<u8> {
                     i += 2;
                     continue;
                 }
-                b'v' => {
+                b'v' if !json => {
                     out.push(0x0b);
                     i += 2;
                     continue;
                 }
                 b'f' => {
                     out.push(0x0c);
+                    i += 2;
+                    continue;
+                }
+                // JSON allows `\/` (nginx does not write it, a proxy might).
+                b'/' if json => {
+                    out.push(b'/');
                     i += 2;
                     continue;
                 }
@@ -295,7 +317,7 @@ mod tests {
 
     fn norm(s: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        normalize_target(s, TargetForm::RequestLine, &mut out);
+        normalize_target(s, TargetForm::RequestLine, Escape::Default, &mut out);
         out
     }
 
@@ -328,21 +350,89 @@ mod tests {
     #[test]
     fn urlpath_targets_are_not_decoded_twice() {
         let mut out = Vec::new();
-        normalize_target(b"/isos/100%25.iso", TargetForm::UrlPath, &mut out);
+        normalize_target(
+            b"/isos/100%25.iso",
+            TargetForm::UrlPath,
+            Escape::Default,
+            &mut out,
+        );
         assert_eq!(out, b"/isos/100%25.iso");
-        normalize_target(b"/isos/a\\x20b.iso?q", TargetForm::UrlPath, &mut out);
+        normalize_target(
+            b"/isos/a\\x20b.iso?q",
+            TargetForm::UrlPath,
+            Escape::Default,
+            &mut out,
+        );
         assert_eq!(out, b"/isos/a b.iso");
     }
 
     #[test]
     fn unescape_handles_apache_escapes() {
-        assert_eq!(unescape_log(br#"a\"b\\c\x41\x4"#), b"a\"b\\cA\\x4".to_vec());
-        assert_eq!(unescape_log(b"\\"), b"\\".to_vec());
+        let d = Escape::Default;
+        assert_eq!(
+            unescape_log(br#"a\"b\\c\x41\x4"#, d),
+            b"a\"b\\cA\\x4".to_vec()
+        );
+        assert_eq!(unescape_log(b"\\", d), b"\\".to_vec());
         // Apache's \b \v, nginx json's \f and \u00XX; a \u that is not \u00XX stays.
         assert_eq!(
-            unescape_log(br"\b\v\f\u0009\u00zz\u0100"),
+            unescape_log(br"\b\v\f\u0009\u00zz\u0100", d),
             b"\x08\x0b\x0c\t\\u00zz\\u0100".to_vec()
         );
+    }
+
+    #[test]
+    fn unescape_follows_the_formats_escape_mode() {
+        // escape=json: JSON's escapes; \x and \v are not among them.
+        assert_eq!(
+            unescape_log(br#"a\"b\\x41\u0041\/\x41\v"#, Escape::Json),
+            br#"a"b\x41A/\x41\v"#.to_vec()
+        );
+        // escape=none: the bytes are the client's, backslashes included.
+        assert_eq!(
+            unescape_log(br#"a\"b\\c\x41"#, Escape::None),
+            br#"a\"b\\c\x41"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn normalisation_keeps_a_literal_backslash_under_escape_none() {
+        let mut out = Vec::new();
+        let none = Escape::None;
+        normalize_target(b"/isos/a\\x41.iso", TargetForm::RequestLine, none, &mut out);
+        assert_eq!(out, b"/isos/a\\x41.iso");
+        normalize_target(br#"/isos/a"b.iso"#, TargetForm::RequestLine, none, &mut out);
+        assert_eq!(out, br#"/isos/a"b.iso"#);
+        // Percent-decoding still applies (nginx's $request is the raw target).
+        normalize_target(
+            b"/isos/a%5Cb%20c.iso",
+            TargetForm::RequestLine,
+            none,
+            &mut out,
+        );
+        assert_eq!(out, b"/isos/a\\b c.iso");
+        // The same bytes under the default escaping are an escape.
+        normalize_target(
+            b"/isos/a\\x41.iso",
+            TargetForm::RequestLine,
+            Escape::Default,
+            &mut out,
+        );
+        assert_eq!(out, b"/isos/aA.iso");
+        normalize_target(
+            b"/isos/a\\x41.iso",
+            TargetForm::RequestLine,
+            Escape::Json,
+            &mut out,
+        );
+        assert_eq!(out, b"/isos/a\\x41.iso");
+        normalize_target(
+            b"/isos/a\\\\b.iso",
+            TargetForm::RequestLine,
+            Escape::Json,
+            &mut out,
+        );
+        assert_eq!(out, b"/isos/a\\b.iso");
     }
 
     #[test]

@@ -286,6 +286,9 @@ pub struct ReportArgs {
     /// Print CSV (one row per file, month and, with --by class|country, value)
     #[arg(long, conflicts_with_all = ["json", "detail"])]
     pub csv: bool,
+    /// With --by referer: a host name of this site (repeat for several); its requests are shown as "this site"
+    #[arg(long = "site-host", value_name = "HOST")]
+    pub site_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -21,14 +21,25 @@
 //! - it points stdin at `/dev/null` (which is why the pipe mode can never be
 //!   a daemon: Apache's pipe is stdin, and Apache reads the parent's exit as
 //!   a dead logger);
-//! - the pid file is opened with `O_CREAT` (following links: keep it in a
-//!   directory of root's or the daemon's own, such as `/run/dlcount`),
-//!   locked with `flock` for the daemon's life — a second daemon with the
-//!   same pid file refuses to start — and written with its pid; it is never
-//!   removed by the crate: [`finish`] removes it when it still holds our pid.
+//! - its own pid file follows links (`open(O_CREAT)`, then truncated) and is
+//!   written while the daemon is still root, so we do not use it: [`start`]
+//!   writes the pid file itself, in the daemon, with `O_NOFOLLOW`, refusing
+//!   anything but a plain file with one link — the pid file then lives in a
+//!   directory of the daemon's user (`/run/dlcount/listen.pid`), so that
+//!   [`finish`], run after privileges were dropped, can remove it, while
+//!   root never writes through a link that user planted there. It is locked
+//!   with `flock` for the daemon's life (a second daemon with the same pid
+//!   file refuses to start) and removed by [`finish`] when it still holds
+//!   our pid. A daemon killed with SIGKILL leaves it behind: whoever signals
+//!   the pid in it must first check the process is ours
+//!   (`scripts/nginx/install-steps.sh`, `listener_stop`).
 
 use crate::cli::DaemonArgs;
 use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
 /// With `--daemon`: detaches (see the module header); the caller continues
 /// as the daemon. Without: does nothing.
@@ -47,9 +58,13 @@ pub fn start(args: &DaemonArgs) -> Result<()> {
     let err = out.try_clone()?;
     // The crate finds a locked pid file only in the daemon, after the
     // parent exited 0: look first, so a second instance fails here.
-    if let Ok(f) = std::fs::File::open(pidfile) {
-        if let Err((f, _)) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        {
+    let nofollow = OFlag::O_NOFOLLOW.bits();
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow)
+        .open(pidfile)
+    {
+        if let Err((f, _)) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             let mut pid = String::new();
             let _ = std::io::Read::read_to_string(&mut &f, &mut pid);
             anyhow::bail!(
@@ -59,15 +74,56 @@ pub fn start(args: &DaemonArgs) -> Result<()> {
             );
         }
     }
+    // A link or a special file is refused here too, while the error still
+    // reaches the terminal; the daemon checks again when it opens the file.
+    if let Ok(m) = std::fs::symlink_metadata(pidfile) {
+        if !m.file_type().is_file() {
+            anyhow::bail!(
+                "--pidfile {} is not a plain file (a link?): refusing to write through it",
+                pidfile.display()
+            );
+        }
+    }
     daemonize::Daemonize::new()
-        .pid_file(pidfile)
         .working_directory("/")
         .umask(0o022)
         .stdout(out)
         .stderr(err)
         .start()
         .map_err(|e| anyhow::anyhow!("cannot run in the background: {e}"))?;
+    // Now the daemon (its own pid); its stderr is --log.
+    let lock = write_pidfile(pidfile)?;
+    // The lock lives as long as the process: the file is never closed.
+    std::mem::forget(lock);
     Ok(())
+}
+
+/// Creates or reuses `pidfile` without following a link (see the module
+/// header), locks it and writes our pid.
+fn write_pidfile(pidfile: &Path) -> Result<Flock<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(pidfile)
+        .with_context(|| format!("cannot open --pidfile {} (a link?)", pidfile.display()))?;
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        anyhow::bail!(
+            "--pidfile {} is not a plain file with one link: refusing to write it",
+            pidfile.display()
+        );
+    }
+    let f = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "already running in the background: {} is locked ({e})",
+            pidfile.display()
+        )
+    })?;
+    f.set_len(0)?;
+    (&*f).write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    Ok(f)
 }
 
 /// At the daemon's exit: removes the pid file if it still holds our pid.

@@ -376,7 +376,13 @@ pub fn import_json(
         } else {
             format!("{}/{}", prefix.trim_end_matches('/'), name)
         };
-        normalize_target(url.as_bytes(), TargetForm::UrlPath, &mut path_buf);
+        // Names in a counts file were written with Apache's escaping, as before.
+        normalize_target(
+            url.as_bytes(),
+            TargetForm::UrlPath,
+            crate::logformat::Escape::Default,
+            &mut path_buf,
+        );
         let key = path_key(&path_buf);
         let months = months
             .as_object()

@@ -410,6 +410,12 @@ impl LogFormat {
         &self.source
     }
 
+    /// How the format escapes values, which decides how a target is
+    /// un-escaped ([`crate::classify::normalize_target`]).
+    pub fn escape(&self) -> Escape {
+        self.escape
+    }
+
     /// Which [`identity`] fields the format logs.
     pub fn identity(&self) -> u8 {
         self.identity

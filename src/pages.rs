@@ -11,6 +11,11 @@
 //! after a quiet spell renders at once, a stream of changes once per
 //! interval, no change never); and when a file left off the public page as
 //! still being written has settled, so a new ISO appears by itself.
+//!
+//! A shared database (PostgreSQL) is read at most once per
+//! [`SHARED_READ_INTERVAL`], whatever triggers renders: a mirror sync that
+//! lands a file a second re-renders the public listing of this server's
+//! ROOT each time, from the figures last read.
 
 use crate::config::Settings;
 use crate::pipe::{PageTrigger, RenderReason};
@@ -103,6 +108,51 @@ pub fn render_now(s: &Settings) -> Result<render::RenderSummary> {
     render::render_all(&page_settings(s), &stats, chrono::Local::now())
 }
 
+/// How often a logger reads a shared database for its pages, at most: a
+/// read is one connection and four statements, so this keeps every server
+/// at a few queries a minute however short `--refresh` is and however often
+/// its ISO tree changes.
+pub const SHARED_READ_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The statistics a render shows: read afresh, or on a shared database the
+/// last figures read, when they are younger than [`SHARED_READ_INTERVAL`]
+/// and the render is for the tree (a new or settled file), not for counts
+/// or a new day.
+struct SnapshotCache {
+    shared: bool,
+    last: Option<(Instant, StatsSnapshot)>,
+}
+
+impl SnapshotCache {
+    fn reusable(&self, reason: RenderReason, now: Instant) -> Option<&StatsSnapshot> {
+        let tree_only = matches!(reason, RenderReason::TreeChanged | RenderReason::Settled);
+        match &self.last {
+            Some((at, stats))
+                if self.shared && tree_only && now.duration_since(*at) < SHARED_READ_INTERVAL =>
+            {
+                Some(stats)
+            }
+            _ => None,
+        }
+    }
+
+    fn get(
+        &mut self,
+        reason: RenderReason,
+        now: Instant,
+        read: impl FnOnce() -> Result<StatsSnapshot>,
+    ) -> Result<StatsSnapshot> {
+        if let Some(stats) = self.reusable(reason, now) {
+            return Ok(stats.clone());
+        }
+        let stats = read()?;
+        if self.shared {
+            self.last = Some((now, stats.clone()));
+        }
+        Ok(stats)
+    }
+}
+
 #[derive(Default)]
 struct Wanted {
     /// A render wanted as soon as possible.
@@ -123,7 +173,8 @@ struct Schedule {
     settle_at: Option<Instant>,
     /// The database is shared with other servers (PostgreSQL), whose
     /// commits this one does not see: their counts are read every `refresh`
-    /// (a connection and two queries a minute), whether or not ours changed.
+    /// (never more often than [`SHARED_READ_INTERVAL`]), whether or not
+    /// ours changed.
     shared: bool,
 }
 
@@ -132,7 +183,14 @@ impl Schedule {
     fn due(&self, wanted: &Wanted, now: Instant) -> Option<Instant> {
         let asap = wanted.pending.map(|_| now);
         let counts = match (wanted.counts_changed || self.shared, self.refresh) {
-            (true, Some(every)) => Some(self.last_render.map_or(now, |t| t + every)),
+            (true, Some(every)) => {
+                let every = if self.shared {
+                    every.max(SHARED_READ_INTERVAL)
+                } else {
+                    every
+                };
+                Some(self.last_render.map_or(now, |t| t + every))
+            }
             _ => None,
         };
         [asap, counts, self.settle_at].into_iter().flatten().min()
@@ -235,6 +293,10 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
         settle_at: None,
         shared: settings.db.sqlite().is_none(),
     };
+    let mut stats_cache = SnapshotCache {
+        shared: schedule.shared,
+        last: None,
+    };
     loop {
         let (reason, stopping) = {
             let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -269,7 +331,11 @@ fn render_loop(settings: &Settings, state: &(Mutex<Wanted>, Condvar)) {
             }
         };
         let started = Instant::now();
-        let result = render_now(settings);
+        let result = stats_cache
+            .get(reason, started, || snapshot(&settings.db))
+            .and_then(|stats| {
+                render::render_all(&page_settings(settings), &stats, chrono::Local::now())
+            });
         if stopping {
             // Best effort after the pipe's last word: a lasting problem was
             // already reported, and the next instance renders at its start.
@@ -357,6 +423,104 @@ mod tests {
         assert_eq!(s.due(&wanted(None, false), t0), Some(t0 + MINUTE));
         s.refresh = None;
         assert_eq!(s.due(&wanted(None, false), t0), None);
+    }
+
+    #[test]
+    fn a_shared_database_is_read_at_most_every_shared_read_interval() {
+        let t0 = Instant::now();
+        let mut s = Schedule {
+            refresh: Some(Duration::from_secs(1)),
+            last_render: None,
+            settle_at: None,
+            shared: true,
+        };
+        s.rendered(t0, None);
+        // `--refresh 1s` on PostgreSQL still waits the shared interval.
+        assert_eq!(
+            s.due(&wanted(None, true), t0),
+            Some(t0 + SHARED_READ_INTERVAL)
+        );
+        // Not shared: the refresh as given.
+        s.shared = false;
+        assert_eq!(
+            s.due(&wanted(None, true), t0),
+            Some(t0 + Duration::from_secs(1))
+        );
+    }
+
+    fn empty_stats(counts_json: &str) -> StatsSnapshot {
+        StatsSnapshot {
+            rows: Vec::new(),
+            counts_json: counts_json.to_string(),
+            servers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tree_renders_reuse_a_recent_read_of_a_shared_database() {
+        let t0 = Instant::now();
+        let mut cache = SnapshotCache {
+            shared: true,
+            last: None,
+        };
+        let mut reads = 0;
+        let mut read = |tag: &str| {
+            reads += 1;
+            let tag = format!("{tag}{reads}");
+            move || Ok(empty_stats(&tag))
+        };
+        // The start reads; a burst of tree changes within the interval does not.
+        let got = cache.get(RenderReason::Start, t0, read("start")).unwrap();
+        assert_eq!(got.counts_json, "start1");
+        for second in 1..30 {
+            let at = t0 + Duration::from_secs(second);
+            let reason = if second % 2 == 0 {
+                RenderReason::TreeChanged
+            } else {
+                RenderReason::Settled
+            };
+            let got = cache
+                .get(reason, at, || panic!("read at {second} s"))
+                .unwrap();
+            assert_eq!(got.counts_json, "start1");
+        }
+        // Past the interval a tree change reads again.
+        let at = t0 + SHARED_READ_INTERVAL;
+        let got = cache
+            .get(RenderReason::TreeChanged, at, read("tree"))
+            .unwrap();
+        assert_eq!(got.counts_json, "tree2");
+        // Counts and a new day always read.
+        let soon = at + Duration::from_secs(1);
+        let got = cache
+            .get(RenderReason::CountsChanged, soon, read("counts"))
+            .unwrap();
+        assert_eq!(got.counts_json, "counts3");
+        let got = cache.get(RenderReason::NewDay, soon, read("day")).unwrap();
+        assert_eq!(got.counts_json, "day4");
+        assert_eq!(reads, 4);
+    }
+
+    #[test]
+    fn a_local_database_is_read_for_every_render() {
+        let t0 = Instant::now();
+        let mut cache = SnapshotCache {
+            shared: false,
+            last: None,
+        };
+        for (n, reason) in [
+            RenderReason::Start,
+            RenderReason::TreeChanged,
+            RenderReason::Settled,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let tag = format!("read{n}");
+            let got = cache.get(reason, t0, || Ok(empty_stats(&tag))).unwrap();
+            assert_eq!(got.counts_json, tag);
+        }
+        assert!(cache.last.is_none());
     }
 
     #[test]

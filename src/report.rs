@@ -156,6 +156,20 @@ pub fn fact_months(
     out
 }
 
+/// Names the requests referred by one of the site's own hosts (`--site-host`,
+/// any case, a trailing dot ignored) "this site", as `referer::RefererHost`.
+pub fn label_own_hosts(facts: &mut [FactDayRow], own: &[String]) {
+    let own: Vec<String> = own
+        .iter()
+        .map(|h| crate::referer::host_label(h.as_bytes()))
+        .collect();
+    for f in facts.iter_mut() {
+        if own.contains(&f.value) {
+            f.value = crate::referer::RefererHost::ThisSite.label().to_string();
+        }
+    }
+}
+
 /// `report --json --by class|country`:
 /// `{"<path>": {"YYYY-MM": {"<value>": downloads}}}`.
 pub fn facts_to_json(f: &FactMonths) -> String {

@@ -477,6 +477,7 @@ impl LineProcessor {
             rec.status,
             rec.target,
             rec.target_form,
+            self.format.escape(),
             &mut self.path_buf,
         ) {
             Ok(method) => {

@@ -10,8 +10,9 @@
 #     /etc/systemd/system/dlcount-listen.service (scripts/systemd/, the
 #     binary, root and nginx's group filled in), enabled and (re)started;
 #     without systemd `dlcount-pipe listen --daemon` (pid file
-#     /run/dlcount-listen.pid, messages in /var/log/dlcount/listen.log),
-#     started now and not at boot (the last lines say so);
+#     /run/dlcount/listen.pid, messages in /var/log/dlcount/listen.log,
+#     rotated by /etc/logrotate.d/dlcount-listen), started now and not at
+#     boot (the last lines say so);
 #  c. /etc/nginx/conf.d/dlcount.conf (the log_format dlcount and the two
 #     access_log lines: the socket, /var/log/nginx/dlcount.log),
 #     /etc/nginx/snippets/dlcount-stats.conf (the /.stats/ allow/deny block,
@@ -20,7 +21,9 @@
 #     default server in place of Debian's stock `default` site, or with
 #     --server-name NAME beside the others;
 #  d. `nginx -t`, and nginx reloaded only if it passes; if it fails, what
-#     this run changed in /etc/nginx is taken back and the script stops.
+#     this run changed in /etc/nginx is taken back and the script stops —
+#     only that: the listener (running, recorded) and the sysctl file stay,
+#     harmless without nginx sending, for the next run or --uninstall.
 # Without --site, a server of your own must serve the root and include the
 # snippet (`include snippets/dlcount-stats.conf;`): the statistics are
 # guarded there, not server-wide; the preflight refuses before anything
@@ -30,13 +33,17 @@
 # "ensite dlcount", "dissite default -> TARGET", "service dlcount-listen",
 # "daemon dlcount-listen"), only when this script made it; --uninstall
 # undoes exactly those: nginx first (its confs out, nginx -t, reload, so it
-# stops sending), then the listener, then the sysctl file (the running
-# kernel keeps the value until reboot).
+# stops sending), then the listener (its logrotate file first), then the
+# sysctl file (the running kernel keeps the value until reboot).
 #
-# Root never writes through a path dlcount controls: the pid file is in /run
-# (root's), the socket's directory /run/dlcount is dlcount's but the
-# listener creates the socket with bind() (never through a link) and gives
-# it away with lchown semantics.
+# Root never writes through a path dlcount controls: /run/dlcount is
+# dlcount's (so the listener, once it is dlcount, can remove its socket and
+# pid file at exit), but the listener creates the socket with bind() (never
+# through a link) and gives it away with lchown semantics, and writes the
+# pid file with O_NOFOLLOW (src/daemon.rs). A pid file is only ever
+# signalled after /proc says its pid is this install's `dlcount-pipe
+# listen` (listener_stop): a listener killed with SIGKILL leaves its pid
+# file behind, and the pid in it may since belong to another process.
 
 NGINX_ETC=/etc/nginx
 NGINX_CONF_DEST=$NGINX_ETC/conf.d/dlcount.conf
@@ -51,9 +58,10 @@ SYSCTL_DEST=/etc/sysctl.d/60-dlcount.conf
 LISTEN_UNIT=/etc/systemd/system/dlcount-listen.service
 LISTEN_RUN=/run/dlcount
 LISTEN_SOCK=$LISTEN_RUN/listen.sock
-LISTEN_PIDFILE=/run/dlcount-listen.pid
+LISTEN_PIDFILE=$LISTEN_RUN/listen.pid
 LISTEN_LOG_DIR=/var/log/dlcount
 LISTEN_LOG=$LISTEN_LOG_DIR/listen.log
+LISTEN_LOGROTATE=/etc/logrotate.d/dlcount-listen
 
 has_systemd() { [ -d /run/systemd/system ]; }
 
@@ -216,20 +224,56 @@ ngx_undo() {
     done
 }
 
+# listener_is_ours PID: whether PID runs the listener this script starts:
+# /proc/PID/exe is dlcount-pipe where install.sh puts it ($BIN_DEST, or the
+# other of /usr/local/bin and /usr/bin after a switch to or from the
+# package; " (deleted)" once an upgrade has replaced the file), its first
+# argument is `listen` and it was given `--pidfile $LISTEN_PIDFILE`.
+listener_is_ours() {
+    local pid=$1 exe args i
+    [[ $pid =~ ^[1-9][0-9]{0,9}$ ]] || return 1
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    exe=${exe% (deleted)}
+    case $exe in
+        "$BIN_DEST" | /usr/local/bin/dlcount-pipe | /usr/bin/dlcount-pipe) ;;
+        *) return 1 ;;
+    esac
+    mapfile -d '' -t args <"/proc/$pid/cmdline" 2>/dev/null || return 1
+    [ "${args[1]:-}" = listen ] || return 1
+    for ((i = 2; i + 1 < ${#args[@]}; i++)); do
+        [ "${args[i]}" = --pidfile ] && [ "${args[i + 1]}" = "$LISTEN_PIDFILE" ] && return 0
+    done
+    return 1
+}
+
 # listener_stop: the background listener (no systemd) gets SIGTERM, as
 # systemd would send it (what its socket holds is committed), within 30 s.
+# A pid file whose pid is not our listener (it was killed with SIGKILL and
+# the pid reused, or it is gone) is removed, and nothing is signalled.
 listener_stop() {
     local pid _
-    [ -s "$LISTEN_PIDFILE" ] || return 0
-    pid=$(cat "$LISTEN_PIDFILE")
-    kill -0 "$pid" 2>/dev/null || return 0
+    [ -e "$LISTEN_PIDFILE" ] || return 0
+    pid=$(head -c 32 "$LISTEN_PIDFILE" | tr -d '[:space:]')
+    if ! listener_is_ours "$pid"; then
+        say "$LISTEN_PIDFILE is stale (pid ${pid:-none} is not our dlcount-pipe listen): removed, nothing signalled"
+        run rm -f "$LISTEN_PIDFILE"
+        return 0
+    fi
     if [ "$dry_run" = 1 ]; then
         printf '+ kill -TERM %s (dlcount-pipe listen)\n' "$pid"
         return 0
     fi
     kill -TERM "$pid"
     for _ in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            # The listener removes its pid file at exit (it is dlcount's
+            # directory); one left behind would be stale from now on.
+            if [ -e "$LISTEN_PIDFILE" ]; then
+                say "the listener left $LISTEN_PIDFILE behind: removed"
+                rm -f "$LISTEN_PIDFILE"
+            fi
+            return 0
+        fi
         sleep 0.1
     done
     say "warning: the listener (pid $pid) did not exit within 30 s of SIGTERM"
@@ -277,8 +321,16 @@ nginx_install() {
         ngx_recorded "daemon dlcount-listen" || ngx_run_changes+=("daemon dlcount-listen")
         listener_start "$group"
         ngx_record "daemon dlcount-listen"
+        # Its messages (a line per problem, a summary at exit) grow for
+        # ever otherwise; logrotate is what a Debian admin looks in.
+        if [ -d /etc/logrotate.d ]; then
+            ngx_install_file "$REPO/scripts/nginx/dlcount-listen.logrotate" "$LISTEN_LOGROTATE"
+        else
+            say "note: logrotate is not installed: $LISTEN_LOG is not rotated (scripts/nginx/dlcount-listen.logrotate)"
+        fi
         say "no systemd: the listener runs in the background now (pid file $LISTEN_PIDFILE, log $LISTEN_LOG),"
-        say "  not started at boot: start it from your init system before nginx with this command:"
+        say "  not started at boot: start it from your init system before nginx with these commands:"
+        say "  install -d -o $USER_NAME -g $USER_NAME -m 0751 $LISTEN_RUN"
         say "  $BIN_DEST listen --config $TOML --socket $LISTEN_SOCK --socket-group $group --daemon --pidfile $LISTEN_PIDFILE --log $LISTEN_LOG"
     fi
     # c. nginx's configuration.
@@ -319,13 +371,18 @@ nginx_install() {
     if [ "$dry_run" = 1 ]; then
         printf '+ nginx -t\n'
     elif ! out=$(nginx -t 2>&1); then
-        local keep=()
+        # Only nginx's part: the listener, its unit and log rotation and the
+        # sysctl file stay installed and recorded — they do nothing while
+        # nginx sends nothing, and the next run (or --uninstall) finds them.
+        local take=()
         for line in "${ngx_run_changes[@]}"; do
-            case $line in "service "* | "daemon "*) ;; *) keep+=("$line") ;; esac
+            case $line in "file $NGINX_ETC/"* | "ensite "* | "dissite "*) take+=("$line") ;; esac
         done
-        [ "${#keep[@]}" -eq 0 ] || ngx_undo "${keep[@]}"
+        [ "${#take[@]}" -eq 0 ] || ngx_undo "${take[@]}"
         printf '%s\n' "$out" >&2
-        die "nginx -t failed; what this run changed in $NGINX_ETC is taken back, nginx not reloaded"
+        die "nginx -t failed; what this run changed in $NGINX_ETC is taken back, nginx not reloaded.
+  The listener stays installed and running (nothing reaches it until nginx is configured):
+  fix what nginx -t says and run this again, or run --uninstall to remove it too"
     fi
     nginx_reload
 }
@@ -372,7 +429,7 @@ nginx_uninstall() {
     mapfile -t lines <"$NGINX_CHANGES"
     for line in "${lines[@]}"; do
         case $line in
-            "service "* | "daemon "* | "file $SYSCTL_DEST" | "file $LISTEN_UNIT") others+=("$line") ;;
+            "service "* | "daemon "* | "file $SYSCTL_DEST" | "file $LISTEN_UNIT" | "file $LISTEN_LOGROTATE") others+=("$line") ;;
             *) confs+=("$line") ;;
         esac
     done

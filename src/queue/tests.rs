@@ -550,18 +550,22 @@ fn past_the_limit_or_without_a_secret_lines_are_dropped_and_counted() {
 fn try_send_keeps_at_most_the_bound_on_its_way() {
     let tmp = tempfile::tempdir().unwrap();
     let db = DbTarget::Sqlite(tmp.path().join("d.sqlite"));
-    let mut b = raw_batch(&lines(10, 10), None);
-    b.stats.lines = 12;
-    // The stuck clock runs from the queue's start (no progress yet), so
-    // the wait is measured from before it: time spent starting the queue
-    // on a loaded machine must not shorten it.
-    let start = Instant::now();
     let q = Queue::start(&db, 35, 15);
     let s = q.sender();
-    // Pretend 10 are on their way already, and nothing moves.
+    let mut b = raw_batch(&lines(10, 10), None);
+    b.stats.lines = 12;
+    // Pretend 10 are on their way already, and nothing moves from now on:
+    // the clock of progress restarts after our own clock starts (starting
+    // the queue on a busy machine may take longer than SPILL_STUCK). The
+    // queue's clock counts whole milliseconds, so its two seconds may be
+    // up to a millisecond short of ours.
+    let start = Instant::now();
     s.shared.in_flight.fetch_add(10, Ordering::AcqRel);
+    s.shared
+        .progress
+        .store(s.shared.millis(), Ordering::Release);
     assert!(!s.try_send(&mut b));
-    assert!(start.elapsed() >= SPILL_STUCK);
+    assert!(start.elapsed() >= SPILL_STUCK - Duration::from_millis(1));
     assert_eq!((b.hits().len(), b.stats.lines), (10, 12));
     s.shared.in_flight.fetch_sub(10, Ordering::AcqRel);
     assert!(s.try_send(&mut b));

@@ -3,10 +3,15 @@
 //!
 //! Invariant: a figure moves only by the change of [`SeenLine::copies`], so
 //! applying the same copies again, or in another order, changes nothing.
+//! [`BatchAccount`] is where a batch's lines, once the backend has read
+//! and written their `seen_lines` rows, add up by that change alone.
 
-use super::Origin;
+use super::facts::{join_country, Brought, FactDeltas, NO_COUNTRY};
+use super::{ApplyStats, Origin};
 use crate::keys::{KeyHasher, Scratch};
 use crate::tally::Batch;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 /// `days.identity` of a day counted before schema 2: schema 1's fingerprint.
 pub const SCHEMA1_IDENTITY: i64 = -1;
@@ -243,5 +248,114 @@ mod tests {
         );
         // …and line_keys would never use it.
         line_keys(&b, 0, 7, &KeyHasher::new([2; 32]), &mut Scratch::default());
+    }
+}
+
+/// One distinct line of a batch, its copies gathered, as both backends
+/// account for it.
+pub struct LineAgg {
+    pub day: i32,
+    pub hash: i64,
+    pub copies: i64,
+    /// Bytes of those copies together.
+    pub bytes: i64,
+    pub visitor: i64,
+    pub file_id: i64,
+    /// `servers.id` of the server whose log the line is from.
+    pub server_id: i64,
+    /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
+    pub schema1: bool,
+    /// The line's facts (`store::facts`), joined over its copies.
+    pub facts: Brought,
+    /// Its Referer's host label (`referer::host_label`); empty: direct.
+    pub referer: Vec<u8>,
+}
+
+impl LineAgg {
+    /// What the line's copies add, `(requests, bytes)`: all of them for a
+    /// row the store did not have (`was` is `None`), else only the growth
+    /// from `was` to `after` (see the module's invariant).
+    pub fn new_copies(&self, was: Option<&SeenLine>, after: &SeenLine) -> (i64, i64) {
+        let Some(was) = was else {
+            return (self.copies, self.bytes);
+        };
+        let delta = (after.copies().0 - was.copies().0).clamp(0, self.copies);
+        let delta_bytes = if self.schema1 {
+            // Schema-1 rows keep no bytes: every copy logged the same.
+            delta.saturating_mul(self.bytes / self.copies)
+        } else {
+            after.copies().1.saturating_sub(was.copies().1)
+        };
+        (delta, delta_bytes)
+    }
+}
+
+/// A download (day, visitor key) of a batch, gathered over its lines.
+#[derive(Default)]
+pub struct VisitorAgg {
+    pub file_id: i64,
+    pub requests: i64,
+    pub bytes: i64,
+    /// Bits of the servers that sent counted lines ([`server_bit`]).
+    pub servers: i64,
+    /// The facts of its lines whose copies are new (`None`: no such line).
+    pub facts: Option<Brought>,
+    /// The country of all its lines (`store::facts::gathered`).
+    pub country: i64,
+}
+
+/// The bit of server `id` (1 to 63) in `visitors.servers`.
+pub fn server_bit(id: i64) -> i64 {
+    1i64 << (id - 1)
+}
+
+/// What a batch's lines add up to before the visitors are written: the
+/// downloads in the order first seen, per server and day (new downloads,
+/// requests, bytes), and the facts' deltas.
+#[derive(Default)]
+pub struct BatchAccount {
+    pub visitors: HashMap<(i32, i64), VisitorAgg>,
+    pub visitor_order: Vec<(i32, i64)>,
+    pub server_days: BTreeMap<(i64, i32), (i64, i64, i64)>,
+    pub fact_deltas: FactDeltas,
+}
+
+impl BatchAccount {
+    /// Adds line `l`, whose new copies are `(delta, delta_bytes)`
+    /// ([`LineAgg::new_copies`]).
+    pub fn add(&mut self, stats: &mut ApplyStats, l: &LineAgg, (delta, delta_bytes): (i64, i64)) {
+        stats.counted_lines += delta as u64;
+        stats.already_counted_lines += (l.copies - delta) as u64;
+        if delta > 0 {
+            stats.max_day = stats.max_day.max(Some(l.day));
+        }
+        let key = (l.day, l.visitor);
+        let order = &mut self.visitor_order;
+        let v = self.visitors.entry(key).or_insert_with(|| {
+            order.push(key);
+            VisitorAgg {
+                file_id: l.file_id,
+                country: NO_COUNTRY,
+                ..Default::default()
+            }
+        });
+        v.country = join_country(v.country, l.facts.country);
+        v.requests = v.requests.saturating_add(delta);
+        v.bytes = v.bytes.saturating_add(delta_bytes);
+        if delta > 0 {
+            *self
+                .fact_deltas
+                .referers
+                .entry((l.file_id, l.day, l.referer.clone()))
+                .or_default() += delta;
+            v.servers |= server_bit(l.server_id);
+            // Only new lines bring facts (see `store::facts`).
+            v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
+        }
+        if delta != 0 || delta_bytes != 0 {
+            let sd = self.server_days.entry((l.server_id, l.day)).or_default();
+            sd.1 = sd.1.saturating_add(delta);
+            sd.2 = sd.2.saturating_add(delta_bytes);
+        }
     }
 }

@@ -24,10 +24,12 @@
 #      anything changes, --site --server-name adds a named site and breaks
 #      nothing; a module the admin had enabled stays enabled;
 #   D. --nginx on Debian's stock nginx (Apache stopped): refused without a
-#      guard for the statistics, nginx -t failing takes the run back, then
+#      guard for the statistics, nginx -t failing takes its /etc/nginx part
+#      back (the listener stays, recorded), then
 #      --site --allow --import-logs: the listener as dlcount on a 0660
-#      socket, live and imported downloads counted, /.stats/ guarded;
-#      uninstall leaves /etc/nginx exactly as found, purge removes the rest.
+#      socket, live and imported downloads counted, /.stats/ guarded,
+#      listen.log rotated, a stale pid file (SIGKILL, pid reused) never
+#      signalled; uninstall leaves /etc/nginx exactly as found, purge removes the rest.
 #
 # Usage: tests/e2e/install_e2e.sh [PATH-TO-dlcount-pipe]  (default target/release/dlcount-pipe)
 # With a dlcount-pipe that has no `check` subcommand, the checks that need it
@@ -107,6 +109,21 @@ cp "$BIN_SRC" "$BIN"
 ISO=linuxvillage-24.04-server-amd64.iso
 if "$BIN" check --help >/dev/null 2>&1; then HAS_CHECK=1; else HAS_CHECK=0; fi
 NO_CHECK="${BIN_SRC##*/} has no check subcommand yet"
+
+# The shipped units as systemd reads them (the binary's path filled in as
+# install.sh does, their Documentation= man pages generated as the .deb does).
+if command -v systemd-analyze >/dev/null 2>&1; then
+    units=$SANDBOX/units
+    mkdir -p "$units/man/man1"
+    "$BIN" generate man "$units/man/man1" >/dev/null
+    for u in "$REPO"/scripts/systemd/*.service; do
+        sed "s#/usr/local/bin/dlcount-pipe#$BIN#g" "$u" >"$units/${u##*/}"
+    done
+    check "systemd-analyze verify scripts/systemd/*.service" \
+        env MANPATH="$units/man:" systemd-analyze verify "$units"/*.service
+else
+    skip "systemd-analyze verify scripts/systemd/*.service" "systemd-analyze is not installed (package systemd)"
+fi
 
 # A stock Debian site: the default vhost serves /var/www/html (with Debian's
 # own index.html) and logs to /var/log/apache2/access.log on its own.
@@ -520,7 +537,8 @@ check "D: ... saying which include line guards them" grep -q 'include snippets/d
 check_eq "D: ... before anything changed" "$(snapshot)" "$before"
 
 # nginx -t fails (a broken file of the admin's): what this run put in
-# /etc/nginx is taken back, nginx keeps serving as before.
+# /etc/nginx is taken back, nginx keeps serving as before; exactly that:
+# the listener and the sysctl file stay, running and recorded, as it says.
 echo "this is not nginx" >/etc/nginx/conf.d/zz-broken.conf
 rc=0
 out=$("$INSTALL" --nginx --binary "$BIN" --root "$R" --site --allow 10.0.0.0/8 2>&1) || rc=$?
@@ -530,6 +548,12 @@ check "D: ... naming nginx -t" grep -q 'nginx -t failed' <<<"$out"
 check "D: ... dlcount's conf taken back" test ! -e /etc/nginx/conf.d/dlcount.conf -a ! -e /etc/nginx/sites-available/dlcount
 check_eq "D: ... the stock site enabled again" "$(ngx_sites_enabled)" "default "
 check_eq "D: ... nginx still serves the stock page" "$(body_of / | sha256sum)" "$DEBIAN_INDEX"
+check "D: ... saying the listener stays" grep -q 'The listener stays installed and running' <<<"$out"
+check "D: ... the listener still runs" test -n "$(listener_pids)"
+check "D: ... the sysctl file and log rotation stay" test -e /etc/sysctl.d/60-dlcount.conf -a -e /etc/logrotate.d/dlcount-listen
+check_eq "D: ... the record: what stays, nothing of /etc/nginx" \
+    "$(sort /etc/dlcount/nginx-changes 2>/dev/null | tr '\n' '|')" \
+    "daemon dlcount-listen|file /etc/logrotate.d/dlcount-listen|file /etc/sysctl.d/60-dlcount.conf|"
 rm -f /etc/nginx/conf.d/zz-broken.conf
 
 rc=0
@@ -547,7 +571,8 @@ check_eq "D: the socket is dlcount's, 0660 for nginx's www-data" "$(stat -c '%A 
 pids=$(listener_pids)
 check "D: the listener runs" test -n "$pids"
 check_eq "D: ... as dlcount" "$(for p in $pids; do ps -o user= -p "$p"; done | sort -u | tr -d ' ')" dlcount
-check_eq "D: ... its pid file" "$(cat /run/dlcount-listen.pid 2>/dev/null)" "$pids"
+check_eq "D: ... its pid file, in dlcount's directory" "$(cat /run/dlcount/listen.pid 2>/dev/null)" "$pids"
+check "D: log rotation for listen.log (no systemd)" logrotate -d /etc/logrotate.d/dlcount-listen
 check_eq "D: the Unix socket queue raised (sysctl)" "$(cat /proc/sys/net/unix/max_dgram_qlen)" 1024
 check_eq "D: the ISO answers 200" "$(status_of 127.0.0.1 "/isos/$ISO")" 200
 check_eq "D: ... from an admin address too" "$(status_of 10.9.9.9 "/isos/$ISO")" 200
@@ -572,6 +597,30 @@ show "$out"
 check_eq "D: second install: exit 0" "$rc" 0
 check "D: second install: conf up to date" grep -q '/etc/nginx/conf.d/dlcount.conf is up to date' <<<"$out"
 check "D: second install: a listener runs again" test -n "$(listener_pids)"
+# logrotate rotates the listener's messages (copytruncate: it keeps writing).
+logrotate -f -s /run/e2e-logrotate.state /etc/logrotate.d/dlcount-listen
+check "D: logrotate rotated listen.log" test -s /var/log/dlcount/listen.log.1
+
+# A listener killed with SIGKILL leaves its pid file; the pid in it now
+# belongs to a stranger (a reused pid, played by a sleep): the next install
+# must not signal it, and says the file was stale.
+pids=$(listener_pids)
+kill -KILL $pids
+pa_wait_no_pids_with "dlcount-pipe listen --config" 15 || true
+check "D: SIGKILL leaves the pid file behind" test -s /run/dlcount/listen.pid
+sleep 600 &
+stranger=$!
+echo "$stranger" >/run/dlcount/listen.pid
+rc=0
+out=$("$INSTALL" --nginx --binary "$BIN" --root "$R" --site --allow 10.0.0.0/8 2>&1) || rc=$?
+show "$out"
+check_eq "D: install over a stale pid file: exit 0" "$rc" 0
+check "D: ... the stranger was not signalled" kill -0 "$stranger"
+check "D: ... saying the pid file was stale" grep -q "/run/dlcount/listen.pid is stale (pid $stranger is not" <<<"$out"
+pids=$(listener_pids)
+check "D: ... a listener runs again" test -n "$pids"
+check_eq "D: ... its pid in the pid file" "$(cat /run/dlcount/listen.pid 2>/dev/null)" "$pids"
+kill "$stranger" 2>/dev/null || true
 
 rc=0
 out=$("$INSTALL" --uninstall 2>&1) || rc=$?
@@ -579,6 +628,9 @@ show "$out"
 check_eq "D: uninstall exits 0" "$rc" 0
 check "D: after uninstall /.stats/ is 200 for nobody" stats_closed
 check "D: the listener stopped" pa_wait_no_pids_with "dlcount-pipe listen --config" 15
+check "D: ... and removed its own pid file" test ! -e /run/dlcount/listen.pid
+check "D: ... nothing else had to" absent_from 'left /run/dlcount/listen.pid behind' <(printf '%s\n' "$out")
+check "D: log rotation removed" test ! -e /etc/logrotate.d/dlcount-listen
 check_eq "D: /etc/nginx exactly as found" "$(nginx_tree)" "$NGINX_BEFORE"
 check_eq "D: nginx serves the stock page again" "$(body_of / | sha256sum)" "$DEBIAN_INDEX"
 check "D: the sysctl file removed" test ! -e /etc/sysctl.d/60-dlcount.conf

@@ -103,6 +103,7 @@ cases! {
     common_format,
     counting_rules,
     nginx_combined,
+    nginx_escape_none,
     nginx_json_escape,
     nginx_json_real,
     nginx_real_lines,

@@ -1,7 +1,7 @@
 //! `listen`: nginx's syslog datagrams counted through the pipe's database
 //! owner — every datagram once, SIGTERM draining what is queued, the day from
 //! the line (never the header), a configuration error spooling the lines for
-//! the next listener, and `--daemon` with its pid file.
+//! the next listener, and `--daemon` with its pid file (never written through a link).
 
 use super::{cmd, line, total, wait_until, Pipe, Site};
 use nix::sys::signal::Signal;
@@ -282,4 +282,35 @@ fn an_unwritable_database_never_stops_the_receiving_and_every_line_is_counted_or
         3000,
         "every line is either counted or reported dropped: {err}"
     );
+}
+
+#[test]
+fn daemon_never_writes_its_pid_file_through_a_link() {
+    // The pid file lives in a directory of the daemon's user, who could
+    // plant a link there for root to write through: refused, target intact.
+    let site = Site::new();
+    let sock = socket_path(&site);
+    let victim = site.dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let pidfile = site.dir.path().join("listen.pid");
+    std::os::unix::fs::symlink(&victim, &pidfile).unwrap();
+    let out = cmd()
+        .arg("listen")
+        .arg("--db")
+        .arg(&site.db)
+        .arg("--root")
+        .arg(&site.root)
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--daemon")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--log")
+        .arg(site.dir.path().join("listen.log"))
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a plain file (a link?)"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }

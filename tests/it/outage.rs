@@ -126,8 +126,18 @@ fn assert_no_address(site: &Site, visitors: u32) {
 
 /// Closes stdin during the outage; the logger exits at once (at most one
 /// busy timeout of 10 s spent in the database call under way), exit code 0.
-fn finish_within(p: Pipe, bound: Duration) -> String {
+/// One that has not exited within `bound` is killed and the test fails (a
+/// logger stuck for good must fail the test, not hang it).
+fn finish_within(mut p: Pipe, bound: Duration) -> String {
     let start = Instant::now();
+    drop(p.child.stdin.take());
+    while p.is_running() {
+        if start.elapsed() > bound {
+            let _ = p.child.kill();
+            panic!("the logger did not exit within {bound:?}: {}", p.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (code, err) = p.finish();
     let took = start.elapsed();
     assert_eq!(code, 0, "{err}");
@@ -362,10 +372,14 @@ fn without_the_secret_lines_past_the_bound_are_dropped_and_counted() {
 
 /// A TCP forwarder between the logger and PostgreSQL that can be cut: then
 /// every connection through it is shut down and new ones are closed at once,
-/// as a server that went away (and is not even listening) looks.
+/// as a server that went away (and is not even listening) looks. Or frozen:
+/// it goes on accepting and reading (so the logger's kernel sees every byte
+/// acknowledged, and keepalives answered) but passes nothing on, either
+/// way, until thawed: a server that stopped answering without closing.
 struct Proxy {
     port: u16,
     state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -380,7 +394,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state: std::sync::Arc<std::sync::Mutex<ProxyState>> = Default::default();
+        let frozen: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
         let shared = state.clone();
+        let cold = frozen.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -398,15 +414,40 @@ impl Proxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server.try_clone().unwrap(), client.try_clone().unwrap()),
                 ] {
+                    let cold = cold.clone();
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        use std::sync::atomic::Ordering;
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            while cold.load(Ordering::Acquire) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
                 st.open.extend([client, server]);
             }
         });
-        Proxy { port, state }
+        Proxy {
+            port,
+            state,
+            frozen,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn thaw(&self) {
+        self.frozen
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     fn cut(&self) {
@@ -491,4 +532,178 @@ fn postgres_unreachable_across_a_graceful_restart_loses_nothing() {
     );
     assert_eq!(report(&db), figures(u64::from(VISITORS), 6000));
     assert!(queue_files(site).is_empty(), "{err}");
+}
+
+/// Writes `text` to the logger in pieces of 200 lines, as Apache's workers
+/// do, and returns the longest any write took: a worker blocks on a full
+/// pipe, so the reader must take every piece at once. The lines are more
+/// than the 1 MiB the logger asks for its pipe, so a reader that stopped
+/// would block a write for good.
+fn write_timed(p: &mut Pipe, text: &str) -> Duration {
+    assert!(text.len() > 1024 * 1024, "{} bytes only", text.len());
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut slowest = Duration::ZERO;
+    for piece in lines.chunks(200) {
+        let start = Instant::now();
+        p.write(piece.concat().as_bytes());
+        slowest = slowest.max(start.elapsed());
+    }
+    slowest
+}
+
+/// `report --json --detail` of the PostgreSQL database at `url`.
+fn report_at(url: &str) -> serde_json::Value {
+    let out = super::cmd()
+        .args(["report", "--json", "--detail", "--db", url])
+        .output()
+        .unwrap();
+    super::assert_succeeded(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Lines of the black-hole tests: more than the logger's 1 MiB pipe holds.
+const HOLE_LINES: u32 = 12_000;
+const HOLE_VISITORS: u32 = 2500;
+
+/// PostgreSQL black-holed when a logger starts (a restart during the
+/// outage): the connection is accepted and nothing ever answers (the
+/// forwarder frozen), which the client library alone would wait for
+/// forever. The logger keeps reading (no write to it takes more than 5 s),
+/// gives each connection attempt up at its deadline, keeps the lines past
+/// the bound in the outage queue and, at EOF, all it holds; exits; and the
+/// next logger, pointed at the server itself, counts every line exactly once.
+#[test]
+fn a_black_holed_server_at_start_never_blocks_the_pipe_and_its_lines_count_once() {
+    use super::store::{Backend, Db};
+    let Some(mut db) = Db::new(Backend::Postgres) else {
+        return;
+    };
+    let real = db.arg.clone();
+    let (_, target) = through(&real, 0);
+    let proxy = Proxy::start(target);
+    let sep = if real.contains('?') { '&' } else { '?' };
+    db.arg = format!("{}{sep}connect_timeout=2", through(&real, proxy.port).0);
+    let args = ["--max-pending", "1000", "--server", "a"];
+    // The schema, and the copy of the secret in the state directory (for
+    // this URL: the next logger must hash without reaching the server).
+    let (code, err) = db.pipe_all(lines(0..1, HOLE_VISITORS).as_bytes(), &args);
+    assert_eq!(code, 0, "{err}");
+    proxy.freeze();
+    let mut p = db.spawn_pipe(&args);
+    let slowest = write_timed(&mut p, &lines(1..HOLE_LINES, HOLE_VISITORS));
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a write took {slowest:?}: {}",
+        p.stderr()
+    );
+    wait_until("lines past the bound go to the outage queue", || {
+        p.stderr().contains("to the outage queue")
+    });
+    let err = finish_within(p, Duration::from_secs(30));
+    // connect_timeout=2, one host: the handshake is given up after 2 × 2 s.
+    assert!(err.contains("no answer within 4 s"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "end of input: {} lines, 0 counted",
+            HOLE_LINES - 1
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        figure_before(&err, " written to the outage queue"),
+        u64::from(HOLE_LINES - 1),
+        "{err}"
+    );
+    assert!(!err.contains("DROPPED"), "{err}");
+    db.arg = real;
+    let (code, err) = db.pipe_all(b"", &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            ", {n} from the outage queue ({n} counted, {} new downloads)",
+            HOLE_VISITORS - 1,
+            n = HOLE_LINES - 1
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        report_at(&db.arg),
+        figures(u64::from(HOLE_VISITORS), u64::from(HOLE_LINES))
+    );
+    assert!(queue_files(&db.site).is_empty(), "{err}");
+}
+
+/// PostgreSQL stops answering in the middle of a logger's work, the TCP
+/// connection healthy (a forwarder that stops forwarding without closing;
+/// no TCP timeout can see it, see `connect.rs`): the logger's call waits,
+/// but its reader keeps reading (no write takes more than 5 s) and keeps
+/// the lines past the bound in the outage queue; once the server answers
+/// again, the logger commits what it held and the next one the queue:
+/// every line exactly once.
+#[test]
+fn a_server_that_stops_answering_mid_call_never_blocks_the_pipe_and_loses_nothing() {
+    use super::store::{Backend, Db};
+    let Some(mut db) = Db::new(Backend::Postgres) else {
+        return;
+    };
+    let real = db.arg.clone();
+    let (_, target) = through(&real, 0);
+    let proxy = Proxy::start(target);
+    db.arg = through(&real, proxy.port).0;
+    let args = ["--max-pending", "1000", "--server", "a"];
+    let mut p = db.spawn_pipe(&args);
+    p.write(lines(0..1, HOLE_VISITORS).as_bytes());
+    wait_until("the first line is committed", || {
+        let out = super::cmd()
+            .args(["report", "--json", "--detail", "--db", &real])
+            .output()
+            .unwrap();
+        out.status.success()
+            && super::total(&serde_json::from_slice(&out.stdout).unwrap(), "requests") == 1
+    });
+    proxy.freeze();
+    let slowest = write_timed(&mut p, &lines(1..HOLE_LINES, HOLE_VISITORS));
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a write took {slowest:?}: {}",
+        p.stderr()
+    );
+    wait_until("lines past the bound go to the outage queue", || {
+        p.stderr().contains("to the outage queue")
+    });
+    assert_eq!(report_at(&real), figures(1, 1));
+    proxy.thaw();
+    // The call that waited ends, what the logger held is committed; what
+    // went to the queue is left to the next logger (a logger does not
+    // replay the queue file it is writing).
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+    let counted = figure_before(&err, " counted, 0 already counted");
+    let spilled = figure_before(&err, " written to the outage queue");
+    assert!(spilled > 0, "{err}");
+    assert_eq!(counted + spilled, u64::from(HOLE_LINES), "{err}");
+    assert!(!err.contains("DROPPED"), "{err}");
+    assert_eq!(report_at(&real), figures(counted, counted));
+    // The next logger, pointed at the server itself; then one more.
+    db.arg = real.clone();
+    let (code, err) = db.pipe_all(b"", &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            ", {spilled} from the outage queue ({spilled} counted, "
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        report_at(&real),
+        figures(u64::from(HOLE_VISITORS), u64::from(HOLE_LINES))
+    );
+    assert!(queue_files(&db.site).is_empty(), "{err}");
+    let (code, err) = db.pipe_all(b"", &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("from the outage queue"), "{err}");
+    assert_eq!(
+        report_at(&real),
+        figures(u64::from(HOLE_VISITORS), u64::from(HOLE_LINES))
+    );
 }

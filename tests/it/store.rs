@@ -7,7 +7,9 @@
 //! URL of a role that may create databases (scripts/test.sh runs the tests
 //! under `tests/e2e/with_pg.sh`, which starts a throwaway cluster and sets
 //! it); each test gets a fresh database, dropped afterwards. Without the
-//! variable those tests print "skipped: DLCOUNT_TEST_PG unset" and pass,
+//! variable those tests pass after one "skipped: …" line on stderr (once
+//! per run) saying why and how to run them
+//! (`tests/e2e/with_pg.sh cargo test --release`),
 //! except under `CI=true`, where they fail: CI must run both halves.
 //!
 //! Tests that only PostgreSQL can have (several writers at once, roles and
@@ -40,9 +42,30 @@ fn admin_url() -> Option<String> {
              (scripts/test.sh runs the tests under tests/e2e/with_pg.sh)"
         ),
         _ => {
-            eprintln!("skipped: DLCOUNT_TEST_PG unset (the URL of a PostgreSQL role that may create databases)");
+            say_skipped(
+                "the PostgreSQL tests: DLCOUNT_TEST_PG (the URL of a role that may create \
+                 databases) is unset",
+            );
             None
         }
+    }
+}
+
+/// Says once per run of the test binary, on its real stderr, what is
+/// skipped, why, and how to run it: `eprintln!` in a test is captured and
+/// shown only when the test fails, and a pass that ran nothing must be
+/// seen. (Once: not one line per test of the suite.)
+fn say_skipped(what: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.iter().any(|w| w == what) {
+        said.push(what.to_string());
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {what}; run with `tests/e2e/with_pg.sh cargo test --release`, \
+             which starts a throwaway PostgreSQL cluster and sets it"
+        );
     }
 }
 
@@ -607,6 +630,11 @@ impl Db {
 /// `migrate --db FROM --to TO` (each `--db …` with its state directory);
 /// what it printed on stdout.
 fn migrate(from: &Db, to: &Db, extra: &[&str]) -> String {
+    migrate_said(from, to, extra).0
+}
+
+/// `migrate` as [`migrate`]; what it printed on stdout and on stderr.
+fn migrate_said(from: &Db, to: &Db, extra: &[&str]) -> (String, String) {
     let out = from
         .cmd(&["migrate"])
         .arg("--to")
@@ -615,7 +643,24 @@ fn migrate(from: &Db, to: &Db, extra: &[&str]) -> String {
         .output()
         .unwrap();
     assert_succeeded(&out);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Two servers' SQLite databases, each of which counted its own log
+/// (`servers::log_a` as mirror-a, `log_b` as mirror-b, one open day each,
+/// each with its own secret), and the logs.
+fn two_sqlite_servers() -> (Db, PathBuf, Db, PathBuf) {
+    use crate::servers::{log_a, log_b};
+    let a_site = Db::new(Backend::Sqlite).unwrap();
+    let a = a_site.write("a.log", log_a().as_bytes());
+    a_site.import_ok(&[&a], &["--server", "mirror-a"]);
+    let b_site = Db::new(Backend::Sqlite).unwrap();
+    let b = b_site.write("b.log", log_b().as_bytes());
+    b_site.import_ok(&[&b], &["--server", "mirror-b"]);
+    (a_site, a, b_site, b)
 }
 
 backends! {
@@ -675,6 +720,64 @@ backends! {
         assert_eq!(db.report()["/c.iso"], json!({"2026-11": month(1, 1, 7)}));
         assert_eq!(db.by_server()["mirror-c"], json!({"2026-11": month(1, 1, 7)}));
         assert_eq!(db.report()["/a.iso"], expected_files()["/a.iso"]);
+    };
+}
+
+// Two servers that counted apart into SQLite, merged into one database of
+// each backend (tests/it/migrate.rs has the SQLite-only variants with
+// their messages): the same test code, exact figures.
+backends! {
+    two_sqlite_servers_merge_into_one_database_exactly_through_the_logs_of_their_open_days => |db: &Db| {
+        use crate::servers::{expected_files, expected_servers};
+        let (a_site, _, b_site, b) = two_sqlite_servers();
+        let said = migrate(&a_site, db, &[]);
+        assert!(said.contains("had counted nothing: it is now a copy of"), "{said}");
+        let only_a = json!({
+            "/a.iso": {"2026-11": month(1, 1, 600)},
+            "/b.iso": {"2026-11": month(1, 1, 50)},
+        });
+        assert_eq!(db.report(), only_a);
+        assert_eq!(db.by_server(), json!({"mirror-a": {"2026-11": month(2, 2, 650)}}));
+        for _ in 0..2 {
+            // B's secret differs: its open day cannot be matched key for
+            // key, so it is left to B's log, and said so (twice: no change).
+            let (said, err) = migrate_said(&b_site, db, &[]);
+            assert!(said.contains("has another secret than"), "{said}");
+            assert!(
+                err.contains("1 day (2026-11-20) still open in") && err.contains("dlcount-pipe import --db"),
+                "{err}"
+            );
+            assert_eq!(db.report(), only_a);
+        }
+        // The exact way: B's log of its open day, imported as B's; twice.
+        for round in 0..2 {
+            let s = db.import_ok(&[&b], &["--server", "mirror-b"]);
+            let counted = if round == 0 { "3 new, 0" } else { "0 new, 3" };
+            assert!(s.contains(&format!("counted lines: {counted} already counted before")), "{s}");
+            assert_eq!(db.report(), expected_files());
+            assert_eq!(db.by_server(), expected_servers());
+        }
+    };
+
+    adding_the_open_days_of_another_secret_is_asked_for_and_done_once => |db: &Db| {
+        use crate::servers::{expected_servers, log_a};
+        let (_, _, b_site, _) = two_sqlite_servers();
+        // A counts into this database itself; B's database is added to it.
+        let a = db.write("a.log", log_a().as_bytes());
+        db.import_ok(&[&a], &["--server", "mirror-a"]);
+        for _ in 0..2 {
+            migrate(&b_site, db, &["--add-open-days"]);
+            // Client .1's download on both servers cannot be matched across
+            // the two secrets: 1 (A's) + 2 (B's) downloads of /a.iso.
+            assert_eq!(
+                db.report(),
+                json!({
+                    "/a.iso": {"2026-11": month(3, 4, 2600)},
+                    "/b.iso": {"2026-11": month(1, 1, 50)},
+                })
+            );
+            assert_eq!(db.by_server(), expected_servers());
+        }
     };
 }
 
@@ -1078,6 +1181,148 @@ fn the_password_comes_from_a_private_password_file() {
         .unwrap();
 }
 
+/// One text value from SQL, on PostgreSQL.
+fn pg_text(url: &str, sql: &str) -> String {
+    pg_connect(url).query_one(sql, &[]).unwrap().get(0)
+}
+
+/// The columns and constraints of the tables in schema public, one line each.
+fn pg_tables(url: &str) -> String {
+    pg_text(
+        url,
+        "SELECT string_agg(l, E'\\n' ORDER BY l) FROM (
+             SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+                    || ' ' || coalesce(column_default, '') || ' ' || is_identity AS l
+               FROM information_schema.columns WHERE table_schema = 'public'
+             UNION ALL
+             SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid)
+               FROM pg_constraint WHERE connamespace = 'public'::regnamespace) t",
+    )
+}
+
+/// A database at PostgreSQL schema 1 (the first release of the backend),
+/// with days, figures, open days' keys and a secret, upgraded in place by
+/// the current binary: the version is the current one, every figure, the
+/// secret and each open day's key are unchanged, and counting goes on
+/// exactly (its lines again add nothing; a new line adds one).
+///
+/// Schema 1's data is made by counting with this binary and then taking
+/// migrations 3 and 2 back exactly (their tables and columns dropped, their
+/// version rows deleted: they add nothing else); that the result is schema 1 is
+/// checked against a database made by applying `0001_create.sql` alone, as
+/// `schema.rs` applies it, column for column and constraint for constraint.
+#[test]
+fn a_schema_1_database_is_upgraded_in_place_and_counts_on_exactly() {
+    let Some(db) = pg_db() else { return };
+    assert_eq!(PG_SCHEMA, 3, "a new migration: take it back below too");
+    let reference = PgDb::create(&admin_url().unwrap());
+    {
+        let mut c = pg_connect(&reference.url);
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute(include_str!(
+            "../../src/store/postgres/migrations/0001_create.sql"
+        ))
+        .unwrap();
+        tx.execute("INSERT INTO dlcount_schema(version) VALUES (1)", &[])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let g = generated();
+    let (requests, downloads) = (
+        total(&g.answer_detail, "requests"),
+        total(&g.answer_detail, "downloads"),
+    );
+    let half = g.lines.len() / 2;
+    let (code, err) = db.pipe_all(&bytes_of(&g.lines[..half]), &[]);
+    assert_eq!(code, 0, "{err}");
+    let file = db.write("access.log", &bytes_of(&g.lines));
+    db.import_ok(&[&file], &[]);
+    assert_eq!(db.report(), g.answer_detail);
+    let keys_sql =
+        "SELECT string_agg(day || ':' || encode(key, 'hex'), ',' ORDER BY day) FROM day_keys";
+    let secret_sql = "SELECT encode(value, 'hex') FROM meta WHERE name = 'secret'";
+    let (keys, secret) = (pg_text(&db.arg, keys_sql), pg_text(&db.arg, secret_sql));
+    let open_days = db.sql_i64("SELECT count(*) FROM days WHERE NOT closed");
+    assert!(open_days > 1, "{open_days}");
+    assert_eq!(db.sql_i64("SELECT count(*) FROM day_keys"), open_days);
+    // Migration 2 taken back: schema 1 as its binary left it.
+    db.sql(
+        "DROP TABLE network_days; DROP TABLE facts_daily;
+         ALTER TABLE visitors DROP COLUMN class, DROP COLUMN country;
+         DELETE FROM dlcount_schema WHERE version = 3;
+         DROP TABLE server_daily; DROP TABLE servers;
+         ALTER TABLE visitors DROP COLUMN servers;
+         DELETE FROM dlcount_schema WHERE version = 2;",
+    );
+    assert_eq!(pg_tables(&db.arg), pg_tables(&reference.url));
+    assert_eq!(db.sql_i64("SELECT max(version) FROM dlcount_schema"), 1);
+    // Reading does not upgrade (a report runs with the rights it has)…
+    assert_eq!(db.report(), g.answer_detail);
+    assert_eq!(db.sql_i64("SELECT max(version) FROM dlcount_schema"), 1);
+    // …the first writer does, and counts nothing twice.
+    let again = db.import_ok(&[&file], &[]);
+    assert!(
+        again.contains(&format!("downloads: 0 new, {downloads} already known")),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!(
+            "counted lines: 0 new, {requests} already counted before"
+        )),
+        "{again}"
+    );
+    assert_eq!(
+        db.sql_i64("SELECT max(version) FROM dlcount_schema"),
+        PG_SCHEMA
+    );
+    assert_eq!(db.sql_i64("SELECT count(*) FROM dlcount_schema"), PG_SCHEMA);
+    assert_eq!(db.report(), g.answer_detail);
+    assert_eq!(db.report_plain(), g.answer_plain);
+    assert_eq!(pg_text(&db.arg, secret_sql), secret);
+    assert_eq!(pg_text(&db.arg, keys_sql), keys);
+    // The lines only the import saw, live now: already counted (live
+    // copies of lines the pipe saw before would add up, as before).
+    let rest = g.lines.len() - half;
+    let (code, err) = db.pipe_all(&bytes_of(&g.lines[half..]), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("end of input: {rest} lines, 0 counted, ")),
+        "{err}"
+    );
+    assert_eq!(db.report(), g.answer_detail);
+    // A new client on a counted day is one more download, as before.
+    let extra = line("192.0.2.250", 20, 1, "/isos/new.iso", 200, 77);
+    let (code, err) = db.pipe_all(extra.as_bytes(), &["--server", "mirror-a"]);
+    assert_eq!(code, 0, "{err}");
+    let mut expected = g.answer_detail.clone();
+    expected["/isos/new.iso"] = json!({"2026-11": month(1, 1, 77)});
+    assert_eq!(db.report(), expected);
+    assert_eq!(
+        db.by_server(),
+        json!({"mirror-a": {"2026-11": month(1, 1, 77)}})
+    );
+}
+
+/// The session timeouts of the module header of `connect.rs`, read back
+/// from the server on a connection made by the store's own connect path;
+/// a URL's own `options` keep their value.
+#[test]
+fn a_live_connection_has_the_session_timeouts_set() {
+    let Some(db) = pg_db() else { return };
+    let show = |c: &mut postgres::Client, what: &str| -> String {
+        c.query_one(&format!("SHOW {what}"), &[]).unwrap().get(0)
+    };
+    let mut c = pg_connect(&db.arg);
+    assert_eq!(show(&mut c, "statement_timeout"), "1min");
+    assert_eq!(show(&mut c, "idle_in_transaction_session_timeout"), "2min");
+    assert_eq!(show(&mut c, "application_name"), "dlcount-pipe");
+    let sep = if db.arg.contains('?') { '&' } else { '?' };
+    let own = format!("{}{sep}options=-c%20statement_timeout%3D7s", db.arg);
+    let mut c = pg_connect(&own);
+    assert_eq!(show(&mut c, "statement_timeout"), "7s");
+    assert_eq!(show(&mut c, "idle_in_transaction_session_timeout"), "2min");
+}
+
 /// The host part of a URL (after any user info).
 fn after_at(url: &str) -> &str {
     let rest = &url[url.find("://").unwrap() + 3..];
@@ -1131,6 +1376,50 @@ fn an_unreachable_server_is_named_without_the_password() {
     assert!(!err.contains("hunter2"), "{err}");
 }
 
+/// A server (or anything between) that accepts the connection and then
+/// never answers: the client library would wait for its first byte forever
+/// (its connect timeout covers the TCP connect only); the handshake's
+/// deadline (`connect_timeout` per host, plus one for the `SET`) ends it.
+#[test]
+fn a_server_that_accepts_and_never_answers_is_given_up_on_in_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let url = format!("postgres://dl:hunter2@127.0.0.1:{port}/counts?connect_timeout=1");
+    let start = std::time::Instant::now();
+    let mut child = cmd()
+        .args(["report", "--db", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without the deadline `report` waits for good: kill it, fail the test.
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("report still waits for the server after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = start.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}, database counts, as dl: \
+             no answer within 2 s (the connection was accepted, the handshake never finished)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+}
+
 /// TLS with the CA that signed the test server's certificate: verify-full
 /// and verify-ca work; another CA is refused by name.
 #[test]
@@ -1140,7 +1429,10 @@ fn tls_verifies_the_server_against_the_ca_file() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("DLCOUNT_TEST_PG_CA is unset and CI=true (tests/e2e/with_pg.sh sets it)");
         }
-        eprintln!("skipped: DLCOUNT_TEST_PG_CA unset (the CA of the test server's certificate)");
+        say_skipped(
+            "the PostgreSQL TLS test: DLCOUNT_TEST_PG_CA (the CA of the test server's \
+             certificate) is unset",
+        );
         return;
     };
     let (code, err) = db.pipe_all(
@@ -1435,6 +1727,13 @@ backends! {
         let mut split = want.clone();
         split["/isos/a.iso"]["2026-11"]["www.google.com"] = json!(3);
         assert_eq!(other.by("referer"), split);
+        let mine = db.report_with(&["--json", "--by", "referer", "--site-host", "DOWNLOADS.example.org."]);
+        assert_eq!(
+            mine,
+            json!({"/isos/a.iso": {"2026-11": {
+                "direct": 1, "this site": 1, "forum.example.net": 1, "www.google.com": 4
+            }}})
+        );
         let out = db.cmd(&["report", "--by", "referer", "--csv"]).output().unwrap();
         assert_succeeded(&out);
         assert_eq!(

@@ -31,10 +31,10 @@
 //! and the COPY, so the new rows need no ON CONFLICT: a conflict would mean
 //! the lock discipline was broken, and fails the transaction (retried).
 
-use super::{server_bit, PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
+use super::{PostgresStore, Stale, MIGRATE_LOCK, NS, NS_DAY};
 use crate::keys::{DayKey, KeyHasher};
-use crate::store::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
-use crate::store::facts::{gathered, join_country, settle, Brought, FactDeltas, Held, NO_COUNTRY};
+use crate::store::dedup::{line_keys, BatchAccount, LineAgg, SeenLine, SCHEMA1_IDENTITY};
+use crate::store::facts::{gathered, settle, Brought, Held};
 use crate::store::{ApplyStats, Mark, Origin};
 use crate::tally::Batch;
 use anyhow::{anyhow, Result};
@@ -213,33 +213,6 @@ struct Keyed<'b> {
     facts: Brought,
     /// Its Referer's host (`referer::host_part`, as logged); empty: direct.
     referer: &'b [u8],
-}
-
-struct LineAgg {
-    day: i32,
-    hash: i64,
-    copies: i64,
-    bytes: i64,
-    visitor: i64,
-    file_id: i64,
-    server_id: i64,
-    schema1: bool,
-    facts: Brought,
-    /// Its Referer's host label (`referer::host_label`); empty: direct.
-    referer: Vec<u8>,
-}
-
-#[derive(Default)]
-struct VisitorAgg {
-    file_id: i64,
-    requests: i64,
-    bytes: i64,
-    /// Bits of the servers that sent counted lines (`server_bit`).
-    servers: i64,
-    /// The facts of its lines whose copies are new (`None`: no such line).
-    facts: Option<Brought>,
-    /// The country of all its lines (`store::facts::gathered`).
-    country: i64,
 }
 
 /// Arrays of `seen_lines` rows for unnest.
@@ -557,64 +530,30 @@ impl PostgresStore {
             }
         }
         let (mut inserts, mut updates) = (SeenRows::default(), SeenRows::default());
-        let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
-        let mut visitor_order: Vec<(i32, i64)> = Vec::new();
-        // Per server and day: (new downloads, requests, bytes).
-        let mut server_days: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
-        let mut fact_deltas = FactDeltas::new();
+        let mut account = BatchAccount::default();
         for l in &lines {
-            let (delta, delta_bytes) = match before.get(&(l.day, l.hash)) {
+            let delta = match before.get(&(l.day, l.hash)) {
                 None => {
                     let fresh = SeenLine::default().seen(l.copies, l.bytes, origin);
                     inserts.push(l.day, l.hash, &fresh);
-                    (l.copies, l.bytes)
+                    l.new_copies(None, &fresh)
                 }
-                Some(&was) => {
+                Some(was) => {
                     let after = was.seen(l.copies, l.bytes, origin);
-                    if after != was {
+                    if after != *was {
                         updates.push(l.day, l.hash, &after);
                     }
-                    let delta = (after.copies().0 - was.copies().0).clamp(0, l.copies);
-                    let delta_bytes = if l.schema1 {
-                        delta.saturating_mul(l.bytes / l.copies)
-                    } else {
-                        after.copies().1.saturating_sub(was.copies().1)
-                    };
-                    (delta, delta_bytes)
+                    l.new_copies(Some(was), &after)
                 }
             };
-            stats.counted_lines += delta as u64;
-            stats.already_counted_lines += (l.copies - delta) as u64;
-            if delta > 0 {
-                stats.max_day = stats.max_day.max(Some(l.day));
-            }
-            let key = (l.day, l.visitor);
-            let v = visitors.entry(key).or_insert_with(|| {
-                visitor_order.push(key);
-                VisitorAgg {
-                    file_id: l.file_id,
-                    country: NO_COUNTRY,
-                    ..Default::default()
-                }
-            });
-            v.country = join_country(v.country, l.facts.country);
-            v.requests = v.requests.saturating_add(delta);
-            v.bytes = v.bytes.saturating_add(delta_bytes);
-            if delta > 0 {
-                *fact_deltas
-                    .referers
-                    .entry((l.file_id, l.day, l.referer.clone()))
-                    .or_default() += delta;
-                v.servers |= server_bit(l.server_id);
-                // Only new lines bring facts (see `store::facts`).
-                v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
-            }
-            if delta != 0 || delta_bytes != 0 {
-                let sd = server_days.entry((l.server_id, l.day)).or_default();
-                sd.1 = sd.1.saturating_add(delta);
-                sd.2 = sd.2.saturating_add(delta_bytes);
-            }
+            account.add(&mut stats, l, delta);
         }
+        let BatchAccount {
+            visitors,
+            mut visitor_order,
+            mut server_days,
+            mut fact_deltas,
+        } = account;
         let inserted = copy_rows(
             &mut tx,
             "COPY seen_lines(day, hash, live, imported, source, source_n, live_bytes,

@@ -9,7 +9,7 @@
 //!
 //! | setting | value | what it bounds |
 //! |---|---|---|
-//! | `connect_timeout` | 10 s | connecting, TLS and authentication, per host |
+//! | `connect_timeout` | 10 s | the TCP connect, per host; and the whole handshake (TCP, TLS, authentication, the `SET` below): at most once per host and once more ([`Target::connect`]) |
 //! | `tcp_user_timeout` | 30 s | how long sent data may stay unacknowledged (a server gone mid-statement) |
 //! | `keepalives_idle` / `_interval` / `_retries` | 30 s / 10 s / 3 | an idle connection to a vanished server: noticed within a minute |
 //! | `statement_timeout` (session) | 60 s | one statement, waits for a day's lock included (a batch takes well under a second) |
@@ -18,9 +18,30 @@
 //! The two session settings are `SET` after connecting (one round trip), not
 //! passed as startup `options`, which connection poolers refuse; an
 //! `options=-c statement_timeout=…` in the URL keeps its own value.
-//! A server that stops answering while the TCP connection stays healthy (a
-//! stopped process) is not bounded on the client side: the sync client has
-//! no per-call deadline. The pipe's reader never waits for the store anyway.
+//!
+//! **Why no call waits forever**, case by case, once connected:
+//! - the server host or the network gone (packets dropped): the statement's
+//!   bytes stay unacknowledged, `tcp_user_timeout` ends the connection after
+//!   30 s; an idle connection's keepalive probes go unanswered, ended
+//!   within a minute;
+//! - the server process gone, the host up: the kernel resets the connection
+//!   at once;
+//! - the server slow or waiting for a lock: `statement_timeout` ends the
+//!   statement, `idle_in_transaction_session_timeout` a transaction whose
+//!   client went silent.
+//!
+//! Connecting is bounded as a whole ([`Target::connect`]). One case has no
+//! client-side bound once connected: a peer whose kernel acknowledges every
+//! byte and answers keepalives while nothing reads them (a stopped
+//! `postgres` process, or a proxy that stopped forwarding without closing).
+//! No TCP timeout can see it, the server's own timeouts do not run, the
+//! sync client has no per-call deadline and does not give out its socket
+//! to close. The call then waits until the peer answers or closes. The
+//! pipe's reader never waits for the store (see `pipe`), so Apache is not
+//! blocked: what comes meanwhile is held up to the bound and then written
+//! to the outage queue, and counted once the peer answers (the tests
+//! `a_black_holed_server_at_start_…` and `a_server_that_stops_answering_mid_call_…`
+//! in `tests/it/outage.rs`).
 //!
 //! TLS (rustls, see Cargo.toml), following libpq's `sslmode` meanings:
 //! - `disable`: never; `prefer` (the default): if the server offers it;
@@ -48,6 +69,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +80,10 @@ pub const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
 pub const KEEPALIVES_RETRIES: u32 = 3;
 pub const STATEMENT_TIMEOUT: &str = "60s";
 pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "120s";
+/// Handshakes given up on whose threads still wait for an answer, at most.
+pub const MAX_ABANDONED: usize = 2;
+/// Handshakes given up on whose threads still wait (see [`Target::connect`]).
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
 
 /// Where the system keeps its CA bundle (Debian's first); `SSL_CERT_FILE` wins.
 const SYSTEM_ROOTS: &[&str] = &[
@@ -206,17 +232,86 @@ impl Target {
         format!("{host}:{port}, database {db}, as {user}")
     }
 
-    /// Connects, sets the session's timeouts (module header).
+    /// Connects, sets the session's timeouts (module header), all of it
+    /// within [`Target::handshake_deadline`].
+    ///
+    /// The client library bounds only the TCP connect by `connect_timeout`:
+    /// TLS, the startup message, authentication and the `SET` that follows
+    /// would each wait forever on a server (or anything in between) that
+    /// accepted the connection and then never answers. So the whole
+    /// handshake runs on a thread of its own and this call waits for it at
+    /// most the deadline; one that is given up on keeps its thread until the
+    /// peer answers or closes (its socket cannot be reached to close it: the
+    /// library does not give it out), and while [`MAX_ABANDONED`] of them
+    /// wait, another attempt fails at once instead of adding a thread.
     pub fn connect(&self) -> Result<postgres::Client> {
-        let mut client = match self.verify {
-            Verify::NoTls => self.config.connect(postgres::NoTls),
-            v => {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config(v)?);
-                self.config.connect(tls)
-            }
+        let place = self.place();
+        let abandoned = ABANDONED.load(Ordering::Acquire);
+        if abandoned >= MAX_ABANDONED {
+            bail!(
+                "cannot connect to PostgreSQL at {place}: {abandoned} earlier connection attempts \
+                 still wait for an answer"
+            );
         }
-        .map_err(|e| anyhow!("{}", describe(&e)))
-        .with_context(|| format!("cannot connect to PostgreSQL at {}", self.place()))?;
+        let tls = match self.verify {
+            Verify::NoTls => None,
+            v => Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+                self.tls_config(v)?,
+            )),
+        };
+        let config = self.config.clone();
+        let set = self.session_settings();
+        let deadline = self.handshake_deadline();
+        // 0: waiting; 1: the handshake ended in time; 2: given up on.
+        let state = Arc::new(AtomicU8::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread_state = Arc::clone(&state);
+        std::thread::Builder::new()
+            .name("pg-connect".into())
+            .spawn(move || {
+                let result = handshake(&config, tls, &set);
+                let _ = tx.send(result);
+                if thread_state
+                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    ABANDONED.fetch_sub(1, Ordering::AcqRel);
+                }
+            })
+            .context("cannot start a thread to connect to PostgreSQL")?;
+        let result = match rx.recv_timeout(deadline) {
+            Ok(r) => r,
+            Err(_) => {
+                ABANDONED.fetch_add(1, Ordering::AcqRel);
+                if state
+                    .compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    bail!(
+                        "cannot connect to PostgreSQL at {place}: no answer within {} s \
+                         (the connection was accepted, the handshake never finished)",
+                        deadline.as_secs()
+                    );
+                }
+                // It ended just now: its result is sent already.
+                ABANDONED.fetch_sub(1, Ordering::AcqRel);
+                rx.recv().map_err(|_| {
+                    anyhow!("the thread connecting to PostgreSQL ended without a word")
+                })?
+            }
+        };
+        result.map_err(|(connected, e)| {
+            let e = anyhow!("{}", describe(&e));
+            if connected {
+                e.context(format!("PostgreSQL at {place}"))
+            } else {
+                e.context(format!("cannot connect to PostgreSQL at {place}"))
+            }
+        })
+    }
+
+    /// The `SET`s of the session's timeouts the URL does not set itself.
+    fn session_settings(&self) -> String {
         let options = self.config.get_options().unwrap_or("");
         let mut set = String::new();
         if !options.contains("statement_timeout") {
@@ -227,13 +322,19 @@ impl Target {
                 "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}';"
             ));
         }
-        if !set.is_empty() {
-            client
-                .batch_execute(&set)
-                .map_err(|e| anyhow!("{}", describe(&e)))
-                .with_context(|| format!("PostgreSQL at {}", self.place()))?;
-        }
-        Ok(client)
+        set
+    }
+
+    /// How long [`Target::connect`] waits: the connect timeout once per
+    /// host the library may try, and once more for the `SET`.
+    pub fn handshake_deadline(&self) -> Duration {
+        let per_host = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let hosts = self.config.get_hosts().len().max(1) as u32;
+        per_host * (hosts + 1)
     }
 
     fn tls_config(&self, verify: Verify) -> Result<rustls::ClientConfig> {
@@ -287,6 +388,24 @@ impl Target {
         }
         Ok(roots)
     }
+}
+
+/// Connects and sets `set` (on the thread [`Target::connect`] starts); an
+/// error says whether the connection was made (`true`: the `SET` failed).
+fn handshake(
+    config: &postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    set: &str,
+) -> Result<postgres::Client, (bool, postgres::Error)> {
+    let mut client = match tls {
+        None => config.connect(postgres::NoTls),
+        Some(tls) => config.connect(tls),
+    }
+    .map_err(|e| (false, e))?;
+    if !set.is_empty() {
+        client.batch_execute(set).map_err(|e| (true, e))?;
+    }
+    Ok(client)
 }
 
 /// The password for `config`'s first host, port, database and user from the
@@ -519,6 +638,16 @@ mod tests {
             Some(&Duration::from_secs(3))
         );
         assert_eq!(t.config.get_keepalives_idle(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn the_handshake_waits_the_connect_timeout_per_host_and_once_more() {
+        let deadline = |url: &str| target(url, None).unwrap().handshake_deadline();
+        assert_eq!(deadline("postgres://h/d"), Duration::from_secs(20));
+        assert_eq!(
+            deadline("postgres://h1,h2/d?connect_timeout=3"),
+            Duration::from_secs(9)
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! fetched again.
 
 use super::apply::parse_generation;
-use super::server_bit;
+use crate::store::dedup::server_bit;
 use crate::store::dedup::SeenLine;
 use crate::store::migrate::{
     DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,

@@ -85,11 +85,6 @@ pub const MIGRATE_LOCK: i32 = 1;
 /// Second key (with [`NS`]) of the lock under which a server gets its id.
 const SERVERS_LOCK: i32 = 2;
 
-/// The bit of server `id` (1 to 63) in `visitors.servers`, as SQLite's.
-fn server_bit(id: i64) -> i64 {
-    1i64 << (id - 1)
-}
-
 /// `open_read` of a database without dlcount's tables (yet).
 #[derive(Debug)]
 pub struct NoSchema(String);

@@ -78,24 +78,25 @@ pub fn check(pg: &PgTarget) -> Result<Verdict> {
             summary: String::new(),
         });
     }
-    let version = schema::version(&mut c)?;
-    if version > SCHEMA_VERSION {
-        problems.push(format!(
-            "PostgreSQL at {place}: the tables in schema {schema} were written by a newer dlcount \
-             (schema {version}, this one knows {SCHEMA_VERSION}): upgrade dlcount-pipe"
-        ));
-    } else if version < SCHEMA_VERSION && !create {
-        problems.push(format!(
-            "PostgreSQL at {place}: {} and role {user} lacks CREATE on schema {schema} \
-             (GRANT CREATE ON SCHEMA {schema} TO {user}, or start dlcount once as a role that has it)",
-            if version == 0 {
-                "dlcount's tables are not there yet".to_string()
-            } else {
-                format!("dlcount's tables need an upgrade (schema {version} to {SCHEMA_VERSION})")
-            }
-        ));
+    // A role without SELECT on the version table cannot read the version:
+    // that is one of the privileges to name below, not a failure of check.
+    let version_readable: bool = c
+        .query_one(
+            "SELECT CASE WHEN to_regclass('dlcount_schema') IS NULL THEN true
+                         ELSE has_table_privilege(to_regclass('dlcount_schema')::oid, 'SELECT') END",
+            &[],
+        )
+        .map_err(pg_err)?
+        .get(0);
+    let version = if version_readable {
+        Some(schema::version(&mut c)?)
+    } else {
+        None
+    };
+    if let Some(version) = version {
+        version_problems(version, create, &place, &user, &schema, &mut problems);
     }
-    if version > 0 {
+    if version != Some(0) {
         let mut wanted: Vec<(String, &str)> = Vec::new();
         for &t in TABLES {
             if t == "dlcount_schema" {
@@ -140,13 +141,42 @@ pub fn check(pg: &PgTarget) -> Result<Verdict> {
     let summary = format!(
         "PostgreSQL at {place}, schema {schema} {}",
         match version {
-            0 => "(new: the logger creates the tables)".to_string(),
-            v if v < SCHEMA_VERSION =>
+            None => "(version unreadable)".to_string(),
+            Some(0) => "(new: the logger creates the tables)".to_string(),
+            Some(v) if v < SCHEMA_VERSION =>
                 format!("(version {v}: the logger upgrades it to {SCHEMA_VERSION})"),
-            v => format!("(version {v})"),
+            Some(v) => format!("(version {v})"),
         }
     );
     Ok(Verdict { problems, summary })
+}
+
+/// What the schema's version means for the logger's role: a newer dlcount's
+/// tables, or tables to create or upgrade without CREATE.
+fn version_problems(
+    version: i64,
+    create: bool,
+    place: &str,
+    user: &str,
+    schema: &str,
+    problems: &mut Vec<String>,
+) {
+    if version > SCHEMA_VERSION {
+        problems.push(format!(
+            "PostgreSQL at {place}: the tables in schema {schema} were written by a newer dlcount \
+             (schema {version}, this one knows {SCHEMA_VERSION}): upgrade dlcount-pipe"
+        ));
+    } else if version < SCHEMA_VERSION && !create {
+        problems.push(format!(
+            "PostgreSQL at {place}: {} and role {user} lacks CREATE on schema {schema} \
+             (GRANT CREATE ON SCHEMA {schema} TO {user}, or start dlcount once as a role that has it)",
+            if version == 0 {
+                "dlcount's tables are not there yet".to_string()
+            } else {
+                format!("dlcount's tables need an upgrade (schema {version} to {SCHEMA_VERSION})")
+            }
+        ));
+    }
 }
 
 /// An identifier as SQL text, quoted when it needs to be.

@@ -31,8 +31,8 @@
 //! Schema versions live in `PRAGMA user_version`; the DDL of each version is
 //! in `migrations/`, applied in place by `init_schema`.
 
-use super::dedup::{line_keys, SeenLine, SCHEMA1_IDENTITY};
-use super::facts::{gathered, join_country, settle, Brought, FactDeltas, Held, NO_COUNTRY};
+use super::dedup::{line_keys, server_bit, BatchAccount, LineAgg, SeenLine, SCHEMA1_IDENTITY};
+use super::facts::{gathered, settle, Held};
 use super::migrate::{
     DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
 };
@@ -155,24 +155,6 @@ pub struct SqliteStore {
     scrub_pending: std::cell::Cell<bool>,
 }
 
-struct LineAgg {
-    day: i32,
-    hash: i64,
-    copies: i64,
-    /// Bytes of those copies together.
-    bytes: i64,
-    visitor: i64,
-    file_id: i64,
-    /// `servers.id` of the server whose log the line is from.
-    server_id: i64,
-    /// A schema-1 day: the bytes are part of the hash, so every copy has `bytes / copies`.
-    schema1: bool,
-    /// The line's facts (`facts`), joined over its copies.
-    facts: Brought,
-    /// Its Referer's host label (`referer::host_label`); empty: direct.
-    referer: Vec<u8>,
-}
-
 /// What a batch needs to know of one day.
 #[derive(Debug, Clone, Copy)]
 struct DayState {
@@ -183,30 +165,9 @@ struct DayState {
     key: Option<DayKey>,
 }
 
-#[derive(Default)]
-struct VisitorAgg {
-    file_id: i64,
-    requests: i64,
-    bytes: i64,
-    /// Bits of the servers that sent counted lines (see `server_bit`).
-    servers: i64,
-    /// The facts of its lines whose copies are new (`None`: no such line).
-    facts: Option<Brought>,
-    /// The country of all its lines (`store::facts::gathered`).
-    country: i64,
-}
-
 /// The most servers one database knows: a visitor row keeps its servers
 /// as bits of one INTEGER.
 pub const MAX_SERVERS: i64 = 63;
-
-/// The bit of server `id` (1 to [`MAX_SERVERS`]) in `visitors.servers`.
-fn server_bit(id: i64) -> i64 {
-    1i64 << (id - 1)
-}
-
-/// Per server and day: (new downloads, requests, bytes) of a batch.
-type ServerDays = BTreeMap<(i64, i32), (i64, i64, i64)>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database for writing.
@@ -536,10 +497,7 @@ impl SqliteStore {
         //    walked in order; plain SELECT then INSERT or UPDATE, which is much
         //    cheaper in SQLite than an upsert with RETURNING.
         lines.sort_unstable_by_key(|l| (l.day, l.hash));
-        let mut visitors: HashMap<(i32, i64), VisitorAgg> = HashMap::default();
-        let mut server_days = ServerDays::new();
-        let mut fact_deltas = FactDeltas::new();
-        let mut visitor_order: Vec<(i32, i64)> = Vec::new();
+        let mut account = BatchAccount::default();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
             // says by its change count whether the row was there already.
@@ -570,8 +528,8 @@ impl SqliteStore {
                     fresh.imported_bytes,
                     fresh.source_bytes
                 ])?;
-                let (delta, delta_bytes) = if inserted == 1 {
-                    (l.copies, l.bytes)
+                let delta = if inserted == 1 {
+                    l.new_copies(None, &fresh)
                 } else {
                     let before = select.query_row(params![l.day, l.hash], |r| {
                         Ok(SeenLine {
@@ -598,51 +556,20 @@ impl SqliteStore {
                             after.source_bytes
                         ])?;
                     }
-                    let delta = (after.copies().0 - before.copies().0).clamp(0, l.copies);
-                    let delta_bytes = if l.schema1 {
-                        // Schema-1 rows keep no bytes: every copy logged the same.
-                        delta.saturating_mul(l.bytes / l.copies)
-                    } else {
-                        after.copies().1.saturating_sub(before.copies().1)
-                    };
-                    (delta, delta_bytes)
+                    l.new_copies(Some(&before), &after)
                 };
-                stats.counted_lines += delta as u64;
-                stats.already_counted_lines += (l.copies - delta) as u64;
-                if delta > 0 {
-                    stats.max_day = stats.max_day.max(Some(l.day));
-                }
-                let key = (l.day, l.visitor);
-                let v = visitors.entry(key).or_insert_with(|| {
-                    visitor_order.push(key);
-                    VisitorAgg {
-                        file_id: l.file_id,
-                        country: NO_COUNTRY,
-                        ..Default::default()
-                    }
-                });
-                v.country = join_country(v.country, l.facts.country);
-                v.requests = v.requests.saturating_add(delta);
-                v.bytes = v.bytes.saturating_add(delta_bytes);
-                if delta > 0 {
-                    *fact_deltas
-                        .referers
-                        .entry((l.file_id, l.day, l.referer.clone()))
-                        .or_default() += delta;
-                    v.servers |= server_bit(l.server_id);
-                    // Only new lines bring facts (see `facts`).
-                    v.facts = Some(v.facts.map_or(l.facts, |f| f.join(l.facts)));
-                }
-                if delta != 0 || delta_bytes != 0 {
-                    let sd = server_days.entry((l.server_id, l.day)).or_default();
-                    sd.1 = sd.1.saturating_add(delta);
-                    sd.2 = sd.2.saturating_add(delta_bytes);
-                }
+                account.add(&mut stats, l, delta);
             }
         }
 
         // 4. Visitors: a new row is a new download. `run` remembers the last
         //    import run that touched a row, to tell "already known" downloads.
+        let BatchAccount {
+            visitors,
+            mut visitor_order,
+            mut server_days,
+            mut fact_deltas,
+        } = account;
         visitor_order.sort_unstable();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
         {
