@@ -443,6 +443,7 @@ mod tests {
             downloads: d,
             requests: q,
             bytes: b,
+            completed: None,
         }
     }
 

@@ -1,38 +1,30 @@
-//! The per day figures of the statistics pages (issue 14): what happened in a
-//! range of days — the whole period for the overview, one month for a month
-//! page — from the store's per file and day rows and facts.
+//! The statistics pages' figures beyond the file × month table (issue 14):
+//! what happened in a range of months — the whole period for the overview,
+//! one month for a month page — from the store's per file and month rows
+//! (`monthly`) and the per month sums of its facts (`PageFacts`), never from
+//! one row per file and day: a render of ten years of 200 files reads and
+//! adds up thousands of rows, not millions.
 //!
 //! Invariants:
 //! - **Unknown is never zero.** A fact is known only for downloads counted
-//!   after dlcount kept it; per file and day the rest of the downloads
-//!   (requests, for referring sites) is shown as `unknown`, so every table
-//!   adds up to the downloads (requests) of its range.
+//!   after dlcount kept it; the rest of a range's downloads (requests, for
+//!   referring sites) is shown as `unknown`, so every table adds up to the
+//!   downloads (requests) of its range. Completed downloads are shown only
+//!   where the store knows them (`MonthRow::completed`), with the
+//!   downloads they are a share of; "—" where it does not, never 0.
 //! - **Bots apart.** Classes are listed with bots in their own row, the
 //!   daily chart stacks bot downloads in their own colour, the headline says
-//!   their share; countries and referring sites are per file and day, not
-//!   per class, so those tables say how many of their downloads are bots'.
-//! - Completed downloads are not a fact of the store yet: nothing here shows
-//!   completion. When the store reads them (a `completed` fact per file and
-//!   day), they are one more field of [`RangeView`] and [`FileRow`]
-//!   summed in [`range`], and one more column or figure in the templates.
+//!   their share, the file tables have a bots column; countries and
+//!   referring sites are not per class, so those tables say how many of
+//!   their range's downloads are bots'.
 //!
 //! All arithmetic saturates, like the monthly figures (see `view`).
 
 use super::format::grouped;
-use crate::store::{date_of, month_of, FactDayRow, FileDayRow, NetworkDayRow};
+use super::FileMonth;
+use crate::store::{date_of, month_of, DayTotalRow, MonthFactRow, PageFacts};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-
-/// What the store holds per day, as the pages read it (see `pages::snapshot`).
-#[derive(Debug, Clone, Default)]
-pub struct DayRows {
-    /// `Backend::daily`.
-    pub days: Vec<FileDayRow>,
-    /// `Backend::facts` of kinds `class`, `country`, `referer` and `network`.
-    pub facts: Vec<FactDayRow>,
-    /// `Backend::networks`.
-    pub networks: Vec<NetworkDayRow>,
-}
 
 /// Classes in the order the pages list them: people first, bots last.
 pub const CLASSES: [&str; 4] = ["browser", "downloader", "other", "bot"];
@@ -95,16 +87,51 @@ pub struct FileRow {
     pub folder: String,
     pub downloads: u64,
     pub bots: u64,
+    /// Completed downloads over the months where they are known; `None`
+    /// when they are known for none of them.
+    pub completed: Option<u64>,
+    /// The downloads of those months (what `completed` is a share of).
+    pub completed_of: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// Percent of the range's downloads, one decimal.
+    pub share: f64,
+    /// Downloads relative to the range's most downloaded file (bar length).
+    pub bar: f64,
+    /// The overview's small trend (the last 12 months), else none.
+    pub trend: Option<Trend>,
 }
 
-/// Everything the pages show about a range of days.
+/// A file's downloads in each of the last 12 months, as a row of small
+/// bars (oldest on the left) and as words for screen readers.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Trend {
+    pub bars: Vec<TrendBar>,
+    pub label: String,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct TrendBar {
+    pub x: u32,
+    pub y: f64,
+    pub h: f64,
+}
+
+/// Width and height of a trend, in SVG units.
+pub const TREND_W: u32 = 60;
+pub const TREND_H: u32 = 16;
+
+/// Everything the pages show about a range of months.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct RangeView {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// Completed downloads where known (see [`FileRow::completed`]).
+    pub completed: Option<u64>,
+    pub completed_of: u64,
+    /// Percent of `completed_of` that completed, one decimal.
+    pub completion: Option<f64>,
     /// browser, downloader, other, bot, then `unknown` when there is a rest.
     pub classes: Vec<ValueView>,
     pub bots: u64,
@@ -120,10 +147,8 @@ pub struct RangeView {
     pub referers: Vec<ValueView>,
     pub other_referers: (usize, u64),
     pub coverage: CoverageView,
-    /// Sorted by downloads, most first.
+    /// Sorted by downloads, most first (ties by path).
     pub files: Vec<FileRow>,
-    /// Days with figures in the range.
-    pub first_day: Option<String>,
 }
 
 fn pct(n: u64, of: u64) -> f64 {
@@ -165,119 +190,127 @@ fn ranked(counts: HashMap<&str, u64>, total: u64, top: usize) -> (Vec<ValueView>
     (out, (rest.len(), rest_n))
 }
 
-/// Some of the rows of [`DayRows`], by reference: one month's, or all.
+/// The rows of one month, by reference.
 #[derive(Default)]
-pub struct Slice<'a> {
-    pub days: Vec<&'a FileDayRow>,
-    pub facts: Vec<&'a FactDayRow>,
-    pub networks: Vec<&'a NetworkDayRow>,
+pub struct Month<'a> {
+    pub rows: Vec<&'a FileMonth>,
+    pub facts: Vec<&'a MonthFactRow>,
+    /// Bot downloads per file.
+    pub bots: HashMap<&'a str, u64>,
+    pub networks: Option<&'a [u64; crate::store::facts::NETWORK_WORDS]>,
+    /// The month's days with per day figures, in day order.
+    pub days: Vec<&'a DayTotalRow>,
 }
 
-impl<'a> Slice<'a> {
-    pub fn all(rows: &'a DayRows) -> Slice<'a> {
-        Slice {
-            days: rows.days.iter().collect(),
-            facts: rows.facts.iter().collect(),
-            networks: rows.networks.iter().collect(),
-        }
+/// The snapshot's rows split by month (`YYYY-MM`), in one pass, so each
+/// page adds up its own rows only.
+pub fn by_month<'a>(rows: &'a [FileMonth], facts: &'a PageFacts) -> BTreeMap<&'a str, Month<'a>> {
+    let mut out: BTreeMap<&'a str, Month<'a>> = BTreeMap::new();
+    for r in rows {
+        out.entry(&r.month).or_default().rows.push(r);
     }
-
-    /// The rows of each month (`YYYY-MM`), split in one pass so a page per
-    /// month costs its own rows, not all of them.
-    pub fn by_month(rows: &'a DayRows) -> BTreeMap<String, Slice<'a>> {
-        let days = rows
-            .days
-            .iter()
-            .map(|r| r.day)
-            .chain(rows.facts.iter().map(|f| f.day))
-            .chain(rows.networks.iter().map(|n| n.day));
-        let (lo, hi) = days.fold((i32::MAX, i32::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
-        if lo > hi {
-            return BTreeMap::new();
+    for f in &facts.months {
+        out.entry(&f.month).or_default().facts.push(f);
+    }
+    for b in &facts.bots {
+        let m = out.entry(&b.month).or_default();
+        add(m.bots.entry(&b.path).or_default(), b.n);
+    }
+    for n in &facts.networks {
+        out.entry(&n.month).or_default().networks = Some(&n.bits);
+    }
+    // Days come sorted: a month's run of them is found by its name once.
+    let mut i = 0;
+    while i < facts.days.len() {
+        let name = month_of(facts.days[i].day);
+        let mut j = i;
+        let first = facts.days[i].day;
+        let (_, last) = month_days(&name).unwrap_or((first, first));
+        while j < facts.days.len() && facts.days[j].day <= last {
+            j += 1;
         }
-        // One slot per month, found by day through a table of the span's
-        // days: formatting a month for each of millions of rows would cost
-        // more than the rest of the split.
-        let mut names: Vec<String> = Vec::new();
-        let mut slot_of_day: Vec<usize> = Vec::with_capacity((hi - lo + 1) as usize);
-        for d in lo..=hi {
-            let m = month_of(d);
-            if names.last() != Some(&m) {
-                names.push(m);
+        let m = match out.get_mut(name.as_str()) {
+            Some(m) => m,
+            // Day figures of a month without a monthly row cannot happen
+            // (both are sums of `daily`); skip rather than invent one.
+            None => {
+                i = j;
+                continue;
             }
-            slot_of_day.push(names.len() - 1);
-        }
-        let mut slots: Vec<Slice<'a>> = names.iter().map(|_| Slice::default()).collect();
-        let slot = |day: i32| slot_of_day[(day - lo) as usize];
-        for r in &rows.days {
-            slots[slot(r.day)].days.push(r);
-        }
-        for f in &rows.facts {
-            slots[slot(f.day)].facts.push(f);
-        }
-        for n in &rows.networks {
-            slots[slot(n.day)].networks.push(n);
-        }
-        names
-            .into_iter()
-            .zip(slots)
-            .filter(|(_, s)| !s.days.is_empty() || !s.facts.is_empty() || !s.networks.is_empty())
-            .collect()
+        };
+        m.days.extend(&facts.days[i..j]);
+        i = j;
     }
+    out
 }
 
-/// The figures of the days `from..=to` (day numbers).
-pub fn range(rows: &Slice<'_>, from: i32, to: i32) -> RangeView {
-    let inside = |d: i32| d >= from && d <= to;
+/// The figures of some months together.
+pub fn range<'a, 'b: 'a>(months: impl IntoIterator<Item = &'a Month<'b>>) -> RangeView {
     let (mut downloads, mut requests, mut bytes) = (0u64, 0u64, 0u64);
+    let (mut completed, mut completed_of) = (None::<u64>, 0u64);
     let mut files: BTreeMap<&str, FileRow> = BTreeMap::new();
-    let mut first_day = None;
-    for r in rows.days.iter().filter(|r| inside(r.day)) {
-        add(&mut downloads, r.downloads);
-        add(&mut requests, r.requests);
-        add(&mut bytes, r.bytes);
-        first_day = first_day.min(Some(r.day)).or(Some(r.day));
-        let f = files.entry(&r.path).or_insert_with(|| {
-            let (folder, name) = r.path.rsplit_once('/').unwrap_or(("", &r.path));
-            FileRow {
-                key: r.path.clone(),
-                name: name.to_string(),
-                folder: format!("{folder}/"),
-                downloads: 0,
-                bots: 0,
-                requests: 0,
-                bytes: 0,
-            }
-        });
-        add(&mut f.downloads, r.downloads);
-        add(&mut f.requests, r.requests);
-        add(&mut f.bytes, r.bytes);
-    }
     let mut classes: HashMap<&str, u64> = HashMap::new();
     let mut countries: HashMap<&str, u64> = HashMap::new();
     let mut referers: HashMap<&str, u64> = HashMap::new();
     let mut ipv6 = 0u64;
-    for f in rows.facts.iter().filter(|f| inside(f.day)) {
-        let into = match f.kind.as_str() {
-            "class" => {
-                if f.value == "bot" {
-                    if let Some(row) = files.get_mut(f.path.as_str()) {
-                        add(&mut row.bots, f.n);
-                    }
+    let mut bits = [0u64; crate::store::facts::NETWORK_WORDS];
+    for m in months {
+        for r in &m.rows {
+            add(&mut downloads, r.downloads);
+            add(&mut requests, r.requests);
+            add(&mut bytes, r.bytes);
+            let f = files.entry(&r.path).or_insert_with(|| {
+                let (folder, name) = r.path.rsplit_once('/').unwrap_or(("", &r.path));
+                FileRow {
+                    key: r.path.clone(),
+                    name: name.to_string(),
+                    folder: format!("{folder}/"),
+                    downloads: 0,
+                    bots: 0,
+                    completed: None,
+                    completed_of: 0,
+                    requests: 0,
+                    bytes: 0,
+                    share: 0.0,
+                    bar: 0.0,
+                    trend: None,
                 }
-                &mut classes
+            });
+            add(&mut f.downloads, r.downloads);
+            add(&mut f.requests, r.requests);
+            add(&mut f.bytes, r.bytes);
+            if let Some(c) = r.completed {
+                f.completed = Some(f.completed.unwrap_or(0).saturating_add(c));
+                add(&mut f.completed_of, r.downloads);
+                completed = Some(completed.unwrap_or(0).saturating_add(c));
+                add(&mut completed_of, r.downloads);
             }
-            "country" => &mut countries,
-            "referer" => &mut referers,
-            "network" if f.value == "v6" => {
-                add(&mut ipv6, f.n);
-                continue;
+        }
+        for (path, n) in &m.bots {
+            if let Some(f) = files.get_mut(path) {
+                add(&mut f.bots, *n);
             }
-            _ => continue,
-        };
-        // "unknown" is worked out as the rest; a stored one is part of it.
-        if f.value != "unknown" {
-            add(into.entry(f.value.as_str()).or_default(), f.n);
+        }
+        for f in &m.facts {
+            let into = match f.kind.as_str() {
+                "class" => &mut classes,
+                "country" => &mut countries,
+                "referer" => &mut referers,
+                "network" if f.value == "v6" => {
+                    add(&mut ipv6, f.n);
+                    continue;
+                }
+                _ => continue,
+            };
+            // "unknown" is worked out as the rest; a stored one is part of it.
+            if f.value != "unknown" {
+                add(into.entry(f.value.as_str()).or_default(), f.n);
+            }
+        }
+        if let Some(b) = m.networks {
+            for (a, b) in bits.iter_mut().zip(b) {
+                *a |= b;
+            }
         }
     }
     let class_list: Vec<ValueView> = CLASSES
@@ -308,12 +341,6 @@ pub fn range(rows: &Slice<'_>, from: i32, to: i32) -> RangeView {
         (Vec::new(), (0, 0))
     };
     let (referers, other_referers) = ranked(referers, requests, 20);
-    let mut bits = [0u64; crate::store::facts::NETWORK_WORDS];
-    for d in rows.networks.iter().filter(|d| inside(d.day)) {
-        for (a, b) in bits.iter_mut().zip(d.bits) {
-            *a |= b;
-        }
-    }
     let cells: Vec<(u32, u32)> = (0..1024u32)
         .filter(|n| bits[(n / 64) as usize] >> (n % 64) & 1 == 1)
         .map(|n| (n % 32, n / 32))
@@ -321,10 +348,18 @@ pub fn range(rows: &Slice<'_>, from: i32, to: i32) -> RangeView {
     let networks = cells.len() as u32;
     let mut files: Vec<FileRow> = files.into_values().collect();
     files.sort_by(|a, b| b.downloads.cmp(&a.downloads).then(a.key.cmp(&b.key)));
+    let top = files.first().map_or(0, |f| f.downloads);
+    for f in &mut files {
+        f.share = pct(f.downloads, downloads);
+        f.bar = pct(f.downloads, top);
+    }
     RangeView {
         downloads,
         requests,
         bytes,
+        completed,
+        completed_of,
+        completion: completed.map(|c| pct(c, completed_of)),
         classes: class_list,
         bots,
         bot_share: pct(bots, downloads),
@@ -340,28 +375,82 @@ pub fn range(rows: &Slice<'_>, from: i32, to: i32) -> RangeView {
             cells,
         },
         files,
-        first_day: first_day.map(date_of),
     }
+}
+
+/// Each file's downloads in the 12 months up to `last` (`YYYY-MM`), as
+/// small bars scaled to the file's own busiest month: the trend's shape.
+pub fn add_trends(files: &mut [FileRow], rows: &[FileMonth], last: &str) {
+    let months = last_months(last, 12);
+    let slot: HashMap<&str, usize> = months
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.as_str(), i))
+        .collect();
+    let mut per_file: HashMap<&str, [u64; 12]> = HashMap::new();
+    for r in rows {
+        if let Some(&i) = slot.get(r.month.as_str()) {
+            add(&mut per_file.entry(&r.path).or_default()[i], r.downloads);
+        }
+    }
+    for f in files {
+        let v = per_file.get(f.key.as_str()).copied().unwrap_or_default();
+        let peak = v.iter().copied().max().unwrap_or(0).max(1);
+        let bars = v
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                // A month with any download shows at least a sliver.
+                let h = if n == 0 {
+                    0.0
+                } else {
+                    round1((TREND_H as f64 * n as f64 / peak as f64).max(1.0))
+                };
+                TrendBar {
+                    x: i as u32 * (TREND_W / 12),
+                    y: round1(TREND_H as f64 - h),
+                    h,
+                }
+            })
+            .collect();
+        let label = format!(
+            "Downloads from {} to {}: {}",
+            months[0],
+            months[11],
+            v.iter().map(|n| grouped(*n)).collect::<Vec<_>>().join(", ")
+        );
+        f.trend = Some(Trend { bars, label });
+    }
+}
+
+/// The `n` months up to `last` (`YYYY-MM`), oldest first.
+fn last_months(last: &str, n: usize) -> Vec<String> {
+    let (y, m) = last
+        .split_once('-')
+        .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<i32>().ok()?)))
+        .unwrap_or((0, 1));
+    let end = y * 12 + (m - 1);
+    (0..n as i32)
+        .rev()
+        .map(|k| {
+            let i = end - k;
+            format!("{:04}-{:02}", i.div_euclid(12), i.rem_euclid(12) + 1)
+        })
+        .collect()
 }
 
 /// Bar chart of the downloads of each day `from..=to`, the bots' part on
 /// top in its own colour. Days without a row are days without downloads.
-pub fn daily_chart(rows: &Slice<'_>, from: i32, to: i32) -> Option<DailyChart> {
+pub fn daily_chart(days: &[&DayTotalRow], from: i32, to: i32) -> Option<DailyChart> {
     if to < from {
         return None;
     }
     let n = (to - from + 1) as usize;
     let mut dl = vec![0u64; n];
     let mut bots = vec![0u64; n];
-    for r in rows.days.iter().filter(|r| r.day >= from && r.day <= to) {
+    for r in days.iter().filter(|r| r.day >= from && r.day <= to) {
         add(&mut dl[(r.day - from) as usize], r.downloads);
-    }
-    for f in rows
-        .facts
-        .iter()
-        .filter(|f| f.day >= from && f.day <= to && f.kind == "class" && f.value == "bot")
-    {
-        add(&mut bots[(f.day - from) as usize], f.n);
+        add(&mut bots[(r.day - from) as usize], r.bots);
     }
     let peak = dl.iter().copied().max().unwrap_or(0);
     let max = super::view::nice_ceil(peak as f64) as u64;
@@ -406,6 +495,29 @@ pub fn daily_chart(rows: &Slice<'_>, from: i32, to: i32) -> Option<DailyChart> {
         bars,
         summary,
     })
+}
+
+/// One day of a month page's table.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct DayView {
+    pub date: String,
+    pub downloads: u64,
+    pub bots: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// A month page's days with figures, in order.
+pub fn day_table(days: &[&DayTotalRow]) -> Vec<DayView> {
+    days.iter()
+        .map(|d| DayView {
+            date: date_of(d.day),
+            downloads: d.downloads,
+            bots: d.bots,
+            requests: d.requests,
+            bytes: d.bytes,
+        })
+        .collect()
 }
 
 fn round1(x: f64) -> f64 {

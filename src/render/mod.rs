@@ -26,7 +26,7 @@ mod view;
 mod watch;
 mod write;
 
-pub use detail::DayRows;
+pub use crate::store::PageFacts;
 pub use format::human_size;
 pub use watch::TreeWatcher;
 
@@ -89,6 +89,8 @@ pub struct FileMonth {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// See `store::MonthRow::completed`: `None` is "not known", never 0.
+    pub completed: Option<u64>,
 }
 
 /// One server's figures over the whole period (see `store::ServerMonthRow`).
@@ -109,9 +111,10 @@ pub struct StatsSnapshot {
     pub counts_json: String,
     /// Per server, sorted by name; the page shows them when there are several.
     pub servers: Vec<ServerTotal>,
-    /// Per file and day figures and facts: the overview's per day sections
-    /// and the month pages (none: only the monthly figures are shown).
-    pub day_rows: DayRows,
+    /// The store's per month sums of facts and per day totals: the
+    /// overview's sections beyond the file × month table, and the month
+    /// pages (empty: only the monthly figures are shown).
+    pub facts: PageFacts,
 }
 
 /// A month page, as the overview and the other month pages link it.
@@ -131,9 +134,10 @@ pub struct MeanView {
     pub mean: String,
 }
 
-/// The overview's per day sections (see `detail`).
+/// The overview's sections beyond the file × month table (see `detail`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OverviewDetail {
+    /// The whole period; its files carry their trend of the last 12 months.
     pub all: detail::RangeView,
     /// The last 90 days (from the first counted day when that is later).
     pub daily: Option<detail::DailyChart>,
@@ -154,6 +158,8 @@ struct MonthPage<'a> {
     next: Option<&'a MonthLink>,
     range: detail::RangeView,
     daily: Option<detail::DailyChart>,
+    /// The month's days with figures.
+    days: Vec<detail::DayView>,
     mean: MeanView,
 }
 
@@ -217,65 +223,73 @@ pub fn render_all(
 
     let env = environment(settings.templates_dir.clone());
     let today = crate::store::day_of(now.date_naive());
-    let by_month = detail::Slice::by_month(&stats.day_rows);
+    let by_month = detail::by_month(&stats.rows, &stats.facts);
+    let began = stats.facts.days.first().map(|d| d.day);
+    // A page per month with figures counted per day (a month known only
+    // from the old script's counts.json has nothing more to show).
     let links: Vec<MonthLink> = by_month
         .iter()
-        .map(|(m, slice)| MonthLink {
-            month: m.clone(),
-            href: format!("{m}.html"),
-            downloads: slice
-                .days
+        .filter(|(_, m)| !m.days.is_empty())
+        .map(|(name, m)| MonthLink {
+            month: name.to_string(),
+            href: format!("{name}.html"),
+            downloads: m
+                .rows
                 .iter()
                 .fold(0u64, |a, r| a.saturating_add(r.downloads)),
         })
         .collect();
-    stats_view.detail = overview_detail(&stats.day_rows, &by_month, &links, today);
+    stats_view.detail = overview_detail(stats, &by_month, &links, began, today);
+    // The folder is opened (made if missing) before anything is rendered,
+    // so a month page's stamp can be read; nothing is written until every
+    // page is rendered.
+    let root = write::Dir::open(&settings.root)?;
+    let stats_dir = root.subdir(STATS_DIR)?;
+    let sources = month_sources(&env)?;
     let mut month_pages = Vec::with_capacity(links.len());
     for (i, link) in links.iter().enumerate() {
         let Some((from, to)) = detail::month_days(&link.month) else {
             continue;
         };
-        let slice = &by_month[&link.month];
-        let range = detail::range(slice, from, to);
+        let m = &by_month[link.month.as_str()];
+        let prev = i.checked_sub(1).map(|p| &links[p]);
+        let next = links.get(i + 1);
+        let name = format!("{}.html", link.month);
+        // A month whose inputs did not change is neither rendered nor
+        // written again: past months stay untouched, and cost a hash.
+        let end = to.min(today.max(from));
+        let stamp = month_stamp(&sources, settings, m, prev, next, began, end);
+        if let Ok(dir) = &stats_dir {
+            if dir
+                .tail(&name, stamp.len() as u64)?
+                .is_some_and(|old| old == stamp.as_bytes())
+            {
+                continue;
+            }
+        }
         let page = MonthPage {
             site: view::site(settings),
             generated: view::generated(&now),
             month: &link.month,
-            prev: i.checked_sub(1).map(|p| &links[p]),
-            next: links.get(i + 1),
-            daily: detail::daily_chart(slice, from, to.min(today.max(from))),
-            mean: mean(
-                &link.month,
-                range.downloads,
-                range.first_day.as_deref(),
-                from,
-                to,
-                today,
-            ),
-            range,
+            prev,
+            next,
+            daily: detail::daily_chart(&m.days, from, end),
+            days: detail::day_table(&m.days),
+            mean: mean(&link.month, day_downloads(&m.days), began, from, to, today),
+            range: detail::range([m]),
         };
-        let html = render(&env, "month.html", Value::from(Serde(&page)))?;
-        month_pages.push((
-            format!("{}.html", link.month),
-            stamped(html, &page.generated),
-        ));
+        let mut html = render(&env, "month.html", Value::from(Serde(&page)))?;
+        html.push_str(&stamp);
+        month_pages.push((name, html));
     }
     let public_html = render(&env, "public.html", Value::from(Serde(&public_view)))?;
     let stats_html = render(&env, "stats.html", Value::from(Serde(&stats_view)))?;
 
-    let root = write::Dir::open(&settings.root)?;
-    let stats_refused = match root.subdir(STATS_DIR)? {
+    let stats_refused = match stats_dir {
         Ok(stats_dir) => {
             stats_dir.write_atomic("counts.json", stats.counts_json.as_bytes())?;
-            for (name, (html, stamp)) in &month_pages {
-                // A month whose page would say the same (time of rendering
-                // aside) is not written again: past months stay untouched.
-                let same = stats_dir
-                    .read(name)?
-                    .is_some_and(|old| old.ends_with(stamp.as_bytes()));
-                if !same {
-                    stats_dir.write_atomic(name, html.as_bytes())?;
-                }
+            for (name, html) in &month_pages {
+                stats_dir.write_atomic(name, html.as_bytes())?;
             }
             stats_dir.write_atomic("index.html", stats_html.as_bytes())?;
             None
@@ -305,58 +319,64 @@ pub fn render_all(
     })
 }
 
-/// The overview's per day sections, when any day was counted.
+/// The overview's sections, once anything was counted.
 fn overview_detail(
-    rows: &DayRows,
-    by_month: &std::collections::BTreeMap<String, detail::Slice<'_>>,
+    stats: &StatsSnapshot,
+    by_month: &std::collections::BTreeMap<&str, detail::Month<'_>>,
     links: &[MonthLink],
+    began: Option<i32>,
     today: i32,
 ) -> Option<OverviewDetail> {
-    if rows.days.is_empty() {
+    if by_month.is_empty() {
         return None;
     }
-    let all = detail::Slice::all(rows);
-    let whole = detail::range(&all, i32::MIN, i32::MAX);
-    let first = rows.days.iter().map(|r| r.day).min()?;
-    let last = rows.days.iter().map(|r| r.day).max()?.max(today);
-    let from = first.max(last - 89);
-    // The chart and this month's mean read only their months' rows.
-    let mut recent = detail::Slice::default();
-    for (_, s) in by_month.range(crate::store::month_of(from)..) {
-        recent.days.extend(&s.days);
-        recent.facts.extend(&s.facts);
-    }
+    let mut all = detail::range(by_month.values());
     let this_month = crate::store::month_of(today);
-    let this_month = detail::month_days(&this_month).map(|(from, to)| {
-        let r = by_month
-            .get(&this_month)
-            .map(|s| detail::range(s, from, to));
-        let (downloads, first) = r.map_or((0, None), |r| (r.downloads, r.first_day));
-        mean(&this_month, downloads, first.as_deref(), from, to, today)
+    detail::add_trends(&mut all.files, &stats.rows, &this_month);
+    let days = &stats.facts.days;
+    let daily = match (days.first(), days.last()) {
+        (Some(first), Some(last)) => {
+            let last = last.day.max(today);
+            let from = first.day.max(last - 89);
+            // Days are sorted: the chart reads only its own.
+            let at = days.partition_point(|d| d.day < from);
+            let recent: Vec<&crate::store::DayTotalRow> = days[at..].iter().collect();
+            detail::daily_chart(&recent, from, last)
+        }
+        _ => None,
+    };
+    let this_month = began.and_then(|_| {
+        let (from, to) = detail::month_days(&this_month)?;
+        let downloads = by_month
+            .get(this_month.as_str())
+            .map_or(0, |m| day_downloads(&m.days));
+        Some(mean(&this_month, downloads, began, from, to, today))
     });
     Some(OverviewDetail {
-        daily: detail::daily_chart(&recent, from, last),
-        began: Some(crate::store::date_of(first)),
+        daily,
+        began: began.map(crate::store::date_of),
         this_month,
         months: links.iter().rev().cloned().collect(),
-        all: whole,
+        all,
     })
 }
 
+fn day_downloads(days: &[&crate::store::DayTotalRow]) -> u64 {
+    days.iter().fold(0u64, |a, d| a.saturating_add(d.downloads))
+}
+
 /// Mean downloads per day of a month: over its days up to `today` (the
-/// whole month once it is over), from the first counted day when counting
-/// began inside it, so days before counting are not zeros.
+/// whole month once it is over), from the day counting began when that is
+/// inside it, so days before counting are not zeros.
 fn mean(
     month: &str,
     downloads: u64,
-    first: Option<&str>,
+    began: Option<i32>,
     from: i32,
     to: i32,
     today: i32,
 ) -> MeanView {
-    let start = first
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .map_or(from, |d| crate::store::day_of(d).max(from));
+    let start = began.map_or(from, |d| d.max(from));
     let end = to.min(today.max(start));
     let days = (end - start + 1).max(1);
     let m = downloads as f64 / days as f64;
@@ -375,19 +395,98 @@ fn grouped_f(x: f64) -> String {
     format::grouped(x as u64)
 }
 
-/// `html` with a last line that identifies its content: a hash of the page
-/// without the time it was rendered, so a month page whose figures (or
-/// templates) did not change is recognised on disk and left alone.
-fn stamped(mut html: String, generated: &view::GeneratedView) -> (String, String) {
-    let content = html
-        .replace(&generated.iso, "")
-        .replace(&generated.text, "");
-    let stamp = format!(
+/// Raised when the Rust side of a month page changes (what its figures are,
+/// how they are laid out for the templates), so pages stamped by an older
+/// dlcount are rendered again.
+const MONTH_PAGE_FORMAT: u32 = 1;
+
+/// The sources of the templates a month page is made of, as the loader
+/// finds them (an override or the default), for [`month_stamp`].
+fn month_sources(env: &Environment<'static>) -> Result<Vec<String>> {
+    ["month.html", "sections.html", "base.html", "style.css"]
+        .iter()
+        .map(|name| {
+            env.get_template(name)
+                .map(|t| t.source().to_string())
+                .map_err(|e| template_error(name, &e))
+        })
+        .collect()
+}
+
+/// The last line of a month page: a hash of everything the page is made
+/// of — its rows, facts and days, its neighbours, the site's settings, the
+/// templates, dlcount's version and [`MONTH_PAGE_FORMAT`] — but not the time
+/// of rendering. A page on disk ending with the same line would be rendered
+/// the same (time aside), so it is left alone.
+fn month_stamp(
+    sources: &[String],
+    settings: &PageSettings,
+    m: &detail::Month<'_>,
+    prev: Option<&MonthLink>,
+    next: Option<&MonthLink>,
+    began: Option<i32>,
+    end: i32,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut s = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    s(env!("CARGO_PKG_VERSION").as_bytes());
+    s(&MONTH_PAGE_FORMAT.to_le_bytes());
+    for t in sources {
+        s(t.as_bytes());
+    }
+    s(settings.site_title.as_bytes());
+    s(settings.logo_url.as_deref().unwrap_or("\0").as_bytes());
+    s(settings.home_url.as_deref().unwrap_or("\0").as_bytes());
+    let n = |v: u64| v.to_le_bytes();
+    for r in &m.rows {
+        s(r.path.as_bytes());
+        for v in [r.downloads, r.requests, r.bytes] {
+            s(&n(v));
+        }
+        s(&r.completed.map_or([0xff; 9], |c| {
+            let mut b = [0u8; 9];
+            b[1..].copy_from_slice(&n(c));
+            b
+        }));
+    }
+    for f in &m.facts {
+        s(f.kind.as_bytes());
+        s(f.value.as_bytes());
+        s(&n(f.n));
+    }
+    let mut bots: Vec<(&&str, &u64)> = m.bots.iter().collect();
+    bots.sort();
+    for (path, b) in bots {
+        s(path.as_bytes());
+        s(&n(*b));
+    }
+    for w in m.networks.iter().flat_map(|b| b.iter()) {
+        s(&n(*w));
+    }
+    for d in &m.days {
+        s(&d.day.to_le_bytes());
+        for v in [d.downloads, d.requests, d.bytes, d.bots] {
+            s(&n(v));
+        }
+    }
+    for link in [prev, next] {
+        match link {
+            Some(l) => {
+                s(l.month.as_bytes());
+                s(&n(l.downloads));
+            }
+            None => s(b"-"),
+        }
+    }
+    s(&began.unwrap_or(0).to_le_bytes());
+    s(&end.to_le_bytes());
+    format!(
         "<!-- dlcount content {} -->\n",
-        &blake3::hash(content.as_bytes()).to_hex()[..32]
-    );
-    html.push_str(&stamp);
-    (html, stamp)
+        &h.finalize().to_hex()[..32]
+    )
 }
 
 /// `dlcount-pipe templates --dump DIR`: writes the default templates into

@@ -90,6 +90,7 @@ fn row(path: &str, month: &str, downloads: u64, requests: u64, bytes: u64) -> Fi
         downloads,
         requests,
         bytes,
+        completed: None,
     }
 }
 
@@ -161,7 +162,7 @@ fn stats() -> StatsSnapshot {
         ],
         counts_json: COUNTS_JSON.into(),
         servers: vec![],
-        day_rows: Default::default(),
+        facts: Default::default(),
     }
 }
 
@@ -381,7 +382,7 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
-        day_rows: Default::default(),
+        facts: Default::default(),
     };
     render_all(&settings(r), &snapshot, now()).unwrap();
     let html = squash(&read(&r.join("index.html")));
@@ -483,33 +484,50 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
     assert!(html
         .contains(r#"Data from <strong>2026-08</strong> to <strong>2026-11</strong> (4 months)."#));
     assert!(html.contains(r#"<span class="stat-value" id="grand-total">21</span>"#));
-    assert!(html.contains(r#"<span class="stat-value">25</span>"#));
-    assert!(html.contains(r#"<span class="stat-value" title="3,558 bytes">3.5 KiB</span>"#));
+    assert!(html.contains(r#"<span class="stat-value" id="requests">25</span>"#));
+    assert!(html
+        .contains(r#"<span class="stat-value" id="data-sent" title="3,558 bytes">3.5 KiB</span>"#));
+    // No completed download is known: "—", never 0.
+    assert!(html.contains(r#"<span class="stat-value" id="completed">—</span><span class="stat-note">not known yet</span>"#));
 
-    // By file, whole: folders in the public page's order (/isos before
-    // /<script>alert(1)<: `i` sorts after `<`, newest first), newest release
-    // first inside; on phones each figure shows its data-label.
+    // By file, whole: most downloaded first (ties by path); completed not
+    // known; bots apart; each file's last 12 months as a small trend; on
+    // phones each figure shows its data-label.
     let fig = |label: &str, v: &str| format!(r#"<td class="num" data-label="{label}">{v}</td>"#);
+    let unknown = r#"<td class="num unknown" data-label="Completed" title="not known">—</td>"#;
+    let trend = |counts: &str, bars: &[(u32, &str, &str)]| {
+        let label = format!("Downloads from 2025-12 to 2026-11: {counts}");
+        format!(
+            r#"<td class="trend" data-label="Last 12 months"><svg class="trend-svg" viewBox="0 0 60 16" width="60" height="16" role="img" aria-label="{label}"><title>{label}</title>{}</svg></td>"#,
+            bars.iter()
+                .map(|(x, y, h)| format!(r#"<rect x="{x}" y="{y}" width="4" height="{h}"/>"#))
+                .collect::<String>()
+        )
+    };
     let by_file_row = |folder: &str,
                        name: &str,
                        d: &str,
                        bar: &str,
                        share: &str,
+                       t: String,
                        r: &str,
                        b: &str,
                        bt: &str| {
         format!(
             concat!(
                 r#"<tr><th scope="row" class="name"><span class="folder-prefix">{}</span>{}</th>"#,
-                r#"<td class="num downloads" data-label="Downloads">{}</td>"#,
+                r#"<td class="num downloads" data-label="Downloads">{}</td>{}{}"#,
                 r#"<td class="share" data-label="Share"><span class="share-bar" aria-hidden="true"><span style="width: {}%"></span></span>{} %</td>"#,
-                r#"{}<td class="num" data-label="Data sent" title="{} bytes">{}</td></tr> "#
+                r#"{}{}<td class="num" data-label="Data sent" title="{} bytes">{}</td></tr> "#
             ),
             folder,
             name,
             d,
+            unknown,
+            fig("Bots", "0"),
             bar,
             share,
+            t,
             fig("Requests", r),
             bt,
             b
@@ -517,21 +535,11 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
     };
     let by_file = format!(
         concat!(
-            r#"<table class="data stack by-file"> <caption>Totals per file over the whole period</caption> <thead> <tr><th scope="col">File</th>"#,
-            r#"<th scope="col" class="num">Downloads</th><th scope="col" class="share">Share</th><th scope="col" class="num">Requests</th>"#,
+            r#"<thead> <tr><th scope="col">File</th><th scope="col" class="num">Downloads</th><th scope="col" class="num">Completed</th>"#,
+            r#"<th scope="col" class="num">Bots</th><th scope="col" class="share">Share</th><th scope="col" class="trend">Last 12 months</th><th scope="col" class="num">Requests</th>"#,
             r#"<th scope="col" class="num">Data sent</th></tr> </thead> <tbody> {}{}{}{}</tbody> <tfoot> <tr><th scope="row">Total</th>"#,
-            r#"<td class="num downloads" data-label="Downloads">21</td><td class="share" data-label="Share">100 %</td>"#,
+            r#"<td class="num downloads" data-label="Downloads">21</td>{}<td class="num" data-label="Bots">0</td><td class="share" data-label="Share">100 %</td><td class="trend"></td>"#,
             r#"<td class="num" data-label="Requests">25</td><td class="num" data-label="Data sent" title="3,558 bytes">3.5 KiB</td></tr> </tfoot> </table>"#
-        ),
-        by_file_row(
-            "/isos/",
-            "my file café.iso",
-            "1",
-            "10.0",
-            "4.8",
-            "1",
-            "10 B",
-            "10"
         ),
         by_file_row(
             "/isos/",
@@ -539,6 +547,10 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             "10",
             "100.0",
             "47.6",
+            trend(
+                "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10",
+                &[(55, "0.0", "16.0")]
+            ),
             "12",
             "2.0 KiB",
             "2,048"
@@ -549,6 +561,10 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             "8",
             "80.0",
             "38.1",
+            trend(
+                "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 3",
+                &[(50, "0.0", "16.0"), (55, "6.4", "9.6")]
+            ),
             "10",
             "1.5 KiB",
             "1,500"
@@ -559,10 +575,23 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             "2",
             "20.0",
             "9.5",
+            trend("0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2", &[(55, "0.0", "16.0")]),
             "2",
             "0 B",
             "0"
         ),
+        by_file_row(
+            "/isos/",
+            "my file café.iso",
+            "1",
+            "10.0",
+            "4.8",
+            trend("0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0", &[(40, "0.0", "16.0")]),
+            "1",
+            "10 B",
+            "10"
+        ),
+        unknown,
     );
     assert!(html.contains(&by_file), "{by_file}\nnot in\n{html}");
 
@@ -658,7 +687,7 @@ fn empty_statistics_render_without_chart_or_tables() {
             rows: vec![],
             counts_json: "{}\n".into(),
             servers: vec![],
-            day_rows: Default::default(),
+            facts: Default::default(),
         },
         now(),
     )
@@ -869,7 +898,7 @@ fn broken_override_names_template_and_line_and_keeps_old_pages() {
         rows: vec![],
         counts_json: "{}".into(),
         servers: vec![],
-        day_rows: Default::default(),
+        facts: Default::default(),
     };
     let err = format!("{:#}", render_all(&s, &other, now()).unwrap_err());
     assert!(
@@ -1048,19 +1077,24 @@ fn day(y: i32, m: u32, d: u32) -> i32 {
     crate::store::day_of(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
 }
 
-fn day_row(
-    path: &str,
+/// One file × day of a fixture, as the store keeps it in `daily`.
+struct Day {
+    path: String,
     day: i32,
     downloads: u64,
     requests: u64,
     bytes: u64,
-) -> crate::store::FileDayRow {
-    crate::store::FileDayRow {
+    completed: Option<u64>,
+}
+
+fn day_row(path: &str, day: i32, downloads: u64, requests: u64, bytes: u64) -> Day {
+    Day {
         path: path.into(),
         day,
         downloads,
         requests,
         bytes,
+        completed: None,
     }
 }
 
@@ -1082,41 +1116,127 @@ fn networks(day: i32, nets: &[usize]) -> crate::store::NetworkDayRow {
     crate::store::NetworkDayRow { day, bits }
 }
 
-/// Per day rows of two files: `b.iso` counted on 2026-10-15 before dlcount
-/// kept facts (all of its facts unknown), `a.iso` on 2026-11-01 and -02
-/// with classes, countries, referring hosts and networks.
-fn day_rows() -> DayRows {
+/// What the store's `monthly` and `page_facts` give for per day rows: the
+/// sums the tests' expected figures are worked out from.
+fn summed(
+    days: &[Day],
+    facts: &[crate::store::FactDayRow],
+    nets: &[crate::store::NetworkDayRow],
+) -> (Vec<FileMonth>, PageFacts) {
+    use crate::store::{month_of, DayTotalRow, FileMonthCount, MonthFactRow, MonthNetworkRow};
+    use std::collections::BTreeMap;
+    let mut rows: BTreeMap<(String, String), FileMonth> = BTreeMap::new();
+    let mut totals: BTreeMap<i32, DayTotalRow> = BTreeMap::new();
+    for d in days {
+        let r = rows
+            .entry((d.path.clone(), month_of(d.day)))
+            .or_insert_with(|| row(&d.path, &month_of(d.day), 0, 0, 0));
+        r.downloads += d.downloads;
+        r.requests += d.requests;
+        r.bytes += d.bytes;
+        r.completed = match (r.completed, d.completed) {
+            (None, c) => c,
+            (Some(a), Some(c)) => Some(a + c),
+            (a, None) => a,
+        };
+        let t = totals.entry(d.day).or_insert(DayTotalRow {
+            day: d.day,
+            downloads: 0,
+            requests: 0,
+            bytes: 0,
+            bots: 0,
+        });
+        t.downloads += d.downloads;
+        t.requests += d.requests;
+        t.bytes += d.bytes;
+    }
+    let mut months: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut bots: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for f in facts {
+        *months
+            .entry((month_of(f.day), f.kind.clone(), f.value.clone()))
+            .or_default() += f.n;
+        if f.kind == "class" && f.value == "bot" {
+            *bots.entry((f.path.clone(), month_of(f.day))).or_default() += f.n;
+            totals.get_mut(&f.day).unwrap().bots += f.n;
+        }
+    }
+    let mut bits: BTreeMap<String, [u64; crate::store::facts::NETWORK_WORDS]> = BTreeMap::new();
+    for n in nets {
+        let b = bits.entry(month_of(n.day)).or_default();
+        for (a, x) in b.iter_mut().zip(n.bits) {
+            *a |= x;
+        }
+    }
+    (
+        rows.into_values().collect(),
+        PageFacts {
+            months: months
+                .into_iter()
+                .map(|((month, kind, value), n)| MonthFactRow {
+                    month,
+                    kind,
+                    value,
+                    n,
+                })
+                .collect(),
+            bots: bots
+                .into_iter()
+                .map(|((path, month), n)| FileMonthCount { path, month, n })
+                .collect(),
+            days: totals.into_values().collect(),
+            networks: bits
+                .into_iter()
+                .map(|(month, bits)| MonthNetworkRow { month, bits })
+                .collect(),
+        },
+    )
+}
+
+/// Two files: `b.iso` counted on 2026-10-15 before dlcount kept facts (all
+/// of its facts unknown), `a.iso` on 2026-11-01 and -02 with classes,
+/// countries, referring hosts and networks, and completed downloads known
+/// on the 2nd only.
+fn detail_snapshot() -> StatsSnapshot {
     let (a, b) = ("/isos/a.iso", "/isos/b.iso");
     let (n1, n2) = (day(2026, 11, 1), day(2026, 11, 2));
-    DayRows {
-        days: vec![
-            day_row(a, n1, 5, 7, 100),
-            day_row(a, n2, 3, 3, 50),
-            day_row(b, day(2026, 10, 15), 4, 4, 40),
-        ],
-        facts: vec![
-            fact(a, n1, "class", "browser", 2),
-            fact(a, n1, "class", "downloader", 1),
-            fact(a, n1, "class", "bot", 2),
-            fact(a, n2, "class", "bot", 1),
-            fact(a, n2, "class", "other", 2),
-            fact(a, n1, "country", "DE", 3),
-            fact(a, n1, "country", "FR", 1),
-            fact(a, n2, "country", "DE", 1),
-            fact(a, n1, "referer", "direct", 5),
-            fact(a, n1, "referer", "example.org", 2),
-            fact(a, n2, "referer", "this site", 3),
-            fact(a, n1, "network", "v6", 1),
-        ],
-        networks: vec![networks(n1, &[0, 64, 1023]), networks(n2, &[0, 5])],
+    let days = [
+        day_row(a, n1, 5, 7, 100),
+        Day {
+            completed: Some(2),
+            ..day_row(a, n2, 3, 3, 50)
+        },
+        day_row(b, day(2026, 10, 15), 4, 4, 40),
+    ];
+    let facts = [
+        fact(a, n1, "class", "browser", 2),
+        fact(a, n1, "class", "downloader", 1),
+        fact(a, n1, "class", "bot", 2),
+        fact(a, n2, "class", "bot", 1),
+        fact(a, n2, "class", "other", 2),
+        fact(a, n1, "country", "DE", 3),
+        fact(a, n1, "country", "FR", 1),
+        fact(a, n2, "country", "DE", 1),
+        fact(a, n1, "referer", "direct", 5),
+        fact(a, n1, "referer", "example.org", 2),
+        fact(a, n2, "referer", "this site", 3),
+        fact(a, n1, "network", "v6", 1),
+    ];
+    let nets = [networks(n1, &[0, 64, 1023]), networks(n2, &[0, 5])];
+    let (rows, facts) = summed(&days, &facts, &nets);
+    StatsSnapshot {
+        rows,
+        counts_json: "{}\n".into(),
+        servers: vec![],
+        facts,
     }
 }
 
 #[test]
-fn per_day_figures_are_exact_with_unknown_for_days_before_facts() {
-    let rows = day_rows();
-    let all = detail::Slice::all(&rows);
-    let r = detail::range(&all, i32::MIN, i32::MAX);
+fn per_month_figures_are_exact_with_unknown_for_days_before_facts() {
+    let snap = detail_snapshot();
+    let months = detail::by_month(&snap.rows, &snap.facts);
+    let r = detail::range(months.values());
     assert_eq!((r.downloads, r.requests, r.bytes), (12, 14, 190));
     let vals = |v: &[detail::ValueView]| {
         v.iter()
@@ -1158,30 +1278,52 @@ fn per_day_figures_are_exact_with_unknown_for_days_before_facts() {
     let files: Vec<_> = r
         .files
         .iter()
-        .map(|f| (f.key.as_str(), f.downloads, f.bots))
+        .map(|f| {
+            (
+                f.key.as_str(),
+                f.downloads,
+                f.bots,
+                f.completed,
+                f.completed_of,
+            )
+        })
         .collect();
-    assert_eq!(files, [("/isos/a.iso", 8, 3), ("/isos/b.iso", 4, 0)]);
-    assert_eq!(r.first_day.as_deref(), Some("2026-10-15"));
+    // a.iso's November is known (the store's month says 2 of its 8);
+    // b.iso's October is not known at all: None, never 0.
+    assert_eq!(
+        files,
+        [
+            ("/isos/a.iso", 8, 3, Some(2), 8),
+            ("/isos/b.iso", 4, 0, None, 0)
+        ]
+    );
+    assert_eq!(
+        (r.completed, r.completed_of, r.completion),
+        (Some(2), 8, Some(25.0))
+    );
 
     // November alone: every download's class is known.
-    let by_month = detail::Slice::by_month(&rows);
-    assert_eq!(by_month.keys().collect::<Vec<_>>(), ["2026-10", "2026-11"]);
-    let (from, to) = detail::month_days("2026-11").unwrap();
-    let nov = detail::range(&by_month["2026-11"], from, to);
+    assert_eq!(
+        months.keys().copied().collect::<Vec<_>>(),
+        ["2026-10", "2026-11"]
+    );
+    let nov = detail::range([&months["2026-11"]]);
     assert_eq!(
         (nov.downloads, nov.bots, nov.bot_share, nov.unknown_class),
         (8, 3, 37.5, 0)
     );
     assert_eq!(nov.classes.len(), 4);
     // Without any country known, no country table at all.
-    let oct = detail::range(&by_month["2026-10"], i32::MIN, i32::MAX);
+    let oct = detail::range([&months["2026-10"]]);
     assert!(oct.countries.is_empty());
+    assert_eq!(oct.completion, None);
     assert_eq!(
         vals(&oct.classes).last().unwrap(),
         &("unknown".to_string(), 4, 100.0)
     );
 
-    let chart = detail::daily_chart(&all, day(2026, 10, 15), day(2026, 11, 22)).unwrap();
+    let days: Vec<_> = snap.facts.days.iter().collect();
+    let chart = detail::daily_chart(&days, day(2026, 10, 15), day(2026, 11, 22)).unwrap();
     assert_eq!(chart.bars.len(), 39);
     assert_eq!((chart.max, chart.max_label.as_str()), (5, "5"));
     let first_nov = &chart.bars[17];
@@ -1195,20 +1337,33 @@ fn per_day_figures_are_exact_with_unknown_for_days_before_facts() {
         ),
         ("2026-11-01", 5, 2, 160.0, 64.0)
     );
+
+    // The trend: a.iso's 12 months to 2026-11, only the last one with downloads.
+    let mut files = r.files.clone();
+    detail::add_trends(&mut files, &snap.rows, "2026-11");
+    let t = files[0].trend.as_ref().unwrap();
+    assert_eq!(
+        t.label,
+        "Downloads from 2025-12 to 2026-11: 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8"
+    );
+    assert_eq!(
+        (t.bars[11].x, t.bars[11].y, t.bars[11].h, t.bars[10].h),
+        (55, 0.0, 16.0, 0.0)
+    );
 }
 
 #[test]
-fn overview_and_month_pages_show_the_per_day_figures() {
+fn overview_and_month_pages_show_the_per_month_figures() {
     let (root, _outside) = fixture();
-    let mut snapshot = stats();
-    snapshot.day_rows = day_rows();
-    render_all(&settings(root.path()), &snapshot, now()).unwrap();
+    render_all(&settings(root.path()), &detail_snapshot(), now()).unwrap();
     let page = squash(&read(&root.path().join(".stats/index.html")));
     for want in [
-        r#"<span class="stat-label">By bots</span><span class="stat-value" id="bot-share" title="3 of 12 downloads counted per day">25.0 %</span>"#,
+        // Completed: known for November's 8 downloads only (October: not known).
+        r#"<span class="stat-label">Completed</span><span class="stat-value" id="completed">2</span><span class="stat-note">25.0 % of 8 (where known)</span>"#,
+        r#"<span class="stat-label">By bots</span><span class="stat-value" id="bot-share" title="3 of 12 downloads">25.0 %</span><span class="stat-note">3 downloads</span>"#,
         // 8 downloads over 2026-11-01 to -22: counting began before the month.
-        r#"<span class="stat-label">Per day in 2026-11</span><span class="stat-value" title="mean over 22 days">0.4</span>"#,
-        r#"<span class="stat-label">Counting per day since</span><span class="stat-value">2026-10-15</span>"#,
+        r#"<span class="stat-label">Per day in 2026-11</span><span class="stat-value" id="per-day" title="mean over 22 days">0.4</span>"#,
+        r#"<span class="stat-label">Counting per day since</span><span class="stat-value stat-date" id="began">2026-10-15</span>"#,
         "4 downloads were counted before dlcount kept each client's class",
         r#"<li><a href="2026-11.html">2026-11</a> <span class="muted">8</span></li><li><a href="2026-10.html">2026-10</a> <span class="muted">4</span></li>"#,
         r#"<tr class="bot-row"><th scope="row" class="name">bot</th><td class="num downloads" data-label="Downloads">3</td><td class="num" data-label="Share">25.0 %</td></tr>"#,
@@ -1218,9 +1373,25 @@ fn overview_and_month_pages_show_the_per_day_figures() {
         "4 of the 1,024 IPv4 /10 networks downloaded (0.4 %); 1 download over IPv6",
         "Downloads per day from 2026-10-15 to 2026-11-22; highest: 5 on 2026-11-01",
         r#"<title>2026-11-01: 5 downloads, 2 by bots</title>"#,
+        // By file, most downloaded first: completed known (a.iso), not
+        // known (—, b.iso), and known in part for the total (*).
+        concat!(
+            r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>a.iso</th><td class="num downloads" data-label="Downloads">8</td>"#,
+            r#"<td class="num" data-label="Completed">2</td><td class="num" data-label="Bots">3</td>"#,
+        ),
+        concat!(
+            r#"<tr><th scope="row">Total</th><td class="num downloads" data-label="Downloads">12</td>"#,
+            r#"<td class="num" data-label="Completed" title="2 of the 8 downloads whose completion is known">2*</td><td class="num" data-label="Bots">3</td>"#,
+        ),
+        concat!(
+            r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>b.iso</th><td class="num downloads" data-label="Downloads">4</td>"#,
+            r#"<td class="num unknown" data-label="Completed" title="not known">—</td><td class="num" data-label="Bots">0</td>"#,
+        ),
+        r#"aria-label="Downloads from 2025-12 to 2026-11: 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8""#,
     ] {
-        assert!(page.contains(want), "missing {want:?}");
+        assert!(page.contains(want), "missing {want:?} in {page}");
     }
+    assert!(pos(&page, "</span>a.iso</th>") < pos(&page, "</span>b.iso</th>"));
     assert!(!page.contains("<script"));
     // The month pages, linked to each other.
     let oct = squash(&read(&root.path().join(".stats/2026-10.html")));
@@ -1228,14 +1399,16 @@ fn overview_and_month_pages_show_the_per_day_figures() {
     assert!(oct.contains(r#"<a href="index.html">All months</a> · <a rel="next" href="2026-11.html">2026-11 →</a></nav>"#));
     assert!(nov.contains(r#"<a href="index.html">All months</a> · <a rel="prev" href="2026-10.html">← 2026-10</a></nav>"#));
     // October: counting began on the 15th, so 4 downloads over 17 days.
-    assert!(oct.contains(r#"<span class="stat-value" title="over 17 days">0.2</span>"#));
+    assert!(oct.contains(
+        r#"<span class="stat-value" id="month-per-day" title="over 17 days">0.2</span>"#
+    ));
+    assert!(oct.contains(r#"<span class="stat-value" id="month-completed">—</span><span class="stat-note">not known yet</span>"#));
     assert!(!oct.contains("Countries"), "no country known in October");
     assert!(nov.contains(r#"<span class="stat-value" id="month-total">8</span>"#));
-    assert!(nov.contains(
-        r#"<span class="stat-label">By bots</span><span class="stat-value">37.5 %</span>"#
-    ));
-    assert!(nov.contains(r#"<span class="folder-prefix">/isos/</span>a.iso</th><td class="num downloads" data-label="Downloads">8</td><td class="num" data-label="Bots">3</td><td class="num" data-label="Requests">10</td>"#));
+    assert!(nov.contains(r#"<span class="stat-value" id="month-bots">37.5 %</span><span class="stat-note">3 downloads</span>"#));
+    assert!(nov.contains(r#"<span class="folder-prefix">/isos/</span>a.iso</th><td class="num downloads" data-label="Downloads">8</td><td class="num" data-label="Completed">2</td><td class="num" data-label="Bots">3</td><td class="num" data-label="Requests">10</td>"#));
     assert!(nov.contains("4 of the 1,024 IPv4 /10 networks downloaded (0.4 %)"));
+    assert!(nov.contains(r#"<tr><th scope="row" class="day">2026-11-02</th><td class="num downloads" data-label="Downloads">3</td><td class="num" data-label="Bots">1</td><td class="num" data-label="Requests">3</td>"#));
     assert!(
         oct.contains("0 of the 1,024 IPv4 /10 networks downloaded (0.0 %); 0 downloads over IPv6")
     );
@@ -1244,8 +1417,7 @@ fn overview_and_month_pages_show_the_per_day_figures() {
 #[test]
 fn a_month_page_is_written_again_only_when_its_figures_change() {
     let (root, _outside) = fixture();
-    let mut snapshot = stats();
-    snapshot.day_rows = day_rows();
+    let mut snapshot = detail_snapshot();
     let s = settings(root.path());
     render_all(&s, &snapshot, now()).unwrap();
     let oct = root.path().join(".stats/2026-10.html");
@@ -1255,7 +1427,12 @@ fn a_month_page_is_written_again_only_when_its_figures_change() {
     let later = now() + chrono::Duration::hours(5);
     render_all(&s, &snapshot, later).unwrap();
     assert_eq!(read(&oct), marked, "same figures: not written again");
-    snapshot.day_rows.days[2].downloads = 6;
+    let r = snapshot
+        .rows
+        .iter_mut()
+        .find(|r| r.month == "2026-10")
+        .unwrap();
+    r.downloads = 6;
     render_all(&s, &snapshot, later).unwrap();
     let again = read(&oct);
     assert!(
@@ -1267,7 +1444,6 @@ fn a_month_page_is_written_again_only_when_its_figures_change() {
 
 /// A generated fixture: 200 sparse images in 10 folders, 120 months × 200 files of rows.
 fn big_fixture(root: &Path) -> StatsSnapshot {
-    let mut rows = Vec::new();
     for i in 0..200u64 {
         let rel = format!(
             "releases/{}/distro-{}.{}-amd64.iso",
@@ -1291,38 +1467,34 @@ fn big_fixture(root: &Path) -> StatsSnapshot {
                 local_noon(2024, 1, 1),
             );
         }
-        for m in 0..120u64 {
-            let (y, mo) = (2016 + m / 12, 1 + m % 12);
-            let d = (i * 31 + m * 17) % 97 + m;
-            rows.push(row(
-                &format!("/{rel}"),
-                &format!("{y}-{mo:02}"),
-                d,
-                d + d / 3,
-                d * 1_500_000_000,
-            ));
-        }
     }
+    // Ten years of days, as the store sums them for the pages.
+    let (rows, facts) = fixture_days(200, day(2016, 1, 1), 3653, |i| {
+        format!(
+            "/releases/{}/distro-{}.{}-amd64.iso",
+            i % 10,
+            10 + i / 10,
+            i % 10
+        )
+    });
     StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
-        day_rows: fixture_days(200, day(2016, 1, 1), 3653, |i| {
-            format!(
-                "/releases/{}/distro-{}.{}-amd64.iso",
-                i % 10,
-                10 + i / 10,
-                i % 10
-            )
-        }),
+        facts,
     }
 }
 
 /// Per day rows of `files` files over `days` days from `start`: every file
 /// downloaded every day, with classes (bots among them), countries for
 /// most, referring hosts, IPv6 and a few networks a day.
-fn fixture_days(files: u64, start: i32, days: i32, path: impl Fn(u64) -> String) -> DayRows {
-    let mut rows = DayRows::default();
+fn fixture_days(
+    files: u64,
+    start: i32,
+    days: i32,
+    path: impl Fn(u64) -> String,
+) -> (Vec<FileMonth>, PageFacts) {
+    let mut rows = (Vec::new(), Vec::new(), Vec::new());
     let countries = ["DE", "FR", "US", "BR", "JP", "IN", "NL", "SE"];
     let hosts = ["direct", "this site", "forum.example", "news.example.org"];
     for i in 0..files {
@@ -1330,22 +1502,23 @@ fn fixture_days(files: u64, start: i32, days: i32, path: impl Fn(u64) -> String)
         for d in 0..days {
             let n = (i * 13 + d as u64 * 7) % 23 + 1;
             let dayn = start + d;
-            rows.days
-                .push(day_row(&p, dayn, n, n + n / 2, n * 900_000_000));
+            rows.0.push(Day {
+                completed: (d >= days / 2).then_some(n / 2),
+                ..day_row(&p, dayn, n, n + n / 2, n * 900_000_000)
+            });
             let bots = n / 5;
-            rows.facts
+            rows.1
                 .push(fact(&p, dayn, "class", "browser", n - bots - n / 3));
-            rows.facts
-                .push(fact(&p, dayn, "class", "downloader", n / 3));
-            rows.facts.push(fact(&p, dayn, "class", "bot", bots));
-            rows.facts.push(fact(
+            rows.1.push(fact(&p, dayn, "class", "downloader", n / 3));
+            rows.1.push(fact(&p, dayn, "class", "bot", bots));
+            rows.1.push(fact(
                 &p,
                 dayn,
                 "country",
                 countries[(i as usize + d as usize) % 8],
                 n - 1,
             ));
-            rows.facts.push(fact(
+            rows.1.push(fact(
                 &p,
                 dayn,
                 "referer",
@@ -1356,12 +1529,11 @@ fn fixture_days(files: u64, start: i32, days: i32, path: impl Fn(u64) -> String)
     }
     for d in 0..days {
         let nets: Vec<usize> = (0..12).map(|k| (d as usize * 37 + k * 89) % 1024).collect();
-        rows.networks.push(networks(start + d, &nets));
-        rows.facts
-            .push(fact(&path(0), start + d, "network", "v6", 1));
+        rows.2.push(networks(start + d, &nets));
+        rows.1.push(fact(&path(0), start + d, "network", "v6", 1));
     }
-    rows.facts.retain(|f| f.n > 0);
-    rows
+    rows.1.retain(|f| f.n > 0);
+    summed(&rows.0, &rows.1, &rows.2)
 }
 
 /// A release tree of 50 images for the browser test's file × month table:
@@ -1415,14 +1587,18 @@ fn fifty_fixture(root: &Path) -> StatsSnapshot {
         p.dedup();
         p
     };
+    // The last 120 days of its 24 months (2026-07-04 to 2026-10-31) counted
+    // per day: those months' figures are the days' sums.
+    let (counted, facts) = fixture_days(50, day(2026, 7, 4), 120, |i| {
+        fifty_paths[i as usize].clone()
+    });
+    rows.retain(|r| !counted.iter().any(|c| c.month == r.month));
+    rows.extend(counted);
     StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
-        // The last 120 days of its 24 months (to 2026-10-31).
-        day_rows: fixture_days(50, day(2026, 7, 4), 120, |i| {
-            fifty_paths[i as usize].clone()
-        }),
+        facts,
     }
 }
 
@@ -1434,7 +1610,10 @@ fn bench_render() {
     let stats = big_fixture(root.path());
     let mut s = settings(root.path());
     s.public_counts = true;
-    let runs = 21;
+    let runs: usize = std::env::var("DLCOUNT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(21);
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| render_all(&s, &stats, now()).unwrap().elapsed)
         .collect();
@@ -1443,10 +1622,10 @@ fn bench_render() {
         .unwrap()
         .len();
     println!(
-        "render_all, 200 images + 120 months x 200 files ({} rows; per day {} file-day rows, {} fact rows, {} month pages; stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
+        "render_all, 200 images + 120 months x 200 files ({} rows; {} days, {} month fact rows, {} month pages; stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
         stats.rows.len(),
-        stats.day_rows.days.len(),
-        stats.day_rows.facts.len(),
+        stats.facts.days.len(),
+        stats.facts.months.len(),
         fs::read_dir(root.path().join(".stats")).unwrap().count() - 2,
         html / 1024,
         times[runs / 2].as_secs_f64() * 1e3,
