@@ -108,7 +108,11 @@ pub fn summary(rows: &[MonthRow], facts: &crate::store::PageFacts, today: i32) -
         files.insert(r.path.as_str());
     }
     period.files = files.len();
-    for f in facts.months.iter().filter(|f| f.kind == "class" && f.value == "bot") {
+    for f in facts
+        .months
+        .iter()
+        .filter(|f| f.kind == "class" && f.value == "bot")
+    {
         period.bots = period.bots.saturating_add(f.n);
         let m = months.entry(f.month.clone()).or_insert_with(line);
         m.bots = m.bots.saturating_add(f.n);

@@ -1,6 +1,7 @@
-//! Renders the two static pages — the public listing `ROOT/index.html` and
-//! the private statistics `ROOT/.stats/index.html` (with `counts.json`) — and
-//! watches the ISO tree so the pipe can re-render when it changes.
+//! Renders the static pages — the public listing `ROOT/index.html`, the
+//! private statistics `ROOT/.stats/index.html` (with `counts.json`) and a
+//! page per month `ROOT/.stats/YYYY-MM.html` — and watches the ISO tree so
+//! the pipe can re-render when it changes.
 //!
 //! Invariants: both pages are rendered to strings before anything is written,
 //! so a template error leaves the previous pages in place; every file is
@@ -17,6 +18,11 @@
 //!
 //! The public page lists only complete files: one written within the settle
 //! time is left out (see `scan`), and the summary says when to render again.
+//!
+//! A month page ends with a stamp of everything it is made of
+//! ([`month_stamp`]); a month whose page on disk ends with the same stamp is
+//! neither rendered nor written again, so a render costs the months that
+//! changed, not all of them.
 
 pub mod detail;
 mod format;

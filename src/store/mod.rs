@@ -30,7 +30,10 @@
 //! (file × month), [`Backend::by_server`] (server × month),
 //! [`Backend::daily`] (file × day: downloads, requests, bytes) and
 //! [`Backend::facts`] (file × day × fact: downloads with each class, country
-//! code and network). Per month and per day views are sums of these rows.
+//! code and network). Per month and per day views are sums of these rows;
+//! [`Backend::page_facts`] is those sums as the statistics pages need them
+//! (per month, and per day over all files), worked out by the database so
+//! a render does not carry a row per file and day.
 //!
 //! A batch is applied in one transaction: all of its lines count, or none.
 

@@ -574,7 +574,7 @@ impl Backend for PostgresStore {
                 &format!(
                     "SELECT {MONTH} AS m, d.kind, d.value, LEAST(SUM(d.n), {CAP})::int8
                        FROM facts_daily d WHERE d.n > 0 GROUP BY 1, 2, 3
-                      ORDER BY 1, 2 COLLATE \"C\", 3 COLLATE \"C\""
+                      ORDER BY m, d.kind COLLATE \"C\", d.value COLLATE \"C\""
                 ),
                 &[],
             )?
@@ -593,7 +593,7 @@ impl Backend for PostgresStore {
                     "SELECT f.path, {MONTH} AS m, LEAST(SUM(d.n), {CAP})::int8
                        FROM facts_daily d JOIN files f ON f.id = d.file_id
                       WHERE d.kind = 'class' AND d.value = 'bot' AND d.n > 0
-                      GROUP BY 1, 2 ORDER BY 1 COLLATE \"C\", 2"
+                      GROUP BY 1, 2 ORDER BY f.path COLLATE \"C\", m"
                 ),
                 &[],
             )?

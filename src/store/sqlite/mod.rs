@@ -1042,42 +1042,41 @@ impl Backend for SqliteStore {
         }
         // Facts: per month and value over all files; bots also per file and
         // per day. The (kind, value) pairs are few: each gets a slot once.
-        let mut slot_of: HashMap<(String, String), usize> = HashMap::default();
+        // Keyed by `kind \0 value` in one reused buffer: no allocation per row.
+        let mut slot_of: HashMap<Vec<u8>, usize> = HashMap::default();
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut is_bot: Vec<bool> = Vec::new();
         let mut totals: HashMap<(usize, usize), u64> = HashMap::default();
         let mut bots: HashMap<(i64, usize), u64> = HashMap::default();
         let mut st = self
             .conn
             .prepare("SELECT file_id, day, kind, value, n FROM facts_daily WHERE n > 0")?;
         let mut rows = st.query([])?;
-        let mut last: Option<(Vec<u8>, Vec<u8>, usize)> = None;
+        let mut key: Vec<u8> = Vec::new();
         while let Some(r) = rows.next()? {
             let (kind, value) = (r.get_ref(2)?.as_bytes()?, r.get_ref(3)?.as_bytes()?);
-            let slot = match &last {
-                Some((k, v, i)) if k == kind && v == value => *i,
-                _ => {
-                    let key = (
+            key.clear();
+            key.extend_from_slice(kind);
+            key.push(0);
+            key.extend_from_slice(value);
+            let slot = match slot_of.get(key.as_slice()) {
+                Some(&i) => i,
+                None => {
+                    let pair = (
                         String::from_utf8_lossy(kind).into_owned(),
                         String::from_utf8_lossy(value).into_owned(),
                     );
-                    let i = match slot_of.get(&key) {
-                        Some(&i) => i,
-                        None => {
-                            pairs.push(key.clone());
-                            slot_of.insert(key, pairs.len() - 1);
-                            pairs.len() - 1
-                        }
-                    };
-                    last = Some((kind.to_vec(), value.to_vec(), i));
-                    i
+                    is_bot.push(pair.0 == "class" && pair.1 == "bot");
+                    pairs.push(pair);
+                    slot_of.insert(key.clone(), pairs.len() - 1);
+                    pairs.len() - 1
                 }
             };
             let (file, day, n): (i64, i32, u64) = (r.get(0)?, r.get(1)?, figure(r.get_ref(4)?));
             let m = months.index(day);
             let t = totals.entry((m, slot)).or_default();
             *t = t.saturating_add(n);
-            let (k, v) = &pairs[slot];
-            if k == "class" && v == "bot" {
+            if is_bot[slot] {
                 let b = bots.entry((file, m)).or_default();
                 *b = b.saturating_add(n);
                 if let Some(d) = days.get_mut(&day) {
