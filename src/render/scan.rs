@@ -1,6 +1,10 @@
 //! Finds the ISO images under ROOT for the public page: recursive, grouped by
 //! folder, each with the checksum/signature files that actually exist beside it
-//! and the folder's checksum lists (`SHA256SUMS` …) that really name it.
+//! and the folder's checksum lists (`SHA256SUMS`, `sha256sum.txt`, a
+//! `NAME.sha256` of no image …) that really name it: a list is read (its
+//! first [`SUMS_READ_LIMIT`] bytes, only when it is the regular file the scan
+//! saw) and an image is linked to it only when a line of it names the image.
+//! Images are in [`release_cmp`] order, folders in [`folder_cmp`] order.
 //!
 //! Invariants: hidden entries (`.stats`, `.git`, rsync's `.name.XXXX` temp files)
 //! are never listed; a symlink is followed only when its canonical target lies
@@ -19,7 +23,7 @@
 //! mtime is the rule; a writer that stalls mid-file for longer than the settle
 //! time is the one case it cannot see.
 
-use super::natsort::{folder_cmp, natural_cmp};
+use super::natsort::{folder_cmp, natural_cmp, release_cmp};
 use crate::classify::Classifier;
 use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
@@ -67,8 +71,9 @@ pub struct IsoFile {
     pub mtime: SystemTime,
     /// Sidecar files that exist: (extension without the dot, file name).
     pub sidecars: Vec<(&'static str, Vec<u8>)>,
-    /// The folder's checksum lists that have a line for this image, in the
-    /// order of [`Folder::sums`] (see [`names_in_sums`]).
+    /// The folder's checksum lists that have a line for this image (see
+    /// [`names_in_sums`]): those of [`Folder::sums`] in its order, then digest
+    /// files named after no image (`linuxvillage-24.04.sha256`), natural order.
     pub lists: Vec<Vec<u8>>,
 }
 
@@ -77,25 +82,44 @@ pub struct IsoFile {
 pub struct Folder {
     /// Path relative to ROOT (empty for ROOT itself).
     pub rel: Vec<u8>,
-    /// Newest release first (descending natural order of names).
+    /// Newest release first ([`release_cmp`] order of names).
     pub isos: Vec<IsoFile>,
     /// Folder-level checksum lists and their signatures, natural order.
     pub sums: Vec<Vec<u8>>,
 }
 
 /// Whether a name is a folder-level checksum list such as `SHA256SUMS`,
-/// `MD5SUMS`, `B2SUMS`, Fedora's `…-CHECKSUM`, a coreutils-named
-/// `NAME.sha256sum`, or a signature of one.
+/// `MD5SUMS`, `B2SUMS`, `CHECKSUMS`, Fedora's `…-CHECKSUM`, a coreutils-named
+/// `NAME.sha256sum`, any of these with `.txt` added (Arch's `sha256sums.txt`,
+/// `b2sums.txt`), a bare tool name with `.txt` (Linux Mint's
+/// `sha256sum.txt`), or a signature of one.
 pub fn is_sums_name(name: &[u8]) -> bool {
     let stem = SUMS_SIG_EXTS
         .iter()
         .find_map(|e| strip_suffix_ci(name, e.as_bytes()))
         .unwrap_or(name);
+    let (stem, txt) = match strip_suffix_ci(stem, b".txt") {
+        Some(s) => (s, true),
+        None => (stem, false),
+    };
     strip_suffix_ci(stem, b"SUMS").is_some_and(|s| !s.is_empty())
         || strip_suffix_ci(stem, b"CHECKSUM").is_some()
-        || SUM_TOOL_EXTS
-            .iter()
-            .any(|e| strip_suffix_ci(stem, e.as_bytes()).is_some_and(|s| !s.is_empty()))
+        || SUM_TOOL_EXTS.iter().any(|e| {
+            // `sha256sum` alone may be the tool itself; with `.txt` it is a list.
+            strip_suffix_ci(stem, e.as_bytes()).is_some_and(|s| !s.is_empty())
+                || (txt && stem.eq_ignore_ascii_case(&e.as_bytes()[1..]))
+        })
+}
+
+/// Extensions of per-image digest files ([`SIDECAR_EXTS`]) that, on a file
+/// that is no image's own sidecar, mark a list of several images
+/// (`linuxvillage-24.04.sha256` holding a line per flavour).
+const DIGEST_EXTS: [&str; 4] = [".md5", ".sha1", ".sha256", ".sha512"];
+
+fn is_digest_name(name: &[u8]) -> bool {
+    DIGEST_EXTS
+        .iter()
+        .any(|e| strip_suffix_ci(name, e.as_bytes()).is_some_and(|s| !s.is_empty()))
 }
 
 /// Whether a checksum-list name is a binary detached signature (`.gpg`,
@@ -205,14 +229,18 @@ fn bsd_line(line: &[u8]) -> Option<Cow<'_, [u8]>> {
 /// line when the file is longer; `None` when it cannot be read as a regular
 /// file. Opened without following a link (`path` is the entry itself, or a
 /// link's canonical target inside ROOT, checked by the scan) and without
-/// blocking, so a FIFO swapped in after the scan cannot stall the render.
-fn read_list(path: &Path, limit: usize) -> Option<Vec<u8>> {
+/// blocking, so a FIFO swapped in after the scan cannot stall the render;
+/// and read only when it is the very file the scan saw there (`seen`: same
+/// device and inode), so a folder on the way swapped for a link to a file
+/// outside ROOT after the scan is not read either.
+fn read_list(path: &Path, seen: &Metadata, limit: usize) -> Option<Vec<u8>> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
         .open(path)
         .ok()?;
-    if !file.metadata().ok()?.is_file() {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || (meta.dev(), meta.ino()) != (seen.dev(), seen.ino()) {
         return None;
     }
     let mut text = Vec::new();
@@ -426,11 +454,25 @@ fn build_folder(rel: Vec<u8>, files: Vec<Entry>, classifier: &Classifier) -> Opt
     if isos.is_empty() {
         return None;
     }
-    isos.sort_by(|a, b| natural_cmp(&b.name, &a.name));
+    isos.sort_by(|a, b| release_cmp(&a.name, &b.name));
     let mut sums: Vec<&Entry> = files.iter().filter(|e| is_sums_name(&e.name)).collect();
     sums.sort_by(|a, b| natural_cmp(&a.name, &b.name));
-    for list in sums.iter().filter(|e| !is_binary_signature(&e.name)) {
-        let Some(text) = read_list(&list.path, SUMS_READ_LIMIT) else {
+    // Digest files that belong to no image (`linuxvillage-24.04.sha256`) are
+    // read as lists too, after the folder's own; they are no folder-level
+    // list by name, so only the images they name link to them.
+    let own: HashSet<&[u8]> = isos
+        .iter()
+        .flat_map(|i| i.sidecars.iter().map(|(_, n)| n.as_slice()))
+        .collect();
+    let mut loose: Vec<&Entry> = files
+        .iter()
+        .filter(|e| is_digest_name(&e.name) && !is_sums_name(&e.name))
+        .filter(|e| !own.contains(e.name.as_slice()) && !classifier.has_counted_ext(&e.name))
+        .collect();
+    loose.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    let readable = sums.iter().filter(|e| !is_binary_signature(&e.name));
+    for list in readable.chain(loose.iter()) {
+        let Some(text) = read_list(&list.path, &list.meta, SUMS_READ_LIMIT) else {
             continue;
         };
         let named: HashSet<Vec<u8>> = names_in_sums(&text).into_iter().collect();
@@ -480,9 +522,9 @@ mod tests {
             .iter()
             .map(|i| i.name.as_slice())
             .collect();
-        assert_eq!(names, [&b"uploaded-1.0.iso"[..], b"future-3.0.iso"]);
+        assert_eq!(names, [&b"future-3.0.iso"[..], b"uploaded-1.0.iso"]);
         // Its checksum, written 10 s ago, is not linked yet either.
-        assert_eq!(found.folders[0].isos[0].sidecars, Vec::new());
+        assert_eq!(found.folders[0].isos[1].sidecars, Vec::new());
         assert_eq!(found.folders[0].sums, [b"SHA256SUMS".to_vec()]);
         assert_eq!(found.unsettled, 2);
         assert_eq!(found.next_settle, Some(Duration::from_secs(50)));
@@ -518,14 +560,32 @@ mod tests {
         ] {
             assert!(is_sums_name(n.as_bytes()), "{n}");
         }
+        // With `.txt` added (Arch, Linux Mint), signed or not.
+        for n in [
+            "SHA256SUMS.txt",
+            "sha256sums.txt",
+            "b2sums.txt",
+            "sha256sum.txt",
+            "sha256sum.txt.gpg",
+            "MD5SUM.TXT",
+            "CHECKSUMS.txt",
+            "a.sha256sums.txt",
+            "x.sha512sum.txt",
+        ] {
+            assert!(is_sums_name(n.as_bytes()), "{n}");
+        }
         for n in [
             "SUMS",
+            "SUMS.txt",
             "a.iso",
             "README",
-            "SHA256SUMS.txt",
+            "README.txt",
+            "sums.txt.iso",
             ".sha256sum",
             "sha256sum",
-            "a.sha256sums.txt",
+            ".txt",
+            "sha256.txt",
+            "x.sha256",
         ] {
             assert!(!is_sums_name(n.as_bytes()), "{n}");
         }
@@ -623,29 +683,45 @@ mod tests {
         let text: String = (0..100).map(|i| line(&format!("f-{i:03}.iso"))).collect();
         assert_eq!(line("f-000.iso").len(), 76);
         fs::write(&path, &text).unwrap();
-        let read = read_list(&path, 200).unwrap();
+        let seen = fs::metadata(&path).unwrap();
+        let read = read_list(&path, &seen, 200).unwrap();
         assert_eq!(read, text.as_bytes()[..152]);
         assert_eq!(
             names_in_sums(&read),
             [b"f-000.iso".to_vec(), b"f-001.iso".to_vec()]
         );
         // Exactly the limit: the whole file; one byte over: its last line goes.
-        assert_eq!(read_list(&path, text.len()).unwrap(), text.as_bytes());
         assert_eq!(
-            read_list(&path, text.len() - 1).unwrap(),
+            read_list(&path, &seen, text.len()).unwrap(),
+            text.as_bytes()
+        );
+        assert_eq!(
+            read_list(&path, &seen, text.len() - 1).unwrap(),
             text.as_bytes()[..text.len() - 76]
         );
         // A FIFO is refused at once instead of blocking the render.
         let fifo = dir.path().join("MD5SUMS");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(read_list(&fifo, SUMS_READ_LIMIT), None);
+        let fifo_seen = fs::symlink_metadata(&fifo).unwrap();
+        assert_eq!(read_list(&fifo, &fifo_seen, SUMS_READ_LIMIT), None);
         // A link is not followed (the scan passes a link's checked target).
         let link = dir.path().join("SHA512SUMS");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert_eq!(read_list(&link, SUMS_READ_LIMIT), None);
+        assert_eq!(read_list(&link, &seen, SUMS_READ_LIMIT), None);
         assert_eq!(
-            read_list(&dir.path().join("missing"), SUMS_READ_LIMIT),
+            read_list(&dir.path().join("missing"), &seen, SUMS_READ_LIMIT),
             None
+        );
+        // Another file put in its place after the scan saw it is not read
+        // (the old one is kept under another name, so its inode stays taken).
+        fs::hard_link(&path, dir.path().join("kept")).unwrap();
+        fs::write(dir.path().join("new"), line("f-000.iso")).unwrap();
+        fs::rename(dir.path().join("new"), &path).unwrap();
+        assert_eq!(read_list(&path, &seen, SUMS_READ_LIMIT), None);
+        let now_seen = fs::metadata(&path).unwrap();
+        assert_eq!(
+            read_list(&path, &now_seen, SUMS_READ_LIMIT).unwrap(),
+            line("f-000.iso").as_bytes()
         );
     }
 
@@ -696,11 +772,11 @@ mod tests {
         assert_eq!(
             lists(&folders[1]),
             [
-                ("e.iso".into(), v(&["e.sha256sum"])),
-                ("d.iso".into(), v(&[])),
-                ("c.iso".into(), v(&["SHA512SUMS.asc"])),
-                ("b.iso".into(), v(&["SHA256SUMS"])),
                 ("a.iso".into(), v(&["MD5SUMS", "SHA256SUMS"])),
+                ("b.iso".into(), v(&["SHA256SUMS"])),
+                ("c.iso".into(), v(&["SHA512SUMS.asc"])),
+                ("d.iso".into(), v(&[])),
+                ("e.iso".into(), v(&["e.sha256sum"])),
             ]
         );
         assert_eq!(
@@ -712,6 +788,108 @@ mod tests {
                 b"SHA256SUMS.gpg".to_vec(),
                 b"SHA256SUMS.sig".to_vec(),
                 b"SHA512SUMS.asc".to_vec(),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_lists_that_name_an_image_cover_it() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().join("24.04");
+        fs::create_dir(&r).unwrap();
+        for n in [
+            "lv-24.04-desktop.iso",
+            "lv-24.04-server.iso",
+            "lv-24.04-netinst.iso",
+            "lv-24.04-live.iso",
+            "lv-24.04-mini.iso",
+            "lv-24.04-mini.iso.sha256",
+            "lv-24.04-uncovered.iso",
+        ] {
+            fs::write(r.join(n), "x").unwrap();
+        }
+        let line = |name: &str| format!("{}  {name}\n", h(64, 'a'));
+        // Linux Mint's name, covering one image.
+        fs::write(r.join("sha256sum.txt"), line("lv-24.04-desktop.iso")).unwrap();
+        // A digest file named after no image, holding a line per flavour, and
+        // one that names only files of another folder or no file at all.
+        fs::write(
+            r.join("lv-24.04.sha256"),
+            line("lv-24.04-server.iso") + &line("lv-24.04-netinst.iso"),
+        )
+        .unwrap();
+        fs::write(
+            r.join("SHA512SUMS"),
+            format!("{}  ../22.04/lv-24.04-uncovered.iso\n", h(128, '1'))
+                + &line("lv-22.04-uncovered.iso")
+                + &line("LV-24.04-UNCOVERED.ISO"),
+        )
+        .unwrap();
+        // An image's own sidecar names it and stays its "sha256" link only.
+        fs::write(
+            r.join("lv-24.04-mini.iso.sha256"),
+            line("lv-24.04-mini.iso"),
+        )
+        .unwrap();
+        // A huge list of garbage: a line for `live` inside the first MiB
+        // counts, the one for `uncovered` beyond it does not.
+        let mut junk: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .filter(|&b| b != b'\n')
+            .collect();
+        junk.splice(
+            1000..1000,
+            format!("\n{}", line("lv-24.04-live.iso")).bytes(),
+        );
+        junk.extend_from_slice(format!("\n{}", line("lv-24.04-uncovered.iso")).as_bytes());
+        fs::write(r.join("MD5SUMS"), &junk).unwrap();
+        let folders = scan(root.path(), &Classifier::new(&[".iso"]), no_settle())
+            .unwrap()
+            .folders;
+        assert_eq!(folders.len(), 1);
+        let s = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        let got: Vec<(String, Vec<String>, Vec<String>)> = folders[0]
+            .isos
+            .iter()
+            .map(|i| {
+                (
+                    s(&i.name),
+                    i.sidecars.iter().map(|(_, n)| s(n)).collect(),
+                    i.lists.iter().map(|l| s(l)).collect(),
+                )
+            })
+            .collect();
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            [
+                ("lv-24.04-desktop.iso".into(), v(&[]), v(&["sha256sum.txt"])),
+                ("lv-24.04-live.iso".into(), v(&[]), v(&["MD5SUMS"])),
+                (
+                    "lv-24.04-mini.iso".into(),
+                    v(&["lv-24.04-mini.iso.sha256"]),
+                    v(&[])
+                ),
+                (
+                    "lv-24.04-netinst.iso".into(),
+                    v(&[]),
+                    v(&["lv-24.04.sha256"])
+                ),
+                (
+                    "lv-24.04-server.iso".into(),
+                    v(&[]),
+                    v(&["lv-24.04.sha256"])
+                ),
+                ("lv-24.04-uncovered.iso".into(), v(&[]), v(&[])),
+            ]
+        );
+        // The folder-level lists are the ones named as lists, natural order.
+        assert_eq!(
+            folders[0].sums,
+            [
+                b"MD5SUMS".to_vec(),
+                b"sha256sum.txt".to_vec(),
+                b"SHA512SUMS".to_vec()
             ]
         );
     }
@@ -738,15 +916,15 @@ mod tests {
         let f = &folders[0];
         assert_eq!(f.rel, b"r");
         let names: Vec<&[u8]> = f.isos.iter().map(|i| i.name.as_slice()).collect();
-        assert_eq!(names, [&b"x.iso"[..], b"caf\xe9.iso"]);
+        assert_eq!(names, [&b"caf\xe9.iso"[..], b"x.iso"]);
         assert_eq!(
-            f.isos[0].sidecars,
+            f.isos[1].sidecars,
             [
                 ("sha256", b"x.sha256".to_vec()),
                 ("torrent", b"x.torrent".to_vec())
             ]
         );
-        assert_eq!(f.isos[1].sidecars, [("sig", b"caf\xe9.iso.sig".to_vec())]);
-        assert_eq!(f.isos[1].rel, b"r/caf\xe9.iso");
+        assert_eq!(f.isos[0].sidecars, [("sig", b"caf\xe9.iso.sig".to_vec())]);
+        assert_eq!(f.isos[0].rel, b"r/caf\xe9.iso");
     }
 }

@@ -306,19 +306,20 @@ fn public_page_lists_images_with_sizes_dates_and_existing_sidecars() {
         r#"<p class="folder-sums"><span class="muted">Checksums:</span> <a class="chip" href="odd/CHECKSUM">CHECKSUM</a></p>"#
     ));
 
-    // ROOT first, sibling folders newest release first (descending natural
-    // order, like the images inside a folder).
+    // ROOT first, sibling folders in release order like the images inside a
+    // folder: newest release first, names without one A to Z (`<` sorts
+    // before `i`), a release before an unversioned name.
     let order = [
         r#"<h2 id="group-1" class="folder">/</h2>"#,
         r#"href="latest.iso""#,
-        r#"<h2 id="group-2" class="folder">/odd</h2>"#,
+        r#"<h2 id="group-2" class="folder">/&lt;script&gt;alert(1)&lt;</h2>"#,
         r#"<h2 id="group-3" class="folder">/isos</h2>"#,
-        r#">my file café.iso<"#,
         r#">linuxvillage-24.10-amd64.iso<"#,
         r#">linuxvillage-24.04-amd64.iso<"#,
         r#">linuxvillage-10-amd64.ISO<"#,
         r#">linuxvillage-9-amd64.iso<"#,
-        r#"<h2 id="group-4" class="folder">/&lt;script&gt;alert(1)&lt;</h2>"#,
+        r#">my file café.iso<"#,
+        r#"<h2 id="group-4" class="folder">/odd</h2>"#,
     ];
     let positions: Vec<usize> = order.iter().map(|n| pos(&html, n)).collect();
     assert!(
@@ -361,11 +362,15 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
     let day = local_noon(2026, 4, 25);
     let folders = [
         "isos/24.04",
+        "isos/archive",
         "isos/9",
+        "isos/22.04",
         "isos/24.10",
         "isos",
         "isos/10",
+        "isos/Daily",
         "isos/24.04.1",
+        "isos/22.04.5",
         "",
     ];
     let mut rows = Vec::new();
@@ -386,14 +391,19 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
     };
     render_all(&settings(r), &snapshot, now()).unwrap();
     let html = squash(&read(&r.join("index.html")));
+    // Newest release first, then the folders named without a version, A to Z.
     let expected = [
         "/",
         "/isos",
         "/isos/24.10",
         "/isos/24.04.1",
         "/isos/24.04",
+        "/isos/22.04.5",
+        "/isos/22.04",
         "/isos/10",
         "/isos/9",
+        "/isos/archive",
+        "/isos/Daily",
     ];
     let headings: Vec<String> = html
         .match_indices(r#"class="folder">"#)
@@ -426,8 +436,12 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
             "/isos/24.10/lv-isos-24.10.iso",
             "/isos/24.04.1/lv-isos-24.04.1.iso",
             "/isos/24.04/lv-isos-24.04.iso",
+            "/isos/22.04.5/lv-isos-22.04.5.iso",
+            "/isos/22.04/lv-isos-22.04.iso",
             "/isos/10/lv-isos-10.iso",
             "/isos/9/lv-isos-9.iso",
+            "/isos/archive/lv-isos-archive.iso",
+            "/isos/Daily/lv-isos-Daily.iso",
         ]
     );
 }
@@ -621,11 +635,11 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
         month_col("2026-09"),
         month_col("2026-08"),
         pivot_row(
-            "/isos/my file café.iso",
-            "/isos/",
-            "my file café.iso",
-            "1",
-            ["", "", "", "1"]
+            "/&lt;script&gt;alert(1)&lt;/script&gt;.iso",
+            "/&lt;script&gt;alert(1)&lt;/",
+            "script&gt;.iso",
+            "2",
+            ["2", "", "", ""]
         ),
         pivot_row(
             "/isos/linuxvillage-24.10-amd64.iso",
@@ -642,11 +656,11 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             ["3", "5", "", ""]
         ),
         pivot_row(
-            "/&lt;script&gt;alert(1)&lt;/script&gt;.iso",
-            "/&lt;script&gt;alert(1)&lt;/",
-            "script&gt;.iso",
-            "2",
-            ["2", "", "", ""]
+            "/isos/my file café.iso",
+            "/isos/",
+            "my file café.iso",
+            "1",
+            ["", "", "", "1"]
         ),
         num("15"),
         num("5"),
@@ -1666,6 +1680,7 @@ fn write_fixture_pages() {
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).unwrap();
     let stats = big_fixture(&out);
+    long_named_list(&out);
     render_all(&settings(&out), &stats, now()).unwrap();
     let total: u64 = stats.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("big.total"), format::grouped(total)).unwrap();
@@ -1680,6 +1695,21 @@ fn write_fixture_pages() {
     fs::write(dir.join("fifty.total"), format::grouped(total)).unwrap();
     let total: u64 = st.rows.iter().map(|r| r.downloads).sum();
     fs::write(dir.join("small.total"), format::grouped(total)).unwrap();
+}
+
+/// A digest list of the big fixture's `releases/9` named after no image, with
+/// a name longer than a phone's line and than the desktop's Verify column,
+/// and no place to break it (`_`, not `-`): its 20 images (which have no
+/// sidecar of their own) link to it.
+fn long_named_list(root: &Path) {
+    let text: String = (0..20)
+        .map(|k| format!("{}  distro-{}.9-amd64.iso\n", "5".repeat(128), 10 + k))
+        .collect();
+    text_file(
+        &root.join("releases/9/distro_release_9_every_image_amd64_checksums.sha512"),
+        &text,
+        local_noon(2024, 1, 1),
+    );
 }
 
 /// Copies the rendered pages and the listed files' names (empty files; sizes

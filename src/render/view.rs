@@ -7,7 +7,7 @@
 //! sum of either).
 
 use super::format::{grouped, href_for, human_size};
-use super::natsort::{folder_cmp, natural_cmp};
+use super::natsort::{folder_cmp, release_cmp};
 use super::scan::Folder;
 use super::{FileMonth, PageSettings};
 use crate::classify::path_key;
@@ -264,7 +264,7 @@ fn file_order(a: &str, b: &str) -> std::cmp::Ordering {
     fn folder(d: &str) -> &[u8] {
         d.strip_prefix('/').unwrap_or(d).as_bytes()
     }
-    folder_cmp(folder(da), folder(db)).then_with(|| natural_cmp(nb.as_bytes(), na.as_bytes()))
+    folder_cmp(folder(da), folder(db)).then_with(|| release_cmp(na.as_bytes(), nb.as_bytes()))
 }
 
 fn parse_month(m: &str) -> Option<(i32, u32)> {

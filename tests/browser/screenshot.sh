@@ -2,6 +2,7 @@
 # Browser test of the rendered pages in headless Chromium.
 #
 #   tests/browser/screenshot.sh [DIR]
+#   ONLY=public tests/browser/screenshot.sh   (only the pages whose test name starts so)
 #
 # Renders the fixture pages into DIR (default: a fresh temp dir) with the
 # ignored test helper `render::tests::write_fixture_pages`, serves DIR on
@@ -109,8 +110,12 @@ chrome_run "$work/canary.err" --dump-dom "$base/canary.html" >/dev/null
 check "console messages are detected (canary)" grep -q 'CONSOLE.*canary' "$work/canary.err"
 rm -f "$out/canary.html"
 
+# wanted NAME: whether ONLY (a prefix of test names, e.g. "public") lets it run.
+wanted() { [[ $1 == "${ONLY:-}"* ]]; }
+
 page_test() { # page_test NAME URL_PATH EXPECTED_TEXT
     local name=$1 path=$2 expect=$3
+    wanted "$name" || return 0
     local dom="$work/$name.html" err="$work/$name.err"
     # The server writes its log without O_APPEND: read what follows, never truncate.
     local seen
@@ -142,6 +147,7 @@ cp tests/browser/measure.html "$out/measure.html"
 layout_test() {
     local name=$1 path=$2 width=$3
     shift 3
+    wanted "$name" || return 0
     local dom="$work/$name-$width.measure"
     chrome_run "$work/$name-$width.measure.err" --window-size=1400,1000 \
         --dump-dom "$base/measure.html?page=/$path&width=$width" >"$dom"
@@ -165,6 +171,7 @@ layout_test() {
 # month tables, through measure.html (a page opened at #id comes out blank).
 anchor_shots() {
     local name=$1 path=$2 w size table
+    wanted "$name" || return 0
     for w in phone:390,844 desktop:1280,900; do
         size=${w#*:}
         for table in files:files-heading pivot:months-heading; do
@@ -201,7 +208,27 @@ for w in 390 1280; do
     layout_test stats-big big/.stats/index.html $w by-file=1004 pivot-names=200 pivot-totals=200 pivot-months=120 values=54 charts=2
     layout_test stats-fifty-month fifty/.stats/2026-10.html $w by-file=254 values=54 charts=2
 done
-check "stats-small: chart is an accessible inline SVG" grep -q '<svg[^>]*role="img"' "$work/stats-small.html"
-check "stats-small: hostile name stays text" bash -c "grep -qF 'script&gt;.iso' '$work/public-small.html' && ! grep -q '<script' '$work/public-small.html'"
+wanted stats-small && check "stats-small: chart is an accessible inline SVG" grep -q '<svg[^>]*role="img"' "$work/stats-small.html"
+wanted public-small && check "public-small: hostile name stays text" bash -c "grep -qF 'script&gt;.iso' '$work/public-small.html' && ! grep -q '<script' '$work/public-small.html'"
+# The public listing at both widths (from the layout_test runs above): every
+# verify link (own checksums and signatures, and the folder's lists naming the
+# image; big: 100 sidecars and the 20 images of releases/9 linked to a list
+# whose name is longer than a phone's line) whole on the screen, the folder
+# headings too, and the folders in order, newest release first.
+public_layout() { # public_layout NAME LINKS ORDER
+    local name=$1 links=$2 order=$3 w lines folders
+    wanted "$name" || return 0
+    folders=$(awk -F' [|] ' '{print NF}' <<<"$order")
+    for w in 390 1280; do
+        lines="$work/$name-$w.measure.lines"
+        check "$name at ${w}px: verify links whole on the screen ($links checked)" grep -qx "PASS verify-links n=$links" "$lines"
+        check "$name at ${w}px: folder headings on the screen ($folders checked)" grep -qx "PASS folders n=$folders" "$lines"
+        check "$name at ${w}px: folders in order: $order" grep -qxF "ORDER folders $order" "$lines"
+        grep '^ORDER' "$lines" | grep -vxF "ORDER folders $order" | sed 's/^/#   got: /'
+    done
+}
+public_layout public-small 8 '/ | /&lt;script&gt;alert(1)&lt; | /isos | /odd'
+public_layout public-fifty 50 "$(printf '/releases/%s | ' 25.10 25.04 24.10 24.04 23.10 23.04 22.10 22.04 21.10)/releases/21.04"
+public_layout public-big 120 "$(printf '/releases/%s | ' 9 8 7 6 5 4 3 2 1)/releases/0"
 echo "# screenshots: $artifacts"
 finish

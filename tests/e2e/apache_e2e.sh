@@ -24,6 +24,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/e2e/results.sh
+. "$HERE/results.sh"
 
 BIN_SRC=$(pa_binary "${1:-}")
 [ -x "$BIN_SRC" ] || pa_die "no executable dlcount-pipe at $BIN_SRC (build it: cargo build --release)"
@@ -31,8 +33,6 @@ BIN_SRC=$(pa_binary "${1:-}")
 pa_require_tools apache2:/usr/sbin/apache2 curl:curl wget:wget aria2:aria2c python3:python3
 
 START=$(date +%s)
-PASS=0
-FAIL=0
 T=$(mktemp -d /tmp/dlcount-e2e.XXXXXX)
 # Apache's workers run as "nobody" when the test runs as root: they must be
 # able to walk down to the download root.
@@ -58,20 +58,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() { PASS=$((PASS + 1)); printf 'ok - %s\n' "$1"; }
-not_ok() { FAIL=$((FAIL + 1)); printf 'not ok - %s\n' "$1"; }
-# check NAME COMMAND...: one test line from a command's exit status.
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-# check_eq NAME GOT WANT
-check_eq() {
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; diag "got '$2', want '$3'"; fi
-}
-# Diagnostics go to stdout as "# ..." lines, in order with the results.
-diag() { printf '# %s\n' "$@"; }
 page_lists() { curl -sS --max-time 10 "$1" | grep -qF "$2"; }
 is_json() { curl -sS --max-time 10 "$1" | python3 -c 'import json, sys; json.load(sys.stdin)'; }
 absent_from() { ! grep -q "$1" "$2"; }
@@ -355,41 +341,19 @@ for p in "${!REQ[@]}"; do printf '%s\t%s\t%s\n' "$p" "${DL[$p]}" "${REQ[$p]}" >>
 
 # Apache's own plain log, tallied with the counting rules (a small
 # independent parser: the lines come from curl, wget and aria2 only).
-python3 - "$PA_ACCESSLOG" "$model" "$ARIA_CLIENT" "$P_NET" "$MONTH" >"$T/expected.json" 2>"$T/plainlog.err" <<'PY' || true
-import json, re, sys, urllib.parse
-log, model, aria_client, aria_path, month = sys.argv[1:]
-months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-line_re = re.compile(r'^(\S+) \S+ \S+ \[(\d\d)/(\w{3})/(\d{4}):[^\]]+\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-) ')
-def norm(target):
-    segs = []
-    for s in urllib.parse.unquote(target.split("?", 1)[0]).split("/"):
-        if s in ("", "."):
-            continue
-        if s == "..":
-            if segs:
-                segs.pop()
-        else:
-            segs.append(s)
-    return "/" + "/".join(segs)
+python3 - "$HERE" "$PA_ACCESSLOG" "$model" "$ARIA_CLIENT" "$P_NET" "$MONTH" >"$T/expected.json" 2>"$T/plainlog.err" <<'PY' || true
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from plainlog import APACHE, cell, counted_lines
+log, model, aria_client, aria_path, month = sys.argv[2:]
 plain, seen, aria_requests = {}, set(), 0
-for line in open(log, encoding="utf-8", errors="replace"):
-    m = line_re.match(line)
-    if not m:
-        sys.exit("unparsed line in the plain log: " + line)
-    ip, day, mon, year, request, status, nbytes = m.groups()
-    parts = request.split(" ")
-    if len(parts) < 2:
-        continue
-    method, path = parts[0], norm(parts[1])
-    if method not in ("GET", "HEAD") or status not in ("200", "206") or not path.endswith(".iso"):
-        continue
-    key = "%s-%02d" % (year, months.index(mon) + 1)
-    cell = plain.setdefault(path, {}).setdefault(key, {"downloads": 0, "requests": 0, "bytes": 0})
-    if (ip, path, year, mon, day) not in seen:
-        seen.add((ip, path, year, mon, day))
-        cell["downloads"] += 1
-    cell["requests"] += 1
-    cell["bytes"] += 0 if nbytes == "-" else int(nbytes)
+for ip, path, day, key, nbytes in counted_lines(log, APACHE):
+    c = cell(plain, path, key)
+    if (ip, path, day) not in seen:
+        seen.add((ip, path, day))
+        c["downloads"] += 1
+    c["requests"] += 1
+    c["bytes"] += nbytes
     if ip == aria_client and path == aria_path:
         aria_requests += 1
 expected = {}
@@ -411,12 +375,6 @@ else
     sed 's/^/# /' "$T/plainlog.err"
 fi
 
-# json_equal A B: JSON equality, whatever the key order and layout.
-json_equal() {
-    python3 -c 'import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-sys.exit(0 if a == b else 1)' "$1" "$2"
-}
 report_rc=0
 timeout 60 "$BIN" report --db "$DB" --json --detail >"$T/report-detail.json" 2>"$T/report.err" || report_rc=$?
 check_eq "report --json --detail exits 0" "$report_rc" 0
@@ -447,5 +405,4 @@ done
 check_eq "no client address in the database files" "${leaks:-none}" none
 
 diag "took $(($(date +%s) - START)) s"
-printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-[ "$FAIL" -eq 0 ]
+results_summary

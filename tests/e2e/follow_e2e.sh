@@ -135,9 +135,12 @@ start_follow() {
     "$BIN" follow --db "$DB" --root "$T/root" "$LOG" 2>>"$T/follow.err" &
     FOLLOW_PID=$!
 }
+# Kills follow with SIGKILL; the wait status (128 + 9) proves it was still
+# running and died of the signal rather than having exited on its own.
 kill_follow() {
     kill -KILL "$FOLLOW_PID"
-    wait "$FOLLOW_PID" 2>/dev/null || true
+    KILL_STATUS=0
+    wait "$FOLLOW_PID" 2>/dev/null || KILL_STATUS=$?
     FOLLOW_PID=""
 }
 
@@ -146,7 +149,7 @@ sleep 1.5
 check "logrotate create while following" rotate create
 sleep 1
 kill_follow
-ok "follow SIGKILLed (1)"
+check_eq "follow was running and died of SIGKILL (1)" "$KILL_STATUS" 137
 check "logrotate create while follow is down" rotate create
 sleep 0.5
 start_follow
@@ -154,7 +157,7 @@ sleep 1.5
 check "logrotate copytruncate while following" rotate copytruncate
 sleep 1
 kill_follow
-ok "follow SIGKILLed (2)"
+check_eq "follow was running and died of SIGKILL (2)" "$KILL_STATUS" 137
 check "logrotate copytruncate while follow is down" rotate copytruncate
 sleep 0.5
 start_follow
@@ -192,8 +195,7 @@ diag "the writer wrote $WRITTEN lines; rotations: $(ls "$LOGS" | tr '\n' ' ')"
 report() { "$BIN" report --db "$DB" --json --detail 2>/dev/null; }
 same_as_expected() {
     report >"$T/report.json" || return 1
-    python3 -c 'import json, sys
-sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' "$T/report.json" "$T/expected.json"
+    json_equal "$T/report.json" "$T/expected.json"
 }
 matched=no
 for _ in $(seq 1 300); do

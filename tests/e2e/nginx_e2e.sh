@@ -68,11 +68,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 absent_from() { ! grep -q "$1" "$2"; }
-json_equal() {
-    python3 -c 'import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-sys.exit(0 if a == b else 1)' "$1" "$2"
-}
 
 # ---------------------------------------------------------------- the model
 declare -A REQ=() DL=() SEEN=()
@@ -343,45 +338,23 @@ for p in "${!REQ[@]}"; do printf '%s\t%s\t%s\n' "$p" "${DL[$p]}" "${REQ[$p]}" >>
 # rules (an independent parser), checked against the model, less the lines
 # of SKIP-CLIENT (none: "-"). The model is checked only on the full log.
 answer() {
-    python3 - "$1" "$model" "$ARIA_CLIENT" "$P_NET" "$MONTH" "$2" <<'PY'
-import json, re, sys, urllib.parse
-log, model, aria_client, aria_path, month, skip = sys.argv[1:]
-months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-line_re = re.compile(r'^(\S+) - \S+ \[(\d\d)/(\w{3})/(\d{4}):[^\]]+\] "([^"]*)" (\d{3}) (\d+) "[^"]*" "[^"]*" [\d.]+ [\d.]+ "[^"]*" "[^"]*"$')
-def norm(target):
-    segs = []
-    for s in urllib.parse.unquote(target.split("?", 1)[0]).split("/"):
-        if s in ("", "."):
-            continue
-        if s == "..":
-            if segs:
-                segs.pop()
-        else:
-            segs.append(s)
-    return "/" + "/".join(segs)
+    python3 - "$HERE" "$1" "$model" "$ARIA_CLIENT" "$P_NET" "$MONTH" "$2" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from plainlog import NGINX_DLCOUNT, cell, counted_lines
+log, model, aria_client, aria_path, month, skip = sys.argv[2:]
 plain, seen, aria_requests = {}, set(), 0
-for line in open(log, encoding="utf-8", errors="replace"):
-    m = line_re.match(line.rstrip("\n"))
-    if not m:
-        sys.exit("unparsed line in nginx's file log: " + line)
-    ip, day, mon, year, request, status, nbytes = m.groups()
-    parts = request.split(" ")
-    if len(parts) < 2:
-        continue
-    method, path = parts[0], norm(parts[1])
-    if method not in ("GET", "HEAD") or status not in ("200", "206") or not path.endswith(".iso"):
-        continue
+for ip, path, day, key, nbytes in counted_lines(log, NGINX_DLCOUNT, "nginx's file log"):
     if ip == aria_client and path == aria_path:
         aria_requests += 1
     if ip == skip:
         continue
-    key = "%s-%02d" % (year, months.index(mon) + 1)
-    cell = plain.setdefault(path, {}).setdefault(key, {"downloads": 0, "requests": 0, "bytes": 0})
-    if (ip, path, year, mon, day) not in seen:
-        seen.add((ip, path, year, mon, day))
-        cell["downloads"] += 1
-    cell["requests"] += 1
-    cell["bytes"] += int(nbytes)
+    c = cell(plain, path, key)
+    if (ip, path, day) not in seen:
+        seen.add((ip, path, day))
+        c["downloads"] += 1
+    c["requests"] += 1
+    c["bytes"] += nbytes
 if skip == "-":
     for row in open(model):
         path, dls, reqs = row.rstrip("\n").split("\t")

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by tests/e2e/install_e2e.sh and tests/e2e/package_e2e.sh: a root
-# sandbox that lets a test install for real without touching the host, and
-# the result lines every e2e suite prints.
+# sandbox that lets a test install for real without touching the host (and
+# the result lines of results.sh).
 #
 # The sandbox: the test script runs itself again as PID 1 of new mount, net
 # and PID namespaces; there it lays overlays over the system folders the
@@ -40,33 +40,6 @@ sandbox_overlay() {
     ip link set lo up
 }
 
-# Result lines: "ok - NAME", "not ok - NAME", "skip - NAME # WHY", and
-# diagnostics as "# ..." lines in order with them.
-PASS=0
-FAIL=0
-SKIP=0
-ok() { PASS=$((PASS + 1)); printf 'ok - %s\n' "$1"; }
-not_ok() { FAIL=$((FAIL + 1)); printf 'not ok - %s\n' "$1"; }
-skip() { SKIP=$((SKIP + 1)); printf 'skip - %s # %s\n' "$1" "$2"; }
-# check NAME COMMAND...: one result from a command's exit status.
-check() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-# check_eq NAME GOT WANT
-check_eq() {
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; printf "# got '%s', want '%s'\n" "$2" "$3"; fi
-}
-diag() { printf '# %s\n' "$@"; }
-show() { printf '%s\n' "$1" | sed 's/^/# | /'; }
-
-# The closing "N passed, M failed[, K skipped]" line; fails if anything failed.
-results_summary() {
-    if [ "$SKIP" -gt 0 ]; then
-        printf '%d passed, %d failed, %d skipped\n' "$PASS" "$FAIL" "$SKIP"
-    else
-        printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-    fi
-    [ "$FAIL" -eq 0 ]
-}
+# The result lines (ok / not_ok / skip / check / check_eq / diag / show /
+# results_summary) live in results.sh; a suite sourcing this file gets them.
+. "$(dirname "${BASH_SOURCE[0]}")/results.sh"

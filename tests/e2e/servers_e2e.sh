@@ -103,12 +103,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# json_equal A B: JSON equality, whatever the key order and layout.
-json_equal() {
-    python3 -c 'import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-sys.exit(0 if a == b else 1)' "$1" "$2" 2>/dev/null
-}
 show_file() { sed 's/^/#   /' "$1"; }
 size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
 absent_from() { ! grep -q "$1" "$2"; }
@@ -471,44 +465,17 @@ for s in "${!SREQ[@]}"; do printf 'server\t%s\t%s\t%s\n' "$s" "${SDL[$s]}" "${SR
 for a in "${ARIA[@]}"; do printf 'aria\t%s\n' "$a" >>"$model"; done
 # The two plain logs, tallied with the counting rules by a parser of their
 # own (the lines come from curl, wget and aria2 only).
-python3 - "$T/A/apache/logs/access.log" "$T/B/apache/logs/access.log" "$model" "$MONTH" "$T/expected" \
+python3 - "$HERE" "$T/A/apache/logs/access.log" "$T/B/apache/logs/access.log" "$model" "$MONTH" "$T/expected" \
     2>"$T/plainlog.err" <<'PY' || true
-import json, re, sys, urllib.parse
-log_a, log_b, model, month, out = sys.argv[1:]
-months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-line_re = re.compile(r'^(\S+) \S+ \S+ \[(\d\d)/(\w{3})/(\d{4}):[^\]]+\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-) ')
-def norm(target):
-    segs = []
-    for s in urllib.parse.unquote(target.split("?", 1)[0]).split("/"):
-        if s in ("", "."):
-            continue
-        if s == "..":
-            if segs:
-                segs.pop()
-        else:
-            segs.append(s)
-    return "/" + "/".join(segs)
-def cell(d, *keys):
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    return d.setdefault(keys[-1], {"downloads": 0, "requests": 0, "bytes": 0})
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from plainlog import APACHE, cell, counted_lines
+log_a, log_b, model, month, out = sys.argv[2:]
 paths, servers, seen, sseen, triples = {}, {}, set(), set(), {}
 for server, log in (("A", log_a), ("B", log_b)):
-    for line in open(log, encoding="utf-8", errors="replace"):
-        m = line_re.match(line)
-        if not m:
-            sys.exit("unparsed line in %s's plain log: %s" % (server, line))
-        ip, day, mon, year, request, status, nbytes = m.groups()
-        parts = request.split(" ")
-        if len(parts) < 2:
-            continue
-        method, path = parts[0], norm(parts[1])
-        if method not in ("GET", "HEAD") or status not in ("200", "206") or not path.endswith(".iso"):
-            continue
-        key = "%s-%02d" % (year, months.index(mon) + 1)
-        n = 0 if nbytes == "-" else int(nbytes)
-        for c, who, ident in ((cell(paths, path, key), seen, (ip, path, year, mon, day)),
-                              (cell(servers, server, key), sseen, (server, ip, path, year, mon, day))):
+    for ip, path, day, key, n in counted_lines(log, APACHE, "%s's plain log" % server):
+        for c, who, ident in ((cell(paths, path, key), seen, (ip, path, day)),
+                              (cell(servers, server, key), sseen, (server, ip, path, day))):
             if ident not in who:
                 who.add(ident)
                 c["downloads"] += 1

@@ -16,18 +16,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cd "$REPO" || exit 2
 
-PASS=0
-FAIL=0
-check_eq() {
-    if [ "$2" = "$3" ]; then
-        PASS=$((PASS + 1))
-        printf 'ok - %s\n' "$1"
-    else
-        FAIL=$((FAIL + 1))
-        printf 'not ok - %s\n' "$1"
-        printf "# got '%s'\n# want '%s'\n" "$2" "$3"
-    fi
-}
+# shellcheck source=tests/e2e/results.sh
+. "$HERE/results.sh"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -51,8 +41,7 @@ v = max(vs)
 print(".".join(map(str, v[:2] if len(v) == 3 and v[2] == 0 else v)))' <<<"$meta")
     check_eq "Cargo.toml rust-version is the highest rust-version of the dependencies" "$NEED" "$real"
 else
-    FAIL=$((FAIL + 1))
-    echo "not ok - cargo metadata failed (needs a working cargo and the registry index)"
+    not_ok "cargo metadata failed (needs a working cargo and the registry index)"
 fi
 
 # fake_cargo DIR VERSION-LINE: a `cargo` that prints VERSION-LINE for
@@ -92,8 +81,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apache2ctl >/dev/null 2>&1; then
     check_eq "install.sh --binary: no toolchain needed" "$(grep -c 'too old' <<<"$out")" 0
 else
     echo "# install.sh part needs root and apache2 (scripts/test.sh installs it)"
-    FAIL=$((FAIL + 1))
-    echo "not ok - install.sh toolchain check not run"
+    not_ok "install.sh toolchain check not run"
 fi
 
 # The boundary, through the function both scripts use.
@@ -123,5 +111,4 @@ else
         "1 demo: cargo not found: dlcount needs Rust $NEED or newer; $HOW"
 fi
 
-printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-[ "$FAIL" -eq 0 ]
+results_summary
