@@ -198,15 +198,16 @@ check "stats-fifty: month pages linked from the overview" grep -q 'href="2026-10
 anchor_shots stats-small small/.stats/index.html
 anchor_shots stats-fifty fifty/.stats/index.html
 # Cells: public 8 images × (name + 4 cells) with --public-counts, 50 × 5, 200 × 4;
-# by-file: files × (name + 4 figures) + the 4 totals.
+# by-file: overview files × (name + 7 cells: downloads, completed, bots, share, trend,
+# requests, data sent) + the 7 totals; a month page's files × (name + 5) + the 5 totals.
 for w in 390 1280; do
     layout_test public-small small/index.html $w public-cells=40 verify=8
-    layout_test stats-small small/.stats/index.html $w by-file=24 pivot-names=4 pivot-totals=4 pivot-months=23
+    layout_test stats-small small/.stats/index.html $w by-file=39 pivot-names=4 pivot-totals=4 pivot-months=23
     layout_test public-fifty fifty/index.html $w public-cells=250 verify=50
-    layout_test stats-fifty fifty/.stats/index.html $w by-file=254 pivot-names=50 pivot-totals=50 pivot-months=24 values=54 charts=2
+    layout_test stats-fifty fifty/.stats/index.html $w by-file=407 pivot-names=50 pivot-totals=50 pivot-months=24 values=57 charts=2
     layout_test public-big big/index.html $w public-cells=800 verify=200
-    layout_test stats-big big/.stats/index.html $w by-file=1004 pivot-names=200 pivot-totals=200 pivot-months=120 values=54 charts=2
-    layout_test stats-fifty-month fifty/.stats/2026-10.html $w by-file=254 values=54 charts=2
+    layout_test stats-big big/.stats/index.html $w by-file=1607 pivot-names=200 pivot-totals=200 pivot-months=120 values=54 charts=2
+    layout_test stats-fifty-month fifty/.stats/2026-10.html $w by-file=305 values=54 charts=2
 done
 wanted stats-small && check "stats-small: chart is an accessible inline SVG" grep -q '<svg[^>]*role="img"' "$work/stats-small.html"
 wanted public-small && check "public-small: hostile name stays text" bash -c "grep -qF 'script&gt;.iso' '$work/public-small.html' && ! grep -q '<script' '$work/public-small.html'"
