@@ -251,6 +251,18 @@ fn run_command(cmd: Command) -> Result<i32> {
                 }
                 return Ok(0);
             }
+            if a.summary {
+                let today = crate::store::day_of(chrono::Local::now().date_naive());
+                let s = report::summary(&store.monthly()?, &store.page_facts()?, today);
+                if a.json {
+                    print!("{}", report::summary_to_json(&s));
+                } else if a.csv {
+                    print!("{}", report::summary_to_csv(&s));
+                } else {
+                    print!("{}", report::summary_to_table(&s));
+                }
+                return Ok(0);
+            }
             let fact = match a.by {
                 Some(crate::cli::ReportBy::Server) => {
                     if a.csv {

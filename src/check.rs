@@ -316,6 +316,7 @@ fn check_root(settings: &Settings, fix: &Fix, problems: &mut Vec<String>) {
         rows: Vec::new(),
         counts_json: "{}\n".to_string(),
         servers: Vec::new(),
+        facts: Default::default(),
     };
     if let Err(e) = crate::render::render_all(&trial, &empty, chrono::Local::now()) {
         problems.push(format!("the page templates do not render: {e:#}"));

@@ -286,6 +286,9 @@ pub struct ReportArgs {
     /// Figures per server and month instead of per file (a download resumed on another server counts for each); with --json: {"<server>": {"YYYY-MM": {"downloads", "requests", "bytes"}}}. Or each file's monthly downloads by client class ({"browser", "downloader", "bot", "other"}) or by country (ISO codes); "unknown": downloads counted before dlcount kept the fact, or without a country
     #[arg(long, value_enum, value_name = "WHAT", conflicts_with = "detail")]
     pub by: Option<ReportBy>,
+    /// The statistics overview's headline figures, for the whole period and each month: downloads, completed (where known), bots, requests, bytes, files, mean downloads per day; with --json: {"first_day", "period": {…}, "months": {"YYYY-MM": {…}}}
+    #[arg(long, conflicts_with_all = ["detail", "by"])]
+    pub summary: bool,
     /// Print CSV (one row per file, month and, with --by class|country, value)
     #[arg(long, conflicts_with_all = ["json", "detail"])]
     pub csv: bool,

@@ -46,14 +46,18 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
     let absent = db
         .sqlite()
         .is_some_and(|p| matches!(p.try_exists(), Ok(false)));
-    let (rows, server_rows) = if absent {
-        (Vec::new(), Vec::new())
+    let (rows, server_rows, facts) = if absent {
+        (Vec::new(), Vec::new(), render::PageFacts::default())
     } else {
         match Store::open_read(db) {
-            Ok(store) => (store.monthly()?, store.by_server()?),
+            // Sums per month and per day, never a row per file and day:
+            // the pages' read stays small however long the history.
+            Ok(store) => (store.monthly()?, store.by_server()?, store.page_facts()?),
             // A PostgreSQL database whose tables the first logger has not
             // made yet is as empty as an SQLite file not created yet.
-            Err(e) if e.is::<crate::store::postgres::NoSchema>() => (Vec::new(), Vec::new()),
+            Err(e) if e.is::<crate::store::postgres::NoSchema>() => {
+                (Vec::new(), Vec::new(), render::PageFacts::default())
+            }
             Err(e) => return Err(e),
         }
     };
@@ -81,10 +85,12 @@ pub fn snapshot(db: &crate::config::DbTarget) -> Result<StatsSnapshot> {
                 downloads: r.downloads,
                 requests: r.requests,
                 bytes: r.bytes,
+                completed: r.completed,
             })
             .collect(),
         counts_json,
         servers: servers.into_values().collect(),
+        facts,
     })
 }
 
@@ -95,7 +101,7 @@ pub fn render_now(s: &Settings) -> Result<render::RenderSummary> {
 }
 
 /// How often a logger reads a shared database for its pages, at most: a
-/// read is one connection and four statements, so this keeps every server
+/// read is one connection and six statements, so this keeps every server
 /// at a few queries a minute however short `--refresh` is and however often
 /// its ISO tree changes.
 pub const SHARED_READ_INTERVAL: Duration = Duration::from_secs(30);
@@ -439,6 +445,7 @@ mod tests {
             rows: Vec::new(),
             counts_json: counts_json.to_string(),
             servers: Vec::new(),
+            facts: Default::default(),
         }
     }
 

@@ -15,6 +15,12 @@
 //! `store::facts`) always add up to the month's downloads of `report
 //! --json`: the downloads whose fact is not known (counted before dlcount
 //! kept facts, or without a country code) are `unknown`, never left out.
+//!
+//! `--summary` gives the statistics overview's headline figures (and each
+//! month page's) from the same reads the pages make (`monthly` and
+//! `Backend::page_facts`), so the two never disagree: downloads, completed
+//! where known (`null` where not, never 0), bots, requests, bytes, files,
+//! the first day counted per day, and each month's mean per day.
 
 use crate::render::human_size;
 use crate::store::{
@@ -46,6 +52,174 @@ pub fn to_json(rows: &[MonthRow], detail: bool) -> String {
     let mut s = serde_json::to_string_pretty(&Value::Object(top)).expect("JSON of plain maps");
     s.push('\n');
     s
+}
+
+/// One line of `report --summary`: the whole period or one month.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SummaryLine {
+    pub downloads: u64,
+    /// Completed downloads where known; `None`: known for none of them.
+    pub completed: Option<u64>,
+    /// The downloads `completed` is counted over (those whose completion is known).
+    pub completed_of: u64,
+    pub bots: u64,
+    pub requests: u64,
+    pub bytes: u64,
+    pub files: usize,
+    /// Mean downloads per counted day (months only; see [`summary`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<f64>,
+}
+
+/// The headline figures: the whole period, then each month.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// The first day counted per day (`YYYY-MM-DD`), if any.
+    pub first_day: Option<String>,
+    pub period: SummaryLine,
+    pub months: BTreeMap<String, SummaryLine>,
+}
+
+/// `report --summary`: sums of `monthly`'s rows and `page_facts`' bots;
+/// a month's mean per day is its downloads counted per day over its days
+/// from the first counted day (or the 1st) to `today` (or its last day),
+/// as the month pages show it, to one decimal.
+pub fn summary(rows: &[MonthRow], facts: &crate::store::PageFacts, today: i32) -> Summary {
+    fn line() -> SummaryLine {
+        SummaryLine {
+            downloads: 0,
+            completed: None,
+            completed_of: 0,
+            bots: 0,
+            requests: 0,
+            bytes: 0,
+            files: 0,
+            per_day: None,
+        }
+    }
+    fn add(l: &mut SummaryLine, r: &MonthRow) {
+        l.downloads = l.downloads.saturating_add(r.downloads);
+        l.requests = l.requests.saturating_add(r.requests);
+        l.bytes = l.bytes.saturating_add(r.bytes);
+        if let Some(c) = r.completed {
+            l.completed = Some(l.completed.unwrap_or(0).saturating_add(c));
+            l.completed_of = l.completed_of.saturating_add(r.downloads);
+        }
+        l.files += 1;
+    }
+    let mut period = line();
+    let mut months: BTreeMap<String, SummaryLine> = BTreeMap::new();
+    let mut files = std::collections::BTreeSet::new();
+    for r in rows {
+        add(&mut period, r);
+        add(months.entry(r.month.clone()).or_insert_with(line), r);
+        files.insert(r.path.as_str());
+    }
+    period.files = files.len();
+    for f in facts
+        .months
+        .iter()
+        .filter(|f| f.kind == "class" && f.value == "bot")
+    {
+        period.bots = period.bots.saturating_add(f.n);
+        let m = months.entry(f.month.clone()).or_insert_with(line);
+        m.bots = m.bots.saturating_add(f.n);
+    }
+    let began = facts.days.first().map(|d| d.day);
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &facts.days {
+        let e = counted.entry(month_of(d.day)).or_default();
+        *e = e.saturating_add(d.downloads);
+    }
+    for (month, n) in counted {
+        let Some((from, to)) = crate::render::detail::month_days(&month) else {
+            continue;
+        };
+        let start = began.map_or(from, |b| b.max(from));
+        let end = to.min(today.max(start));
+        let days = (end - start + 1).max(1);
+        if let Some(m) = months.get_mut(&month) {
+            m.per_day = Some((n as f64 * 10.0 / days as f64).round() / 10.0);
+        }
+    }
+    Summary {
+        first_day: began.map(crate::store::date_of),
+        period,
+        months,
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
+/// `report --summary --json`.
+pub fn summary_to_json(s: &Summary) -> String {
+    let mut out = serde_json::to_string_pretty(s).expect("JSON of plain values");
+    out.push('\n');
+    out
+}
+
+/// `report --summary --csv`: one row per month, then `total`; completed
+/// empty where not known.
+pub fn summary_to_csv(s: &Summary) -> String {
+    let mut out =
+        String::from("month,downloads,completed,completed_of,bots,requests,bytes,files,per_day\n");
+    let row = |out: &mut String, name: &str, l: &SummaryLine| {
+        let _ = writeln!(
+            out,
+            "{name},{},{},{},{},{},{},{},{}",
+            l.downloads,
+            l.completed.map_or(String::new(), |c| c.to_string()),
+            l.completed_of,
+            l.bots,
+            l.requests,
+            l.bytes,
+            l.files,
+            l.per_day.map_or(String::new(), |p| format!("{p:.1}"))
+        );
+    };
+    for (m, l) in &s.months {
+        row(&mut out, m, l);
+    }
+    row(&mut out, "total", &s.period);
+    out
+}
+
+/// `report --summary`: a table, newest month first, the period last.
+pub fn summary_to_table(s: &Summary) -> String {
+    if s.months.is_empty() {
+        return "No downloads counted yet.\n".to_string();
+    }
+    let mut out = format!(
+        "{:<8} {:>12} {:>12} {:>10} {:>12} {:>10} {:>6} {:>8}\n",
+        "Month", "Downloads", "Completed", "Bots", "Requests", "Data", "Files", "Per day"
+    );
+    let row = |out: &mut String, name: &str, l: &SummaryLine| {
+        let _ = writeln!(
+            out,
+            "{name:<8} {:>12} {:>12} {:>10} {:>12} {:>10} {:>6} {:>8}",
+            l.downloads,
+            opt(l.completed),
+            l.bots,
+            l.requests,
+            human_size(l.bytes),
+            l.files,
+            l.per_day.map_or("-".to_string(), |p| format!("{p:.1}"))
+        );
+    };
+    for (m, l) in s.months.iter().rev() {
+        row(&mut out, m, l);
+    }
+    row(&mut out, "Total", &s.period);
+    if let Some(d) = &s.first_day {
+        let _ = writeln!(out, "Counting per day since {d}.");
+    }
+    let _ = writeln!(
+        out,
+        "Completed: \"-\" where not known (counted before dlcount kept it, or a file not under ROOT)."
+    );
+    out
 }
 
 /// `report --json --by server`: `{"<server>": {"YYYY-MM": {"downloads",
@@ -621,12 +795,12 @@ mod tests {
 
     fn row(path: &str, month: &str, d: u64, q: u64, b: u64) -> MonthRow {
         MonthRow {
-            completed: None,
             path: path.into(),
             month: month.into(),
             downloads: d,
             requests: q,
             bytes: b,
+            completed: None,
         }
     }
 

@@ -1,6 +1,7 @@
-//! Renders the two static pages — the public listing `ROOT/index.html` and
-//! the private statistics `ROOT/.stats/index.html` (with `counts.json`) — and
-//! watches the ISO tree so the pipe can re-render when it changes.
+//! Renders the static pages — the public listing `ROOT/index.html`, the
+//! private statistics `ROOT/.stats/index.html` (with `counts.json`) and a
+//! page per month `ROOT/.stats/YYYY-MM.html` — and watches the ISO tree so
+//! the pipe can re-render when it changes.
 //!
 //! Invariants: both pages are rendered to strings before anything is written,
 //! so a template error leaves the previous pages in place; every file is
@@ -17,7 +18,13 @@
 //!
 //! The public page lists only complete files: one written within the settle
 //! time is left out (see `scan`), and the summary says when to render again.
+//!
+//! A month page ends with a stamp of everything it is made of
+//! ([`month_stamp`]); a month whose page on disk ends with the same stamp is
+//! neither rendered nor written again, so a render costs the months that
+//! changed, not all of them.
 
+pub mod detail;
 mod format;
 mod natsort;
 mod scan;
@@ -25,6 +32,7 @@ mod view;
 mod watch;
 mod write;
 
+pub use crate::store::PageFacts;
 pub use format::human_size;
 pub use watch::TreeWatcher;
 
@@ -87,6 +95,8 @@ pub struct FileMonth {
     pub downloads: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// See `store::MonthRow::completed`: `None` is "not known", never 0.
+    pub completed: Option<u64>,
 }
 
 /// One server's figures over the whole period (see `store::ServerMonthRow`).
@@ -107,6 +117,56 @@ pub struct StatsSnapshot {
     pub counts_json: String,
     /// Per server, sorted by name; the page shows them when there are several.
     pub servers: Vec<ServerTotal>,
+    /// The store's per month sums of facts and per day totals: the
+    /// overview's sections beyond the file × month table, and the month
+    /// pages (empty: only the monthly figures are shown).
+    pub facts: PageFacts,
+}
+
+/// A month page, as the overview and the other month pages link it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MonthLink {
+    pub month: String,
+    pub href: String,
+    pub downloads: u64,
+}
+
+/// "Mean downloads per day this month" (DeleGate's means): the month so
+/// far, over the days of it that were counted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MeanView {
+    pub month: String,
+    pub days: i32,
+    pub mean: String,
+}
+
+/// The overview's sections beyond the file × month table (see `detail`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OverviewDetail {
+    /// The whole period; its files carry their trend of the last 12 months.
+    pub all: detail::RangeView,
+    /// The last 90 days (from the first counted day when that is later).
+    pub daily: Option<detail::DailyChart>,
+    /// The first day with per day figures.
+    pub began: Option<String>,
+    pub this_month: Option<MeanView>,
+    /// Newest first.
+    pub months: Vec<MonthLink>,
+}
+
+/// What a month page shows (`ROOT/.stats/YYYY-MM.html`).
+#[derive(serde::Serialize)]
+struct MonthPage<'a> {
+    site: view::SiteView,
+    generated: view::GeneratedView,
+    month: &'a str,
+    prev: Option<&'a MonthLink>,
+    next: Option<&'a MonthLink>,
+    range: detail::RangeView,
+    daily: Option<detail::DailyChart>,
+    /// The month's days with figures.
+    days: Vec<detail::DayView>,
+    mean: MeanView,
 }
 
 /// What one [`render_all`] did.
@@ -128,8 +188,13 @@ pub struct RenderSummary {
 
 /// The default templates, embedded at build time. `base.html` is the shared
 /// layout, `style.css` is included inline (pages load nothing external).
-const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
+const DEFAULT_TEMPLATES: [(&str, &str); 6] = [
     ("base.html", include_str!("../../templates/base.html")),
+    ("month.html", include_str!("../../templates/month.html")),
+    (
+        "sections.html",
+        include_str!("../../templates/sections.html"),
+    ),
     ("public.html", include_str!("../../templates/public.html")),
     ("stats.html", include_str!("../../templates/stats.html")),
     ("style.css", include_str!("../../templates/style.css")),
@@ -163,13 +228,75 @@ pub fn render_all(
     let summary_counts = (public_view.iso_count, stats_view.files.len());
 
     let env = environment(settings.templates_dir.clone());
+    let today = crate::store::day_of(now.date_naive());
+    let by_month = detail::by_month(&stats.rows, &stats.facts);
+    let began = stats.facts.days.first().map(|d| d.day);
+    // A page per month with figures counted per day (a month known only
+    // from the old script's counts.json has nothing more to show).
+    let links: Vec<MonthLink> = by_month
+        .iter()
+        .filter(|(_, m)| !m.days.is_empty())
+        .map(|(name, m)| MonthLink {
+            month: name.to_string(),
+            href: format!("{name}.html"),
+            downloads: m
+                .rows
+                .iter()
+                .fold(0u64, |a, r| a.saturating_add(r.downloads)),
+        })
+        .collect();
+    stats_view.detail = overview_detail(stats, &by_month, &links, began, today);
+    // The folder is opened (made if missing) before anything is rendered,
+    // so a month page's stamp can be read; nothing is written until every
+    // page is rendered.
+    let root = write::Dir::open(&settings.root)?;
+    let stats_dir = root.subdir(STATS_DIR)?;
+    let sources = month_sources(&env)?;
+    let mut month_pages = Vec::with_capacity(links.len());
+    for (i, link) in links.iter().enumerate() {
+        let Some((from, to)) = detail::month_days(&link.month) else {
+            continue;
+        };
+        let m = &by_month[link.month.as_str()];
+        let prev = i.checked_sub(1).map(|p| &links[p]);
+        let next = links.get(i + 1);
+        let name = format!("{}.html", link.month);
+        // A month whose inputs did not change is neither rendered nor
+        // written again: past months stay untouched, and cost a hash.
+        let end = to.min(today.max(from));
+        let stamp = month_stamp(&sources, settings, m, prev, next, began, end);
+        if let Ok(dir) = &stats_dir {
+            if dir
+                .tail(&name, stamp.len() as u64)?
+                .is_some_and(|old| old == stamp.as_bytes())
+            {
+                continue;
+            }
+        }
+        let page = MonthPage {
+            site: view::site(settings),
+            generated: view::generated(&now),
+            month: &link.month,
+            prev,
+            next,
+            daily: detail::daily_chart(&m.days, from, end),
+            days: detail::day_table(&m.days),
+            mean: mean(&link.month, day_downloads(&m.days), began, from, to, today),
+            range: detail::range([m]),
+        };
+        let mut html = render(&env, "month.html", Value::from(Serde(&page)))?;
+        html.push_str(&stamp);
+        month_pages.push((name, html));
+    }
     let public_html = render(&env, "public.html", Value::from(Serde(&public_view)))?;
     let stats_html = render(&env, "stats.html", Value::from(Serde(&stats_view)))?;
 
-    let root = write::Dir::open(&settings.root)?;
-    let stats_refused = match root.subdir(STATS_DIR)? {
+    let stats_refused = match stats_dir {
         Ok(stats_dir) => {
             stats_dir.write_atomic("counts.json", stats.counts_json.as_bytes())?;
+            for (name, html) in &month_pages {
+                stats_dir.write_atomic(name, html.as_bytes())?;
+            }
             stats_dir.write_atomic("index.html", stats_html.as_bytes())?;
             None
         }
@@ -196,6 +323,176 @@ pub fn render_all(
         elapsed: start.elapsed(),
         stats_refused,
     })
+}
+
+/// The overview's sections, once anything was counted.
+fn overview_detail(
+    stats: &StatsSnapshot,
+    by_month: &std::collections::BTreeMap<&str, detail::Month<'_>>,
+    links: &[MonthLink],
+    began: Option<i32>,
+    today: i32,
+) -> Option<OverviewDetail> {
+    if by_month.is_empty() {
+        return None;
+    }
+    let mut all = detail::range(by_month.values());
+    let this_month = crate::store::month_of(today);
+    detail::add_trends(&mut all.files, &stats.rows, &this_month);
+    let days = &stats.facts.days;
+    let daily = match (days.first(), days.last()) {
+        (Some(first), Some(last)) => {
+            let last = last.day.max(today);
+            let from = first.day.max(last - 89);
+            // Days are sorted: the chart reads only its own.
+            let at = days.partition_point(|d| d.day < from);
+            let recent: Vec<&crate::store::DayTotalRow> = days[at..].iter().collect();
+            detail::daily_chart(&recent, from, last)
+        }
+        _ => None,
+    };
+    let this_month = began.and_then(|_| {
+        let (from, to) = detail::month_days(&this_month)?;
+        let downloads = by_month
+            .get(this_month.as_str())
+            .map_or(0, |m| day_downloads(&m.days));
+        Some(mean(&this_month, downloads, began, from, to, today))
+    });
+    Some(OverviewDetail {
+        daily,
+        began: began.map(crate::store::date_of),
+        this_month,
+        months: links.iter().rev().cloned().collect(),
+        all,
+    })
+}
+
+fn day_downloads(days: &[&crate::store::DayTotalRow]) -> u64 {
+    days.iter().fold(0u64, |a, d| a.saturating_add(d.downloads))
+}
+
+/// Mean downloads per day of a month: over its days up to `today` (the
+/// whole month once it is over), from the day counting began when that is
+/// inside it, so days before counting are not zeros.
+fn mean(
+    month: &str,
+    downloads: u64,
+    began: Option<i32>,
+    from: i32,
+    to: i32,
+    today: i32,
+) -> MeanView {
+    let start = began.map_or(from, |d| d.max(from));
+    let end = to.min(today.max(start));
+    let days = (end - start + 1).max(1);
+    let m = downloads as f64 / days as f64;
+    MeanView {
+        month: month.to_string(),
+        days,
+        mean: if m >= 100.0 {
+            grouped_f(m.round())
+        } else {
+            format!("{m:.1}")
+        },
+    }
+}
+
+fn grouped_f(x: f64) -> String {
+    format::grouped(x as u64)
+}
+
+/// Raised when the Rust side of a month page changes (what its figures are,
+/// how they are laid out for the templates), so pages stamped by an older
+/// dlcount are rendered again.
+const MONTH_PAGE_FORMAT: u32 = 1;
+
+/// The sources of the templates a month page is made of, as the loader
+/// finds them (an override or the default), for [`month_stamp`].
+fn month_sources(env: &Environment<'static>) -> Result<Vec<String>> {
+    ["month.html", "sections.html", "base.html", "style.css"]
+        .iter()
+        .map(|name| {
+            env.get_template(name)
+                .map(|t| t.source().to_string())
+                .map_err(|e| template_error(name, &e))
+        })
+        .collect()
+}
+
+/// The last line of a month page: a hash of everything the page is made
+/// of — its rows, facts and days, its neighbours, the site's settings, the
+/// templates, dlcount's version and [`MONTH_PAGE_FORMAT`] — but not the time
+/// of rendering. A page on disk ending with the same line would be rendered
+/// the same (time aside), so it is left alone.
+fn month_stamp(
+    sources: &[String],
+    settings: &PageSettings,
+    m: &detail::Month<'_>,
+    prev: Option<&MonthLink>,
+    next: Option<&MonthLink>,
+    began: Option<i32>,
+    end: i32,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut s = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    s(env!("CARGO_PKG_VERSION").as_bytes());
+    s(&MONTH_PAGE_FORMAT.to_le_bytes());
+    for t in sources {
+        s(t.as_bytes());
+    }
+    s(settings.site_title.as_bytes());
+    s(settings.logo_url.as_deref().unwrap_or("\0").as_bytes());
+    s(settings.home_url.as_deref().unwrap_or("\0").as_bytes());
+    let n = |v: u64| v.to_le_bytes();
+    for r in &m.rows {
+        s(r.path.as_bytes());
+        for v in [r.downloads, r.requests, r.bytes] {
+            s(&n(v));
+        }
+        s(&r.completed.map_or([0xff; 9], |c| {
+            let mut b = [0u8; 9];
+            b[1..].copy_from_slice(&n(c));
+            b
+        }));
+    }
+    for f in &m.facts {
+        s(f.kind.as_bytes());
+        s(f.value.as_bytes());
+        s(&n(f.n));
+    }
+    let mut bots: Vec<(&&str, &u64)> = m.bots.iter().collect();
+    bots.sort();
+    for (path, b) in bots {
+        s(path.as_bytes());
+        s(&n(*b));
+    }
+    for w in m.networks.iter().flat_map(|b| b.iter()) {
+        s(&n(*w));
+    }
+    for d in &m.days {
+        s(&d.day.to_le_bytes());
+        for v in [d.downloads, d.requests, d.bytes, d.bots] {
+            s(&n(v));
+        }
+    }
+    for link in [prev, next] {
+        match link {
+            Some(l) => {
+                s(l.month.as_bytes());
+                s(&n(l.downloads));
+            }
+            None => s(b"-"),
+        }
+    }
+    s(&began.unwrap_or(0).to_le_bytes());
+    s(&end.to_le_bytes());
+    format!(
+        "<!-- dlcount content {} -->\n",
+        &h.finalize().to_hex()[..32]
+    )
 }
 
 /// `dlcount-pipe templates --dump DIR`: writes the default templates into

@@ -90,6 +90,7 @@ fn row(path: &str, month: &str, downloads: u64, requests: u64, bytes: u64) -> Fi
         downloads,
         requests,
         bytes,
+        completed: None,
     }
 }
 
@@ -161,6 +162,7 @@ fn stats() -> StatsSnapshot {
         ],
         counts_json: COUNTS_JSON.into(),
         servers: vec![],
+        facts: Default::default(),
     }
 }
 
@@ -385,6 +387,7 @@ fn folders_are_listed_newest_release_first_on_both_pages() {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
+        facts: Default::default(),
     };
     render_all(&settings(r), &snapshot, now()).unwrap();
     let html = squash(&read(&r.join("index.html")));
@@ -495,34 +498,50 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
     assert!(html
         .contains(r#"Data from <strong>2026-08</strong> to <strong>2026-11</strong> (4 months)."#));
     assert!(html.contains(r#"<span class="stat-value" id="grand-total">21</span>"#));
-    assert!(html.contains(r#"<span class="stat-value">25</span>"#));
-    assert!(html.contains(r#"<span class="stat-value" title="3,558 bytes">3.5 KiB</span>"#));
+    assert!(html.contains(r#"<span class="stat-value" id="requests">25</span>"#));
+    assert!(html
+        .contains(r#"<span class="stat-value" id="data-sent" title="3,558 bytes">3.5 KiB</span>"#));
+    // No completed download is known: "—", never 0.
+    assert!(html.contains(r#"<span class="stat-value" id="completed">—</span><span class="stat-note">not known yet</span>"#));
 
-    // By file, whole: folders in the public page's order (/<script>alert(1)<
-    // before /isos: `<` sorts before `i`, A to Z), newest release first
-    // inside, then the unversioned name; on phones each figure shows its
-    // data-label.
+    // By file, whole: most downloaded first (ties by path); completed not
+    // known; bots apart; each file's last 12 months as a small trend; on
+    // phones each figure shows its data-label.
     let fig = |label: &str, v: &str| format!(r#"<td class="num" data-label="{label}">{v}</td>"#);
+    let unknown = r#"<td class="num unknown" data-label="Completed" title="not known">—</td>"#;
+    let trend = |counts: &str, bars: &[(u32, &str, &str)]| {
+        let label = format!("Downloads from 2025-12 to 2026-11: {counts}");
+        format!(
+            r#"<td class="trend" data-label="Last 12 months"><svg class="trend-svg" viewBox="0 0 60 16" width="60" height="16" role="img" aria-label="{label}"><title>{label}</title>{}</svg></td>"#,
+            bars.iter()
+                .map(|(x, y, h)| format!(r#"<rect x="{x}" y="{y}" width="4" height="{h}"/>"#))
+                .collect::<String>()
+        )
+    };
     let by_file_row = |folder: &str,
                        name: &str,
                        d: &str,
                        bar: &str,
                        share: &str,
+                       t: String,
                        r: &str,
                        b: &str,
                        bt: &str| {
         format!(
             concat!(
                 r#"<tr><th scope="row" class="name"><span class="folder-prefix">{}</span>{}</th>"#,
-                r#"<td class="num downloads" data-label="Downloads">{}</td>"#,
+                r#"<td class="num downloads" data-label="Downloads">{}</td>{}{}"#,
                 r#"<td class="share" data-label="Share"><span class="share-bar" aria-hidden="true"><span style="width: {}%"></span></span>{} %</td>"#,
-                r#"{}<td class="num" data-label="Data sent" title="{} bytes">{}</td></tr> "#
+                r#"{}{}<td class="num" data-label="Data sent" title="{} bytes">{}</td></tr> "#
             ),
             folder,
             name,
             d,
+            unknown,
+            fig("Bots", "0"),
             bar,
             share,
+            t,
             fig("Requests", r),
             bt,
             b
@@ -530,21 +549,11 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
     };
     let by_file = format!(
         concat!(
-            r#"<table class="data stack by-file"> <caption>Totals per file over the whole period</caption> <thead> <tr><th scope="col">File</th>"#,
-            r#"<th scope="col" class="num">Downloads</th><th scope="col" class="share">Share</th><th scope="col" class="num">Requests</th>"#,
+            r#"<thead> <tr><th scope="col">File</th><th scope="col" class="num">Downloads</th><th scope="col" class="num">Completed</th>"#,
+            r#"<th scope="col" class="num">Bots</th><th scope="col" class="share">Share</th><th scope="col" class="trend">Last 12 months</th><th scope="col" class="num">Requests</th>"#,
             r#"<th scope="col" class="num">Data sent</th></tr> </thead> <tbody> {}{}{}{}</tbody> <tfoot> <tr><th scope="row">Total</th>"#,
-            r#"<td class="num downloads" data-label="Downloads">21</td><td class="share" data-label="Share">100 %</td>"#,
+            r#"<td class="num downloads" data-label="Downloads">21</td>{}<td class="num" data-label="Bots">0</td><td class="share" data-label="Share">100 %</td><td class="trend"></td>"#,
             r#"<td class="num" data-label="Requests">25</td><td class="num" data-label="Data sent" title="3,558 bytes">3.5 KiB</td></tr> </tfoot> </table>"#
-        ),
-        by_file_row(
-            "/&lt;script&gt;alert(1)&lt;/",
-            "script&gt;.iso",
-            "2",
-            "20.0",
-            "9.5",
-            "2",
-            "0 B",
-            "0"
         ),
         by_file_row(
             "/isos/",
@@ -552,6 +561,10 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             "10",
             "100.0",
             "47.6",
+            trend(
+                "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10",
+                &[(55, "0.0", "16.0")]
+            ),
             "12",
             "2.0 KiB",
             "2,048"
@@ -562,9 +575,24 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             "8",
             "80.0",
             "38.1",
+            trend(
+                "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 3",
+                &[(50, "0.0", "16.0"), (55, "6.4", "9.6")]
+            ),
             "10",
             "1.5 KiB",
             "1,500"
+        ),
+        by_file_row(
+            "/&lt;script&gt;alert(1)&lt;/",
+            "script&gt;.iso",
+            "2",
+            "20.0",
+            "9.5",
+            trend("0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2", &[(55, "0.0", "16.0")]),
+            "2",
+            "0 B",
+            "0"
         ),
         by_file_row(
             "/isos/",
@@ -572,10 +600,12 @@ fn stats_page_has_by_file_and_file_month_tables_totals_chart_and_period() {
             "1",
             "10.0",
             "4.8",
+            trend("0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0", &[(40, "0.0", "16.0")]),
             "1",
             "10 B",
             "10"
         ),
+        unknown,
     );
     assert!(html.contains(&by_file), "{by_file}\nnot in\n{html}");
 
@@ -671,6 +701,7 @@ fn empty_statistics_render_without_chart_or_tables() {
             rows: vec![],
             counts_json: "{}\n".into(),
             servers: vec![],
+            facts: Default::default(),
         },
         now(),
     )
@@ -881,6 +912,7 @@ fn broken_override_names_template_and_line_and_keeps_old_pages() {
         rows: vec![],
         counts_json: "{}".into(),
         servers: vec![],
+        facts: Default::default(),
     };
     let err = format!("{:#}", render_all(&s, &other, now()).unwrap_err());
     assert!(
@@ -929,9 +961,16 @@ fn dump_templates_writes_defaults_and_refuses_to_overwrite_changes() {
         .collect();
     assert_eq!(
         names,
-        ["base.html", "public.html", "stats.html", "style.css"]
+        [
+            "base.html",
+            "month.html",
+            "sections.html",
+            "public.html",
+            "stats.html",
+            "style.css"
+        ]
     );
-    assert_eq!(read(&out.join("style.css")), DEFAULT_TEMPLATES[3].1);
+    assert_eq!(read(&out.join("style.css")), DEFAULT_TEMPLATES[5].1);
     // Identical files are fine and left alone.
     assert!(dump_templates(&out).unwrap().is_empty());
     fs::write(out.join("public.html"), "changed").unwrap();
@@ -1048,9 +1087,377 @@ fn polling_fallback_sees_adds_and_in_place_rewrites_but_not_our_writes() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+fn day(y: i32, m: u32, d: u32) -> i32 {
+    crate::store::day_of(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
+}
+
+/// One file × day of a fixture, as the store keeps it in `daily`.
+struct Day {
+    path: String,
+    day: i32,
+    downloads: u64,
+    requests: u64,
+    bytes: u64,
+    completed: Option<u64>,
+}
+
+fn day_row(path: &str, day: i32, downloads: u64, requests: u64, bytes: u64) -> Day {
+    Day {
+        path: path.into(),
+        day,
+        downloads,
+        requests,
+        bytes,
+        completed: None,
+    }
+}
+
+fn fact(path: &str, day: i32, kind: &str, value: &str, n: u64) -> crate::store::FactDayRow {
+    crate::store::FactDayRow {
+        path: path.into(),
+        day,
+        kind: kind.into(),
+        value: value.into(),
+        n,
+    }
+}
+
+fn networks(day: i32, nets: &[usize]) -> crate::store::NetworkDayRow {
+    let mut bits = [0u64; crate::store::facts::NETWORK_WORDS];
+    for n in nets {
+        bits[n / 64] |= 1 << (n % 64);
+    }
+    crate::store::NetworkDayRow { day, bits }
+}
+
+/// What the store's `monthly` and `page_facts` give for per day rows: the
+/// sums the tests' expected figures are worked out from.
+fn summed(
+    days: &[Day],
+    facts: &[crate::store::FactDayRow],
+    nets: &[crate::store::NetworkDayRow],
+) -> (Vec<FileMonth>, PageFacts) {
+    use crate::store::{month_of, DayTotalRow, FileMonthCount, MonthFactRow, MonthNetworkRow};
+    use std::collections::BTreeMap;
+    let mut rows: BTreeMap<(String, String), FileMonth> = BTreeMap::new();
+    let mut totals: BTreeMap<i32, DayTotalRow> = BTreeMap::new();
+    for d in days {
+        let r = rows
+            .entry((d.path.clone(), month_of(d.day)))
+            .or_insert_with(|| row(&d.path, &month_of(d.day), 0, 0, 0));
+        r.downloads += d.downloads;
+        r.requests += d.requests;
+        r.bytes += d.bytes;
+        r.completed = match (r.completed, d.completed) {
+            (None, c) => c,
+            (Some(a), Some(c)) => Some(a + c),
+            (a, None) => a,
+        };
+        let t = totals.entry(d.day).or_insert(DayTotalRow {
+            day: d.day,
+            downloads: 0,
+            requests: 0,
+            bytes: 0,
+            bots: 0,
+        });
+        t.downloads += d.downloads;
+        t.requests += d.requests;
+        t.bytes += d.bytes;
+    }
+    let mut months: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut bots: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for f in facts {
+        *months
+            .entry((month_of(f.day), f.kind.clone(), f.value.clone()))
+            .or_default() += f.n;
+        if f.kind == "class" && f.value == "bot" {
+            *bots.entry((f.path.clone(), month_of(f.day))).or_default() += f.n;
+            totals.get_mut(&f.day).unwrap().bots += f.n;
+        }
+    }
+    let mut bits: BTreeMap<String, [u64; crate::store::facts::NETWORK_WORDS]> = BTreeMap::new();
+    for n in nets {
+        let b = bits.entry(month_of(n.day)).or_default();
+        for (a, x) in b.iter_mut().zip(n.bits) {
+            *a |= x;
+        }
+    }
+    (
+        rows.into_values().collect(),
+        PageFacts {
+            months: months
+                .into_iter()
+                .map(|((month, kind, value), n)| MonthFactRow {
+                    month,
+                    kind,
+                    value,
+                    n,
+                })
+                .collect(),
+            bots: bots
+                .into_iter()
+                .map(|((path, month), n)| FileMonthCount { path, month, n })
+                .collect(),
+            days: totals.into_values().collect(),
+            networks: bits
+                .into_iter()
+                .map(|(month, bits)| MonthNetworkRow { month, bits })
+                .collect(),
+        },
+    )
+}
+
+/// Two files: `b.iso` counted on 2026-10-15 before dlcount kept facts (all
+/// of its facts unknown), `a.iso` on 2026-11-01 and -02 with classes,
+/// countries, referring hosts and networks, and completed downloads known
+/// on the 2nd only.
+fn detail_snapshot() -> StatsSnapshot {
+    let (a, b) = ("/isos/a.iso", "/isos/b.iso");
+    let (n1, n2) = (day(2026, 11, 1), day(2026, 11, 2));
+    let days = [
+        day_row(a, n1, 5, 7, 100),
+        Day {
+            completed: Some(2),
+            ..day_row(a, n2, 3, 3, 50)
+        },
+        day_row(b, day(2026, 10, 15), 4, 4, 40),
+    ];
+    let facts = [
+        fact(a, n1, "class", "browser", 2),
+        fact(a, n1, "class", "downloader", 1),
+        fact(a, n1, "class", "bot", 2),
+        fact(a, n2, "class", "bot", 1),
+        fact(a, n2, "class", "other", 2),
+        fact(a, n1, "country", "DE", 3),
+        fact(a, n1, "country", "FR", 1),
+        fact(a, n2, "country", "DE", 1),
+        fact(a, n1, "referer", "direct", 5),
+        fact(a, n1, "referer", "example.org", 2),
+        fact(a, n2, "referer", "this site", 3),
+        fact(a, n1, "network", "v6", 1),
+    ];
+    let nets = [networks(n1, &[0, 64, 1023]), networks(n2, &[0, 5])];
+    let (rows, facts) = summed(&days, &facts, &nets);
+    StatsSnapshot {
+        rows,
+        counts_json: "{}\n".into(),
+        servers: vec![],
+        facts,
+    }
+}
+
+#[test]
+fn per_month_figures_are_exact_with_unknown_for_days_before_facts() {
+    let snap = detail_snapshot();
+    let months = detail::by_month(&snap.rows, &snap.facts);
+    let r = detail::range(months.values());
+    assert_eq!((r.downloads, r.requests, r.bytes), (12, 14, 190));
+    let vals = |v: &[detail::ValueView]| {
+        v.iter()
+            .map(|v| (v.value.clone(), v.n, v.share))
+            .collect::<Vec<_>>()
+    };
+    let own = |v: &[(&str, u64, f64)]| {
+        v.iter()
+            .map(|(a, n, s)| (a.to_string(), *n, *s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        vals(&r.classes),
+        own(&[
+            ("browser", 2, 16.7),
+            ("downloader", 1, 8.3),
+            ("other", 2, 16.7),
+            ("bot", 3, 25.0),
+            ("unknown", 4, 33.3)
+        ])
+    );
+    assert_eq!((r.bots, r.bot_share, r.unknown_class), (3, 25.0, 4));
+    assert_eq!(
+        vals(&r.countries),
+        own(&[("DE", 4, 33.3), ("FR", 1, 8.3), ("unknown", 7, 58.3)])
+    );
+    assert_eq!(
+        vals(&r.referers),
+        own(&[
+            ("direct", 5, 35.7),
+            ("this site", 3, 21.4),
+            ("example.org", 2, 14.3),
+            ("unknown", 4, 28.6)
+        ])
+    );
+    assert_eq!(r.coverage.networks, 4);
+    assert_eq!(r.coverage.ipv6_downloads, 1);
+    assert_eq!(r.coverage.cells, vec![(0, 0), (5, 0), (0, 2), (31, 31)]);
+    let files: Vec<_> = r
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.key.as_str(),
+                f.downloads,
+                f.bots,
+                f.completed,
+                f.completed_of,
+            )
+        })
+        .collect();
+    // a.iso's November is known (the store's month says 2 of its 8);
+    // b.iso's October is not known at all: None, never 0.
+    assert_eq!(
+        files,
+        [
+            ("/isos/a.iso", 8, 3, Some(2), 8),
+            ("/isos/b.iso", 4, 0, None, 0)
+        ]
+    );
+    assert_eq!(
+        (r.completed, r.completed_of, r.completion),
+        (Some(2), 8, Some(25.0))
+    );
+
+    // November alone: every download's class is known.
+    assert_eq!(
+        months.keys().copied().collect::<Vec<_>>(),
+        ["2026-10", "2026-11"]
+    );
+    let nov = detail::range([&months["2026-11"]]);
+    assert_eq!(
+        (nov.downloads, nov.bots, nov.bot_share, nov.unknown_class),
+        (8, 3, 37.5, 0)
+    );
+    assert_eq!(nov.classes.len(), 4);
+    // Without any country known, no country table at all.
+    let oct = detail::range([&months["2026-10"]]);
+    assert!(oct.countries.is_empty());
+    assert_eq!(oct.completion, None);
+    assert_eq!(
+        vals(&oct.classes).last().unwrap(),
+        &("unknown".to_string(), 4, 100.0)
+    );
+
+    let days: Vec<_> = snap.facts.days.iter().collect();
+    let chart = detail::daily_chart(&days, day(2026, 10, 15), day(2026, 11, 22)).unwrap();
+    assert_eq!(chart.bars.len(), 39);
+    assert_eq!((chart.max, chart.max_label.as_str()), (5, "5"));
+    let first_nov = &chart.bars[17];
+    assert_eq!(
+        (
+            first_nov.date.as_str(),
+            first_nov.downloads,
+            first_nov.bots,
+            first_nov.h,
+            first_nov.bot_h
+        ),
+        ("2026-11-01", 5, 2, 160.0, 64.0)
+    );
+
+    // The trend: a.iso's 12 months to 2026-11, only the last one with downloads.
+    let mut files = r.files.clone();
+    detail::add_trends(&mut files, &snap.rows, "2026-11");
+    let t = files[0].trend.as_ref().unwrap();
+    assert_eq!(
+        t.label,
+        "Downloads from 2025-12 to 2026-11: 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8"
+    );
+    assert_eq!(
+        (t.bars[11].x, t.bars[11].y, t.bars[11].h, t.bars[10].h),
+        (55, 0.0, 16.0, 0.0)
+    );
+}
+
+#[test]
+fn overview_and_month_pages_show_the_per_month_figures() {
+    let (root, _outside) = fixture();
+    render_all(&settings(root.path()), &detail_snapshot(), now()).unwrap();
+    let page = squash(&read(&root.path().join(".stats/index.html")));
+    for want in [
+        // Completed: known for November's 8 downloads only (October: not known).
+        r#"<span class="stat-label">Completed</span><span class="stat-value" id="completed">2</span><span class="stat-note">25.0 % of 8 (where known)</span>"#,
+        r#"<span class="stat-label">By bots</span><span class="stat-value" id="bot-share" title="3 of 12 downloads">25.0 %</span><span class="stat-note">3 downloads</span>"#,
+        // 8 downloads over 2026-11-01 to -22: counting began before the month.
+        r#"<span class="stat-label">Per day in 2026-11</span><span class="stat-value" id="per-day" title="mean over 22 days">0.4</span>"#,
+        r#"<span class="stat-label">Counting per day since</span><span class="stat-value stat-date" id="began">2026-10-15</span>"#,
+        "4 downloads were counted before dlcount kept each client's class",
+        r#"<li><a href="2026-11.html">2026-11</a> <span class="muted">8</span></li><li><a href="2026-10.html">2026-10</a> <span class="muted">4</span></li>"#,
+        r#"<tr class="bot-row"><th scope="row" class="name">bot</th><td class="num downloads" data-label="Downloads">3</td><td class="num" data-label="Share">25.0 %</td></tr>"#,
+        r#"<th scope="row" class="name">unknown</th><td class="num downloads" data-label="Downloads">4</td><td class="num" data-label="Share">33.3 %</td>"#,
+        r#"<th scope="row" class="name">DE</th><td class="num downloads" data-label="Downloads">4</td>"#,
+        r#"<th scope="row" class="name">this site</th><td class="num downloads" data-label="Requests">3</td><td class="num" data-label="Share">21.4 %</td>"#,
+        "4 of the 1,024 IPv4 /10 networks downloaded (0.4 %); 1 download over IPv6",
+        "Downloads per day from 2026-10-15 to 2026-11-22; highest: 5 on 2026-11-01",
+        r#"<title>2026-11-01: 5 downloads, 2 by bots</title>"#,
+        // By file, most downloaded first: completed known (a.iso), not
+        // known (—, b.iso), and known in part for the total (*).
+        concat!(
+            r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>a.iso</th><td class="num downloads" data-label="Downloads">8</td>"#,
+            r#"<td class="num" data-label="Completed">2</td><td class="num" data-label="Bots">3</td>"#,
+        ),
+        concat!(
+            r#"<tr><th scope="row">Total</th><td class="num downloads" data-label="Downloads">12</td>"#,
+            r#"<td class="num" data-label="Completed" title="2 of the 8 downloads whose completion is known">2*</td><td class="num" data-label="Bots">3</td>"#,
+        ),
+        concat!(
+            r#"<tr><th scope="row" class="name"><span class="folder-prefix">/isos/</span>b.iso</th><td class="num downloads" data-label="Downloads">4</td>"#,
+            r#"<td class="num unknown" data-label="Completed" title="not known">—</td><td class="num" data-label="Bots">0</td>"#,
+        ),
+        r#"aria-label="Downloads from 2025-12 to 2026-11: 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8""#,
+    ] {
+        assert!(page.contains(want), "missing {want:?} in {page}");
+    }
+    assert!(pos(&page, "</span>a.iso</th>") < pos(&page, "</span>b.iso</th>"));
+    assert!(!page.contains("<script"));
+    // The month pages, linked to each other.
+    let oct = squash(&read(&root.path().join(".stats/2026-10.html")));
+    let nov = squash(&read(&root.path().join(".stats/2026-11.html")));
+    assert!(oct.contains(r#"<a href="index.html">All months</a> · <a rel="next" href="2026-11.html">2026-11 →</a></nav>"#));
+    assert!(nov.contains(r#"<a href="index.html">All months</a> · <a rel="prev" href="2026-10.html">← 2026-10</a></nav>"#));
+    // October: counting began on the 15th, so 4 downloads over 17 days.
+    assert!(oct.contains(
+        r#"<span class="stat-value" id="month-per-day" title="over 17 days">0.2</span>"#
+    ));
+    assert!(oct.contains(r#"<span class="stat-value" id="month-completed">—</span><span class="stat-note">not known yet</span>"#));
+    assert!(!oct.contains("Countries"), "no country known in October");
+    assert!(nov.contains(r#"<span class="stat-value" id="month-total">8</span>"#));
+    assert!(nov.contains(r#"<span class="stat-value" id="month-bots">37.5 %</span><span class="stat-note">3 downloads</span>"#));
+    assert!(nov.contains(r#"<span class="folder-prefix">/isos/</span>a.iso</th><td class="num downloads" data-label="Downloads">8</td><td class="num" data-label="Completed">2</td><td class="num" data-label="Bots">3</td><td class="num" data-label="Requests">10</td>"#));
+    assert!(nov.contains("4 of the 1,024 IPv4 /10 networks downloaded (0.4 %)"));
+    assert!(nov.contains(r#"<tr><th scope="row" class="day">2026-11-02</th><td class="num downloads" data-label="Downloads">3</td><td class="num" data-label="Bots">1</td><td class="num" data-label="Requests">3</td>"#));
+    assert!(
+        oct.contains("0 of the 1,024 IPv4 /10 networks downloaded (0.0 %); 0 downloads over IPv6")
+    );
+}
+
+#[test]
+fn a_month_page_is_written_again_only_when_its_figures_change() {
+    let (root, _outside) = fixture();
+    let mut snapshot = detail_snapshot();
+    let s = settings(root.path());
+    render_all(&s, &snapshot, now()).unwrap();
+    let oct = root.path().join(".stats/2026-10.html");
+    // Marked, so a rewrite would show: the content stamp stays at the end.
+    let marked = format!("<!-- kept -->{}", read(&oct));
+    fs::write(&oct, &marked).unwrap();
+    let later = now() + chrono::Duration::hours(5);
+    render_all(&s, &snapshot, later).unwrap();
+    assert_eq!(read(&oct), marked, "same figures: not written again");
+    let r = snapshot
+        .rows
+        .iter_mut()
+        .find(|r| r.month == "2026-10")
+        .unwrap();
+    r.downloads = 6;
+    render_all(&s, &snapshot, later).unwrap();
+    let again = read(&oct);
+    assert!(
+        !again.starts_with("<!-- kept -->"),
+        "changed figures: written"
+    );
+    assert!(squash(&again).contains(r#"id="month-total">6</span>"#));
+}
+
 /// A generated fixture: 200 sparse images in 10 folders, 120 months × 200 files of rows.
 fn big_fixture(root: &Path) -> StatsSnapshot {
-    let mut rows = Vec::new();
     for i in 0..200u64 {
         let rel = format!(
             "releases/{}/distro-{}.{}-amd64.iso",
@@ -1074,23 +1481,73 @@ fn big_fixture(root: &Path) -> StatsSnapshot {
                 local_noon(2024, 1, 1),
             );
         }
-        for m in 0..120u64 {
-            let (y, mo) = (2016 + m / 12, 1 + m % 12);
-            let d = (i * 31 + m * 17) % 97 + m;
-            rows.push(row(
-                &format!("/{rel}"),
-                &format!("{y}-{mo:02}"),
-                d,
-                d + d / 3,
-                d * 1_500_000_000,
-            ));
-        }
     }
+    // Ten years of days, as the store sums them for the pages.
+    let (rows, facts) = fixture_days(200, day(2016, 1, 1), 3653, |i| {
+        format!(
+            "/releases/{}/distro-{}.{}-amd64.iso",
+            i % 10,
+            10 + i / 10,
+            i % 10
+        )
+    });
     StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
+        facts,
     }
+}
+
+/// Per day rows of `files` files over `days` days from `start`: every file
+/// downloaded every day, with classes (bots among them), countries for
+/// most, referring hosts, IPv6 and a few networks a day.
+fn fixture_days(
+    files: u64,
+    start: i32,
+    days: i32,
+    path: impl Fn(u64) -> String,
+) -> (Vec<FileMonth>, PageFacts) {
+    let mut rows = (Vec::new(), Vec::new(), Vec::new());
+    let countries = ["DE", "FR", "US", "BR", "JP", "IN", "NL", "SE"];
+    let hosts = ["direct", "this site", "forum.example", "news.example.org"];
+    for i in 0..files {
+        let p = path(i);
+        for d in 0..days {
+            let n = (i * 13 + d as u64 * 7) % 23 + 1;
+            let dayn = start + d;
+            rows.0.push(Day {
+                completed: (d >= days / 2).then_some(n / 2),
+                ..day_row(&p, dayn, n, n + n / 2, n * 900_000_000)
+            });
+            let bots = n / 5;
+            rows.1
+                .push(fact(&p, dayn, "class", "browser", n - bots - n / 3));
+            rows.1.push(fact(&p, dayn, "class", "downloader", n / 3));
+            rows.1.push(fact(&p, dayn, "class", "bot", bots));
+            rows.1.push(fact(
+                &p,
+                dayn,
+                "country",
+                countries[(i as usize + d as usize) % 8],
+                n - 1,
+            ));
+            rows.1.push(fact(
+                &p,
+                dayn,
+                "referer",
+                hosts[(i as usize + d as usize) % 4],
+                n,
+            ));
+        }
+    }
+    for d in 0..days {
+        let nets: Vec<usize> = (0..12).map(|k| (d as usize * 37 + k * 89) % 1024).collect();
+        rows.2.push(networks(start + d, &nets));
+        rows.1.push(fact(&path(0), start + d, "network", "v6", 1));
+    }
+    rows.1.retain(|f| f.n > 0);
+    summed(&rows.0, &rows.1, &rows.2)
 }
 
 /// A release tree of 50 images for the browser test's file × month table:
@@ -1139,10 +1596,23 @@ fn fifty_fixture(root: &Path) -> StatsSnapshot {
             local_noon(2025, 11, 1),
         );
     }
+    let fifty_paths: Vec<String> = {
+        let mut p: Vec<String> = rows.iter().map(|r| r.path.clone()).collect();
+        p.dedup();
+        p
+    };
+    // The last 120 days of its 24 months (2026-07-04 to 2026-10-31) counted
+    // per day: those months' figures are the days' sums.
+    let (counted, facts) = fixture_days(50, day(2026, 7, 4), 120, |i| {
+        fifty_paths[i as usize].clone()
+    });
+    rows.retain(|r| !counted.iter().any(|c| c.month == r.month));
+    rows.extend(counted);
     StatsSnapshot {
         rows,
         counts_json: "{}\n".into(),
         servers: vec![],
+        facts,
     }
 }
 
@@ -1154,7 +1624,10 @@ fn bench_render() {
     let stats = big_fixture(root.path());
     let mut s = settings(root.path());
     s.public_counts = true;
-    let runs = 21;
+    let runs: usize = std::env::var("DLCOUNT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(21);
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| render_all(&s, &stats, now()).unwrap().elapsed)
         .collect();
@@ -1163,8 +1636,11 @@ fn bench_render() {
         .unwrap()
         .len();
     println!(
-        "render_all, 200 images + 120 months x 200 files ({} rows, stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
+        "render_all, 200 images + 120 months x 200 files ({} rows; {} days, {} month fact rows, {} month pages; stats page {} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
         stats.rows.len(),
+        stats.facts.days.len(),
+        stats.facts.months.len(),
+        fs::read_dir(root.path().join(".stats")).unwrap().count() - 2,
         html / 1024,
         times[runs / 2].as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3,

@@ -159,6 +159,8 @@ pub struct StatsView {
     pub chart_narrow: Option<ChartView>,
     /// Per server, only when more than one counted.
     pub servers: Vec<super::ServerTotal>,
+    /// The per day figures, once any day was counted (see `detail`).
+    pub detail: Option<super::OverviewDetail>,
 }
 
 pub fn site(settings: &PageSettings) -> SiteView {
@@ -406,6 +408,7 @@ pub fn stats(settings: &PageSettings, rows: &[FileMonth], now: &DateTime<Local>)
         chart,
         chart_narrow,
         servers: Vec::new(),
+        detail: None,
     }
 }
 
@@ -415,7 +418,7 @@ fn round1(x: f64) -> f64 {
 
 /// The smallest "nice" number (1, 2, 2.5 or 5 × 10ⁿ) ≥ `x`, for the y axis;
 /// 2.5 only from 25 up, so small counts keep whole-number ticks.
-fn nice_ceil(x: f64) -> f64 {
+pub(super) fn nice_ceil(x: f64) -> f64 {
     if x <= 1.0 {
         return 1.0;
     }

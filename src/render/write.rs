@@ -101,6 +101,30 @@ impl Dir {
         written
     }
 
+    /// The last `n` bytes (or fewer) of the regular file `name`, `None`
+    /// when there is none (a link is not followed: it reads as none, and is
+    /// then replaced). Only the end is read: a month page's stamp is there.
+    pub fn tail(&self, name: &str, n: u64) -> Result<Option<Vec<u8>>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => {
+                let mut f = File::from(fd);
+                let ctx = || format!("cannot read {}", self.path.join(name).display());
+                let len = f.metadata().with_context(ctx)?.len();
+                f.seek(SeekFrom::Start(len.saturating_sub(n)))
+                    .with_context(ctx)?;
+                let mut data = Vec::new();
+                f.read_to_end(&mut data).with_context(ctx)?;
+                Ok(Some(data))
+            }
+            Err(Errno::ENOENT | Errno::ELOOP) => Ok(None),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read {}", self.path.join(name).display()))
+            }
+        }
+    }
+
     /// A new, empty temp file of ours; `O_EXCL` makes an existing entry of
     /// that name (a planted link included) a collision, never a file we write.
     fn create_temp(&self) -> Result<(String, OwnedFd)> {

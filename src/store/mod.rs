@@ -30,7 +30,10 @@
 //! (file × month), [`Backend::by_server`] (server × month),
 //! [`Backend::daily`] (file × day: downloads, requests, bytes) and
 //! [`Backend::facts`] (file × day × fact: downloads with each class, country
-//! code and network). Per month and per day views are sums of these rows.
+//! code and network). Per month and per day views are sums of these rows;
+//! [`Backend::page_facts`] is those sums as the statistics pages need them
+//! (per month, and per day over all files), worked out by the database so
+//! a render does not carry a row per file and day.
 //!
 //! A batch is applied in one transaction: all of its lines count, or none.
 
@@ -154,6 +157,11 @@ pub trait Backend: Send {
     /// sorted by day.
     fn networks(&self) -> Result<Vec<NetworkDayRow>>;
 
+    /// What the statistics pages show besides [`Backend::monthly`], summed
+    /// per month (and per day over all files) by the database, so a render
+    /// reads thousands of rows, not one per file and day (see [`PageFacts`]).
+    fn page_facts(&self) -> Result<PageFacts>;
+
     /// Everything the store holds, as plain rows (`migrate`).
     fn export(&self) -> Result<migrate::Dump>;
 
@@ -200,6 +208,102 @@ pub struct FileDayRow {
     /// Completed downloads (see `coverage`); `None`: unknown (the day was
     /// counted before dlcount kept it, or the file's size is not known).
     pub completed: Option<u64>,
+}
+
+/// The statistics pages' read ([`Backend::page_facts`]): every figure the
+/// overview and the month pages show that `monthly` does not give, already
+/// summed. Each is a sum of `daily`, `facts_daily` or `network_days` rows,
+/// so it is as exact and order-independent as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageFacts {
+    /// Per month, kind and value over all files: downloads with each class
+    /// (`class`), country (`country`), over IPv6 (`network`, `v6`), and
+    /// requests per referring host (`referer`). Sorted by month, kind,
+    /// value; rows of 0 left out.
+    pub months: Vec<MonthFactRow>,
+    /// Per file and month: downloads by bots. Sorted by path, month; rows
+    /// of 0 left out.
+    pub bots: Vec<FileMonthCount>,
+    /// Per day over all files (legacy months not included), sorted by day.
+    pub days: Vec<DayTotalRow>,
+    /// Per month: which IPv4 /10 networks downloaded (the OR of its days).
+    pub networks: Vec<MonthNetworkRow>,
+}
+
+/// One month × fact over all files (see [`PageFacts::months`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthFactRow {
+    pub month: String,
+    pub kind: String,
+    pub value: String,
+    pub n: u64,
+}
+
+/// One file × month count (see [`PageFacts::bots`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMonthCount {
+    pub path: String,
+    pub month: String,
+    pub n: u64,
+}
+
+/// One day over all files (see [`PageFacts::days`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayTotalRow {
+    pub day: i32,
+    pub downloads: u64,
+    pub requests: u64,
+    pub bytes: u64,
+    /// Downloads by bots.
+    pub bots: u64,
+}
+
+/// One month's IPv4 network coverage, as [`NetworkDayRow`] for a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthNetworkRow {
+    pub month: String,
+    pub bits: [u64; facts::NETWORK_WORDS],
+}
+
+/// Month names of day numbers, for rows that arrive in day order or
+/// nearly: the last month's span is kept, so consecutive days of one month
+/// cost a comparison, not a date conversion (a render reads millions of
+/// rows on a big site).
+#[derive(Default)]
+pub struct MonthOf {
+    /// First and last day of the last month asked, and its index in `names`.
+    span: Option<(i32, i32, usize)>,
+    index: std::collections::HashMap<String, usize>,
+    pub names: Vec<String>,
+}
+
+impl MonthOf {
+    /// The index in [`MonthOf::names`] of `day`'s month.
+    pub fn index(&mut self, day: i32) -> usize {
+        if let Some((lo, hi, i)) = self.span {
+            if day >= lo && day <= hi {
+                return i;
+            }
+        }
+        let name = month_of(day);
+        let (lo, hi) = NaiveDate::from_num_days_from_ce_opt(day)
+            .and_then(|d| {
+                let first = d.with_day(1)?;
+                let next = first.checked_add_months(chrono::Months::new(1))?;
+                Some((day_of(first), day_of(next) - 1))
+            })
+            .unwrap_or((day, day));
+        let i = match self.index.get(&name) {
+            Some(&i) => i,
+            None => {
+                self.names.push(name.clone());
+                self.index.insert(name, self.names.len() - 1);
+                self.names.len() - 1
+            }
+        };
+        self.span = Some((lo, hi, i));
+        i
+    }
 }
 
 /// One file × day × fact (`facts_daily`): `n` downloads of `path` on `day`

@@ -8,7 +8,9 @@
 # ignored test helper `render::tests::write_fixture_pages`, serves DIR on
 # 127.0.0.1 with python3's http.server (as Apache would serve ROOT), and for
 # both pages of a small fixture, one of 50 images in 10 release folders (24
-# months) and a big one (200 images, 10 years):
+# months, the last 120 days counted per day, so with month pages) and a big
+# one (200 images, 10 years, every day counted per day), plus a month page of
+# the fifty (stats-fifty-month):
 #   - loads the page, asserts no console messages and that the DOM holds the
 #     expected grand total,
 #   - asserts the page asked the server for nothing but itself and loads
@@ -19,7 +21,9 @@
 #     listing (Verify included), every figure of the statistics' by-file
 #     table, and each file's name and total in the file × month table lie
 #     within the screen and within any box that clips or scrolls them, their
-#     text not overflowing them; the file × month table shows each file's
+#     text not overflowing them, and so are the per day tables (classes,
+#     countries, referring sites), the daily chart and the coverage map;
+#     the file × month table shows each file's
 #     whole path read across (no rotated or cut names); the number of cells
 #     checked is exact,
 #   - saves screenshots (desktop 1280x900, phone 390x844, desktop dark) to
@@ -189,17 +193,21 @@ page_test public-fifty fifty/index.html 'linuxvillage-25.10-desktop-amd64.iso'
 page_test stats-fifty fifty/.stats/index.html "id=\"grand-total\">$fifty_total<"
 page_test public-big big/index.html 'distro-29.9-amd64.iso'
 page_test stats-big big/.stats/index.html "id=\"grand-total\">$big_total<"
+page_test stats-fifty-month fifty/.stats/2026-10.html 'id="month-total">'
+check "stats-fifty: month pages linked from the overview" grep -q 'href="2026-10.html"' "$out/fifty/.stats/index.html"
 anchor_shots stats-small small/.stats/index.html
 anchor_shots stats-fifty fifty/.stats/index.html
 # Cells: public 8 images × (name + 4 cells) with --public-counts, 50 × 5, 200 × 4;
-# by-file: files × (name + 4 figures) + the 4 totals.
+# by-file: overview files × (name + 7 cells: downloads, completed, bots, share, trend,
+# requests, data sent) + the 7 totals; a month page's files × (name + 5) + the 5 totals.
 for w in 390 1280; do
     layout_test public-small small/index.html $w public-cells=40 verify=8
-    layout_test stats-small small/.stats/index.html $w by-file=24 pivot-names=4 pivot-totals=4 pivot-months=23
+    layout_test stats-small small/.stats/index.html $w by-file=39 pivot-names=4 pivot-totals=4 pivot-months=23
     layout_test public-fifty fifty/index.html $w public-cells=250 verify=50
-    layout_test stats-fifty fifty/.stats/index.html $w by-file=254 pivot-names=50 pivot-totals=50 pivot-months=24
+    layout_test stats-fifty fifty/.stats/index.html $w by-file=407 pivot-names=50 pivot-totals=50 pivot-months=24 values=57 charts=2
     layout_test public-big big/index.html $w public-cells=800 verify=200
-    layout_test stats-big big/.stats/index.html $w by-file=1004 pivot-names=200 pivot-totals=200 pivot-months=120
+    layout_test stats-big big/.stats/index.html $w by-file=1607 pivot-names=200 pivot-totals=200 pivot-months=120 values=54 charts=2
+    layout_test stats-fifty-month fifty/.stats/2026-10.html $w by-file=305 values=54 charts=2
 done
 wanted stats-small && check "stats-small: chart is an accessible inline SVG" grep -q '<svg[^>]*role="img"' "$work/stats-small.html"
 wanted public-small && check "public-small: hostile name stays text" bash -c "grep -qF 'script&gt;.iso' '$work/public-small.html' && ! grep -q '<script' '$work/public-small.html'"

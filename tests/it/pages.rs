@@ -285,3 +285,99 @@ fn help_documents_refresh_and_settle() {
         "{squashed}"
     );
 }
+
+/// The text of the element with `id="{id}"` on a page.
+fn by_id(page: &str, id: &str) -> String {
+    let at = page
+        .find(&format!(" id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let start = at + page[at..].find('>').unwrap() + 1;
+    let end = start + page[start..].find('<').unwrap();
+    page[start..end].to_string()
+}
+
+fn render(site: &super::Site) {
+    let out = super::cmd()
+        .args(["render", "--db"])
+        .arg(&site.db)
+        .arg("--root")
+        .arg(&site.root)
+        .output()
+        .unwrap();
+    super::assert_succeeded(&out);
+}
+
+/// A line of `path` on 2026-`month`-`day` from `ip` with `ua`.
+fn ua_line(ip: &str, month: &str, day: u32, path: &str, bytes: u64, ua: &str) -> String {
+    format!(
+        "{ip} - - [{day:02}/{month}/2026:12:00:00 +0000] \"GET {path} HTTP/1.1\" 200 {bytes} \"-\" \"{ua}\"\n"
+    )
+}
+
+#[test]
+fn the_overview_and_a_month_page_show_the_databases_exact_figures_and_a_month_is_rewritten_only_when_it_changes(
+) {
+    let site = Site::new();
+    const FF: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+    const BOT: &str = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)";
+    // October: 3 downloads of a.iso (one by a bot), one of b.iso;
+    // November: 2 of a.iso.
+    let lines = [
+        ua_line("192.0.2.1", "Oct", 10, "/isos/a.iso", 1000, FF),
+        ua_line("192.0.2.2", "Oct", 10, "/isos/a.iso", 1000, "Wget/1.21"),
+        ua_line("192.0.2.3", "Oct", 11, "/isos/a.iso", 500, BOT),
+        ua_line("192.0.2.1", "Oct", 12, "/isos/b.iso", 2000, FF),
+        ua_line("192.0.2.1", "Nov", 2, "/isos/a.iso", 1000, FF),
+        ua_line("192.0.2.4", "Nov", 3, "/isos/a.iso", 1000, "curl/8.5.0"),
+    ];
+    let (code, err) = site.pipe_all(lines.concat().as_bytes(), &[]);
+    assert_eq!(code, 0, "{err}");
+    render(&site);
+    let index = read(&site.root.join(".stats/index.html"));
+    assert_eq!(by_id(&index, "grand-total"), "6");
+    assert_eq!(by_id(&index, "bot-share"), "16.7 %");
+    assert_eq!(by_id(&index, "requests"), "6");
+    assert_eq!(by_id(&index, "data-sent"), "6.3 KiB");
+    assert_eq!(by_id(&index, "files"), "2");
+    assert_eq!(by_id(&index, "began"), "2026-10-10");
+    // Completed downloads are not known to this store: "—", never 0.
+    assert_eq!(by_id(&index, "completed"), "—");
+    assert!(index.contains(r#"<li><a href="2026-11.html">2026-11</a> <span class="muted">2</span></li><li><a href="2026-10.html">2026-10</a> <span class="muted">4</span></li>"#));
+
+    let oct_path = site.root.join(".stats/2026-10.html");
+    let nov_path = site.root.join(".stats/2026-11.html");
+    let oct = read(&oct_path);
+    assert_eq!(by_id(&oct, "month-total"), "4");
+    assert_eq!(by_id(&oct, "month-bots"), "25.0 %");
+    assert_eq!(by_id(&oct, "month-requests"), "4");
+    assert_eq!(by_id(&oct, "month-data"), "4.4 KiB");
+    assert_eq!(by_id(&oct, "month-files"), "2");
+    // 4 downloads over 2026-10-10 to -31: counting began on the 10th.
+    assert_eq!(by_id(&oct, "month-per-day"), "0.2");
+    assert!(oct.contains(r#"<a rel="next" href="2026-11.html">2026-11 →</a>"#));
+    assert!(oct.contains(r#"<th scope="row" class="name">browser</th><td class="num downloads" data-label="Downloads">2</td>"#));
+    assert!(oct.contains(r#"<th scope="row" class="name">downloader</th><td class="num downloads" data-label="Downloads">1</td>"#));
+    assert!(oct.contains(r#"<tr class="bot-row"><th scope="row" class="name">bot</th><td class="num downloads" data-label="Downloads">1</td>"#));
+    assert!(oct.contains(r#"<tr><th scope="row" class="day">2026-10-11</th><td class="num downloads" data-label="Downloads">1</td><td class="num" data-label="Bots">1</td>"#));
+    let nov = read(&nov_path);
+    assert_eq!(by_id(&nov, "month-total"), "2");
+    assert_eq!(by_id(&nov, "month-bots"), "0.0 %");
+    assert!(nov.contains(r#"<a rel="prev" href="2026-10.html">← 2026-10</a>"#));
+
+    // Rendered again with nothing new: neither month page is replaced.
+    let (oct_inode, nov_inode) = (inode(&oct_path), inode(&nov_path));
+    render(&site);
+    assert_eq!((inode(&oct_path), inode(&nov_path)), (oct_inode, nov_inode));
+    // A late line of October changes October only.
+    let late = ua_line("192.0.2.9", "Oct", 20, "/isos/b.iso", 2000, FF);
+    let (code, err) = site.pipe_all(late.as_bytes(), &[]);
+    assert_eq!(code, 0, "{err}");
+    render(&site);
+    assert_ne!(inode(&oct_path), oct_inode, "October's figures changed");
+    assert_eq!(by_id(&read(&oct_path), "month-total"), "5");
+    // November's page links October with its downloads, so it changes too.
+    assert_ne!(inode(&nov_path), nov_inode);
+    let nov_inode = inode(&nov_path);
+    render(&site);
+    assert_eq!(inode(&nov_path), nov_inode);
+}

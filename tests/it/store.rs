@@ -1988,3 +1988,53 @@ backends! {
         assert_eq!(back.report_json(&["--json", "--daily"]), completion_days());
     };
 }
+
+backends! {
+    the_pages_figures_are_the_same_in_any_order_and_on_both_backends => |db: &Db| {
+        // Four downloads on 2026-11-20 (browser, bot, downloader over IPv6,
+        // other) and one more on 2026-10-31 by a bot; read reversed by the
+        // pipe, then re-imported in order: nothing moves.
+        let mut lines = class_lines();
+        lines.push(
+            "192.0.2.50 - - [31/Oct/2026:23:00:00 +0100] \"GET /isos/b.iso HTTP/1.1\" 200 500 \"-\" \"AhrefsBot/7.0\"\n"
+                .to_string(),
+        );
+        let reversed: String = lines.iter().rev().cloned().collect();
+        let (code, err) = db.pipe_all(reversed.as_bytes(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let f = db.write("access.log", lines.concat().as_bytes());
+        db.import_ok(&[&f], &[]);
+        let want = json!({
+            "first_day": "2026-10-31",
+            "period": {"downloads": 5, "completed": null, "completed_of": 0, "bots": 2,
+                       "requests": 9, "bytes": 8500, "files": 2},
+            "months": {
+                // October: one download on its last day, counting began then.
+                "2026-10": {"downloads": 1, "completed": null, "completed_of": 0, "bots": 1,
+                            "requests": 1, "bytes": 500, "files": 1, "per_day": 1.0},
+                // November: 4 downloads over its 30 days.
+                "2026-11": {"downloads": 4, "completed": null, "completed_of": 0, "bots": 1,
+                            "requests": 8, "bytes": 8000, "files": 1, "per_day": 0.1}
+            }
+        });
+        assert_eq!(db.report_with(&["--summary", "--json"]), want);
+        let out = db.cmd(&["report", "--summary", "--csv"]).output().unwrap();
+        assert_succeeded(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "month,downloads,completed,completed_of,bots,requests,bytes,files,per_day\n\
+             2026-10,1,,0,1,1,500,1,1.0\n2026-11,4,,0,1,8,8000,1,0.1\ntotal,5,,0,2,9,8500,2,\n"
+        );
+        // The pages show the same, from the same reads.
+        let out = db
+            .cmd(&["render", "--root", db.site.root.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_succeeded(&out);
+        let page = std::fs::read_to_string(db.site.root.join(".stats/index.html")).unwrap();
+        assert!(page.contains(r#"<span class="stat-value" id="bot-share" title="2 of 5 downloads">40.0 %</span>"#), "{page}");
+        let nov = std::fs::read_to_string(db.site.root.join(".stats/2026-11.html")).unwrap();
+        assert!(nov.contains(r#"<span class="stat-value" id="month-total">4</span>"#));
+        assert!(nov.contains("2 of the 1,024 IPv4 /10 networks downloaded (0.2 %); 1 download over IPv6"), "{nov}");
+    };
+}

@@ -63,8 +63,8 @@ pub mod schema;
 use super::migrate::Dump;
 use super::sqlite::MAX_SERVERS;
 use super::{
-    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, NetworkDayRow, Origin,
-    ServerMonthRow,
+    month_of, ApplyStats, Backend, DayTotalRow, FactDayRow, FileDayRow, FileMonthCount, Mark,
+    MonthFactRow, MonthNetworkRow, MonthRow, NetworkDayRow, Origin, PageFacts, ServerMonthRow,
 };
 use crate::config::PgTarget;
 use crate::keys::{KeyHasher, Scratch};
@@ -575,6 +575,113 @@ impl Backend for PostgresStore {
             .map(|r| Ok((i32::try_from(r.get::<_, i64>(0))?, r.get(1), r.get(2))))
             .collect::<Result<Vec<_>>>()?;
         Ok(super::network_rows(rows))
+    }
+
+    /// Summed by the server (GROUP BY month), in one read-only snapshot so
+    /// the four reads agree; sums are `numeric` there and come back capped
+    /// at `i64::MAX`, as every figure saturates.
+    fn page_facts(&self) -> Result<PageFacts> {
+        let mut client = self.read_client()?;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        const MONTH: &str = "to_char(date '0001-01-01' + (d.day::int - 1), 'YYYY-MM')";
+        const CAP: &str = "9223372036854775807";
+        let months = tx
+            .query(
+                &format!(
+                    "SELECT {MONTH} AS m, d.kind, d.value, LEAST(SUM(d.n), {CAP})::int8
+                       FROM facts_daily d WHERE d.n > 0 GROUP BY 1, 2, 3
+                      ORDER BY m, d.kind COLLATE \"C\", d.value COLLATE \"C\""
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| MonthFactRow {
+                month: r.get(0),
+                kind: r.get(1),
+                value: r.get(2),
+                n: figure(r.get(3)),
+            })
+            .filter(|r| r.n > 0)
+            .collect();
+        let bots = tx
+            .query(
+                &format!(
+                    "SELECT f.path, {MONTH} AS m, LEAST(SUM(d.n), {CAP})::int8
+                       FROM facts_daily d JOIN files f ON f.id = d.file_id
+                      WHERE d.kind = 'class' AND d.value = 'bot' AND d.n > 0
+                      GROUP BY 1, 2 ORDER BY f.path COLLATE \"C\", m"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| FileMonthCount {
+                path: r.get(0),
+                month: r.get(1),
+                n: figure(r.get(2)),
+            })
+            .filter(|r| r.n > 0)
+            .collect();
+        let days = tx
+            .query(
+                &format!(
+                    "SELECT t.day, t.downloads, t.requests, t.bytes, COALESCE(b.bots, 0)
+                       FROM (SELECT day, LEAST(SUM(downloads), {CAP})::int8 AS downloads,
+                                    LEAST(SUM(requests), {CAP})::int8 AS requests,
+                                    LEAST(SUM(bytes), {CAP})::int8 AS bytes
+                               FROM daily GROUP BY day) t
+                       LEFT JOIN (SELECT day, LEAST(SUM(n), {CAP})::int8 AS bots FROM facts_daily
+                                   WHERE kind = 'class' AND value = 'bot' AND n > 0 GROUP BY day) b
+                         ON b.day = t.day
+                      ORDER BY t.day"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DayTotalRow {
+                    day: i32::try_from(r.get::<_, i64>(0))?,
+                    downloads: figure(r.get(1)),
+                    requests: figure(r.get(2)),
+                    bytes: figure(r.get(3)),
+                    bots: figure(r.get(4)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut networks: Vec<MonthNetworkRow> = Vec::new();
+        for r in tx.query(
+            &format!(
+                "SELECT {MONTH} AS m, d.word, bit_or(d.bits) FROM network_days d
+                  GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            &[],
+        )? {
+            let month: String = r.get(0);
+            let Some(w) = usize::try_from(r.get::<_, i64>(1))
+                .ok()
+                .filter(|w| *w < super::facts::NETWORK_WORDS)
+            else {
+                continue;
+            };
+            if networks.last().is_none_or(|n| n.month != month) {
+                networks.push(MonthNetworkRow {
+                    month,
+                    bits: [0; super::facts::NETWORK_WORDS],
+                });
+            }
+            let last = networks.last_mut().expect("pushed above");
+            last.bits[w] |= r.get::<_, i64>(2) as u64;
+        }
+        tx.commit()?;
+        Ok(PageFacts {
+            months,
+            bots,
+            days,
+            networks,
+        })
     }
 
     /// Everything, from one snapshot (a read-only REPEATABLE READ transaction).

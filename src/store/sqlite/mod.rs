@@ -39,7 +39,8 @@ use super::migrate::{
     DayRow, Dump, FactRow, FigureRow, LegacyRow, NetworkRow, SeenRow, SourceRow, VisitorRow,
 };
 use super::{
-    month_of, ApplyStats, Backend, FactDayRow, FileDayRow, Mark, MonthRow, NetworkDayRow, Origin,
+    month_of, ApplyStats, Backend, DayTotalRow, FactDayRow, FileDayRow, FileMonthCount, Mark,
+    MonthFactRow, MonthNetworkRow, MonthOf, MonthRow, NetworkDayRow, Origin, PageFacts,
     ServerMonthRow,
 };
 use crate::classify::path_key;
@@ -984,23 +985,44 @@ impl Backend for SqliteStore {
 
     /// Per file and month figures, downloads merged with legacy months.
     fn monthly(&self) -> Result<Vec<MonthRow>> {
-        let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
+        // By file id and month index while reading (see `page_facts`): a
+        // path and a month name per row would cost more than the read.
+        let paths: HashMap<i64, String> = self
+            .conn
+            .prepare("SELECT id, path FROM files")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut months = MonthOf::default();
+        let mut counted: HashMap<(i64, usize), MonthRow> = HashMap::default();
         let mut st = self.conn.prepare(&format!(
-            "SELECT f.path, d.day, d.downloads, d.requests, d.bytes, {}
-               FROM daily d JOIN files f ON f.id = d.file_id",
+            "SELECT d.file_id, d.day, d.downloads, d.requests, d.bytes, {} FROM daily d",
             self.completed_column()?
         ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let path: String = r.get(0)?;
-            let month = month_of(r.get(1)?);
-            let e = acc
-                .entry((path.clone(), month.clone()))
-                .or_insert_with(|| MonthRow::empty(path, month));
+            let (file, day): (i64, i32) = (r.get(0)?, r.get(1)?);
+            let e = counted
+                .entry((file, months.index(day)))
+                .or_insert_with(|| MonthRow::empty(String::new(), String::new()));
             e.downloads = e.downloads.saturating_add(figure(r.get_ref(2)?));
             e.requests = e.requests.saturating_add(figure(r.get_ref(3)?));
             e.bytes = e.bytes.saturating_add(figure(r.get_ref(4)?));
             e.add_completed(optional_figure(r.get_ref(5)?));
+        }
+        let mut acc: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
+        for ((file, m), row) in counted {
+            let Some(path) = paths.get(&file) else {
+                continue;
+            };
+            let month = months.names[m].clone();
+            acc.insert(
+                (path.clone(), month.clone()),
+                MonthRow {
+                    path: path.clone(),
+                    month,
+                    ..row
+                },
+            );
         }
         let mut st = self.conn.prepare(
             "SELECT f.path, l.month, l.downloads FROM legacy l JOIN files f ON f.id = l.file_id",
@@ -1100,6 +1122,133 @@ impl Backend for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(super::network_rows(rows))
+    }
+
+    /// Each table is read once in its key order and summed here as its rows
+    /// arrive: SQLite would sort millions of rows for a GROUP BY on a month
+    /// worked out from the day, while the rows of one file come in day
+    /// order, so [`MonthOf`] names their month for the cost of a comparison.
+    fn page_facts(&self) -> Result<PageFacts> {
+        let mut months = MonthOf::default();
+        let paths: HashMap<i64, String> = self
+            .conn
+            .prepare("SELECT id, path FROM files")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        // Per day over all files.
+        let mut days: BTreeMap<i32, DayTotalRow> = BTreeMap::new();
+        let mut st = self
+            .conn
+            .prepare("SELECT day, downloads, requests, bytes FROM daily")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let day: i32 = r.get(0)?;
+            let t = days.entry(day).or_insert_with(|| DayTotalRow {
+                day,
+                downloads: 0,
+                requests: 0,
+                bytes: 0,
+                bots: 0,
+            });
+            t.downloads = t.downloads.saturating_add(figure(r.get_ref(1)?));
+            t.requests = t.requests.saturating_add(figure(r.get_ref(2)?));
+            t.bytes = t.bytes.saturating_add(figure(r.get_ref(3)?));
+        }
+        // Facts: per month and value over all files; bots also per file and
+        // per day. The (kind, value) pairs are few: each gets a slot once.
+        // Keyed by `kind \0 value` in one reused buffer: no allocation per row.
+        let mut slot_of: HashMap<Vec<u8>, usize> = HashMap::default();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut is_bot: Vec<bool> = Vec::new();
+        let mut totals: HashMap<(usize, usize), u64> = HashMap::default();
+        let mut bots: HashMap<(i64, usize), u64> = HashMap::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT file_id, day, kind, value, n FROM facts_daily WHERE n > 0")?;
+        let mut rows = st.query([])?;
+        let mut key: Vec<u8> = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (kind, value) = (r.get_ref(2)?.as_bytes()?, r.get_ref(3)?.as_bytes()?);
+            key.clear();
+            key.extend_from_slice(kind);
+            key.push(0);
+            key.extend_from_slice(value);
+            let slot = match slot_of.get(key.as_slice()) {
+                Some(&i) => i,
+                None => {
+                    let pair = (
+                        String::from_utf8_lossy(kind).into_owned(),
+                        String::from_utf8_lossy(value).into_owned(),
+                    );
+                    is_bot.push(pair.0 == "class" && pair.1 == "bot");
+                    pairs.push(pair);
+                    slot_of.insert(key.clone(), pairs.len() - 1);
+                    pairs.len() - 1
+                }
+            };
+            let (file, day, n): (i64, i32, u64) = (r.get(0)?, r.get(1)?, figure(r.get_ref(4)?));
+            let m = months.index(day);
+            let t = totals.entry((m, slot)).or_default();
+            *t = t.saturating_add(n);
+            if is_bot[slot] {
+                let b = bots.entry((file, m)).or_default();
+                *b = b.saturating_add(n);
+                if let Some(d) = days.get_mut(&day) {
+                    d.bots = d.bots.saturating_add(n);
+                }
+            }
+        }
+        let mut month_rows: Vec<MonthFactRow> = totals
+            .into_iter()
+            .map(|((m, slot), n)| MonthFactRow {
+                month: months.names[m].clone(),
+                kind: pairs[slot].0.clone(),
+                value: pairs[slot].1.clone(),
+                n,
+            })
+            .collect();
+        month_rows
+            .sort_by(|a, b| (&a.month, &a.kind, &a.value).cmp(&(&b.month, &b.kind, &b.value)));
+        let mut bot_rows: Vec<FileMonthCount> = bots
+            .into_iter()
+            .filter_map(|((file, m), n)| {
+                Some(FileMonthCount {
+                    path: paths.get(&file)?.clone(),
+                    month: months.names[m].clone(),
+                    n,
+                })
+            })
+            .collect();
+        bot_rows.sort_by(|a, b| (&a.path, &a.month).cmp(&(&b.path, &b.month)));
+        // Networks: the OR of each month's days.
+        let mut nets: BTreeMap<String, [u64; super::facts::NETWORK_WORDS]> = BTreeMap::new();
+        let mut st = self
+            .conn
+            .prepare("SELECT day, word, bits FROM network_days")?;
+        let mut rows = st.query([])?;
+        let mut month_bits: HashMap<usize, [u64; super::facts::NETWORK_WORDS]> = HashMap::default();
+        while let Some(r) = rows.next()? {
+            let (day, word, bits): (i32, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let Some(w) = usize::try_from(word)
+                .ok()
+                .filter(|w| *w < super::facts::NETWORK_WORDS)
+            else {
+                continue;
+            };
+            month_bits.entry(months.index(day)).or_default()[w] |= bits as u64;
+        }
+        for (m, bits) in month_bits {
+            nets.insert(months.names[m].clone(), bits);
+        }
+        Ok(PageFacts {
+            months: month_rows,
+            bots: bot_rows,
+            days: days.into_values().collect(),
+            networks: nets
+                .into_iter()
+                .map(|(month, bits)| MonthNetworkRow { month, bits })
+                .collect(),
+        })
     }
 
     fn export(&self) -> Result<Dump> {
