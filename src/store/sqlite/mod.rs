@@ -620,6 +620,7 @@ impl SqliteStore {
         } = account;
         visitor_order.sort_unstable();
         let mut daily: BTreeMap<(i64, i32), (i64, i64, i64)> = BTreeMap::new();
+        let mut completed: BTreeMap<(i64, i32), i64> = BTreeMap::new();
         {
             let run = match origin {
                 Origin::Live => 0,
@@ -627,18 +628,20 @@ impl SqliteStore {
             };
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO visitors(day, key, file_id, requests, bytes, run, servers,
-                    class, country)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    class, country, ranges, got, complete)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             let mut select = tx.prepare_cached(
-                "SELECT run, servers, class, country FROM visitors WHERE day = ?1 AND key = ?2",
+                "SELECT run, servers, class, country, ranges, got, complete
+                   FROM visitors WHERE day = ?1 AND key = ?2",
             )?;
             let mut update = tx.prepare_cached(concat!(
                 "UPDATE visitors SET requests = ",
                 sat_add!("requests", "?3"),
                 ", bytes = ",
                 sat_add!("bytes", "?4"),
-                ", run = ?5, servers = servers | ?6, class = ?7, country = ?8
+                ", run = ?5, servers = servers | ?6, class = ?7, country = ?8,
+                 ranges = ?9, got = ?10, complete = ?11
                  WHERE day = ?1 AND key = ?2"
             ))?;
             for key in &visitor_order {
@@ -647,7 +650,15 @@ impl SqliteStore {
                 // an imported file's `%b` figure.
                 let changed = v.requests > 0 || v.bytes != 0;
                 let brought = gathered(v.facts, v.country);
-                if !changed && run == 0 && brought.is_none() {
+                // Completion (see `coverage`): a download of a day that
+                // keeps it takes its lines' ranges and unplaced bytes into
+                // its row, in the same statements as its other figures. Lines
+                // already counted still bring their ranges and the file's
+                // size (a union adds nothing twice), so a re-read that knows
+                // the size can complete a download.
+                let cover = days.get(&key.0).is_some_and(|d| d.completion)
+                    && !(v.ranges.is_empty() && v.unplaced == 0 && v.size.is_none());
+                if !changed && run == 0 && brought.is_none() && !cover {
                     continue;
                 }
                 // A new download holds the facts its lines brought.
@@ -655,12 +666,41 @@ impl SqliteStore {
                     class: f.class,
                     country: f.country,
                 });
+                // A new row's cover starts empty; one that becomes complete
+                // adds one to its file-day's `completed`, once (`complete`
+                // only turns on). A file-day whose size a line knew has a
+                // `completed` (0 or more); else it stays unknown.
+                let mut count_completed = |became: bool| {
+                    if cover && v.size.is_some() {
+                        *completed.entry((v.file_id, key.0)).or_default() += i64::from(became);
+                    }
+                };
                 let new_download = match (v.requests > 0, fresh) {
                     (true, Some(h)) => {
-                        insert.execute(params![
-                            key.0, key.1, v.file_id, v.requests, v.bytes, run, v.servers, h.class,
-                            h.country
-                        ])? == 1
+                        let (now, became) = if cover {
+                            HeldCover::default().after(v)
+                        } else {
+                            (HeldCover::default(), false)
+                        };
+                        let ranges = (!now.ranges.is_empty()).then(|| now.ranges.to_bytes());
+                        let inserted = insert.execute(params![
+                            key.0,
+                            key.1,
+                            v.file_id,
+                            v.requests,
+                            v.bytes,
+                            run,
+                            v.servers,
+                            h.class,
+                            h.country,
+                            ranges,
+                            now.got,
+                            now.complete
+                        ])? == 1;
+                        if inserted {
+                            count_completed(became);
+                        }
+                        inserted
                     }
                     _ => false,
                 };
@@ -672,16 +712,22 @@ impl SqliteStore {
                     if let Some(f) = brought {
                         settle(v.file_id, key.0, None, f, &mut fact_deltas);
                     }
-                } else if let Some((old, old_servers, class, country)) = select
-                    .query_row(params![key.0, key.1], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
-                    })
-                    .optional()?
+                } else if let Some((old, old_servers, class, country, (ranges, got, complete))) =
+                    select
+                        .query_row(params![key.0, key.1], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, i64>(3)?,
+                                (
+                                    r.get::<_, Option<Vec<u8>>>(4)?,
+                                    r.get::<_, i64>(5)?,
+                                    r.get::<_, bool>(6)?,
+                                ),
+                            ))
+                        })
+                        .optional()?
                 {
                     new_servers &= !old_servers;
                     if run != 0 && old != run {
@@ -692,7 +738,32 @@ impl SqliteStore {
                         Some(f) => settle(v.file_id, key.0, Some(was), f, &mut fact_deltas),
                         None => was,
                     };
-                    if changed || old != run || now != was {
+                    // The held cover, written back as read unless it moved.
+                    let mut held = (ranges, got, complete);
+                    let mut cover_moved = false;
+                    if cover {
+                        let was = HeldCover {
+                            ranges: match &held.0 {
+                                Some(b) => ByteRanges::from_bytes(b).with_context(|| {
+                                    format!("corrupt byte ranges of a download of day {}", key.0)
+                                })?,
+                                None => ByteRanges::new(),
+                            },
+                            got: held.1,
+                            complete: held.2,
+                        };
+                        let (after, became) = was.after(v);
+                        count_completed(became);
+                        if after != was {
+                            cover_moved = true;
+                            held = (
+                                (!after.ranges.is_empty()).then(|| after.ranges.to_bytes()),
+                                after.got,
+                                after.complete,
+                            );
+                        }
+                    }
+                    if changed || old != run || now != was || cover_moved {
                         update.execute(params![
                             key.0,
                             key.1,
@@ -701,7 +772,10 @@ impl SqliteStore {
                             run,
                             v.servers,
                             now.class,
-                            now.country
+                            now.country,
+                            held.0,
+                            held.1,
+                            held.2
                         ])?;
                     }
                 }
@@ -715,57 +789,6 @@ impl SqliteStore {
                     d.0 += i64::from(new_download);
                     d.1 = d.1.saturating_add(v.requests);
                     d.2 = d.2.saturating_add(v.bytes);
-                }
-            }
-        }
-
-        // 4b. Completion (see `coverage`): each download of a day that keeps
-        //     it takes its lines' ranges and unplaced bytes into its row; one
-        //     that becomes complete adds one to its file-day's `completed`,
-        //     once (`complete` only turns on). A file-day whose size a line
-        //     knew has a `completed` (0 or more); else it stays unknown.
-        let mut completed: BTreeMap<(i64, i32), i64> = BTreeMap::new();
-        {
-            let mut select = tx.prepare_cached(
-                "SELECT ranges, got, complete FROM visitors WHERE day = ?1 AND key = ?2",
-            )?;
-            let mut update = tx.prepare_cached(
-                "UPDATE visitors SET ranges = ?3, got = ?4, complete = ?5 WHERE day = ?1 AND key = ?2",
-            )?;
-            for key in &visitor_order {
-                let v = &visitors[key];
-                if !days.get(&key.0).is_some_and(|d| d.completion) {
-                    continue;
-                }
-                if v.ranges.is_empty() && v.unplaced == 0 && v.size.is_none() {
-                    continue;
-                }
-                let Some(was) = select
-                    .query_row(params![key.0, key.1], |r| {
-                        let ranges: Option<Vec<u8>> = r.get(0)?;
-                        Ok((ranges, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?))
-                    })
-                    .optional()?
-                else {
-                    continue;
-                };
-                let was = HeldCover {
-                    ranges: match was.0 {
-                        Some(b) => ByteRanges::from_bytes(&b).with_context(|| {
-                            format!("corrupt byte ranges of a download of day {}", key.0)
-                        })?,
-                        None => ByteRanges::new(),
-                    },
-                    got: was.1,
-                    complete: was.2,
-                };
-                let (now, became) = was.after(v);
-                if now != was {
-                    let ranges = (!now.ranges.is_empty()).then(|| now.ranges.to_bytes());
-                    update.execute(params![key.0, key.1, ranges, now.got, now.complete])?;
-                }
-                if v.size.is_some() {
-                    *completed.entry((v.file_id, key.0)).or_default() += i64::from(became);
                 }
             }
         }
@@ -786,7 +809,7 @@ impl SqliteStore {
             }
         }
 
-        // 5b. Completed downloads per file and day (see 4b), now that every
+        // 5b. Completed downloads per file and day (see 4), now that every
         //     file-day of the batch has its `daily` row.
         {
             let mut st = tx.prepare_cached(
