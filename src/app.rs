@@ -231,36 +231,33 @@ fn run_command(cmd: Command) -> Result<i32> {
             let store = crate::store::Store::open_read(&settings.db)?;
             if a.daily {
                 let rows = store.daily()?;
-                if a.json {
-                    print!("{}", report::daily_to_json(&rows));
-                } else if a.csv {
-                    print!("{}", report::daily_to_csv(&rows));
-                } else {
-                    print!("{}", report::daily_to_table(&rows));
-                }
+                print_report(
+                    &a,
+                    || report::daily_to_json(&rows),
+                    || report::daily_to_csv(&rows),
+                    || report::daily_to_table(&rows),
+                );
                 return Ok(0);
             }
             if a.completed {
                 let rows = store.monthly()?;
-                if a.json {
-                    print!("{}", report::completed_to_json(&rows));
-                } else if a.csv {
-                    print!("{}", report::completed_to_csv(&rows));
-                } else {
-                    print!("{}", report::completed_to_table(&rows));
-                }
+                print_report(
+                    &a,
+                    || report::completed_to_json(&rows),
+                    || report::completed_to_csv(&rows),
+                    || report::completed_to_table(&rows),
+                );
                 return Ok(0);
             }
             if a.summary {
                 let today = crate::store::day_of(chrono::Local::now().date_naive());
                 let s = report::summary(&store.monthly()?, &store.page_facts()?, today);
-                if a.json {
-                    print!("{}", report::summary_to_json(&s));
-                } else if a.csv {
-                    print!("{}", report::summary_to_csv(&s));
-                } else {
-                    print!("{}", report::summary_to_table(&s));
-                }
+                print_report(
+                    &a,
+                    || report::summary_to_json(&s),
+                    || report::summary_to_csv(&s),
+                    || report::summary_to_table(&s),
+                );
                 return Ok(0);
             }
             let fact = match a.by {
@@ -284,13 +281,12 @@ fn run_command(cmd: Command) -> Result<i32> {
                 Some(crate::cli::ReportBy::Network) => {
                     let months =
                         report::network_months(&store.networks()?, &store.facts("network")?);
-                    if a.json {
-                        print!("{}", report::networks_to_json(&months));
-                    } else if a.csv {
-                        print!("{}", report::networks_to_csv(&months));
-                    } else {
-                        print!("{}", report::networks_to_table(&months));
-                    }
+                    print_report(
+                        &a,
+                        || report::networks_to_json(&months),
+                        || report::networks_to_csv(&months),
+                        || report::networks_to_table(&months),
+                    );
                     return Ok(0);
                 }
                 None => None,
@@ -302,19 +298,19 @@ fn run_command(cmd: Command) -> Result<i32> {
                     report::label_own_hosts(&mut facts, &a.site_host);
                 }
                 let f = report::fact_months(&rows, &facts, fixed, kind == "referer");
-                if a.json {
-                    print!("{}", report::facts_to_json(&f));
-                } else if a.csv {
-                    print!("{}", report::facts_to_csv(&f, kind));
-                } else {
-                    print!("{}", report::facts_to_table(&f, kind));
-                }
-            } else if a.json {
-                print!("{}", report::to_json(&rows, a.detail));
-            } else if a.csv {
-                print!("{}", report::to_csv(&rows));
+                print_report(
+                    &a,
+                    || report::facts_to_json(&f),
+                    || report::facts_to_csv(&f, kind),
+                    || report::facts_to_table(&f, kind),
+                );
             } else {
-                print!("{}", report::to_table(&rows));
+                print_report(
+                    &a,
+                    || report::to_json(&rows, a.detail),
+                    || report::to_csv(&rows),
+                    || report::to_table(&rows),
+                );
             }
             Ok(0)
         }
@@ -362,6 +358,24 @@ fn run_command(cmd: Command) -> Result<i32> {
 }
 
 /// Settings for the commands that only need the database (and the config's `user`).
+/// Prints one `report` view in the shape asked for: `--json`, `--csv`,
+/// else the readable table (each view's three renderings live in `report`).
+fn print_report(
+    a: &crate::cli::ReportArgs,
+    json: impl FnOnce() -> String,
+    csv: impl FnOnce() -> String,
+    table: impl FnOnce() -> String,
+) {
+    let text = if a.json {
+        json()
+    } else if a.csv {
+        csv()
+    } else {
+        table()
+    };
+    print!("{text}");
+}
+
 fn db_settings(db: &crate::cli::DbArgs) -> Result<Settings> {
     Settings::resolve_for(
         Uses::DB,
