@@ -407,6 +407,15 @@ pub struct VisitorAgg {
     pub size: Option<u64>,
 }
 
+impl VisitorAgg {
+    /// Whether the batch's lines bring anything to the download's cover:
+    /// ranges, unplaced bytes, or the file's size (a line already counted
+    /// can still bring the size, which may complete the download).
+    pub fn brings_cover(&self) -> bool {
+        !(self.ranges.is_empty() && self.unplaced == 0 && self.size.is_none())
+    }
+}
+
 /// What a download's row keeps of its cover until its day closes
 /// (`visitors.ranges`, `got`, `complete`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -418,6 +427,30 @@ pub struct HeldCover {
 }
 
 impl HeldCover {
+    /// The cover a `visitors` row of `day` holds (`ranges` NULL: none yet).
+    pub fn from_columns(
+        ranges: Option<&[u8]>,
+        got: i64,
+        complete: bool,
+        day: i32,
+    ) -> anyhow::Result<HeldCover> {
+        let ranges = match ranges {
+            Some(b) => ByteRanges::from_bytes(b)
+                .ok_or_else(|| anyhow::anyhow!("corrupt byte ranges of a download of day {day}"))?,
+            None => ByteRanges::new(),
+        };
+        Ok(HeldCover {
+            ranges,
+            got,
+            complete,
+        })
+    }
+
+    /// The `visitors.ranges` value of this cover: NULL when it has none.
+    pub fn ranges_column(&self) -> Option<Vec<u8>> {
+        (!self.ranges.is_empty()).then(|| self.ranges.to_bytes())
+    }
+
     /// The row after the batch's `v`, and whether the download became
     /// complete with it (then its file-day's `completed` goes up by one:
     /// `complete` only ever turns on, so that happens once).

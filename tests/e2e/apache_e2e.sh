@@ -393,15 +393,7 @@ check "report --json equals the expected downloads" json_equal "$T/report.json" 
 
 # Completed downloads: the model's, per path this month (paths with none
 # are left out, as `report --json` leaves them out).
-model_completed_json "$MONTH" >"$T/expected-completed.json"
-timeout 60 "$BIN" report --db "$DB" --json --completed >"$T/report-completed.json" 2>>"$T/report.err" || true
-if json_equal "$T/report-completed.json" "$T/expected-completed.json"; then
-    ok "report --json --completed equals the downloads curl, wget and aria2 completed"
-else
-    not_ok "report --json --completed equals the downloads curl, wget and aria2 completed"
-    diag "expected:"; sed 's/^/#   /' "$T/expected-completed.json"
-    diag "report:"; sed 's/^/#   /' "$T/report-completed.json"
-fi
+check_completed "$T" "$MONTH" timeout 60 "$BIN" report --db "$DB" --json --completed
 
 # No raw client address on disk: the SQLite database and its companions.
 check "database file exists" test -s "$DB"

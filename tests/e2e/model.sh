@@ -9,6 +9,8 @@
 #   done_ CLIENT PATH               that download's bytes covered the file
 #   model_completed_json MONTH      {"PATH": {"MONTH": completed}}, paths
 #                                   with none left out (report --json --completed)
+#   check_completed DIR MONTH CMD...  one result: CMD's JSON (a `report --json
+#                                   --completed`) equals the model's; files in DIR
 
 declare -A REQ=() DL=() SEEN=() DONE=()
 expect() {
@@ -33,4 +35,17 @@ model_completed_json() {
         sep=", "
     done
     printf '}\n'
+}
+check_completed() {
+    local dir=$1 month=$2
+    shift 2
+    model_completed_json "$month" >"$dir/expected-completed.json"
+    "$@" >"$dir/report-completed.json" 2>>"$dir/report.err" || true
+    if json_equal "$dir/report-completed.json" "$dir/expected-completed.json"; then
+        ok "report --json --completed equals the downloads curl, wget and aria2 completed"
+    else
+        not_ok "report --json --completed equals the downloads curl, wget and aria2 completed"
+        diag "expected:"; sed 's/^/#   /' "$dir/expected-completed.json"
+        diag "report:"; sed 's/^/#   /' "$dir/report-completed.json"
+    fi
 }

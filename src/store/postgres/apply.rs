@@ -743,8 +743,7 @@ impl PostgresStore {
                 .copied()
                 .filter(|k| {
                     let v = &visitors[k];
-                    days.get(&k.0).is_some_and(|d| d.completion)
-                        && !(v.ranges.is_empty() && v.unplaced == 0 && v.size.is_none())
+                    days.get(&k.0).is_some_and(|d| d.completion) && v.brings_cover()
                 })
                 .collect();
             let mut completed: BTreeMap<(i64, i32), i64> = BTreeMap::new();
@@ -754,19 +753,10 @@ impl PostgresStore {
                 let mut held: HashMap<(i32, i64), HeldCover> = HashMap::default();
                 for r in tx.query(&st.cover_read, &[&ds, &ks])? {
                     let day = i32::try_from(r.get::<_, i64>(0))?;
-                    let ranges = match r.get::<_, Option<Vec<u8>>>(2) {
-                        Some(b) => ByteRanges::from_bytes(&b).ok_or_else(|| {
-                            anyhow!("corrupt byte ranges of a download of day {day}")
-                        })?,
-                        None => ByteRanges::new(),
-                    };
+                    let ranges: Option<Vec<u8>> = r.get(2);
                     held.insert(
                         (day, r.get(1)),
-                        HeldCover {
-                            ranges,
-                            got: r.get(3),
-                            complete: r.get(4),
-                        },
+                        HeldCover::from_columns(ranges.as_deref(), r.get(3), r.get(4), day)?,
                     );
                 }
                 let (mut ud, mut uk, mut ur, mut ug, mut uc) =
@@ -780,7 +770,7 @@ impl PostgresStore {
                     if now != *was {
                         ud.push(i64::from(key.0));
                         uk.push(key.1);
-                        ur.push((!now.ranges.is_empty()).then(|| now.ranges.to_bytes()));
+                        ur.push(now.ranges_column());
                         ug.push(now.got);
                         uc.push(now.complete);
                     }

@@ -44,7 +44,6 @@ use super::{
     ServerMonthRow,
 };
 use crate::classify::path_key;
-use crate::coverage::ByteRanges;
 use crate::keys::{DayKey, KeyHasher, Scratch};
 use crate::tally::Batch;
 use anyhow::{bail, Context, Result};
@@ -656,8 +655,7 @@ impl SqliteStore {
                 // already counted still bring their ranges and the file's
                 // size (a union adds nothing twice), so a re-read that knows
                 // the size can complete a download.
-                let cover = days.get(&key.0).is_some_and(|d| d.completion)
-                    && !(v.ranges.is_empty() && v.unplaced == 0 && v.size.is_none());
+                let cover = days.get(&key.0).is_some_and(|d| d.completion) && v.brings_cover();
                 if !changed && run == 0 && brought.is_none() && !cover {
                     continue;
                 }
@@ -682,7 +680,7 @@ impl SqliteStore {
                         } else {
                             (HeldCover::default(), false)
                         };
-                        let ranges = (!now.ranges.is_empty()).then(|| now.ranges.to_bytes());
+                        let ranges = now.ranges_column();
                         let inserted = insert.execute(params![
                             key.0,
                             key.1,
@@ -742,25 +740,13 @@ impl SqliteStore {
                     let mut held = (ranges, got, complete);
                     let mut cover_moved = false;
                     if cover {
-                        let was = HeldCover {
-                            ranges: match &held.0 {
-                                Some(b) => ByteRanges::from_bytes(b).with_context(|| {
-                                    format!("corrupt byte ranges of a download of day {}", key.0)
-                                })?,
-                                None => ByteRanges::new(),
-                            },
-                            got: held.1,
-                            complete: held.2,
-                        };
+                        let was =
+                            HeldCover::from_columns(held.0.as_deref(), held.1, held.2, key.0)?;
                         let (after, became) = was.after(v);
                         count_completed(became);
                         if after != was {
                             cover_moved = true;
-                            held = (
-                                (!after.ranges.is_empty()).then(|| after.ranges.to_bytes()),
-                                after.got,
-                                after.complete,
-                            );
+                            held = (after.ranges_column(), after.got, after.complete);
                         }
                     }
                     if changed || old != run || now != was || cover_moved {
