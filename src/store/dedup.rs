@@ -348,8 +348,8 @@ pub struct LineAgg {
     pub schema1: bool,
     /// The line's facts (`store::facts`), joined over its copies.
     pub facts: Brought,
-    /// Its Referer's host label (`referer::host_label`); empty: direct.
-    pub referer: Vec<u8>,
+    /// Its Referer's host: an id of the transaction's `FactDeltas::labels`.
+    pub referer: u32,
     /// What its copies cover of the file (`coverage`): the union of their
     /// ranges, whether their bytes count unplaced, the file's size.
     pub ranges: ByteRanges,
@@ -521,7 +521,7 @@ impl BatchAccount {
             *self
                 .fact_deltas
                 .referers
-                .entry((l.file_id, l.day, l.referer.clone()))
+                .entry((l.file_id, l.day, l.referer))
                 .or_default() += delta;
             v.servers |= server_bit(l.server_id);
             // Only new lines bring facts (see `store::facts`).

@@ -147,9 +147,53 @@ pub const NETWORK_WORDS: usize = V4_NETWORKS as usize / 64;
 pub struct FactDeltas {
     pub counts: BTreeMap<(i64, i32, Fact), i64>,
     pub networks: BTreeMap<i32, [u64; NETWORK_WORDS]>,
-    /// Requests per (file id, day, referring host label; empty: direct):
-    /// the new copies of lines, as `daily.requests` moves.
-    pub referers: BTreeMap<(i64, i32, Vec<u8>), i64>,
+    /// Requests per (file id, day, referring host: an id of `labels`): the
+    /// new copies of lines, as `daily.requests` moves.
+    pub referers: BTreeMap<(i64, i32, u32), i64>,
+    pub labels: RefererLabels,
+}
+
+/// The referring hosts of one transaction, each labelled once
+/// (`referer::host_label`): a line carries a small id, so a flood of new
+/// lines costs a hash lookup each, not a label's allocations and a copy of
+/// it in every key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RefererLabels {
+    /// The host as logged → id.
+    by_host: rustc_hash::FxHashMap<Vec<u8>, u32>,
+    by_label: rustc_hash::FxHashMap<Vec<u8>, u32>,
+    /// id → label; empty: direct.
+    labels: Vec<Vec<u8>>,
+}
+
+impl RefererLabels {
+    /// The id of the label of `host` as `referer::host_part` gives it
+    /// (empty: direct).
+    pub fn id(&mut self, host: &[u8]) -> u32 {
+        if let Some(&id) = self.by_host.get(host) {
+            return id;
+        }
+        let label = if host.is_empty() {
+            Vec::new()
+        } else {
+            crate::referer::host_label(host).into_bytes()
+        };
+        let next = self.labels.len() as u32;
+        let id = *self.by_label.entry(label.clone()).or_insert(next);
+        if id == next {
+            self.labels.push(label);
+        }
+        self.by_host.insert(host.to_vec(), id);
+        id
+    }
+
+    /// The label of `id`: `facts_daily.value` of a `referer` row.
+    pub fn value(&self, id: u32) -> String {
+        match self.labels.get(id as usize) {
+            Some(l) if !l.is_empty() => String::from_utf8_lossy(l).into_owned(),
+            _ => "direct".to_string(),
+        }
+    }
 }
 
 impl FactDeltas {
@@ -168,14 +212,7 @@ impl FactDeltas {
             .referers
             .iter()
             .filter(|(_, n)| **n != 0)
-            .map(|((f, d, host), &n)| {
-                let value = if host.is_empty() {
-                    "direct".to_string()
-                } else {
-                    String::from_utf8_lossy(host).into_owned()
-                };
-                (*f, *d, "referer", value, n)
-            });
+            .map(|(&(f, d, host), &n)| (f, d, "referer", self.labels.value(host), n));
         counts.chain(referers)
     }
 

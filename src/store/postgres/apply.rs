@@ -502,6 +502,7 @@ impl PostgresStore {
         }
         let mut lines: Vec<LineAgg> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::default();
+        let mut account = BatchAccount::default();
         for k in &keyed {
             if k.missing != 0 && origin != Origin::Live && !known_lines.contains(&(k.day, k.line)) {
                 stats.unmatched_lines += 1;
@@ -528,11 +529,7 @@ impl PostgresStore {
                         server_id: k.server_id,
                         schema1: k.schema1,
                         facts: k.facts,
-                        referer: if k.referer.is_empty() {
-                            Vec::new()
-                        } else {
-                            crate::referer::host_label(k.referer).into_bytes()
-                        },
+                        referer: account.fact_deltas.labels.id(k.referer),
                         ranges: ByteRanges::new(),
                         unplaced: false,
                         size: None,
@@ -565,7 +562,6 @@ impl PostgresStore {
             }
         }
         let (mut inserts, mut updates) = (SeenRows::default(), SeenRows::default());
-        let mut account = BatchAccount::default();
         for l in &lines {
             let delta = match before.get(&(l.day, l.hash)) {
                 None => {

@@ -445,6 +445,7 @@ impl SqliteStore {
         //    (copies within these batches).
         let mut lines: Vec<LineAgg> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::default();
+        let mut account = BatchAccount::default();
         for batch in batches {
             let server_id = if batch.hits().is_empty() {
                 0
@@ -516,7 +517,7 @@ impl SqliteStore {
                             server_id,
                             schema1,
                             facts,
-                            referer: referer_label(batch.referer_host(h)),
+                            referer: account.fact_deltas.labels.id(batch.referer_host(h)),
                             ranges: Default::default(),
                             unplaced: false,
                             size: None,
@@ -544,7 +545,6 @@ impl SqliteStore {
             })
             .collect();
         order.sort_unstable();
-        let mut account = BatchAccount::default();
         {
             // New rows (the common case) cost one statement: INSERT OR IGNORE
             // says by its change count whether the row was there already.
@@ -1310,15 +1310,6 @@ impl Backend for SqliteStore {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         );
-    }
-}
-
-/// A Referer host as `LineAgg::referer` keeps it (empty: direct).
-fn referer_label(host: &[u8]) -> Vec<u8> {
-    if host.is_empty() {
-        Vec::new()
-    } else {
-        crate::referer::host_label(host).into_bytes()
     }
 }
 
