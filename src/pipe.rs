@@ -109,8 +109,11 @@ const STATS_DELAY: Duration = Duration::from_secs(5);
 /// it touched into the WAL), small enough to keep memory flat.
 const FLUSH_HITS: usize = 24_576;
 /// Counted lines on their way to a healthy database before the reader waits:
-/// minutes of a busy server's ISO traffic, about 5 MiB of memory.
-const HEALTHY_IN_FLIGHT: usize = 32_768;
+/// two transactions' worth, so that in a flood the reader fills the next
+/// [`FLUSH_HITS`] while the owner commits the last (with less, each waited
+/// for the other most of the time); minutes of a busy server's ISO
+/// traffic, about 8 MiB of memory.
+const HEALTHY_IN_FLIGHT: usize = 2 * FLUSH_HITS;
 /// After a small read (a trickle, see [`NAP_BELOW`]), the reader naps this long
 /// so the next lines collect in the pipe: Apache's `write()` then lands in a buffer with
 /// nobody to wake (no context switch per request on the cores it needs), and
@@ -264,7 +267,14 @@ impl Flow {
 #[allow(clippy::large_enum_variant)]
 enum Msg {
     Batch(Batch),
-    Eof { read_error: Option<String> },
+    Eof {
+        read_error: Option<String>,
+    },
+    /// A source that reads all it has in one go (a followed file) has read
+    /// it: what came is committed now, not after [`COMMIT_DELAY`] (such a
+    /// source reads a few times a second at most, so this costs no more
+    /// transactions than the delay would).
+    CaughtUp,
     Term,
     Interrupt,
 }
@@ -292,11 +302,24 @@ pub fn run_source(
     };
     let hasher_slot = Arc::new(std::sync::OnceLock::new());
     let queue = Queue::start(&settings.db, settings.retention_days, settings.max_pending);
-    let processor = LineProcessor::new(settings.format.clone(), Classifier::new(&settings.exts))
-        .with_server(&settings.server)
-        .with_geoip(settings.geoip.clone())
-        .with_root(settings.size_root.clone())
-        .with_hasher(Arc::clone(&hasher_slot));
+    // Made on the reader thread: compiling the User-Agent patterns then
+    // overlaps with the owner opening the database.
+    let make_processor = {
+        let (format, exts, server) = (
+            settings.format.clone(),
+            settings.exts.clone(),
+            settings.server.clone(),
+        );
+        let (geoip, size_root) = (settings.geoip.clone(), settings.size_root.clone());
+        let slot = Arc::clone(&hasher_slot);
+        move || {
+            LineProcessor::new(format, Classifier::new(&exts))
+                .with_server(&server)
+                .with_geoip(geoip)
+                .with_root(size_root)
+                .with_hasher(slot)
+        }
+    };
     let flow = Arc::new(Flow {
         in_flight: AtomicUsize::new(0),
         failing: AtomicBool::new(false),
@@ -312,7 +335,7 @@ pub fn run_source(
     let reader_flow = Arc::clone(&flow);
     let reader = std::thread::Builder::new()
         .name("reader".into())
-        .spawn(move || read_input(source, processor, tx, &reader_flow))
+        .spawn(move || read_input(source, make_processor(), tx, &reader_flow))
         .expect("spawn reader thread");
     let mut owner = Owner::new(settings, pages, flow, hasher_slot, queue, info);
     let code = owner.run(rx);
@@ -532,7 +555,7 @@ fn read_input(
         }
         if !batch.is_empty() && source.hand_over_each_read() {
             handover_at = None;
-            if !send(&mut batch) {
+            if !send(&mut batch) || tx.send(Msg::CaughtUp).is_err() {
                 return;
             }
         } else if !batch.is_empty() && handover_at.is_none() {
@@ -840,6 +863,7 @@ impl<'a> Owner<'a> {
                         terminating = true;
                         commit_now = true;
                     }
+                    Msg::CaughtUp => commit_now = true,
                     Msg::Interrupt => interrupted = true,
                 }
             }
